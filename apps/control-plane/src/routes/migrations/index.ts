@@ -1,0 +1,154 @@
+import { MigrationSpecInputSchema, MigrationSpecPatchSchema, OPERATOR_ACTIONS } from '@tideway/core';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import {
+  ActionBodySchema,
+  CursorSchema,
+  IdParamsSchema,
+  MigrationEventSchema,
+  MigrationResourceSchema,
+  PhaseSchema,
+  StatusSchema,
+  errorResponses,
+  toResource,
+} from '../schemas.js';
+
+const actor = (name: string | undefined) => name ?? 'anonymous';
+
+/** `/v1/migrations`: create, list, read, act, patch, and the audit log. Handlers call engine services only. */
+export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { migrations, migrationReadModel } = app.engine;
+
+  app.post(
+    '/v1/migrations',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'Create a migration in draft from a spec',
+        tags: ['migrations'],
+        body: MigrationSpecInputSchema,
+        response: { 201: MigrationResourceSchema, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const created = await migrations.create(request.body, { actor: actor(request.principal?.name) });
+      return reply.code(201).send(toResource(await migrations.view(created)));
+    },
+  );
+
+  app.get(
+    '/v1/migrations',
+    {
+      schema: {
+        summary: 'List migrations, newest first (keyset pagination)',
+        tags: ['migrations'],
+        querystring: Type.Object(
+          {
+            phase: Type.Optional(PhaseSchema),
+            status: Type.Optional(StatusSchema),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+            cursor: Type.Optional(CursorSchema),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(MigrationResourceSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const page = await migrationReadModel.list(request.query);
+      const items = await Promise.all(page.items.map((m) => migrations.view(m)));
+      return { items: items.map(toResource), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/migrations/:id',
+    {
+      schema: {
+        summary: 'A migration with its progress and the gates of its current phase',
+        tags: ['migrations'],
+        params: IdParamsSchema,
+        response: { 200: MigrationResourceSchema, ...errorResponses },
+      },
+    },
+    async (request) => toResource(await migrations.describe(request.params.id)),
+  );
+
+  app.patch(
+    '/v1/migrations/:id',
+    {
+      config: { access: 'operator' },
+      schema: {
+        summary: 'Change tunable parts of the spec (batch size, rate, thresholds, ramp…)',
+        tags: ['migrations'],
+        params: IdParamsSchema,
+        body: Type.Object(
+          {
+            spec: MigrationSpecPatchSchema,
+            expectedVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+            reason: Type.Optional(Type.String({ maxLength: 2000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: MigrationResourceSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const updated = await migrations.patch(request.params.id, request.body.spec, {
+        actor: actor(request.principal?.name),
+        expectedVersion: request.body.expectedVersion,
+        reason: request.body.reason,
+      });
+      return toResource(await migrations.view(updated));
+    },
+  );
+
+  for (const action of OPERATOR_ACTIONS) {
+    app.post(
+      `/v1/migrations/:id/${action}`,
+      {
+        config: { access: 'operator' },
+        // The body is optional: a bare POST means "no expected version, no reason".
+        preValidation: async (request) => {
+          request.body ??= {};
+        },
+        schema: {
+          summary: `${action} the migration`,
+          tags: ['migrations'],
+          params: IdParamsSchema,
+          body: ActionBodySchema,
+          response: { 200: MigrationResourceSchema, ...errorResponses },
+        },
+      },
+      async (request) => {
+        const updated = await migrations.act(request.params.id, action, {
+          actor: actor(request.principal?.name),
+          expectedVersion: request.body.expectedVersion,
+          reason: request.body.reason,
+        });
+        return toResource(await migrations.view(updated));
+      },
+    );
+  }
+
+  app.get(
+    '/v1/migrations/:id/events',
+    {
+      schema: {
+        summary: 'The audit log of a migration, oldest first',
+        tags: ['migrations'],
+        params: IdParamsSchema,
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })), cursor: Type.Optional(CursorSchema) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(MigrationEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      await migrations.describe(request.params.id);
+      const page = await migrationReadModel.events(request.params.id, request.query);
+      return { items: page.items.map((e) => ({ ...e, at: e.at.toISOString() })), nextCursor: page.nextCursor };
+    },
+  );
+};

@@ -1,0 +1,92 @@
+import { ACTIONS, ERROR_CODES, PHASES, STATUSES } from '@tideway/core';
+import type { MigrationView } from '@tideway/engine';
+import { Type } from 'typebox';
+
+export const PhaseSchema = Type.Enum(PHASES);
+export const StatusSchema = Type.Enum(STATUSES);
+
+/** `{ error: { code, message, details } }`, the body of every error answer. */
+export const ErrorResponseSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.Enum(ERROR_CODES),
+      message: Type.String(),
+      details: Type.Object({}, { additionalProperties: true }),
+    }),
+  },
+  { $id: 'ErrorResponse' },
+);
+
+/** Error answers documented on every route. */
+export const errorResponses = {
+  '4xx': ErrorResponseSchema,
+  '5xx': ErrorResponseSchema,
+} as const;
+
+export const GateSchema = Type.Object({
+  name: Type.String(),
+  passed: Type.Boolean(),
+  message: Type.String(),
+  observed: Type.Object({}, { additionalProperties: true }),
+});
+
+/** The migration resource returned by every migration route. */
+export const MigrationResourceSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  phase: PhaseSchema,
+  status: StatusSchema,
+  version: Type.Integer(),
+  spec: Type.Object({}, { additionalProperties: true, description: 'the resolved spec, every default filled in' }),
+  progress: Type.Object({}, { additionalProperties: true, description: 'figures contributed by the phases (backfill, ramp, …)' }),
+  gates: Type.Array(GateSchema, { description: 'gates of the current phase, evaluated now' }),
+  allowedActions: Type.Array(Type.Enum(ACTIONS)),
+  phaseEnteredAt: Type.String({ format: 'date-time' }),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+
+export const MigrationEventSchema = Type.Object({
+  seq: Type.Integer(),
+  actor: Type.String(),
+  action: Type.String(),
+  fromPhase: Type.Union([PhaseSchema, Type.Null()]),
+  fromStatus: Type.Union([StatusSchema, Type.Null()]),
+  toPhase: Type.Union([PhaseSchema, Type.Null()]),
+  toStatus: Type.Union([StatusSchema, Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  details: Type.Object({}, { additionalProperties: true }),
+  at: Type.String({ format: 'date-time' }),
+});
+
+export const IdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
+
+export const CursorSchema = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
+
+/** Body of the action routes (start, advance, pause, resume, abort, rollback). */
+export const ActionBodySchema = Type.Object(
+  {
+    expectedVersion: Type.Optional(Type.Integer({ minimum: 1, description: 'fail with VERSION_CONFLICT unless the migration is at this version' })),
+    reason: Type.Optional(Type.String({ maxLength: 2000, description: 'recorded in the audit log' })),
+  },
+  { additionalProperties: false },
+);
+
+/** The resource body for a migration view. */
+export function toResource(view: MigrationView) {
+  const m = view.migration;
+  return {
+    id: m.id,
+    name: m.name,
+    phase: m.phase,
+    status: m.status,
+    version: m.version,
+    spec: m.spec as unknown as Record<string, unknown>,
+    progress: view.progress,
+    gates: view.gates.map((g) => ({ ...g, observed: { ...g.observed } })),
+    allowedActions: view.allowedActions,
+    phaseEnteredAt: m.phaseEnteredAt.toISOString(),
+    createdAt: m.createdAt.toISOString(),
+    updatedAt: m.updatedAt.toISOString(),
+  };
+}

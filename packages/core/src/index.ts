@@ -1,0 +1,82 @@
+export { assertNever } from './assert-never.js';
+export { ERROR_CODES, type ErrorCode } from './errors/error-codes.js';
+export { TidewayError, type ErrorDetails } from './errors/tideway-error.js';
+export { InvalidTransitionError } from './errors/invalid-transition-error.js';
+export { VersionConflictError } from './errors/version-conflict-error.js';
+export { MigrationNotFoundError } from './errors/migration-not-found-error.js';
+export { InvalidSpecError, type SpecProblem } from './errors/invalid-spec-error.js';
+export { GateNotMetError } from './errors/gate-not-met-error.js';
+export { ImmutableFieldError } from './errors/immutable-field-error.js';
+export { NameTakenError } from './errors/name-taken-error.js';
+export { DependencyUnavailableError } from './errors/dependency-unavailable-error.js';
+export {
+  PHASES,
+  WORKING_PHASES,
+  STATUSES,
+  ACTIONS,
+  OPERATOR_ACTIONS,
+  isPhase,
+  isStatus,
+  isWorkingPhase,
+  nextPhase,
+  previousPhase,
+  type Phase,
+  type WorkingPhase,
+  type Status,
+  type Action,
+  type OperatorAction,
+  type MigrationState,
+} from './machine/phases.js';
+export {
+  TRANSITION_TABLE,
+  INITIAL_STATE,
+  transition,
+  allowedActions,
+  isTerminal,
+  type TransitionRule,
+  type TransitionOutcome,
+  type PhaseTarget,
+  type StatusTarget,
+} from './machine/transition-table.js';
+export {
+  PhaseHooks,
+  type Gate,
+  type GateResult,
+  type ObservedValue,
+  type PhaseAction,
+  type PlannedAction,
+} from './machine/phase-hooks.js';
+export { replayEvents, type ReplayableEvent } from './machine/replay.js';
+export {
+  IDENTIFIER_PATTERN,
+  SLUG_PATTERN,
+  IdentifierSchema,
+  SlugSchema,
+  TableRefSchema,
+  MigrationSpecInputSchema,
+  BackfillOptionsSchema,
+  ThrottleOptionsSchema,
+  ShadowReadOptionsSchema,
+  AbortCriteriaSchema,
+  RampOptionsSchema,
+  CleanupOptionsSchema,
+  SYNC_MODES,
+  ABORT_ACTIONS,
+  type SyncMode,
+  type AbortAction,
+  type MigrationSpecInput,
+  type TableRefInput,
+} from './spec/spec-schema.js';
+export {
+  SPEC_DEFAULTS,
+  type MigrationSpec,
+  type TableRef,
+  type BackfillOptions,
+  type ThrottleOptions,
+  type ShadowReadOptions,
+  type AbortCriteria,
+  type RampOptions,
+  type CleanupOptions,
+} from './spec/migration-spec.js';
+export { resolveSpec, checkSpec } from './spec/resolve-spec.js';
+export { applySpecPatch, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';

@@ -1,0 +1,145 @@
+import type { AbortAction, SyncMode } from './spec-schema.js';
+
+/** A table reference with every default filled in: `schema` defaults to `public`, `key` is a list. */
+export interface TableRef {
+  readonly datasource: string;
+  readonly schema: string;
+  readonly table: string;
+  readonly key: readonly string[];
+}
+
+/** Backfill tuning. Live-tunable through PATCH; effective on the next chunk. */
+export interface BackfillOptions {
+  /** Rows in the first chunk. @defaultValue 1000 */
+  readonly initialChunkRows: number;
+  /** Lower bound of the adaptive chunk size. @defaultValue 100 */
+  readonly minChunkRows: number;
+  /** Upper bound of the adaptive chunk size. @defaultValue 50000 */
+  readonly maxChunkRows: number;
+  /** Server-side execution time each chunk aims at, in milliseconds. @defaultValue 500 */
+  readonly targetChunkMs: number;
+  /** Chunks of this migration in flight at once (also bounded by the datasource budget). @defaultValue 2 */
+  readonly concurrency: number;
+  /** Cap on copied rows per second; `null` for none. @defaultValue null */
+  readonly maxRowsPerSecond: number | null;
+  /** Attempts per chunk before it is listed as failed. @defaultValue 5 */
+  readonly maxAttempts: number;
+  /** A chunk running longer than this is cancelled and counts as a timeout, in milliseconds. @defaultValue 30000 */
+  readonly chunkTimeoutMs: number;
+}
+
+/** Database-health thresholds checked before each chunk; crossing one backs off with hysteresis. */
+export interface ThrottleOptions {
+  /** @defaultValue true */
+  readonly enabled: boolean;
+  /** Replica replay lag (pg_stat_replication), seconds. @defaultValue 10 */
+  readonly maxReplicationLagSeconds: number;
+  /** Sessions waiting on a lock. @defaultValue 5 */
+  readonly maxLockWaiters: number;
+  /** Age of the oldest running transaction, seconds. @defaultValue 300 */
+  readonly maxTransactionAgeSeconds: number;
+  /** Connections in use / max_connections. @defaultValue 0.8 */
+  readonly maxConnectionsUsedRatio: number;
+  /** Hysteresis: after a breach, resume only when every reading is below threshold × this. @defaultValue 0.8 */
+  readonly recoverRatio: number;
+}
+
+/** Shadow-read sampling and what the divergence ledger may store. */
+export interface ShadowReadOptions {
+  /** Share of reads compared against the new store, percent (sticky per key). @defaultValue 10 */
+  readonly samplePercent: number;
+  /** How long divergence must stay under the threshold before the shadow_read gate holds, seconds. @defaultValue 600 */
+  readonly minWindowSeconds: number;
+  /** Field paths whose values are masked in the ledger's samples. @defaultValue [] */
+  readonly redact: readonly string[];
+}
+
+/** When Tideway stops a migration by itself, and what it does then. */
+export interface AbortCriteria {
+  /** Judged on the Wilson score upper bound (95 %). @defaultValue 0.001 */
+  readonly maxDivergenceRate: number;
+  /** Samples needed before divergence is judged at all. @defaultValue 1000 */
+  readonly minSamples: number;
+  /** @defaultValue 0.01 */
+  readonly maxNewErrorRate: number;
+  /** p99 latency of new over old, from shadow reads. @defaultValue 2 */
+  readonly maxP99LatencyRatio: number;
+  /** @defaultValue 0 */
+  readonly maxFailedChunks: number;
+  /** @defaultValue 0.01 */
+  readonly maxDualWriteFailureRate: number;
+  /** @defaultValue 'pause' */
+  readonly action: AbortAction;
+}
+
+/** The read cutover ramp. */
+export interface RampOptions {
+  /** Percentages of reads served by the new store, strictly increasing, ending at 100. @defaultValue [1, 5, 25, 50, 100] */
+  readonly steps: readonly number[];
+  /** Hold at each step before the next, seconds. @defaultValue 300 */
+  readonly holdSeconds: number;
+  /** Wait for an operator's approval at each step. @defaultValue false */
+  readonly requireApproval: boolean;
+}
+
+/** What happens after cutover. */
+export interface CleanupOptions {
+  /** Days from entering cleanup to the cleanup deadline. @defaultValue 30 */
+  readonly deadlineDays: number;
+  /** Archive flags, drop the sync and rename the old table at the deadline. @defaultValue false */
+  readonly autoExecute: boolean;
+  /** Drop the old table instead of renaming it; needs `dropConfirmation`. @defaultValue false */
+  readonly dropOld: boolean;
+  /** Must equal the source table name for `dropOld` to be accepted. @defaultValue null */
+  readonly dropConfirmation: string | null;
+}
+
+/** A spec with every default resolved: what Tideway stores and acts on. */
+export interface MigrationSpec {
+  readonly name: string;
+  readonly description: string | null;
+  readonly source: TableRef;
+  readonly target: TableRef;
+  readonly mapping: Readonly<Record<string, string>>;
+  readonly syncMode: SyncMode;
+  readonly backfill: BackfillOptions;
+  readonly throttle: ThrottleOptions;
+  readonly shadowRead: ShadowReadOptions;
+  readonly abortCriteria: AbortCriteria;
+  readonly ramp: RampOptions;
+  readonly cleanup: CleanupOptions;
+}
+
+/** The default of every optional section; documented field by field on the interfaces above. */
+export const SPEC_DEFAULTS = {
+  backfill: {
+    initialChunkRows: 1000,
+    minChunkRows: 100,
+    maxChunkRows: 50_000,
+    targetChunkMs: 500,
+    concurrency: 2,
+    maxRowsPerSecond: null,
+    maxAttempts: 5,
+    chunkTimeoutMs: 30_000,
+  },
+  throttle: {
+    enabled: true,
+    maxReplicationLagSeconds: 10,
+    maxLockWaiters: 5,
+    maxTransactionAgeSeconds: 300,
+    maxConnectionsUsedRatio: 0.8,
+    recoverRatio: 0.8,
+  },
+  shadowRead: { samplePercent: 10, minWindowSeconds: 600, redact: [] },
+  abortCriteria: {
+    maxDivergenceRate: 0.001,
+    minSamples: 1000,
+    maxNewErrorRate: 0.01,
+    maxP99LatencyRatio: 2,
+    maxFailedChunks: 0,
+    maxDualWriteFailureRate: 0.01,
+    action: 'pause',
+  },
+  ramp: { steps: [1, 5, 25, 50, 100], holdSeconds: 300, requireApproval: false },
+  cleanup: { deadlineDays: 30, autoExecute: false, dropOld: false, dropConfirmation: null },
+} as const satisfies Pick<MigrationSpec, 'backfill' | 'throttle' | 'shadowRead' | 'abortCriteria' | 'ramp' | 'cleanup'>;

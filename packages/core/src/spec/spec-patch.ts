@@ -1,0 +1,77 @@
+import { Type, type Static } from 'typebox';
+import { ImmutableFieldError } from '../errors/immutable-field-error.js';
+import type { Phase } from '../machine/phases.js';
+import type { MigrationSpec } from './migration-spec.js';
+import { resolveSpec } from './resolve-spec.js';
+import { MigrationSpecInputSchema, type MigrationSpecInput } from './spec-schema.js';
+
+
+/**
+ * The body of `PATCH /v1/migrations/:id`: any part of a spec. Sections merge field by field (JSON
+ * merge patch, RFC 7396, without `null` deletion); `mapping` is replaced whole.
+ */
+export const MigrationSpecPatchSchema = Type.Partial(MigrationSpecInputSchema);
+export type MigrationSpecPatch = Static<typeof MigrationSpecPatchSchema>;
+
+/** Parts of a spec that never change after create. */
+const ALWAYS_IMMUTABLE = ['name'] as const;
+/** Parts of a spec that are fixed once the migration has started (left `draft`). */
+const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode'] as const;
+
+/** The stored spec as the input it resolves from again (nulls dropped, everything else as is). */
+function toInput(spec: MigrationSpec): Record<string, unknown> {
+  const plain = JSON.parse(JSON.stringify(spec)) as Record<string, unknown> & { cleanup: Record<string, unknown> };
+  if (plain['description'] === null) delete plain['description'];
+  if (plain.cleanup['dropConfirmation'] === null) delete plain.cleanup['dropConfirmation'];
+  return plain;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Applies a patch to a stored spec and returns the new resolved spec plus the list of changed fields
+ * (`backfill.maxChunkRows`, …) for the audit event.
+ *
+ * @throws ImmutableFieldError naming the first field that may not change in `phase`.
+ * @throws InvalidSpecError when the merged spec is incoherent.
+ */
+export function applySpecPatch(
+  current: MigrationSpec,
+  patch: MigrationSpecPatch,
+  phase: Phase,
+): { spec: MigrationSpec; changed: string[] } {
+  const base = toInput(current);
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === undefined) continue;
+    const before = base[key];
+    const isSection = typeof value === 'object' && value !== null && !Array.isArray(value) && key !== 'mapping' && key !== 'source' && key !== 'target';
+    merged[key] = isSection ? { ...(before as object), ...value } : value;
+  }
+  const next = resolveSpec(merged as MigrationSpecInput);
+
+  for (const field of ALWAYS_IMMUTABLE) {
+    if (!sameJson(next[field], current[field])) throw new ImmutableFieldError(field, 'fixed at create time');
+  }
+  if (phase !== 'draft') {
+    for (const field of IMMUTABLE_AFTER_START) {
+      if (!sameJson(next[field], current[field])) throw new ImmutableFieldError(field, `fixed once the migration has started (phase is ${phase})`);
+    }
+  }
+  const changed: string[] = [];
+  for (const key of Object.keys(next) as (keyof MigrationSpec)[]) {
+    const a = next[key];
+    const b = current[key];
+    if (sameJson(a, b)) continue;
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && key !== 'mapping') {
+      for (const sub of Object.keys(a)) {
+        if (!sameJson((a as Record<string, unknown>)[sub], (b as Record<string, unknown>)[sub])) changed.push(`${key}.${sub}`);
+      }
+    } else {
+      changed.push(key);
+    }
+  }
+  return { spec: next, changed };
+}

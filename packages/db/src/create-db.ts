@@ -1,0 +1,68 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './database.js';
+
+/** Options of {@link createDb} and {@link createPool}. */
+export interface DbOptions {
+  /** `postgres://user@host:port/database`. */
+  readonly connectionString: string;
+  /** Pool size. @defaultValue 10 */
+  readonly max?: number;
+  /** Name shown in pg_stat_activity. @defaultValue 'tideway' */
+  readonly applicationName?: string;
+  /** Per-statement timeout, milliseconds; 0 for none. @defaultValue 0 */
+  readonly statementTimeoutMs?: number;
+  /** Told when an idle pooled client fails (it is discarded). @defaultValue ignore */
+  readonly onIdleClientError?: (error: Error) => void;
+}
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/**
+ * Type parsers set on purpose rather than globally: `bigint`/`bigserial` (int8) become JS numbers
+ * when they fit in 2^53 − 1 and throw otherwise, so a count is never silently wrong; `numeric`
+ * stays a string (exact).
+ */
+export const typeParsers = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID && format !== 'binary') {
+      return (value: string) => {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${value} does not fit in a JS number`);
+        return n;
+      };
+    }
+    if (oid === NUMERIC_OID) return (value: string) => value;
+    return pg.types.getTypeParser(oid, format ?? 'text');
+  },
+} as pg.CustomTypesConfig;
+
+/** A `pg` pool with Tideway's type parsers. The caller ends it (`pool.end()`). */
+export function createPool(options: DbOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'tideway',
+    types: typeParsers,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+  });
+  // An idle client that loses its server (restart, terminated backend) emits 'error' on the pool;
+  // without a listener that crashes the process. The client is discarded and the next query reconnects.
+  pool.on('error', options.onIdleClientError ?? (() => undefined));
+  return pool;
+}
+
+/**
+ * A Kysely instance on the orchestrator database. Close it with `db.destroy()`.
+ *
+ * @example
+ * ```ts
+ * const db = createDb({ connectionString: 'postgres://postgres@127.0.0.1:5432/tideway' });
+ * await db.selectFrom('migrations').selectAll().execute();
+ * await db.destroy();
+ * ```
+ */
+export function createDb(options: DbOptions): Kysely<Database> {
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(options) }) });
+}

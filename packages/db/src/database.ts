@@ -1,0 +1,97 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/** Timestamps come back as `Date`; inserts may leave them to the database default. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** A JSON column: read as the parsed value, written as a JSON string or object. */
+type Json<T> = ColumnType<T, string | T, string | T>;
+
+/** `migrations`: one row per migration, the state of record. */
+export interface MigrationsTable {
+  id: Generated<string>;
+  /** Creation order (identity); the keyset of list pagination. */
+  seq: ColumnType<number, never, never>;
+  name: string;
+  /** The resolved spec (`MigrationSpec` of @tideway/core). */
+  spec: Json<unknown>;
+  phase: string;
+  status: string;
+  /** Optimistic-concurrency version, +1 on every change. */
+  version: Generated<number>;
+  phase_entered_at: Timestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** `migration_events`: the append-only audit log (a database trigger refuses UPDATE and DELETE). */
+export interface MigrationEventsTable {
+  id: ColumnType<number, never, never>;
+  migration_id: string;
+  /** 1, 2, 3 … per migration, no gaps. */
+  seq: number;
+  /** Token name of the caller, or `tideway:<component>` for Tideway's own actions. */
+  actor: string;
+  action: string;
+  from_phase: string | null;
+  from_status: string | null;
+  to_phase: string | null;
+  to_status: string | null;
+  reason: string | null;
+  details: Json<Record<string, unknown>>;
+  at: Timestamp;
+}
+
+/** `api_tokens`: bearer tokens, stored as the SHA-256 of the secret only. */
+export interface ApiTokensTable {
+  id: Generated<string>;
+  name: string;
+  role: string;
+  secret_sha256: Buffer;
+  created_by: string;
+  created_at: Timestamp;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+/** `audit_events`: append-only audit of mutations not tied to one migration (tokens). */
+export interface AuditEventsTable {
+  id: ColumnType<number, never, never>;
+  actor: string;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  details: Json<Record<string, unknown>>;
+  at: Timestamp;
+}
+
+/** `idempotency_keys`: first answer to a POST with an `Idempotency-Key`, per actor and key. */
+export interface IdempotencyKeysTable {
+  actor: string;
+  key: string;
+  method: string;
+  path: string;
+  request_sha256: string;
+  state: 'in_progress' | 'done';
+  response_status: number | null;
+  response_body: Json<unknown> | null;
+  created_at: Timestamp;
+  completed_at: Date | null;
+}
+
+/** The orchestrator database, as Kysely sees it. */
+export interface Database {
+  migrations: MigrationsTable;
+  migration_events: MigrationEventsTable;
+  api_tokens: ApiTokensTable;
+  idempotency_keys: IdempotencyKeysTable;
+  audit_events: AuditEventsTable;
+}
+
+export type MigrationRow = Selectable<MigrationsTable>;
+export type NewMigrationRow = Insertable<MigrationsTable>;
+export type MigrationRowUpdate = Updateable<MigrationsTable>;
+export type MigrationEventRow = Selectable<MigrationEventsTable>;
+export type NewMigrationEventRow = Insertable<MigrationEventsTable>;
+export type ApiTokenRow = Selectable<ApiTokensTable>;
+export type NewApiTokenRow = Insertable<ApiTokensTable>;
+export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
+export type AuditEventRow = Selectable<AuditEventsTable>;

@@ -1,0 +1,19 @@
+export type {
+  Database,
+  MigrationsTable,
+  MigrationEventsTable,
+  ApiTokensTable,
+  IdempotencyKeysTable,
+  MigrationRow,
+  NewMigrationRow,
+  MigrationRowUpdate,
+  MigrationEventRow,
+  NewMigrationEventRow,
+  ApiTokenRow,
+  NewApiTokenRow,
+  IdempotencyKeyRow,
+  AuditEventsTable,
+  AuditEventRow,
+} from './database.js';
+export { createDb, createPool, typeParsers, type DbOptions } from './create-db.js';
+export { migrateToLatest, FolderMigrationProvider, MIGRATIONS_FOLDER } from './migrate.js';

@@ -1,0 +1,85 @@
+import { PhaseHooks } from '@tideway/core';
+import type { Database } from '@tideway/db';
+import type { Kysely } from 'kysely';
+import { systemClock, type Clock } from './clock.js';
+import { AuditLog } from './features/audit/audit-log.js';
+import { CatalogInspector } from './features/datasources/catalog-inspector.js';
+import { DatasourceRegistry } from './features/datasources/datasource-registry.js';
+import { IdempotencyStore } from './features/idempotency/idempotency-store.js';
+import type { MigrationContext } from './features/migrations/migration-context.js';
+import { MigrationReadModel } from './features/migrations/migration-read-model.js';
+import { KyselyMigrationRepository } from './features/migrations/migration-repository.js';
+import { MigrationService } from './features/migrations/migration-service.js';
+import { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
+import { TokenService } from './features/tokens/token-service.js';
+
+/** What {@link createEngine} needs. */
+export interface EngineOptions {
+  /** The orchestrator database; owned by the caller (the engine does not destroy it). */
+  readonly db: Kysely<Database>;
+  /** Datasource name → connection string of a user database. */
+  readonly datasources: Readonly<Record<string, string>>;
+  /** @defaultValue the system clock */
+  readonly clock?: Clock;
+  /** Secret of the bootstrap admin token (`TIDEWAY_ADMIN_TOKEN`); `null` for none. */
+  readonly bootstrapAdminToken?: string | null;
+  /** Lets a caller (tests, later features) register more gates and phase actions. */
+  readonly configureHooks?: (hooks: PhaseHooks<MigrationContext>, engine: Engine) => void;
+}
+
+/** The use-cases both apps call, wired together. */
+export interface Engine {
+  readonly db: Kysely<Database>;
+  readonly clock: Clock;
+  readonly hooks: PhaseHooks<MigrationContext>;
+  readonly datasources: DatasourceRegistry;
+  readonly catalog: CatalogInspector;
+  readonly migrations: MigrationService;
+  readonly migrationReadModel: MigrationReadModel;
+  readonly tokens: TokenService;
+  readonly idempotency: IdempotencyStore;
+  /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the engine: repositories, read models, services, and the built-in phase hooks (the prepare
+ * catalog check). Features of later phases register their gates and actions on `hooks`.
+ *
+ * @example
+ * ```ts
+ * const engine = createEngine({ db, datasources: { main: 'postgres://postgres@127.0.0.1/app' } });
+ * const m = await engine.migrations.create(spec, { actor: 'alice' });
+ * await engine.migrations.act(m.id, 'start', { actor: 'alice', expectedVersion: m.version });
+ * ```
+ */
+export function createEngine(options: EngineOptions): Engine {
+  const clock = options.clock ?? systemClock;
+  const hooks = new PhaseHooks<MigrationContext>();
+  const datasources = new DatasourceRegistry(options.datasources);
+  const catalog = new CatalogInspector(datasources);
+  const migrationReadModel = new MigrationReadModel(options.db);
+  const migrations = new MigrationService({
+    db: options.db,
+    repository: new KyselyMigrationRepository(),
+    readModel: migrationReadModel,
+    hooks,
+    datasources,
+    clock,
+  });
+  const engine: Engine = {
+    db: options.db,
+    clock,
+    hooks,
+    datasources,
+    catalog,
+    migrations,
+    migrationReadModel,
+    tokens: new TokenService(options.db, new AuditLog(), clock, options.bootstrapAdminToken ?? null),
+    idempotency: new IdempotencyStore(options.db),
+    close: () => datasources.close(),
+  };
+  hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
+  options.configureHooks?.(hooks, engine);
+  return engine;
+}

@@ -1,0 +1,94 @@
+import type { MigrationSpec, SpecProblem, TableRef } from '@tideway/core';
+import type { DatasourceRegistry } from './datasource-registry.js';
+
+/** A column as the live catalog describes it. */
+export interface CatalogColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly notNull: boolean;
+}
+
+/** A table as the live catalog describes it; `null` from {@link CatalogInspector.describe} when absent. */
+export interface CatalogTable {
+  readonly columns: ReadonlyMap<string, CatalogColumn>;
+  /** Column lists of the primary key and of every plain (non-partial, non-expression) unique index. */
+  readonly uniqueKeys: readonly (readonly string[])[];
+  /** `pg_class.reltuples`, the planner's row estimate; −1 when never analysed. */
+  readonly estimatedRows: number;
+}
+
+const TABLE_SQL = `
+  SELECT c.oid, c.reltuples::float8 AS reltuples
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
+const COLUMNS_SQL = `
+  SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+  FROM pg_catalog.pg_attribute a
+  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
+const UNIQUE_SQL = `
+  SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               ORDER BY k.ord)::text[] AS columns
+  FROM pg_catalog.pg_index i
+  WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique) AND i.indpred IS NULL AND i.indexprs IS NULL`;
+
+/** Reads tables, columns and unique keys of user databases from the live PostgreSQL catalog. */
+export class CatalogInspector {
+  constructor(private readonly datasources: DatasourceRegistry) {}
+
+  /**
+   * Describes a table, or returns `null` when it does not exist (tables and partitioned tables only).
+   * @throws DependencyUnavailableError when the datasource cannot be reached.
+   */
+  async describe(ref: TableRef): Promise<CatalogTable | null> {
+    return this.datasources.withClient(ref.datasource, async (client) => {
+      const table = await client.query<{ oid: number; reltuples: number }>(TABLE_SQL, [ref.schema, ref.table]);
+      const row = table.rows[0];
+      if (!row) return null;
+      const columns = await client.query<{ name: string; type: string; not_null: boolean }>(COLUMNS_SQL, [row.oid]);
+      const unique = await client.query<{ columns: string[] }>(UNIQUE_SQL, [row.oid]);
+      return {
+        columns: new Map(columns.rows.map((c) => [c.name, { name: c.name, type: c.type, notNull: c.not_null }])),
+        uniqueKeys: unique.rows.map((u) => u.columns),
+        estimatedRows: row.reltuples,
+      };
+    });
+  }
+
+  /**
+   * The prepare-phase check: both tables exist, each key is the primary key or a unique index over
+   * NOT NULL columns, and every mapped target column exists. Returns every problem at once.
+   * @throws DependencyUnavailableError when a datasource cannot be reached.
+   */
+  async checkSpec(spec: MigrationSpec): Promise<SpecProblem[]> {
+    const problems: SpecProblem[] = [];
+    const [source, target] = await Promise.all([this.describe(spec.source), this.describe(spec.target)]);
+    checkTable('source', spec.source, source, problems);
+    checkTable('target', spec.target, target, problems);
+    if (target) {
+      for (const column of Object.keys(spec.mapping)) {
+        if (!target.columns.has(column)) {
+          problems.push({ field: `mapping.${column}`, problem: `column "${column}" does not exist in target table ${spec.target.schema}.${spec.target.table}` });
+        }
+      }
+    }
+    return problems;
+  }
+}
+
+function checkTable(side: 'source' | 'target', ref: TableRef, table: CatalogTable | null, problems: SpecProblem[]): void {
+  if (!table) {
+    problems.push({ field: `${side}.table`, problem: `table ${ref.schema}.${ref.table} does not exist in datasource "${ref.datasource}"` });
+    return;
+  }
+  const missing = ref.key.filter((k) => !table.columns.has(k));
+  if (missing.length > 0) {
+    problems.push({ field: `${side}.key`, problem: `column(s) ${missing.join(', ')} do not exist in ${ref.schema}.${ref.table}` });
+    return;
+  }
+  const wanted = [...ref.key].sort().join(',');
+  const isUnique = table.uniqueKeys.some((cols) => [...cols].sort().join(',') === wanted);
+  const nullable = ref.key.filter((k) => !table.columns.get(k)?.notNull);
+  if (!isUnique) problems.push({ field: `${side}.key`, problem: `(${ref.key.join(', ')}) is neither the primary key nor a unique index of ${ref.schema}.${ref.table}` });
+  else if (nullable.length > 0) problems.push({ field: `${side}.key`, problem: `key column(s) ${nullable.join(', ')} allow NULL` });
+}

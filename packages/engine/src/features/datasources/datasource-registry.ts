@@ -1,0 +1,70 @@
+import type pg from 'pg';
+import { createPool } from '@tideway/db';
+import { DependencyUnavailableError } from '@tideway/core';
+
+/**
+ * The user databases Tideway may touch, by name. Datasources are server configuration only (a name
+ * → a connection string); specs refer to them by name and never carry credentials.
+ */
+export class DatasourceRegistry {
+  readonly #urls: ReadonlyMap<string, string>;
+  readonly #pools = new Map<string, pg.Pool>();
+  readonly #poolSize: number;
+
+  /**
+   * @param urls - datasource name → `postgres://…` connection string.
+   * @param poolSize - connections per datasource pool. @defaultValue 4
+   */
+  constructor(urls: Readonly<Record<string, string>>, poolSize = 4) {
+    this.#urls = new Map(Object.entries(urls));
+    this.#poolSize = poolSize;
+  }
+
+  /** The configured names, sorted. */
+  names(): string[] {
+    return [...this.#urls.keys()].sort();
+  }
+
+  has(name: string): boolean {
+    return this.#urls.has(name);
+  }
+
+  /**
+   * The shared pool of a datasource, created on first use.
+   * @throws Error when the name is not configured (callers check {@link has} first).
+   */
+  pool(name: string): pg.Pool {
+    const existing = this.#pools.get(name);
+    if (existing) return existing;
+    const url = this.#urls.get(name);
+    if (!url) throw new Error(`datasource "${name}" is not configured`);
+    const pool = createPool({ connectionString: url, max: this.#poolSize, applicationName: `tideway:${name}` });
+    this.#pools.set(name, pool);
+    return pool;
+  }
+
+  /**
+   * Runs `fn` with a client of the datasource.
+   * @throws DependencyUnavailableError when no connection can be made.
+   */
+  async withClient<T>(name: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool(name).connect();
+    } catch (error) {
+      throw new DependencyUnavailableError(`datasource "${name}"`, 'cannot connect', { cause: error });
+    }
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Ends every pool. */
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.end()));
+  }
+}

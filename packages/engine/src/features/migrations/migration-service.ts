@@ -1,0 +1,247 @@
+import type {
+  PhaseHooks} from '@tideway/core';
+import {
+  GateNotMetError,
+  InvalidSpecError,
+  InvalidTransitionError,
+  MigrationNotFoundError,
+  VersionConflictError,
+  allowedActions,
+  applySpecPatch,
+  resolveSpec,
+  transition,
+  type Action,
+  type GateResult,
+  type MigrationSpecInput,
+  type MigrationSpecPatch,
+  type MigrationState,
+} from '@tideway/core';
+import type { Database } from '@tideway/db';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../clock.js';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import type { Migration } from './migration.js';
+import type { MigrationContext } from './migration-context.js';
+import type { MigrationReadModel } from './migration-read-model.js';
+import type { MigrationRepository } from './migration-repository.js';
+
+/** Who acts and under which optimistic-concurrency expectation. */
+export interface ActOptions {
+  /** Token name, or `tideway:<component>`. */
+  readonly actor: string;
+  /** When given, the action fails with VERSION_CONFLICT unless the stored version equals it. */
+  readonly expectedVersion?: number | undefined;
+  readonly reason?: string | undefined;
+  /** Extra facts for the audit event (e.g. the numbers behind an automatic abort). */
+  readonly details?: Record<string, unknown> | undefined;
+}
+
+/** Told after a transition committed. */
+export interface TransitionNotice {
+  readonly migration: Migration;
+  readonly action: Action;
+  readonly from: MigrationState;
+}
+
+/** Contributes part of `progress` to the migration resource (backfill figures, ramp, …). */
+export type ProgressProvider = (migration: Migration, db: Kysely<Database>) => Promise<Record<string, unknown>>;
+
+/** A migration with what operators see next to it. */
+export interface MigrationView {
+  readonly migration: Migration;
+  /** The gates of the current phase, evaluated now. */
+  readonly gates: GateResult[];
+  readonly progress: Record<string, unknown>;
+  /** Operator actions the transition table allows now (Tideway's own `fail` is left out). */
+  readonly allowedActions: Action[];
+}
+
+/** Dependencies of {@link MigrationService}. */
+export interface MigrationServiceDeps {
+  readonly db: Kysely<Database>;
+  readonly repository: MigrationRepository;
+  readonly readModel: MigrationReadModel;
+  readonly hooks: PhaseHooks<MigrationContext>;
+  readonly datasources: DatasourceRegistry;
+  readonly clock: Clock;
+}
+
+/**
+ * The migration use-cases: create, act (start/advance/pause/resume/abort/rollback/fail), patch and
+ * describe. Every change runs in one transaction that locks the migration row, checks the
+ * transition table and the expected version, evaluates gates, runs the phase actions, updates the
+ * row and appends exactly one audit event — so concurrent callers are serialised, and a failure
+ * anywhere leaves the state as it was.
+ */
+export class MigrationService {
+  readonly #deps: MigrationServiceDeps;
+  readonly #listeners: ((notice: TransitionNotice) => void | Promise<void>)[] = [];
+  readonly #progress: ProgressProvider[] = [];
+
+  constructor(deps: MigrationServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /** Registers a listener told after every committed transition; its errors are swallowed. */
+  onTransition(listener: (notice: TransitionNotice) => void | Promise<void>): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Registers a contributor to the `progress` object of the resource. */
+  addProgressProvider(provider: ProgressProvider): void {
+    this.#progress.push(provider);
+  }
+
+  /**
+   * Creates a migration in `draft`/`active` from a client spec, with a `create` audit event.
+   * @throws InvalidSpecError for incoherent fields or unknown datasources (every problem at once).
+   * @throws NameTakenError when the name is in use.
+   */
+  async create(input: MigrationSpecInput, options: Pick<ActOptions, 'actor' | 'reason'>): Promise<Migration> {
+    const spec = resolveSpec(input);
+    const problems = (['source', 'target'] as const)
+      .filter((side) => !this.#deps.datasources.has(spec[side].datasource))
+      .map((side) => ({
+        field: `${side}.datasource`,
+        problem: `unknown datasource "${spec[side].datasource}"; configured: ${this.#deps.datasources.names().join(', ') || '(none)'}`,
+      }));
+    if (problems.length > 0) throw new InvalidSpecError(problems);
+    return this.#deps.db.transaction().execute(async (trx) => {
+      const migration = await this.#deps.repository.insert(trx, spec.name, spec);
+      await this.#deps.repository.appendEvent(trx, {
+        migrationId: migration.id,
+        actor: options.actor,
+        action: 'create',
+        from: null,
+        to: { phase: migration.phase, status: migration.status },
+        reason: options.reason ?? null,
+        details: {},
+      });
+      return migration;
+    });
+  }
+
+  /**
+   * Applies an action through the transition table.
+   * @throws MigrationNotFoundError, VersionConflictError, InvalidTransitionError, GateNotMetError, and
+   *   whatever a phase action throws (InvalidSpecError from the prepare catalog check,
+   *   DependencyUnavailableError, …); in every case nothing was changed.
+   */
+  async act(id: string, action: Action, options: ActOptions): Promise<Migration> {
+    const { repository, hooks, clock } = this.#deps;
+    const result = await this.#deps.db.transaction().execute(async (trx) => {
+      const current = await repository.lock(trx, id);
+      if (!current) throw new MigrationNotFoundError(id);
+      if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
+        throw new VersionConflictError(id, options.expectedVersion, current.version);
+      }
+      const from: MigrationState = { phase: current.phase, status: current.status };
+      const outcome = transition(from, action);
+      if (!outcome.allowed) {
+        // Operators are told what they can do; `fail` is Tideway's own action.
+        const allowed = action === 'fail' ? outcome.allowedActions : outcome.allowedActions.filter((a) => a !== 'fail');
+        throw new InvalidTransitionError(from.phase, from.status, action, allowed);
+      }
+
+      const ctx: MigrationContext = { migration: current, db: trx, clock, actor: options.actor };
+      let gates: GateResult[] = [];
+      if (action === 'advance') {
+        gates = await this.#evaluateGates(ctx);
+        const failing = gates.filter((g) => !g.passed);
+        if (failing.length > 0) throw new GateNotMetError(from.phase, failing);
+      }
+      const ran: string[] = [];
+      for (const step of hooks.plan(from, action, outcome.to)) {
+        await step.action.run(ctx);
+        ran.push(`${step.kind}:${step.phase}:${step.action.name}`);
+      }
+      const updated = await repository.updateState(trx, current, outcome.to);
+      await repository.appendEvent(trx, {
+        migrationId: id,
+        actor: options.actor,
+        action,
+        from,
+        to: outcome.to,
+        reason: options.reason ?? null,
+        details: {
+          ...options.details,
+          ...(gates.length ? { gates } : {}),
+          ...(ran.length ? { actions: ran } : {}),
+          version: updated.version,
+        },
+      });
+      return { updated, from };
+    });
+    await this.#notify({ migration: result.updated, action, from: result.from });
+    return result.updated;
+  }
+
+  /**
+   * Changes tunable parts of the spec, with a `patch` audit event listing the changed fields.
+   * @throws MigrationNotFoundError, VersionConflictError, ImmutableFieldError, InvalidSpecError.
+   */
+  async patch(id: string, patch: MigrationSpecPatch, options: ActOptions): Promise<Migration> {
+    const { repository } = this.#deps;
+    return this.#deps.db.transaction().execute(async (trx) => {
+      const current = await repository.lock(trx, id);
+      if (!current) throw new MigrationNotFoundError(id);
+      if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
+        throw new VersionConflictError(id, options.expectedVersion, current.version);
+      }
+      const { spec, changed } = applySpecPatch(current.spec, patch, current.phase);
+      if (changed.length === 0) return current;
+      const updated = await repository.updateSpec(trx, current, spec);
+      const state = { phase: current.phase, status: current.status };
+      await repository.appendEvent(trx, {
+        migrationId: id,
+        actor: options.actor,
+        action: 'patch',
+        from: state,
+        to: state,
+        reason: options.reason ?? null,
+        details: { changed, version: updated.version },
+      });
+      return updated;
+    });
+  }
+
+  /**
+   * The migration with its gates (evaluated now), progress and allowed actions.
+   * @throws MigrationNotFoundError.
+   */
+  async describe(id: string): Promise<MigrationView> {
+    const migration = await this.#deps.readModel.get(id);
+    if (!migration) throw new MigrationNotFoundError(id);
+    return this.view(migration);
+  }
+
+  /** Like {@link describe} for a migration already read. */
+  async view(migration: Migration): Promise<MigrationView> {
+    const ctx: MigrationContext = { migration, db: this.#deps.db, clock: this.#deps.clock, actor: 'tideway:read' };
+    const [gates, parts] = await Promise.all([
+      this.#evaluateGates(ctx),
+      Promise.all(this.#progress.map((p) => p(migration, this.#deps.db))),
+    ]);
+    return {
+      migration,
+      gates,
+      progress: Object.assign({}, ...parts) as Record<string, unknown>,
+      allowedActions: allowedActions(migration).filter((a) => a !== 'fail'),
+    };
+  }
+
+  async #evaluateGates(ctx: MigrationContext): Promise<GateResult[]> {
+    const gates = this.#deps.hooks.gates(ctx.migration.phase);
+    return Promise.all(gates.map(async (g) => ({ ...(await g.evaluate(ctx)), name: g.name })));
+  }
+
+  async #notify(notice: TransitionNotice): Promise<void> {
+    for (const listener of this.#listeners) {
+      try {
+        await listener(notice);
+      } catch {
+        // A listener's failure must not undo or fail a committed transition; listeners log their own.
+      }
+    }
+  }
+}

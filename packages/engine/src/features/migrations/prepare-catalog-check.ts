@@ -1,0 +1,21 @@
+import { InvalidSpecError, type PhaseAction } from '@tideway/core';
+import type { CatalogInspector } from '../datasources/catalog-inspector.js';
+import type { MigrationContext } from './migration-context.js';
+
+/**
+ * Entry action of `prepare`: checks the spec against the live catalogs of the source and target
+ * datasources (tables exist, keys are primary or unique NOT NULL, mapped target columns exist).
+ * Throwing cancels `start`, so a migration with a broken spec never leaves `draft`.
+ *
+ * @throws InvalidSpecError listing every problem at once.
+ * @throws DependencyUnavailableError when a datasource cannot be reached.
+ */
+export function prepareCatalogCheck(catalog: CatalogInspector): PhaseAction<MigrationContext> {
+  return {
+    name: 'catalog-check',
+    async run(ctx) {
+      const problems = await catalog.checkSpec(ctx.migration.spec);
+      if (problems.length > 0) throw new InvalidSpecError(problems);
+    },
+  };
+}

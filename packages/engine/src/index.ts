@@ -1,0 +1,31 @@
+export { systemClock, type Clock } from './clock.js';
+export { createEngine, type Engine, type EngineOptions } from './engine.js';
+export { AuditLog, type AuditEntry } from './features/audit/audit-log.js';
+export { DatasourceRegistry } from './features/datasources/datasource-registry.js';
+export { CatalogInspector, type CatalogTable, type CatalogColumn } from './features/datasources/catalog-inspector.js';
+export { IdempotencyStore, IDEMPOTENCY_TTL_HOURS, type IdempotencyClaim } from './features/idempotency/idempotency-store.js';
+export { toMigration, toMigrationEvent, type Migration, type MigrationEvent } from './features/migrations/migration.js';
+export type { MigrationContext } from './features/migrations/migration-context.js';
+export {
+  MigrationReadModel,
+  InvalidCursorError,
+  type Page,
+  type MigrationListQuery,
+} from './features/migrations/migration-read-model.js';
+export {
+  KyselyMigrationRepository,
+  isUuid,
+  type MigrationRepository,
+  type NewMigrationEvent,
+} from './features/migrations/migration-repository.js';
+export {
+  MigrationService,
+  type ActOptions,
+  type MigrationView,
+  type MigrationServiceDeps,
+  type ProgressProvider,
+  type TransitionNotice,
+} from './features/migrations/migration-service.js';
+export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
+export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
+export { TokenService, BOOTSTRAP_ADMIN_NAME, type Principal, type TokenInfo } from './features/tokens/token-service.js';
