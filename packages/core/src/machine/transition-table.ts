@@ -27,6 +27,7 @@ export interface TransitionRule {
 }
 
 const BEFORE_CLEANUP = WORKING_PHASES.filter((p) => p !== 'cleanup');
+const AFTER_PREPARE = WORKING_PHASES.filter((p) => p !== 'prepare');
 
 /**
  * The whole state machine as data: a (phase, status, action) triple is allowed exactly when one row
@@ -42,8 +43,9 @@ export const TRANSITION_TABLE: readonly TransitionRule[] = [
   { action: 'pause', phases: WORKING_PHASES, statuses: ['active'], toPhase: 'same', toStatus: 'paused', note: 'stop dispatching work; in-flight work finishes' },
   { action: 'resume', phases: WORKING_PHASES, statuses: ['paused', 'failed'], toPhase: 'same', toStatus: 'active', note: 'continue from the checkpoints' },
   { action: 'abort', phases: WORKING_PHASES, statuses: ['active', 'paused', 'failed'], toPhase: 'same', toStatus: 'aborted', note: 'unwind every phase entered, newest first' },
-  { action: 'rollback', phases: WORKING_PHASES, statuses: ['active'], toPhase: 'previous', toStatus: 'same', note: 'one phase back, undoing the phase left' },
-  { action: 'rollback', phases: WORKING_PHASES, statuses: ['paused', 'failed'], toPhase: 'previous', toStatus: 'paused', note: 'one phase back, holding still' },
+  { action: 'rollback', phases: ['prepare'], statuses: ['active', 'paused', 'failed'], toPhase: 'previous', toStatus: 'active', note: 'back to draft: nothing runs in draft, so it is never paused' },
+  { action: 'rollback', phases: AFTER_PREPARE, statuses: ['active'], toPhase: 'previous', toStatus: 'same', note: 'one phase back, undoing the phase left' },
+  { action: 'rollback', phases: AFTER_PREPARE, statuses: ['paused', 'failed'], toPhase: 'previous', toStatus: 'paused', note: 'one phase back, holding still' },
   { action: 'fail', phases: WORKING_PHASES, statuses: ['active', 'paused'], toPhase: 'same', toStatus: 'failed', note: 'Tideway stopped the migration; an operator decides' },
 ];
 

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { ImmutableFieldError } from '../errors/immutable-field-error.js';
+import { InvalidSpecError } from '../errors/invalid-spec-error.js';
+import { SPEC_DEFAULTS } from './migration-spec.js';
+import { resolveSpec } from './resolve-spec.js';
+import { applySpecPatch } from './spec-patch.js';
+import type { MigrationSpecInput } from './spec-schema.js';
+
+const input: MigrationSpecInput = {
+  name: 'orders-v2',
+  syncMode: 'trigger',
+  source: { datasource: 'main', table: 'orders', key: 'id' },
+  target: { datasource: 'main', table: 'orders_v2', key: ['id'] },
+  mapping: { id: 'id', total_cents: 'total * 100' },
+  backfill: { targetChunkMs: 250 },
+};
+
+describe('resolveSpec', () => {
+  it('fills every default and normalises keys and schema', () => {
+    const spec = resolveSpec(input);
+    expect(spec.source).toEqual({ datasource: 'main', schema: 'public', table: 'orders', key: ['id'] });
+    expect(spec.backfill).toEqual({ ...SPEC_DEFAULTS.backfill, targetChunkMs: 250 });
+    expect(spec.ramp.steps).toEqual([1, 5, 25, 50, 100]);
+    expect(spec.abortCriteria.maxDivergenceRate).toBe(0.001);
+    expect(spec.abortCriteria.minSamples).toBe(1000);
+    expect(spec.cleanup).toEqual({ deadlineDays: 30, autoExecute: false, dropOld: false, dropConfirmation: null });
+    expect(spec.description).toBeNull();
+  });
+
+  it('lists every relational problem at once', () => {
+    const bad: MigrationSpecInput = {
+      ...input,
+      target: { datasource: 'main', table: 'orders', key: ['id', 'x'] },
+      mapping: { total_cents: 'total' },
+      backfill: { minChunkRows: 500, initialChunkRows: 100 },
+      ramp: { steps: [5, 1, 50] },
+      cleanup: { dropOld: true },
+    };
+    try {
+      resolveSpec(bad);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidSpecError);
+      const fields = (error as InvalidSpecError).problems.map((p) => p.field);
+      expect(fields).toEqual([
+        'target.key',
+        'mapping.id',
+        'mapping.x',
+        'target.table',
+        'backfill.initialChunkRows',
+        'ramp.steps[1]',
+        'ramp.steps',
+        'cleanup.dropConfirmation',
+      ]);
+    }
+  });
+});
+
+describe('applySpecPatch', () => {
+  const spec = resolveSpec(input);
+
+  it('merges a section field by field and names the changed fields', () => {
+    const { spec: next, changed } = applySpecPatch(spec, { backfill: { maxChunkRows: 9000 }, ramp: { holdSeconds: 5 } }, 'backfill');
+    expect(next.backfill.maxChunkRows).toBe(9000);
+    expect(next.backfill.targetChunkMs).toBe(250);
+    expect(next.ramp.holdSeconds).toBe(5);
+    expect(changed.sort()).toEqual(['backfill.maxChunkRows', 'ramp.holdSeconds']);
+  });
+
+  it('reports no change for a patch equal to the current values', () => {
+    expect(applySpecPatch(spec, { backfill: { targetChunkMs: 250 } }, 'backfill').changed).toEqual([]);
+  });
+
+  it('allows mapping and source changes in draft but not after start', () => {
+    expect(applySpecPatch(spec, { mapping: { id: 'id', total_cents: 'total * 1000' } }, 'draft').changed).toEqual(['mapping']);
+    expect(() => applySpecPatch(spec, { mapping: { id: 'id' } }, 'prepare')).toThrow(ImmutableFieldError);
+    try {
+      applySpecPatch(spec, { source: { datasource: 'main', table: 'orders_old', key: 'id' } }, 'backfill');
+      expect.unreachable();
+    } catch (error) {
+      expect((error as ImmutableFieldError).details).toMatchObject({ field: 'source' });
+    }
+  });
+
+  it('never allows a new name', () => {
+    expect(() => applySpecPatch(spec, { name: 'other' }, 'draft')).toThrow(/field "name" cannot be changed/);
+  });
+
+  it('re-checks the merged spec', () => {
+    expect(() => applySpecPatch(spec, { backfill: { minChunkRows: 100_000 } }, 'backfill')).toThrow(InvalidSpecError);
+  });
+});
