@@ -28,6 +28,14 @@ export const BOOTSTRAP_ADMIN_NAME = 'bootstrap-admin';
 /** How often at most `last_used_at` is written per token, milliseconds. */
 const LAST_USED_WRITE_INTERVAL_MS = 60_000;
 
+/**
+ * How long a successful token lookup is reused without asking PostgreSQL again, milliseconds. A
+ * revocation takes effect at once in the process that revoked, and within this time in every other
+ * control-plane process. Unknown secrets are never cached.
+ */
+export const TOKEN_CACHE_TTL_MS = 5_000;
+const TOKEN_CACHE_MAX_ENTRIES = 10_000;
+
 function sha256(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
@@ -40,6 +48,7 @@ function sha256(secret: string): Buffer {
 export class TokenService {
   readonly #bootstrapHash: Buffer | null;
   readonly #lastUsedWrites = new Map<string, number>();
+  readonly #cache = new Map<string, { principal: Principal; expiresAt: number }>();
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -98,16 +107,27 @@ export class TokenService {
         return toInfo({ ...(await trx.selectFrom('api_tokens').selectAll().where('name', '=', name).executeTakeFirstOrThrow()) });
       }
       await this.audit.record(trx, { actor, action: 'token.revoke', resourceType: 'token', resourceId: name });
+      this.#forget(name);
       return toInfo(row);
     });
   }
 
   /**
-   * The principal of a bearer secret, or `null` for an unknown or revoked one.
+   * The principal of a bearer secret, or `null` for an unknown or revoked one. Successful lookups
+   * are cached for {@link TOKEN_CACHE_TTL_MS}.
    */
   async authenticate(secret: string): Promise<Principal | null> {
     const hash = sha256(secret);
     if (this.#bootstrapHash && timingSafeEqual(hash, this.#bootstrapHash)) return { name: BOOTSTRAP_ADMIN_NAME, role: 'admin' };
+    // The key is the SHA-256 of the secret: an attacker cannot steer lookups without the secret.
+    const key = hash.toString('hex');
+    const now = Date.now();
+    const cached = this.#cache.get(key);
+    if (cached && cached.expiresAt > now) {
+      this.#touch(cached.principal.name);
+      return cached.principal;
+    }
+    this.#cache.delete(key);
     const row = await this.db
       .selectFrom('api_tokens')
       .select(['name', 'role', 'secret_sha256'])
@@ -116,7 +136,14 @@ export class TokenService {
       .executeTakeFirst();
     if (!row || row.secret_sha256.length !== hash.length || !timingSafeEqual(row.secret_sha256, hash)) return null;
     this.#touch(row.name);
-    return { name: row.name, role: row.role as Role };
+    const principal: Principal = { name: row.name, role: row.role as Role };
+    if (this.#cache.size >= TOKEN_CACHE_MAX_ENTRIES) this.#cache.clear();
+    this.#cache.set(key, { principal, expiresAt: now + TOKEN_CACHE_TTL_MS });
+    return principal;
+  }
+
+  #forget(name: string): void {
+    for (const [key, entry] of this.#cache) if (entry.principal.name === name) this.#cache.delete(key);
   }
 
   /** Writes `last_used_at` at most once a minute per token, off the request path. */

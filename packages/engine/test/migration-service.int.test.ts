@@ -1,0 +1,151 @@
+import fc from 'fast-check';
+import { ACTIONS, GateNotMetError, InvalidSpecError, replayEvents, TidewayError, type MigrationSpecInput } from '@tideway/core';
+import { createOrchestratorTestDatabase, createTestDatabase, type OrchestratorTestDatabase, type TestDatabase } from '@tideway/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../src/index.js';
+
+let orch: OrchestratorTestDatabase;
+let user: TestDatabase;
+let engine: Engine;
+let gateOpen = true;
+let failEntry = false;
+
+const spec = (name: string, overrides: Partial<MigrationSpecInput> = {}): MigrationSpecInput => ({
+  name,
+  syncMode: 'trigger',
+  source: { datasource: 'main', table: 'orders', key: 'id' },
+  target: { datasource: 'main', table: 'orders_v2', key: 'id' },
+  mapping: { id: 'id', total_cents: 'total * 100' },
+  ...overrides,
+});
+
+beforeAll(async () => {
+  orch = await createOrchestratorTestDatabase('engine');
+  user = await createTestDatabase('engine_user');
+  await user.query(`
+    create table orders (id bigint primary key, total int);
+    create table orders_v2 (id bigint primary key, total_cents bigint);
+    create table line_items (order_id bigint not null, line int not null, sku text, unique (order_id, line));
+    create table line_items_v2 (order_id bigint not null, line int not null, sku text, primary key (order_id, line));
+    create table loose (code text unique, v int);
+    create table loose_v2 (code text primary key, v int);`);
+  engine = createEngine({
+    db: orch.db,
+    datasources: { main: user.url },
+    configureHooks: (hooks) => {
+      hooks.addGate('backfill', {
+        name: 'test-gate',
+        evaluate: () => ({ name: 'test-gate', passed: gateOpen, message: gateOpen ? 'open' : 'closed', observed: { open: gateOpen, rowsLeft: gateOpen ? 0 : 42 } }),
+      });
+      hooks.addEntryAction('shadow_read', {
+        name: 'may-fail',
+        run: () => {
+          if (failEntry) throw new TidewayError('DEPENDENCY_UNAVAILABLE', 'flag server down', { dependency: 'unleash' });
+        },
+      });
+    },
+  });
+});
+
+afterAll(async () => {
+  await engine?.close();
+  await orch?.drop();
+  await user?.drop();
+});
+
+describe('MigrationService on PostgreSQL', () => {
+  it('replaying the stored audit log always yields the stored state (random action sequences)', async () => {
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...ACTIONS), { minLength: 1, maxLength: 25 }), fc.boolean(), async (actions, open) => {
+        gateOpen = open;
+        const m = await engine.migrations.create(spec(`replay-${n++}`), { actor: 'prop' });
+        for (const action of actions) {
+          await engine.migrations.act(m.id, action, { actor: 'prop' }).catch((error: unknown) => {
+            if (!(error instanceof TidewayError)) throw error;
+          });
+        }
+        const stored = await engine.migrationReadModel.get(m.id);
+        const events = await engine.migrationReadModel.allEvents(m.id);
+        expect(replayEvents(events)).toEqual({ phase: stored?.phase, status: stored?.status });
+        expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+        // every event but create bumped the version once
+        expect(stored?.version).toBe(events.length);
+      }),
+      { numRuns: 15 },
+    );
+    gateOpen = true;
+  });
+
+  it('refuses to advance while a gate does not hold, with its numbers, and changes nothing', async () => {
+    const m = await engine.migrations.create(spec('gated'), { actor: 't' });
+    for (const action of ['start', 'advance', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
+    gateOpen = false;
+    const before = await engine.migrationReadModel.get(m.id);
+    const error = await engine.migrations.act(m.id, 'advance', { actor: 't' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GateNotMetError);
+    expect((error as GateNotMetError).details).toEqual({
+      phase: 'backfill',
+      gates: [{ name: 'test-gate', passed: false, message: 'closed', observed: { open: false, rowsLeft: 42 } }],
+    });
+    expect(await engine.migrationReadModel.get(m.id)).toEqual(before);
+    gateOpen = true;
+    const after = await engine.migrations.act(m.id, 'advance', { actor: 't' });
+    expect(after.phase).toBe('shadow_read');
+    const last = (await engine.migrationReadModel.allEvents(m.id)).at(-1);
+    expect(last?.details).toMatchObject({ gates: [{ name: 'test-gate', passed: true }] });
+  });
+
+  it('leaves state and audit log untouched when a phase action throws', async () => {
+    const m = await engine.migrations.create(spec('action-fails'), { actor: 't' });
+    for (const action of ['start', 'advance', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
+    failEntry = true;
+    const before = await engine.migrationReadModel.get(m.id);
+    const eventsBefore = await engine.migrationReadModel.allEvents(m.id);
+    await expect(engine.migrations.act(m.id, 'advance', { actor: 't' })).rejects.toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE' });
+    expect(await engine.migrationReadModel.get(m.id)).toEqual(before);
+    expect(await engine.migrationReadModel.allEvents(m.id)).toEqual(eventsBefore);
+    failEntry = false;
+  });
+
+  it('accepts composite unique keys at start and rejects nullable or non-unique keys with every problem listed', async () => {
+    const composite = await engine.migrations.create(
+      spec('composite', {
+        source: { datasource: 'main', table: 'line_items', key: ['order_id', 'line'] },
+        target: { datasource: 'main', table: 'line_items_v2', key: ['line', 'order_id'] },
+        mapping: { order_id: 'order_id', line: 'line', sku: 'sku' },
+      }),
+      { actor: 't' },
+    );
+    expect((await engine.migrations.act(composite.id, 'start', { actor: 't' })).phase).toBe('prepare');
+
+    const loose = await engine.migrations.create(
+      spec('loose', {
+        source: { datasource: 'main', table: 'loose', key: 'code' },
+        target: { datasource: 'main', table: 'loose_v2', key: 'code' },
+        mapping: { code: 'code', v: 'v', nope: 'v' },
+      }),
+      { actor: 't' },
+    );
+    const error = await engine.migrations.act(loose.id, 'start', { actor: 't' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidSpecError);
+    expect((error as InvalidSpecError).problems).toEqual([
+      { field: 'source.key', problem: 'key column(s) code allow NULL' },
+      { field: 'mapping.nope', problem: 'column "nope" does not exist in target table public.loose_v2' },
+    ]);
+    expect((await engine.migrationReadModel.get(loose.id))?.phase).toBe('draft');
+  });
+
+  it('serialises concurrent actions on one migration through the row lock', async () => {
+    const m = await engine.migrations.create(spec('concurrent'), { actor: 't' });
+    const started = await engine.migrations.act(m.id, 'start', { actor: 't' });
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, () => engine.migrations.act(m.id, 'advance', { actor: 't', expectedVersion: started.version })),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(rejected.map((r) => (r.reason as TidewayError).code)).toEqual(Array(19).fill('VERSION_CONFLICT'));
+    const advances = (await engine.migrationReadModel.allEvents(m.id)).filter((e) => e.action === 'advance');
+    expect(advances).toHaveLength(1);
+  });
+});
