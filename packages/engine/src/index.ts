@@ -28,4 +28,13 @@ export {
 } from './features/migrations/migration-service.js';
 export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
-export { TokenService, BOOTSTRAP_ADMIN_NAME, type Principal, type TokenInfo } from './features/tokens/token-service.js';
+export { TokenService, BOOTSTRAP_ADMIN_NAME, TOKEN_CACHE_TTL_MS, type Principal, type TokenInfo } from './features/tokens/token-service.js';
+export { MAPPING_FUNCTIONS } from './features/mapping/mapping-functions.js';
+export {
+  loadSqlParser,
+  validateMappingExpression,
+  validateMapping,
+  MAX_MAPPING_EXPRESSION_LENGTH,
+  MAX_MAPPING_EXPRESSION_DEPTH,
+  type MappingExpressionResult,
+} from './features/mapping/mapping-validator.js';
