@@ -77,6 +77,48 @@ export interface IdempotencyKeysTable {
   completed_at: Date | null;
 }
 
+/** `backfill_runs`: one per migration that entered backfill. */
+export interface BackfillRunsTable {
+  migration_id: string;
+  datasource: string;
+  key_columns: Json<string[]>;
+  key_types: Json<string[]>;
+  planned_through: Json<string[]> | null;
+  planning_done: Generated<boolean>;
+  chunk_rows: number;
+  ewma_rows_per_ms: number | null;
+  rows_estimated: number;
+  throttled_reason: string | null;
+  throttled_since: Date | null;
+  started_at: Timestamp;
+  completed_at: Date | null;
+}
+
+/** Chunk statuses; `split` chunks were replaced by two halves after repeated timeouts. */
+export type ChunkStatus = 'pending' | 'running' | 'done' | 'failed' | 'split';
+
+/** `backfill_chunks`: one keyset range of a backfill. */
+export interface BackfillChunksTable {
+  id: ColumnType<number, never, never>;
+  migration_id: string;
+  lower_key: Json<string[]> | null;
+  upper_key: Json<string[]> | null;
+  status: ChunkStatus;
+  attempts: Generated<number>;
+  timeouts: Generated<number>;
+  rows_copied: number | null;
+  duration_ms: number | null;
+  worker: string | null;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+  not_before: Date | null;
+  enqueued_at: Date | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
 /** The orchestrator database, as Kysely sees it. */
 export interface Database {
   migrations: MigrationsTable;
@@ -84,6 +126,8 @@ export interface Database {
   api_tokens: ApiTokensTable;
   idempotency_keys: IdempotencyKeysTable;
   audit_events: AuditEventsTable;
+  backfill_runs: BackfillRunsTable;
+  backfill_chunks: BackfillChunksTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;
@@ -95,3 +139,5 @@ export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type NewApiTokenRow = Insertable<ApiTokensTable>;
 export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
+export type BackfillRunRow = Selectable<BackfillRunsTable>;
+export type BackfillChunkRow = Selectable<BackfillChunksTable>;

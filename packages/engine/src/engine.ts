@@ -12,6 +12,15 @@ import { KyselyMigrationRepository } from './features/migrations/migration-repos
 import { MigrationService } from './features/migrations/migration-service.js';
 import { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 import { TokenService } from './features/tokens/token-service.js';
+import { hostname } from 'node:os';
+import { BackfillReadModel } from './features/backfill/backfill-read-model.js';
+import { BackfillRepository } from './features/backfill/backfill-repository.js';
+import { BackfillService } from './features/backfill/backfill-service.js';
+import { ChunkCopier } from './features/backfill/chunk-copier.js';
+import { HealthProbe } from './features/backfill/health-probe.js';
+import { registerBackfill } from './features/backfill/register-backfill.js';
+import { SyncTrigger } from './features/backfill/sync-trigger.js';
+import type { WorkQueue } from './features/backfill/work-queue.js';
 
 /** What {@link createEngine} needs. */
 export interface EngineOptions {
@@ -23,6 +32,12 @@ export interface EngineOptions {
   readonly clock?: Clock;
   /** Secret of the bootstrap admin token (`TIDEWAY_ADMIN_TOKEN`); `null` for none. */
   readonly bootstrapAdminToken?: string | null;
+  /** Where chunk jobs go; `null` (the default) for a process that only reads and reconciles nothing. */
+  readonly queue?: WorkQueue | null;
+  /** Chunks in flight at once per datasource, shared by all its migrations. @defaultValue 4 */
+  readonly datasourceConcurrency?: number;
+  /** Name recorded on chunks this process claims. @defaultValue `<hostname>:<pid>` */
+  readonly workerName?: string;
   /** Lets a caller (tests, later features) register more gates and phase actions. */
   readonly configureHooks?: (hooks: PhaseHooks<MigrationContext>, engine: Engine) => void;
 }
@@ -38,6 +53,9 @@ export interface Engine {
   readonly migrationReadModel: MigrationReadModel;
   readonly tokens: TokenService;
   readonly idempotency: IdempotencyStore;
+  readonly backfill: BackfillService;
+  readonly backfillReadModel: BackfillReadModel;
+  readonly syncTrigger: SyncTrigger;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -67,6 +85,20 @@ export function createEngine(options: EngineOptions): Engine {
     datasources,
     clock,
   });
+  const backfillReadModel = new BackfillReadModel(options.db);
+  const syncTrigger = new SyncTrigger(datasources);
+  const backfill = new BackfillService({
+    db: options.db,
+    repository: new BackfillRepository(),
+    datasources,
+    catalog,
+    copier: new ChunkCopier(datasources),
+    health: new HealthProbe(datasources),
+    migrations,
+    queue: options.queue ?? null,
+    datasourceConcurrency: options.datasourceConcurrency ?? 4,
+    workerName: options.workerName ?? `${hostname()}:${process.pid}`,
+  });
   const engine: Engine = {
     db: options.db,
     clock,
@@ -77,9 +109,13 @@ export function createEngine(options: EngineOptions): Engine {
     migrationReadModel,
     tokens: new TokenService(options.db, new AuditLog(), clock, options.bootstrapAdminToken ?? null),
     idempotency: new IdempotencyStore(options.db),
+    backfill,
+    backfillReadModel,
+    syncTrigger,
     close: () => datasources.close(),
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
+  registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
   options.configureHooks?.(hooks, engine);
   return engine;
 }

@@ -38,3 +38,19 @@ export {
   MAX_MAPPING_EXPRESSION_DEPTH,
   type MappingExpressionResult,
 } from './features/mapping/mapping-validator.js';
+export {
+  BackfillService,
+  SPLIT_AFTER_TIMEOUTS,
+  LEASE_MARGIN_MS,
+  THROTTLE_RECHECK_MS,
+  type ChunkOutcome,
+  type BackfillServiceDeps,
+} from './features/backfill/backfill-service.js';
+export { BackfillRepository, type ClaimedChunk } from './features/backfill/backfill-repository.js';
+export { BackfillReadModel, type BackfillProgress, type ChunkView } from './features/backfill/backfill-read-model.js';
+export { ChunkCopier, type CopyResult } from './features/backfill/chunk-copier.js';
+export { HealthProbe } from './features/backfill/health-probe.js';
+export { SyncTrigger } from './features/backfill/sync-trigger.js';
+export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
+export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar } from './config-parsing.js';

@@ -6,3 +6,6 @@ export {
   type OrchestratorTestDatabase,
 } from './test-database.js';
 export { uniqueRedisPrefix, TEST_REDIS_URL } from './redis-prefix.js';
+export { waitFor } from './wait-for.js';
+export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
+export { startTsProcess, type TsProcess } from './child-process.js';

@@ -1,0 +1,40 @@
+import { ConfigError, datasourcesVar, intVar, logLevelVar, urlVar } from '@tideway/engine';
+
+export { ConfigError };
+
+/** The worker's configuration; the only module that reads `process.env`. */
+export interface WorkerConfig {
+  /** @defaultValue 'postgres://postgres@127.0.0.1:5432/tideway' (`TIDEWAY_DATABASE_URL`) */
+  readonly databaseUrl: string;
+  /** @defaultValue 'redis://127.0.0.1:6379' (`TIDEWAY_REDIS_URL`) */
+  readonly redisUrl: string;
+  /** @defaultValue '{tideway}' (`TIDEWAY_REDIS_PREFIX`) */
+  readonly redisPrefix: string;
+  /** Datasource name → URL (`TIDEWAY_DATASOURCES`, JSON). */
+  readonly datasources: Readonly<Record<string, string>>;
+  /** Jobs this process runs at once. 1 keeps "at most one chunk redone per killed worker". @defaultValue 1 (`TIDEWAY_WORKER_CONCURRENCY`) */
+  readonly concurrency: number;
+  /** Chunks in flight per datasource across all migrations. @defaultValue 4 (`TIDEWAY_DATASOURCE_CONCURRENCY`) */
+  readonly datasourceConcurrency: number;
+  /** How often the reconciler re-creates lost work from PostgreSQL, milliseconds. @defaultValue 2000 (`TIDEWAY_RECONCILE_INTERVAL_MS`) */
+  readonly reconcileIntervalMs: number;
+  /** @defaultValue `<hostname>:<pid>` (`TIDEWAY_WORKER_NAME`) */
+  readonly workerName: string | null;
+  /** @defaultValue 'info' (`TIDEWAY_LOG_LEVEL`) */
+  readonly logLevel: string;
+}
+
+/** Reads and checks the configuration. @throws ConfigError naming the first bad variable. */
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  return Object.freeze({
+    databaseUrl: urlVar(env, 'TIDEWAY_DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tideway', ['postgres:', 'postgresql:']),
+    redisUrl: urlVar(env, 'TIDEWAY_REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisPrefix: env['TIDEWAY_REDIS_PREFIX'] || '{tideway}',
+    datasources: datasourcesVar(env),
+    concurrency: intVar(env, 'TIDEWAY_WORKER_CONCURRENCY', 1, 1, 64),
+    datasourceConcurrency: intVar(env, 'TIDEWAY_DATASOURCE_CONCURRENCY', 4, 1, 256),
+    reconcileIntervalMs: intVar(env, 'TIDEWAY_RECONCILE_INTERVAL_MS', 2000, 50, 600_000),
+    workerName: env['TIDEWAY_WORKER_NAME'] || null,
+    logLevel: logLevelVar(env),
+  });
+}

@@ -1,0 +1,66 @@
+import { createDb } from '@tideway/db';
+import { BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
+import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
+import { Worker } from 'bullmq';
+import type { WorkerConfig } from './config.js';
+import { backfillChunkProcessor } from './processors/backfill-chunk.js';
+
+/** A running worker: the BullMQ worker on the work queue plus the reconciler timer. */
+export interface WorkerRuntime {
+  readonly engine: Engine;
+  /** Stops taking jobs, lets the running one finish, stops the reconciler, closes connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a worker: consumes `backfill.chunk` jobs and, every `reconcileIntervalMs`, re-creates
+ * from PostgreSQL any work Redis lost. The reconciler is a plain timer, not a repeatable job, so a
+ * FLUSHALL cannot take it away.
+ */
+export async function startWorker(config: WorkerConfig, log: (msg: string, extra?: unknown) => void = () => undefined): Promise<WorkerRuntime> {
+  const db = createDb({ connectionString: config.databaseUrl, max: 4, applicationName: 'tideway-worker' });
+  const producer = createRedisConnection(config.redisUrl);
+  const queue = openQueue(QUEUE_NAMES.work, { redisUrl: config.redisUrl, prefix: config.redisPrefix }, producer);
+  const engine = createEngine({
+    db,
+    datasources: config.datasources,
+    queue: new BullmqWorkQueue(queue),
+    datasourceConcurrency: config.datasourceConcurrency,
+    ...(config.workerName ? { workerName: config.workerName } : {}),
+  });
+  const worker = new Worker(QUEUE_NAMES.work, backfillChunkProcessor(engine.backfill), {
+    connection: createRedisConnection(config.redisUrl),
+    prefix: config.redisPrefix,
+    concurrency: config.concurrency,
+  });
+  worker.on('failed', (job, error) => log('job failed', { job: job?.id, error: error.message }));
+  worker.on('error', (error) => log('worker error', { error: error.message }));
+
+  let reconciling = false;
+  const reconcile = async () => {
+    if (reconciling) return;
+    reconciling = true;
+    try {
+      const r = await engine.backfill.reconcile();
+      if (r.releasedLeases || r.lostJobs) log('reconciled', r);
+    } catch (error) {
+      log('reconcile failed', { error: error instanceof Error ? error.message : String(error) });
+    } finally {
+      reconciling = false;
+    }
+  };
+  const timer = setInterval(() => void reconcile(), config.reconcileIntervalMs);
+  void reconcile();
+
+  return {
+    engine,
+    close: async () => {
+      clearInterval(timer);
+      await worker.close();
+      await queue.close();
+      producer.disconnect();
+      await engine.close();
+      await db.destroy();
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import { BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
+import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
+import {
+  createOrchestratorTestDatabase,
+  createTestDatabase,
+  TEST_REDIS_URL,
+  uniqueRedisPrefix,
+  waitFor,
+  type OrchestratorTestDatabase,
+  type TestDatabase,
+} from '@tideway/testing';
+import type { MigrationSpecInput } from '@tideway/core';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { loadWorkerConfig } from '../src/config.js';
+import { startWorker, type WorkerRuntime } from '../src/worker.js';
+
+/** Everything a backfill test needs: orchestrator + user databases, a queue prefix, a control engine. */
+export interface BackfillFixture {
+  readonly orch: OrchestratorTestDatabase;
+  readonly user: TestDatabase;
+  readonly prefix: string;
+  readonly engine: Engine;
+  readonly queue: Queue;
+  readonly redis: Redis;
+  readonly env: Record<string, string>;
+  startWorker(extra?: Record<string, string>): Promise<WorkerRuntime>;
+  close(): Promise<void>;
+}
+
+export async function createBackfillFixture(label: string): Promise<BackfillFixture> {
+  const orch = await createOrchestratorTestDatabase(label);
+  const user = await createTestDatabase(`${label}_user`);
+  const prefix = uniqueRedisPrefix();
+  const redis = createRedisConnection(TEST_REDIS_URL);
+  const queue = openQueue(QUEUE_NAMES.work, { redisUrl: TEST_REDIS_URL, prefix }, redis);
+  const engine = createEngine({ db: orch.db, datasources: { main: user.url }, queue: new BullmqWorkQueue(queue), workerName: 'control' });
+  const env = {
+    TIDEWAY_DATABASE_URL: orch.url,
+    TIDEWAY_REDIS_URL: TEST_REDIS_URL,
+    TIDEWAY_REDIS_PREFIX: prefix,
+    TIDEWAY_DATASOURCES: JSON.stringify({ main: user.url }),
+    TIDEWAY_RECONCILE_INTERVAL_MS: '250',
+    TIDEWAY_LOG_LEVEL: 'warn',
+  };
+  const workers: WorkerRuntime[] = [];
+  return {
+    orch,
+    user,
+    prefix,
+    engine,
+    queue,
+    redis,
+    env,
+    startWorker: async (extra = {}) => {
+      const w = await startWorker(loadWorkerConfig({ ...env, ...extra }));
+      workers.push(w);
+      return w;
+    },
+    close: async () => {
+      for (const w of workers) await w.close().catch(() => undefined);
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      redis.disconnect();
+      await engine.close();
+      await orch.drop();
+      await user.drop();
+    },
+  };
+}
+
+/** Creates a migration and drives it to `backfill` (start, advance to dual_write, advance to backfill). */
+export async function driveToBackfill(engine: Engine, spec: MigrationSpecInput): Promise<string> {
+  const m = await engine.migrations.create(spec, { actor: 'test' });
+  await engine.migrations.act(m.id, 'start', { actor: 'test' });
+  await engine.migrations.act(m.id, 'advance', { actor: 'test' });
+  await engine.migrations.act(m.id, 'advance', { actor: 'test' });
+  return m.id;
+}
+
+/** Waits until the backfill gate holds, and returns the progress. */
+export async function waitForBackfill(engine: Engine, id: string, timeoutMs = 60_000) {
+  return waitFor(
+    'backfill complete',
+    async () => {
+      const p = await engine.backfillReadModel.progress(id);
+      if (p && p.chunksFailed > 0) throw new Error(`chunks failed: ${JSON.stringify(p)}`);
+      return p?.completedAt ? p : null;
+    },
+    timeoutMs,
+  );
+}

@@ -1,0 +1,63 @@
+/**
+ * Parsers for the environment values both apps read. Each app's `config.ts` stays the only reader
+ * of `process.env`; these only check values handed to them.
+ */
+
+/** A configuration value that cannot be used; the message names the variable. */
+export class ConfigError extends Error {}
+
+/** An integer variable in [min, max], or `fallback` when unset. @throws ConfigError */
+export function intVar(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return value;
+}
+
+/** A URL variable with one of `protocols` (`'postgres:'`), or `fallback` when unset. @throws ConfigError */
+export function urlVar(env: NodeJS.ProcessEnv, name: string, fallback: string, protocols: string[]): string {
+  const raw = env[name] || fallback;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  return raw;
+}
+
+const SLUG = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/**
+ * `TIDEWAY_DATASOURCES`: a JSON object of datasource name (slug) → `postgres://` URL.
+ * @throws ConfigError naming the bad entry.
+ */
+export function datasourcesVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_DATASOURCES'): Readonly<Record<string, string>> {
+  const raw = env[name];
+  if (!raw) return Object.freeze({});
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a JSON object {"name":"postgres://…"}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`${name} must be a JSON object`);
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!SLUG.test(key)) throw new ConfigError(`${name}: "${key}" is not a slug (a-z, 0-9, _ and -)`);
+    if (typeof value !== 'string' || !/^postgres(ql)?:\/\//.test(value)) throw new ConfigError(`${name}.${key} must be a postgres:// URL`);
+    out[key] = value;
+  }
+  return Object.freeze(out);
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** A pino level or `silent`. @throws ConfigError */
+export function logLevelVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_LOG_LEVEL', fallback = 'info'): string {
+  const level = env[name] || fallback;
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}

@@ -1,0 +1,118 @@
+import type { ChunkStatus, Database } from '@tideway/db';
+import { sql, type Kysely } from 'kysely';
+import type { Page } from '../migrations/migration-read-model.js';
+import { InvalidCursorError } from '../migrations/migration-read-model.js';
+
+/** `progress` of a migration in or after backfill (issue 3's shape). */
+export interface BackfillProgress {
+  readonly rowsCopied: number;
+  readonly rowsEstimated: number;
+  readonly chunksDone: number;
+  /** Planned chunks plus the estimated number still to plan. */
+  readonly chunksTotal: number;
+  readonly chunksFailed: number;
+  readonly chunksPending: number;
+  readonly chunksRunning: number;
+  /** Rows copied per second over the last 60 s (wall clock, throttled time included). */
+  readonly rowsPerSecond: number;
+  /** Remaining rows / rowsPerSecond; `null` while nothing is moving. */
+  readonly etaSeconds: number | null;
+  readonly chunkRows: number;
+  readonly planningDone: boolean;
+  readonly throttled: { readonly reason: string; readonly since: string } | null;
+  readonly startedAt: string;
+  readonly completedAt: string | null;
+}
+
+/** A chunk as listed by `GET /v1/migrations/:id/chunks`. */
+export interface ChunkView {
+  readonly id: number;
+  readonly lowerKey: string[] | null;
+  readonly upperKey: string[] | null;
+  readonly status: ChunkStatus;
+  readonly attempts: number;
+  readonly timeouts: number;
+  readonly rowsCopied: number | null;
+  readonly durationMs: number | null;
+  readonly worker: string | null;
+  readonly leaseExpiresAt: string | null;
+  readonly lastError: string | null;
+  readonly finishedAt: string | null;
+}
+
+const WINDOW_SECONDS = 60;
+
+/** Reads backfill progress and chunks. */
+export class BackfillReadModel {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** The progress figures, or `null` when the migration never entered backfill. */
+  async progress(migrationId: string): Promise<BackfillProgress | null> {
+    const run = await this.db.selectFrom('backfill_runs').selectAll().where('migration_id', '=', migrationId).executeTakeFirst();
+    if (!run) return null;
+    const agg = await this.db
+      .selectFrom('backfill_chunks')
+      .select([
+        sql<number>`count(*) FILTER (WHERE status = 'done')::int`.as('done'),
+        sql<number>`count(*) FILTER (WHERE status = 'failed')::int`.as('failed'),
+        sql<number>`count(*) FILTER (WHERE status = 'pending')::int`.as('pending'),
+        sql<number>`count(*) FILTER (WHERE status = 'running')::int`.as('running'),
+        sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done'), 0)::bigint`.as('rows'),
+        sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done' AND finished_at > now() - make_interval(secs => ${WINDOW_SECONDS})), 0)::bigint`.as('recent'),
+        sql<number>`extract(epoch FROM now() - ${run.started_at})::float8`.as('elapsed'),
+      ])
+      .where('migration_id', '=', migrationId)
+      .executeTakeFirstOrThrow();
+    const rowsEstimated = Math.max(run.rows_estimated, agg.rows);
+    const remaining = Math.max(0, rowsEstimated - agg.rows);
+    const window = Math.max(1, Math.min(WINDOW_SECONDS, agg.elapsed));
+    const rowsPerSecond = run.completed_at ? 0 : agg.recent / window;
+    const planned = agg.done + agg.failed + agg.pending + agg.running;
+    const unplanned = run.planning_done ? 0 : Math.ceil(Math.max(0, remaining - (agg.pending + agg.running) * run.chunk_rows) / run.chunk_rows);
+    return {
+      rowsCopied: agg.rows,
+      rowsEstimated,
+      chunksDone: agg.done,
+      chunksTotal: planned + unplanned,
+      chunksFailed: agg.failed,
+      chunksPending: agg.pending,
+      chunksRunning: agg.running,
+      rowsPerSecond: Math.round(rowsPerSecond),
+      etaSeconds: run.completed_at ? 0 : rowsPerSecond > 0 ? Math.ceil(remaining / rowsPerSecond) : null,
+      chunkRows: run.chunk_rows,
+      planningDone: run.planning_done,
+      throttled: run.throttled_reason && run.throttled_since ? { reason: run.throttled_reason, since: run.throttled_since.toISOString() } : null,
+      startedAt: run.started_at.toISOString(),
+      completedAt: run.completed_at ? run.completed_at.toISOString() : null,
+    };
+  }
+
+  /** Chunks in id order, optionally of one status. @throws InvalidCursorError for a cursor not issued here. */
+  async chunks(migrationId: string, query: { status?: ChunkStatus; limit?: number; cursor?: string }): Promise<Page<ChunkView>> {
+    const limit = query.limit ?? 100;
+    let q = this.db.selectFrom('backfill_chunks').selectAll().where('migration_id', '=', migrationId).orderBy('id').limit(limit + 1);
+    if (query.status) q = q.where('status', '=', query.status);
+    if (query.cursor !== undefined) {
+      const m = /^c:(\d{1,15})$/.exec(Buffer.from(query.cursor, 'base64url').toString());
+      if (!m?.[1]) throw new InvalidCursorError(`cursor "${query.cursor}" is not valid`);
+      q = q.where('id', '>', Number(m[1]));
+    }
+    const rows = await q.execute();
+    const items = rows.slice(0, limit).map((r) => ({
+      id: r.id,
+      lowerKey: r.lower_key,
+      upperKey: r.upper_key,
+      status: r.status,
+      attempts: r.attempts,
+      timeouts: r.timeouts,
+      rowsCopied: r.rows_copied,
+      durationMs: r.duration_ms,
+      worker: r.worker,
+      leaseExpiresAt: r.lease_expires_at ? r.lease_expires_at.toISOString() : null,
+      lastError: r.last_error,
+      finishedAt: r.finished_at ? r.finished_at.toISOString() : null,
+    }));
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? Buffer.from(`c:${last.id}`).toString('base64url') : null };
+  }
+}

@@ -1,0 +1,275 @@
+import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
+import { sql, type Kysely } from 'kysely';
+import type { KeyShape, KeyValue } from './sql.js';
+
+/** A chunk whose lease this worker holds. */
+export interface ClaimedChunk {
+  readonly id: number;
+  readonly migrationId: string;
+  readonly lower: KeyValue | null;
+  readonly upper: KeyValue | null;
+  readonly attempts: number;
+  readonly timeouts: number;
+  readonly leaseToken: string;
+}
+
+/** Writes backfill runs and chunks. Methods take the executor of the caller's transaction. */
+export class BackfillRepository {
+  async createRun(
+    trx: Kysely<Database>,
+    run: { migrationId: string; datasource: string; key: KeyShape; chunkRows: number; rowsEstimated: number },
+  ): Promise<void> {
+    await trx
+      .insertInto('backfill_runs')
+      .values({
+        migration_id: run.migrationId,
+        datasource: run.datasource,
+        key_columns: JSON.stringify(run.key.columns),
+        key_types: JSON.stringify(run.key.types),
+        chunk_rows: run.chunkRows,
+        rows_estimated: run.rowsEstimated,
+      })
+      .onConflict((oc) => oc.column('migration_id').doNothing())
+      .execute();
+  }
+
+  /** Forgets a run and its chunks (the phase was rolled back; a new entry starts afresh). */
+  async discardRun(trx: Kysely<Database>, migrationId: string): Promise<void> {
+    await trx.deleteFrom('backfill_chunks').where('migration_id', '=', migrationId).execute();
+    await trx.deleteFrom('backfill_runs').where('migration_id', '=', migrationId).execute();
+  }
+
+  async lockRun(trx: Kysely<Database>, migrationId: string): Promise<BackfillRunRow | undefined> {
+    return trx.selectFrom('backfill_runs').selectAll().where('migration_id', '=', migrationId).forUpdate().executeTakeFirst();
+  }
+
+  async getRun(db: Kysely<Database>, migrationId: string): Promise<BackfillRunRow | undefined> {
+    return db.selectFrom('backfill_runs').selectAll().where('migration_id', '=', migrationId).executeTakeFirst();
+  }
+
+  async getChunk(db: Kysely<Database>, id: number): Promise<BackfillChunkRow | undefined> {
+    return db.selectFrom('backfill_chunks').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async insertChunk(trx: Kysely<Database>, migrationId: string, lower: KeyValue | null, upper: KeyValue | null): Promise<number> {
+    const row = await trx
+      .insertInto('backfill_chunks')
+      .values({ migration_id: migrationId, lower_key: lower ? JSON.stringify(lower) : null, upper_key: upper ? JSON.stringify(upper) : null, status: 'pending' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return row.id;
+  }
+
+  async advancePlanning(trx: Kysely<Database>, migrationId: string, plannedThrough: KeyValue | null, done: boolean): Promise<void> {
+    await trx
+      .updateTable('backfill_runs')
+      .set({ planned_through: plannedThrough ? JSON.stringify(plannedThrough) : null, planning_done: done })
+      .where('migration_id', '=', migrationId)
+      .execute();
+  }
+
+  /** Chunks in flight (pending or running) for one migration and for all migrations of a datasource. */
+  async inFlight(trx: Kysely<Database>, migrationId: string, datasource: string): Promise<{ migration: number; datasource: number }> {
+    const r = await trx
+      .selectFrom('backfill_chunks as c')
+      .innerJoin('backfill_runs as r', 'r.migration_id', 'c.migration_id')
+      .innerJoin('migrations as m', 'm.id', 'c.migration_id')
+      .select([
+        sql<number>`count(*) FILTER (WHERE c.migration_id = ${migrationId})::int`.as('migration'),
+        sql<number>`count(*)::int`.as('datasource'),
+      ])
+      .where('r.datasource', '=', datasource)
+      .where('c.status', 'in', ['pending', 'running'])
+      .where('m.phase', '=', 'backfill')
+      .where('m.status', '=', 'active')
+      .executeTakeFirstOrThrow();
+    return { migration: r.migration, datasource: r.datasource };
+  }
+
+  /** Pending chunks of a migration that no job points at yet. */
+  async unqueued(trx: Kysely<Database>, migrationId: string): Promise<{ id: number; attempts: number; not_before: Date | null }[]> {
+    return trx
+      .selectFrom('backfill_chunks')
+      .select(['id', 'attempts', 'not_before'])
+      .where('migration_id', '=', migrationId)
+      .where('status', '=', 'pending')
+      .where('enqueued_at', 'is', null)
+      .orderBy('id')
+      .execute();
+  }
+
+  async markEnqueued(db: Kysely<Database>, ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await db.updateTable('backfill_chunks').set({ enqueued_at: sql`now()` }).where('id', 'in', ids).where('status', '=', 'pending').execute();
+  }
+
+  async markUnqueued(db: Kysely<Database>, id: number): Promise<void> {
+    await db.updateTable('backfill_chunks').set({ enqueued_at: null }).where('id', '=', id).where('status', '=', 'pending').execute();
+  }
+
+  /**
+   * Takes the lease of a pending chunk whose backoff has passed: status running, attempts + 1,
+   * a fresh lease token. Returns `undefined` when someone else has it or it is not runnable.
+   */
+  async claim(db: Kysely<Database>, id: number, worker: string, leaseMs: number): Promise<ClaimedChunk | undefined> {
+    const row = await db
+      .updateTable('backfill_chunks')
+      .set({
+        status: 'running',
+        attempts: sql`attempts + 1`,
+        worker,
+        lease_token: sql`gen_random_uuid()`,
+        lease_expires_at: sql`now() + make_interval(secs => ${leaseMs / 1000})`,
+        started_at: sql`now()`,
+      })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .where((eb) => eb.or([eb('not_before', 'is', null), eb('not_before', '<=', sql<Date>`now()`)]))
+      .returning(['id', 'migration_id', 'lower_key', 'upper_key', 'attempts', 'timeouts', 'lease_token'])
+      .executeTakeFirst();
+    if (!row?.lease_token) return undefined;
+    return {
+      id: row.id,
+      migrationId: row.migration_id,
+      lower: row.lower_key,
+      upper: row.upper_key,
+      attempts: row.attempts,
+      timeouts: row.timeouts,
+      leaseToken: row.lease_token,
+    };
+  }
+
+  /** Checkpoint, fenced by the lease: false when the lease was lost (the copy was idempotent anyway). */
+  async complete(db: Kysely<Database>, chunk: ClaimedChunk, rows: number, durationMs: number): Promise<boolean> {
+    const r = await db
+      .updateTable('backfill_chunks')
+      .set({ status: 'done', rows_copied: rows, duration_ms: Math.round(durationMs), finished_at: sql`now()`, lease_token: null, lease_expires_at: null, last_error: null })
+      .where('id', '=', chunk.id)
+      .where('lease_token', '=', chunk.leaseToken)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Back to pending after a failed attempt, runnable again after `delayMs`. */
+  async retryLater(db: Kysely<Database>, chunk: ClaimedChunk, error: string, timedOut: boolean, delayMs: number): Promise<void> {
+    await db
+      .updateTable('backfill_chunks')
+      .set({
+        status: 'pending',
+        lease_token: null,
+        lease_expires_at: null,
+        enqueued_at: null,
+        not_before: sql`now() + make_interval(secs => ${delayMs / 1000})`,
+        last_error: error,
+        timeouts: timedOut ? sql`timeouts + 1` : sql`timeouts`,
+      })
+      .where('id', '=', chunk.id)
+      .where('lease_token', '=', chunk.leaseToken)
+      .execute();
+  }
+
+  async fail(db: Kysely<Database>, chunk: ClaimedChunk, error: string): Promise<void> {
+    await db
+      .updateTable('backfill_chunks')
+      .set({ status: 'failed', lease_token: null, lease_expires_at: null, last_error: error, finished_at: sql`now()` })
+      .where('id', '=', chunk.id)
+      .where('lease_token', '=', chunk.leaseToken)
+      .execute();
+  }
+
+  /** Replaces a chunk by two halves split at `middle` (inclusive upper of the first half). */
+  async split(trx: Kysely<Database>, chunk: ClaimedChunk, middle: KeyValue, error: string): Promise<void> {
+    await trx
+      .updateTable('backfill_chunks')
+      .set({ status: 'split', lease_token: null, lease_expires_at: null, last_error: error, finished_at: sql`now()` })
+      .where('id', '=', chunk.id)
+      .execute();
+    await this.insertChunk(trx, chunk.migrationId, chunk.lower, middle);
+    await this.insertChunk(trx, chunk.migrationId, middle, chunk.upper);
+  }
+
+  async countFailed(db: Kysely<Database>, migrationId: string): Promise<number> {
+    const r = await db
+      .selectFrom('backfill_chunks')
+      .select(sql<number>`count(*)::int`.as('n'))
+      .where('migration_id', '=', migrationId)
+      .where('status', '=', 'failed')
+      .executeTakeFirstOrThrow();
+    return r.n;
+  }
+
+  async updateSizing(db: Kysely<Database>, migrationId: string, chunkRows: number, rowsPerMs: number | null): Promise<void> {
+    await db.updateTable('backfill_runs').set({ chunk_rows: chunkRows, ewma_rows_per_ms: rowsPerMs }).where('migration_id', '=', migrationId).execute();
+  }
+
+  async setThrottled(db: Kysely<Database>, migrationId: string, reason: string | null): Promise<void> {
+    await db
+      .updateTable('backfill_runs')
+      .set(reason ? { throttled_reason: reason, throttled_since: sql`coalesce(throttled_since, now())` } : { throttled_reason: null, throttled_since: null })
+      .where('migration_id', '=', migrationId)
+      .execute();
+  }
+
+  /** Rows this migration copied in the last `seconds` seconds. */
+  async rowsSince(db: Kysely<Database>, migrationId: string, seconds: number): Promise<number> {
+    const r = await db
+      .selectFrom('backfill_chunks')
+      .select(sql<number>`coalesce(sum(rows_copied), 0)::int`.as('n'))
+      .where('migration_id', '=', migrationId)
+      .where('status', '=', 'done')
+      .where('finished_at', '>', sql<Date>`now() - make_interval(secs => ${seconds})`)
+      .executeTakeFirstOrThrow();
+    return r.n;
+  }
+
+  /** Marks the run completed when planning is done and nothing is pending or running. */
+  async completeRunIfDone(db: Kysely<Database>, migrationId: string): Promise<void> {
+    await db
+      .updateTable('backfill_runs')
+      .set({ completed_at: sql`now()` })
+      .where('migration_id', '=', migrationId)
+      .where('planning_done', '=', true)
+      .where('completed_at', 'is', null)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('backfill_chunks').select(sql`1`.as('x')).where('migration_id', '=', migrationId).where('status', 'in', ['pending', 'running']))),
+      )
+      .execute();
+  }
+
+  /** Leases that ran out (a worker died): back to pending and unqueued. Returns their migrations. */
+  async releaseExpiredLeases(db: Kysely<Database>): Promise<string[]> {
+    const rows = await db
+      .updateTable('backfill_chunks')
+      .set({ status: 'pending', lease_token: null, lease_expires_at: null, worker: null, enqueued_at: null, last_error: 'lease expired' })
+      .where('status', '=', 'running')
+      .where('lease_expires_at', '<', sql<Date>`now()`)
+      .returning('migration_id')
+      .execute();
+    return [...new Set(rows.map((r) => r.migration_id))];
+  }
+
+  /** Pending chunks that were enqueued more than `seconds` ago (their job may be gone). */
+  async staleQueued(db: Kysely<Database>, seconds: number): Promise<{ id: number; attempts: number }[]> {
+    return db
+      .selectFrom('backfill_chunks as c')
+      .innerJoin('migrations as m', 'm.id', 'c.migration_id')
+      .select(['c.id', 'c.attempts'])
+      .where('c.status', '=', 'pending')
+      .where('c.enqueued_at', '<', sql<Date>`now() - make_interval(secs => ${seconds})`)
+      .where('m.phase', '=', 'backfill')
+      .where('m.status', '=', 'active')
+      .execute();
+  }
+
+  /** Migrations in backfill and active that have a run. */
+  async activeRuns(db: Kysely<Database>): Promise<string[]> {
+    const rows = await db
+      .selectFrom('backfill_runs as r')
+      .innerJoin('migrations as m', 'm.id', 'r.migration_id')
+      .select('r.migration_id')
+      .where('m.phase', '=', 'backfill')
+      .where('m.status', '=', 'active')
+      .execute();
+    return rows.map((r) => r.migration_id);
+  }
+}

@@ -1,0 +1,273 @@
+import { judgeHealth, nextChunkRows, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import type { Database } from '@tideway/db';
+import type { BackfillChunkJob } from '@tideway/queue';
+import { sql, type Kysely } from 'kysely';
+import type { CatalogInspector } from '../datasources/catalog-inspector.js';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import type { Migration } from '../migrations/migration.js';
+import type { MigrationService } from '../migrations/migration-service.js';
+import { toMigration } from '../migrations/migration.js';
+import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
+import type { ChunkCopier } from './chunk-copier.js';
+import type { HealthProbe } from './health-probe.js';
+import { quoteIdent, qualified, rangePredicate, type KeyShape, type KeyValue } from './sql.js';
+import type { WorkQueue } from './work-queue.js';
+
+/** A chunk that timed out this many times is split in half. */
+export const SPLIT_AFTER_TIMEOUTS = 3;
+/** Lease = chunk timeout + this margin, milliseconds. */
+export const LEASE_MARGIN_MS = 5000;
+/** How long a throttled chunk waits before it looks again, milliseconds. */
+export const THROTTLE_RECHECK_MS = 1000;
+/** A pending chunk's job is checked for in Redis when it was enqueued longer ago than this, seconds. */
+export const LOST_JOB_AFTER_SECONDS = 5;
+const PG_QUERY_CANCELED = '57014';
+
+/** What happened to a chunk job. */
+export type ChunkOutcome =
+  | { readonly kind: 'copied'; readonly chunkId: number; readonly rows: number; readonly durationMs: number }
+  | { readonly kind: 'skipped'; readonly reason: string }
+  | { readonly kind: 'throttled'; readonly reason: ThrottleReason; readonly retryInMs: number }
+  | { readonly kind: 'retrying'; readonly error: string; readonly retryInMs: number }
+  | { readonly kind: 'split'; readonly error: string }
+  | { readonly kind: 'failed'; readonly error: string };
+
+/** Dependencies of {@link BackfillService}. */
+export interface BackfillServiceDeps {
+  readonly db: Kysely<Database>;
+  readonly repository: BackfillRepository;
+  readonly datasources: DatasourceRegistry;
+  readonly catalog: CatalogInspector;
+  readonly copier: ChunkCopier;
+  readonly health: HealthProbe;
+  readonly migrations: MigrationService;
+  /** `null` where no queue is configured (then only the reconciler of a worker dispatches). */
+  readonly queue: WorkQueue | null;
+  /** Chunks in flight at once per datasource, shared by every migration on it. */
+  readonly datasourceConcurrency: number;
+  /** Name recorded on claimed chunks (host:pid). */
+  readonly workerName: string;
+}
+
+/**
+ * The backfill: keyset chunks planned lazily (so a PATCHed size applies to the next chunk),
+ * leased in PostgreSQL, copied idempotently, checkpointed behind a lease fence, retried with
+ * exponential backoff and jitter, split after repeated timeouts, throttled by datasource health.
+ * Redis only carries the jobs that wake workers up; {@link reconcile} re-creates them from
+ * PostgreSQL after any loss (worker SIGKILL, FLUSHALL, restart).
+ */
+export class BackfillService {
+  constructor(private readonly deps: BackfillServiceDeps) {}
+
+  /**
+   * Entry action of `backfill`: records the run — key columns in the order of the unique index that
+   * serves them (so keyset scans use it), their types, the first chunk size and the row estimate.
+   * Idempotent. Runs inside the transition's transaction.
+   */
+  async startRun(trx: Kysely<Database>, migration: Migration): Promise<void> {
+    const spec = migration.spec;
+    const table = await this.deps.catalog.describe(spec.source);
+    if (!table) throw new TidewayError('INVALID_SPEC', `source table ${spec.source.schema}.${spec.source.table} is gone`, { field: 'source.table' });
+    const wanted = [...spec.source.key].sort().join(',');
+    const indexOrder = table.uniqueKeys.find((cols) => [...cols].sort().join(',') === wanted) ?? spec.source.key;
+    const key: KeyShape = { columns: [...indexOrder], types: indexOrder.map((c) => table.columns.get(c)?.type ?? 'text') };
+    let rowsEstimated = Math.max(0, Math.round(table.estimatedRows));
+    if (table.estimatedRows < 0) {
+      rowsEstimated = await this.deps.datasources.withClient(spec.source.datasource, async (c) =>
+        Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(spec.source)}`)).rows[0]?.n ?? 0),
+      );
+    }
+    await this.deps.repository.createRun(trx, {
+      migrationId: migration.id,
+      datasource: spec.source.datasource,
+      key,
+      chunkRows: spec.backfill.initialChunkRows,
+      rowsEstimated,
+    });
+  }
+
+  /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */
+  async discardRun(trx: Kysely<Database>, migrationId: string): Promise<void> {
+    await this.deps.repository.discardRun(trx, migrationId);
+  }
+
+  /**
+   * Plans chunks up to the migration's concurrency and the datasource's budget, and enqueues every
+   * pending chunk no job points at. Safe to call from anywhere at any time (serialised on the run row).
+   */
+  async pump(migrationId: string): Promise<number> {
+    const { db, repository } = this.deps;
+    const toEnqueue = await db.transaction().execute(async (trx) => {
+      const run = await repository.lockRun(trx, migrationId);
+      const row = await trx.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
+      if (!run || !row) return [];
+      const migration = toMigration(row);
+      if (migration.phase !== 'backfill' || migration.status !== 'active') return [];
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`tideway:datasource:${run.datasource}`}))`.execute(trx);
+      const inFlight = await repository.inFlight(trx, migrationId, run.datasource);
+      let slots = Math.min(migration.spec.backfill.concurrency - inFlight.migration, this.deps.datasourceConcurrency - inFlight.datasource);
+      let through: KeyValue | null = run.planned_through;
+      let done = run.planning_done;
+      const key: KeyShape = { columns: run.key_columns, types: run.key_types };
+      const size = Math.max(1, Math.min(run.chunk_rows, migration.spec.backfill.maxChunkRows));
+      while (slots > 0 && !done) {
+        const upper = await this.#nextBoundary(migration.spec, key, through, size);
+        await repository.insertChunk(trx, migrationId, through, upper);
+        if (upper === null) done = true;
+        else through = upper;
+        slots--;
+      }
+      if (through !== run.planned_through || done !== run.planning_done) await repository.advancePlanning(trx, migrationId, through, done);
+      return repository.unqueued(trx, migrationId);
+    });
+    if (!this.deps.queue || toEnqueue.length === 0) return 0;
+    const now = Date.now();
+    for (const chunk of toEnqueue) {
+      const delay = chunk.not_before ? chunk.not_before.getTime() - now : 0;
+      await this.deps.queue.enqueueChunk({ migrationId, chunkId: chunk.id, attempt: chunk.attempts + 1 }, delay);
+    }
+    await repository.markEnqueued(db, toEnqueue.map((c) => c.id));
+    return toEnqueue.length;
+  }
+
+  /** The inclusive upper key `size` rows past `after`, or `null` when fewer rows remain (last chunk). */
+  async #nextBoundary(spec: MigrationSpec, key: KeyShape, after: KeyValue | null, size: number): Promise<KeyValue | null> {
+    const range = rangePredicate(key, after, null);
+    const cols = key.columns.map(quoteIdent);
+    const text = `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${size - 1} LIMIT 1`;
+    return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+      const r = await client.query<Record<string, string>>(text, range.params);
+      const row = r.rows[0];
+      return row ? key.columns.map((_, i) => row[`k${i}`] as string) : null;
+    });
+  }
+
+  /**
+   * Runs one chunk job: checks the migration is active in backfill, checks datasource health,
+   * takes the lease, copies, checkpoints, adapts the next chunk size and pumps more work.
+   */
+  async runChunk(job: BackfillChunkJob): Promise<ChunkOutcome> {
+    const { db, repository } = this.deps;
+    const [chunk, run, row] = await Promise.all([
+      repository.getChunk(db, job.chunkId),
+      repository.getRun(db, job.migrationId),
+      db.selectFrom('migrations').selectAll().where('id', '=', job.migrationId).executeTakeFirst(),
+    ]);
+    if (!chunk || !run || !row) return { kind: 'skipped', reason: 'chunk or run no longer exists' };
+    if (chunk.status !== 'pending') return { kind: 'skipped', reason: `chunk is ${chunk.status}` };
+    if (chunk.attempts + 1 !== job.attempt) return { kind: 'skipped', reason: 'stale job for an earlier attempt' };
+    const migration = toMigration(row);
+    if (migration.phase !== 'backfill' || migration.status !== 'active') {
+      // Leave the chunk pending and unqueued: resume (through pump) enqueues it again.
+      await repository.markUnqueued(db, chunk.id);
+      return { kind: 'skipped', reason: `migration is ${migration.phase}/${migration.status}` };
+    }
+    const spec = migration.spec;
+
+    const recent = await repository.rowsSince(db, migration.id, 1);
+    const reading = await this.deps.health.read(run.datasource, recent);
+    const reason = judgeHealth(reading, spec.throttle, spec.backfill.maxRowsPerSecond, run.throttled_reason as ThrottleReason | null);
+    if (reason) {
+      await repository.setThrottled(db, migration.id, reason);
+      return { kind: 'throttled', reason, retryInMs: THROTTLE_RECHECK_MS };
+    }
+    if (run.throttled_reason) await repository.setThrottled(db, migration.id, null);
+
+    const claimed = await repository.claim(db, chunk.id, this.deps.workerName, spec.backfill.chunkTimeoutMs + LEASE_MARGIN_MS);
+    if (!claimed) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
+    const key: KeyShape = { columns: run.key_columns, types: run.key_types };
+    try {
+      const result = await this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, spec.backfill.chunkTimeoutMs);
+      const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
+      if (kept) {
+        const sizing = nextChunkRows({
+          rows: result.rows,
+          durationMs: result.durationMs,
+          previousChunkRows: run.chunk_rows,
+          previousRowsPerMs: run.ewma_rows_per_ms,
+          targetChunkMs: spec.backfill.targetChunkMs,
+          minChunkRows: spec.backfill.minChunkRows,
+          maxChunkRows: spec.backfill.maxChunkRows,
+        });
+        await repository.updateSizing(db, migration.id, sizing.chunkRows, sizing.rowsPerMs);
+      }
+      await repository.completeRunIfDone(db, migration.id);
+      await this.pump(migration.id);
+      return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+    } catch (error) {
+      return this.#handleFailure(migration, key, claimed, error);
+    }
+  }
+
+  async #handleFailure(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown): Promise<ChunkOutcome> {
+    const { db, repository } = this.deps;
+    const spec = migration.spec;
+    const message = error instanceof Error ? error.message : String(error);
+    const timedOut = (error as { code?: string }).code === PG_QUERY_CANCELED;
+    if (timedOut && chunk.timeouts + 1 >= SPLIT_AFTER_TIMEOUTS) {
+      const middle = await this.#middle(spec, key, chunk).catch(() => null);
+      if (middle) {
+        await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message));
+        await this.pump(migration.id);
+        return { kind: 'split', error: message };
+      }
+    }
+    if (chunk.attempts >= spec.backfill.maxAttempts) {
+      await repository.fail(db, chunk, message);
+      const failed = await repository.countFailed(db, migration.id);
+      if (failed > spec.abortCriteria.maxFailedChunks) {
+        await this.deps.migrations
+          .act(migration.id, 'fail', {
+            actor: 'tideway:backfill',
+            reason: `${failed} chunk(s) failed, more than abortCriteria.maxFailedChunks (${spec.abortCriteria.maxFailedChunks})`,
+            details: { failedChunks: failed, maxFailedChunks: spec.abortCriteria.maxFailedChunks, lastError: message },
+          })
+          .catch(() => undefined);
+      }
+      return { kind: 'failed', error: message };
+    }
+    const delay = retryDelayMs(chunk.attempts);
+    await repository.retryLater(db, chunk, message, timedOut, delay);
+    await this.pump(migration.id);
+    return { kind: 'retrying', error: message, retryInMs: delay };
+  }
+
+  /** A key near the middle of a chunk's range, or `null` when the range cannot be split. */
+  async #middle(spec: MigrationSpec, key: KeyShape, chunk: ClaimedChunk): Promise<KeyValue | null> {
+    const range = rangePredicate(key, chunk.lower, chunk.upper);
+    const cols = key.columns.map(quoteIdent);
+    return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+      const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(spec.source)} WHERE ${range.sql}`, range.params);
+      const n = Number(count.rows[0]?.n ?? 0);
+      if (n < 2) return null;
+      const r = await client.query<Record<string, string>>(
+        `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${Math.floor(n / 2) - 1} LIMIT 1`,
+        range.params,
+      );
+      const row = r.rows[0];
+      return row ? key.columns.map((_, i) => row[`k${i}`] as string) : null;
+    });
+  }
+
+  /**
+   * Re-creates lost work from PostgreSQL: leases that expired go back to pending; pending chunks
+   * whose job is no longer in Redis are marked unqueued; then every active backfill is pumped.
+   * Cheap enough to run every few seconds in every worker.
+   */
+  async reconcile(): Promise<{ releasedLeases: number; lostJobs: number; enqueued: number }> {
+    const { db, repository, queue } = this.deps;
+    const released = await repository.releaseExpiredLeases(db);
+    let lost = 0;
+    if (queue) {
+      for (const chunk of await repository.staleQueued(db, LOST_JOB_AFTER_SECONDS)) {
+        if (!(await queue.hasChunkJob(chunk.id, chunk.attempts + 1))) {
+          await repository.markUnqueued(db, chunk.id);
+          lost++;
+        }
+      }
+    }
+    let enqueued = 0;
+    for (const migrationId of await repository.activeRuns(db)) enqueued += await this.pump(migrationId);
+    return { releasedLeases: released.length, lostJobs: lost, enqueued };
+  }
+}

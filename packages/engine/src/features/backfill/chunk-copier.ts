@@ -1,0 +1,81 @@
+import { pipeline } from 'node:stream/promises';
+import { performance } from 'node:perf_hooks';
+import type { MigrationSpec } from '@tideway/core';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import {
+  chunkUpsertSql,
+  mappedColumns,
+  mappedSelectSql,
+  qualified,
+  quoteIdent,
+  rangePredicateLiteral,
+  upsertClause,
+  type KeyShape,
+  type KeyValue,
+} from './sql.js';
+
+/** What one chunk copy did. */
+export interface CopyResult {
+  /** Rows inserted or updated in the target. */
+  readonly rows: number;
+  /** Server-side execution time of the copy statements, milliseconds (no queue or lease time). */
+  readonly durationMs: number;
+}
+
+async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL statement_timeout = ${Math.floor(timeoutMs)}`);
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Copies one keyset range from source to target through the mapping, idempotently (upsert).
+ * - Same datasource: one `INSERT … SELECT … FOR SHARE … ON CONFLICT DO UPDATE`.
+ * - Different datasources: the source transaction streams `COPY (SELECT … FOR SHARE) TO STDOUT`
+ *   into `COPY … FROM STDIN` of a temporary staging table in the target transaction, which then
+ *   upserts from it; the source transaction (and its row locks) ends after the target commits.
+ *
+ * @throws the database error (a `57014` code when `timeoutMs` ran out); nothing is committed then.
+ */
+export class ChunkCopier {
+  constructor(private readonly datasources: DatasourceRegistry) {}
+
+  async copy(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, timeoutMs: number): Promise<CopyResult> {
+    if (spec.source.datasource === spec.target.datasource) {
+      const { sql, params } = chunkUpsertSql(spec, key, lower, upper);
+      return this.datasources.withClient(spec.source.datasource, (client) =>
+        inTransaction(client, timeoutMs, async () => {
+          const t0 = performance.now();
+          const r = await client.query(sql, params);
+          return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
+        }),
+      );
+    }
+    return this.datasources.withClient(spec.source.datasource, (source) =>
+      this.datasources.withClient(spec.target.datasource, (target) =>
+        inTransaction(source, timeoutMs, () =>
+          inTransaction(target, timeoutMs, async () => {
+            const t0 = performance.now();
+            const cols = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
+            await target.query(`CREATE TEMP TABLE tideway_stage (LIKE ${qualified(spec.target)} INCLUDING DEFAULTS) ON COMMIT DROP`);
+            const where = rangePredicateLiteral(key, lower, upper, (v) => source.escapeLiteral(v));
+            const out = source.query(copyTo(`COPY (${mappedSelectSql(spec, where, true)}) TO STDOUT`));
+            const into = target.query(copyFrom(`COPY tideway_stage (${cols}) FROM STDIN`));
+            await pipeline(out, into);
+            const r = await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
+            return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
+          }),
+        ),
+      ),
+    );
+  }
+}

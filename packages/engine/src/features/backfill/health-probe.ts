@@ -1,0 +1,40 @@
+import type { HealthReading } from '@tideway/core';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+
+/*
+ * Reads a datasource's health. Inputs: none (pg_stat_replication, pg_stat_activity, max_connections).
+ * Tideway's own sessions (application_name 'tideway…') are left out of the oldest-transaction age,
+ * or a running chunk would throttle the next one.
+ */
+const HEALTH_SQL = `
+SELECT
+  (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::float8 AS replication_lag_s,
+  (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')::int AS lock_waiters,
+  (SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0) FROM pg_stat_activity
+     WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+       AND state <> 'idle' AND coalesce(application_name, '') NOT LIKE 'tideway%')::float8 AS oldest_xact_s,
+  ((SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::float8
+     / current_setting('max_connections')::float8) AS connections_ratio`;
+
+/** Takes {@link HealthReading}s of datasources. */
+export class HealthProbe {
+  constructor(private readonly datasources: DatasourceRegistry) {}
+
+  /**
+   * @param recentRowsPerSecond - the migration's own copy rate over the last second (for the rate cap).
+   * @throws DependencyUnavailableError when the datasource cannot be reached.
+   */
+  async read(datasource: string, recentRowsPerSecond: number): Promise<HealthReading> {
+    return this.datasources.withClient(datasource, async (client) => {
+      const r = await client.query<{ replication_lag_s: number; lock_waiters: number; oldest_xact_s: number; connections_ratio: number }>(HEALTH_SQL);
+      const row = r.rows[0];
+      return {
+        replicationLagSeconds: row?.replication_lag_s ?? 0,
+        lockWaiters: row?.lock_waiters ?? 0,
+        oldestTransactionSeconds: row?.oldest_xact_s ?? 0,
+        connectionsUsedRatio: row?.connections_ratio ?? 0,
+        recentRowsPerSecond,
+      };
+    });
+  }
+}

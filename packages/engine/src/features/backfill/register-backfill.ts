@@ -1,0 +1,66 @@
+import type { PhaseHooks } from '@tideway/core';
+import type { MigrationContext } from '../migrations/migration-context.js';
+import type { MigrationService } from '../migrations/migration-service.js';
+import type { BackfillReadModel } from './backfill-read-model.js';
+import type { BackfillService } from './backfill-service.js';
+import type { SyncTrigger } from './sync-trigger.js';
+
+/**
+ * Plugs the dual_write and backfill phases into the state machine:
+ * - dual_write entry (trigger mode): install the sync trigger; rollback (and abort): remove it;
+ * - backfill entry: record the run; rollback: discard it;
+ * - backfill gate `backfill-complete`: planning done, every chunk done, none failed;
+ * - `progress` of the migration resource: the backfill figures;
+ * - after a committed transition into backfill/active (start, resume): pump chunks at once.
+ */
+export function registerBackfill(
+  hooks: PhaseHooks<MigrationContext>,
+  deps: { backfill: BackfillService; readModel: BackfillReadModel; sync: SyncTrigger; migrations: MigrationService },
+): void {
+  hooks.addEntryAction('dual_write', {
+    name: 'install-sync-trigger',
+    run: async (ctx) => {
+      if (ctx.migration.spec.syncMode === 'trigger') await deps.sync.install(ctx.migration.spec, ctx.migration.id);
+    },
+  });
+  hooks.addRollbackAction('dual_write', {
+    name: 'remove-sync-trigger',
+    run: async (ctx) => {
+      if (ctx.migration.spec.syncMode === 'trigger') await deps.sync.uninstall(ctx.migration.spec, ctx.migration.id);
+    },
+  });
+  hooks.addEntryAction('backfill', { name: 'start-backfill-run', run: (ctx) => deps.backfill.startRun(ctx.db, ctx.migration) });
+  hooks.addRollbackAction('backfill', { name: 'discard-backfill-run', run: (ctx) => deps.backfill.discardRun(ctx.db, ctx.migration.id) });
+  hooks.addGate('backfill', {
+    name: 'backfill-complete',
+    evaluate: async (ctx) => {
+      const p = await deps.readModel.progress(ctx.migration.id);
+      const passed = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0 && p.chunksFailed === 0;
+      return {
+        name: 'backfill-complete',
+        passed,
+        message: !p
+          ? 'backfill has not started'
+          : passed
+            ? `all ${p.chunksDone} chunks done, ${p.rowsCopied} rows copied`
+            : p.chunksFailed > 0
+              ? `${p.chunksFailed} chunk(s) failed`
+              : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
+        observed: {
+          rowsCopied: p?.rowsCopied ?? 0,
+          chunksDone: p?.chunksDone ?? 0,
+          chunksPending: p ? p.chunksPending + p.chunksRunning : 0,
+          chunksFailed: p?.chunksFailed ?? 0,
+          planningDone: p?.planningDone ?? false,
+        },
+      };
+    },
+  });
+  deps.migrations.addProgressProvider(async (migration) => {
+    const p = await deps.readModel.progress(migration.id);
+    return p ? { ...p } : {};
+  });
+  deps.migrations.onTransition(async ({ migration }) => {
+    if (migration.phase === 'backfill' && migration.status === 'active') await deps.backfill.pump(migration.id);
+  });
+}

@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import type { MigrationSpec, TableRef } from '@tideway/core';
+
+/**
+ * SQL text for user tables. Inputs: identifiers (validated against IDENTIFIER_PATTERN and always
+ * quoted here), SQL type names read from the live catalog (`format_type`), and mapping expressions
+ * that passed the libpg-query allowlist. Key values never enter the text: they are bind parameters
+ * (`$n::text::<type>`), except in COPY, which cannot take parameters and gets `escapeLiteral` text.
+ */
+
+/** `"name"` with embedded quotes doubled. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** `"schema"."table"`. */
+export function qualified(ref: Pick<TableRef, 'schema' | 'table'>): string {
+  return `${quoteIdent(ref.schema)}.${quoteIdent(ref.table)}`;
+}
+
+/** The alias source rows get in generated SQL; mapping expressions refer to bare column names. */
+export const SOURCE_ALIAS = '__tideway_source';
+
+/** The key of a backfill: columns in index order and their SQL types. */
+export interface KeyShape {
+  readonly columns: readonly string[];
+  readonly types: readonly string[];
+}
+
+/** A key value as stored in chunk bounds: one text value per key column. */
+export type KeyValue = readonly string[];
+
+function row(parts: readonly string[]): string {
+  return parts.length === 1 ? (parts[0] as string) : `(${parts.join(', ')})`;
+}
+
+/**
+ * `WHERE` predicate of a keyset range (lower exclusive, upper inclusive; `null` = unbounded) using
+ * row-value comparison for composite keys, with bind parameters starting at `$firstParam`.
+ */
+export function rangePredicate(
+  key: KeyShape,
+  lower: KeyValue | null,
+  upper: KeyValue | null,
+  firstParam = 1,
+): { sql: string; params: string[] } {
+  const cols = row(key.columns.map(quoteIdent));
+  const parts: string[] = [];
+  const params: string[] = [];
+  const bound = (value: KeyValue) => row(value.map((v, i) => {
+    params.push(v);
+    return `$${firstParam + params.length - 1}::text::${key.types[i]}`;
+  }));
+  if (lower) parts.push(`${cols} > ${bound(lower)}`);
+  if (upper) parts.push(`${cols} <= ${bound(upper)}`);
+  return { sql: parts.length ? parts.join(' AND ') : 'true', params };
+}
+
+/** The same predicate with literal values (for COPY, which takes no parameters). */
+export function rangePredicateLiteral(key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, escapeLiteral: (v: string) => string): string {
+  const cols = row(key.columns.map(quoteIdent));
+  const lit = (value: KeyValue) => row(value.map((v, i) => `${escapeLiteral(v)}::${key.types[i]}`));
+  const parts: string[] = [];
+  if (lower) parts.push(`${cols} > ${lit(lower)}`);
+  if (upper) parts.push(`${cols} <= ${lit(upper)}`);
+  return parts.length ? parts.join(' AND ') : 'true';
+}
+
+/** Target columns in a stable order, with their mapping expressions. */
+export function mappedColumns(spec: MigrationSpec): { column: string; expression: string }[] {
+  return Object.keys(spec.mapping)
+    .sort()
+    .map((column) => ({ column, expression: spec.mapping[column] as string }));
+}
+
+/** `ON CONFLICT (target key) DO UPDATE SET …` (or `DO NOTHING` when every column is a key). */
+export function upsertClause(spec: MigrationSpec): string {
+  const keys = new Set(spec.target.key);
+  const others = mappedColumns(spec).filter((c) => !keys.has(c.column));
+  const conflict = `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')})`;
+  if (others.length === 0) return `${conflict} DO NOTHING`;
+  return `${conflict} DO UPDATE SET ${others.map((c) => `${quoteIdent(c.column)} = EXCLUDED.${quoteIdent(c.column)}`).join(', ')}`;
+}
+
+/**
+ * One chunk on one datasource: `INSERT … SELECT <mapping> … FOR SHARE … ON CONFLICT DO UPDATE`.
+ * `FOR SHARE` locks the chunk's source rows until the chunk commits, so a concurrent write either
+ * committed before (and the chunk copies its value) or waits for the chunk (and its sync trigger
+ * writes the newer value after): a chunk never overwrites a newer synced value (ADR 003).
+ */
+export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null): { sql: string; params: string[] } {
+  const cols = mappedColumns(spec);
+  const range = rangePredicate(key, lower, upper);
+  const sql =
+    `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
+    `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
+    `WHERE ${range.sql} FOR SHARE ${upsertClause(spec)}`;
+  return { sql, params: range.params };
+}
+
+/** The SELECT that produces mapped rows of a range (cross-datasource COPY out, verification). */
+export function mappedSelectSql(spec: MigrationSpec, where: string, lock: boolean): string {
+  const cols = mappedColumns(spec);
+  return (
+    `SELECT ${cols.map((c) => `(${c.expression}) AS ${quoteIdent(c.column)}`).join(', ')} ` +
+    `FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} WHERE ${where}${lock ? ' FOR SHARE' : ''}`
+  );
+}
+
+/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>`. */
+export function syncTriggerName(migrationId: string): string {
+  return `tideway_sync_${migrationId.replace(/-/g, '').slice(0, 12)}`;
+}
+
+/**
+ * The trigger function that keeps the target current during dual_write: INSERT/UPDATE upsert the
+ * mapped NEW row; DELETE, and UPDATE that changes the mapped target key, delete the mapped OLD key.
+ * The body's dollar-quote tag is random and checked against the body, so no mapping text can end it.
+ */
+export function syncTriggerSql(spec: MigrationSpec, migrationId: string): { createFunction: string; createTrigger: string; dropTrigger: string; dropFunction: string } {
+  const name = syncTriggerName(migrationId);
+  const fn = `${quoteIdent(spec.source.schema)}.${quoteIdent(name)}`;
+  const target = qualified(spec.target);
+  const cols = mappedColumns(spec);
+  const tk = spec.target.key;
+  const keyExprs = tk.map((k) => `(${spec.mapping[k] as string}) AS ${quoteIdent(k)}`).join(', ');
+  const keyRow = (alias: string) => row(tk.map((k) => `${alias}.${quoteIdent(k)}`));
+  const body = `
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM ${target} t USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o WHERE ${keyRow('t')} = ${keyRow('o')};
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    DELETE FROM ${target} t
+      USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
+      WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};
+  END IF;
+  INSERT INTO ${target} (${cols.map((c) => quoteIdent(c.column)).join(', ')})
+    SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}
+    ${upsertClause(spec)};
+  RETURN NEW;
+END`;
+  let tag = '';
+  do tag = `$tw_${randomBytes(6).toString('hex')}$`;
+  while (body.includes(tag));
+  return {
+    createFunction: `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${tag}${body}${tag}`,
+    dropTrigger: `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${qualified(spec.source)}`,
+    createTrigger: `CREATE TRIGGER ${quoteIdent(name)} AFTER INSERT OR UPDATE OR DELETE ON ${qualified(spec.source)} FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+    dropFunction: `DROP FUNCTION IF EXISTS ${fn}()`,
+  };
+}

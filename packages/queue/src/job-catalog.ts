@@ -1,0 +1,45 @@
+import type { JobsOptions } from 'bullmq';
+
+/** The queues Tideway uses. Every key is namespaced by the configured prefix (`{tideway}` by default). */
+export const QUEUE_NAMES = {
+  /** Chunk copies and verification ranges: bulk work, low priority. */
+  work: 'tideway-work',
+  /** Transitions, abort-criteria evaluations and timers: small, urgent. */
+  control: 'tideway-control',
+} as const;
+export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
+
+/**
+ * BullMQ priorities (1 is the highest). Every job gets one on purpose: in BullMQ a job without a
+ * priority runs before every prioritised job.
+ */
+export const PRIORITIES = { control: 1, verification: 50, backfill: 100 } as const;
+
+/** Data of a `backfill.chunk` job: ids only, never rows or secrets. */
+export interface BackfillChunkJob {
+  readonly migrationId: string;
+  readonly chunkId: number;
+  /** The chunk attempt this job is for (attempts + 1 at enqueue time); part of the job id. */
+  readonly attempt: number;
+}
+
+/** Every job type: its queue, its data, and its default options. */
+export const JOB_CATALOG = {
+  'backfill.chunk': {
+    queue: QUEUE_NAMES.work,
+    options: {
+      priority: PRIORITIES.backfill,
+      // Retries are counted in PostgreSQL (backfill_chunks.attempts) and re-enqueued with backoff
+      // by the engine, so a FLUSHALL cannot reset them: one BullMQ attempt per job.
+      attempts: 1,
+      removeOnComplete: true,
+      removeOnFail: { count: 1000 },
+    },
+  },
+} as const satisfies Record<string, { queue: QueueName; options: JobsOptions }>;
+export type JobName = keyof typeof JOB_CATALOG;
+
+/** Deterministic job id of a chunk attempt: adding it twice is a no-op in BullMQ. */
+export function chunkJobId(chunkId: number, attempt: number): string {
+  return `chunk-${chunkId}-a${attempt}`;
+}
