@@ -3,9 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    // Integration tests talk to real PostgreSQL and Redis; allow for a loaded 2-core machine.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     allowOnly: false,
+    // Backfill tests start worker processes and one of them FLUSHALLs Redis: run files one at a time.
+    fileParallelism: false,
   },
 });

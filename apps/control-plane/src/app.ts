@@ -50,10 +50,6 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
       security: [{ bearer: [] }],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/docs')) route.config = { ...(route.config as object), access: 'public' };
-  });
 
   await app.register(enginePlugin, {
     config,
@@ -64,6 +60,12 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
   await app.register(metricsPlugin);
   await app.register(authPlugin);
   await app.register(idempotencyPlugin);
+  // The docs UI comes after auth and idempotency, whose request decorators its routes need, and
+  // after the hook that makes it public (an onRoute hook only sees routes added after it).
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...(route.config as object), access: 'public' };
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
 
   app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);

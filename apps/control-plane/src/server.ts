@@ -20,6 +20,8 @@ async function main(): Promise<void> {
     await app.close();
   });
   await app.listen({ host: config.host, port: config.port });
+  // Tell a parent process (tests, the demo) that the API is up.
+  if (process.send) process.send({ ready: true });
 }
 
 await main();

@@ -20,5 +20,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Required role; routes that omit it need `viewer`. */
     access?: RouteAccess;
+    /**
+     * `false` makes the route ignore `Idempotency-Key`: its answer holds a secret, which must never
+     * be stored for replay. @defaultValue true
+     */
+    idempotency?: boolean;
   }
 }

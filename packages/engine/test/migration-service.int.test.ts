@@ -33,11 +33,11 @@ beforeAll(async () => {
     db: orch.db,
     datasources: { main: user.url },
     configureHooks: (hooks) => {
-      hooks.addGate('backfill', {
+      hooks.addGate('dual_write', {
         name: 'test-gate',
         evaluate: () => ({ name: 'test-gate', passed: gateOpen, message: gateOpen ? 'open' : 'closed', observed: { open: gateOpen, rowsLeft: gateOpen ? 0 : 42 } }),
       });
-      hooks.addEntryAction('shadow_read', {
+      hooks.addEntryAction('dual_write', {
         name: 'may-fail',
         run: () => {
           if (failEntry) throw new TidewayError('DEPENDENCY_UNAVAILABLE', 'flag server down', { dependency: 'unleash' });
@@ -79,26 +79,26 @@ describe('MigrationService on PostgreSQL', () => {
 
   it('refuses to advance while a gate does not hold, with its numbers, and changes nothing', async () => {
     const m = await engine.migrations.create(spec('gated'), { actor: 't' });
-    for (const action of ['start', 'advance', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
+    for (const action of ['start', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
     gateOpen = false;
     const before = await engine.migrationReadModel.get(m.id);
     const error = await engine.migrations.act(m.id, 'advance', { actor: 't' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GateNotMetError);
     expect((error as GateNotMetError).details).toEqual({
-      phase: 'backfill',
+      phase: 'dual_write',
       gates: [{ name: 'test-gate', passed: false, message: 'closed', observed: { open: false, rowsLeft: 42 } }],
     });
     expect(await engine.migrationReadModel.get(m.id)).toEqual(before);
     gateOpen = true;
     const after = await engine.migrations.act(m.id, 'advance', { actor: 't' });
-    expect(after.phase).toBe('shadow_read');
+    expect(after.phase).toBe('backfill');
     const last = (await engine.migrationReadModel.allEvents(m.id)).at(-1);
     expect(last?.details).toMatchObject({ gates: [{ name: 'test-gate', passed: true }] });
   });
 
   it('leaves state and audit log untouched when a phase action throws', async () => {
     const m = await engine.migrations.create(spec('action-fails'), { actor: 't' });
-    for (const action of ['start', 'advance', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
+    await engine.migrations.act(m.id, 'start', { actor: 't' });
     failEntry = true;
     const before = await engine.migrationReadModel.get(m.id);
     const eventsBefore = await engine.migrationReadModel.allEvents(m.id);

@@ -48,6 +48,8 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   await admin((c) => c.query(`CREATE DATABASE "${name}"`));
   const url = urlFor(name);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
+  // DROP DATABASE … WITH (FORCE) terminates sessions that may still be closing; never crash on it.
+  pool.on('error', () => undefined);
   return {
     name,
     url,

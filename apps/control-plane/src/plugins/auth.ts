@@ -3,7 +3,8 @@ import { roleAllows } from '@tideway/engine';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
+// The scheme name is case-insensitive (RFC 7235 §2.1); the token68 already allows both cases.
+const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/i;
 
 /**
  * Bearer-token authentication and role checks. A route declares `config: { access }`: `public`

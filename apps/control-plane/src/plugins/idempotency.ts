@@ -11,13 +11,14 @@ const KEY = /^[\x21-\x7e]{1,255}$/;
  * `Idempotency-Replayed: true` and acts no more. A key reused for another request → 422
  * `IDEMPOTENCY_KEY_REUSED`; a retry while the first is still running → 409
  * `IDEMPOTENCY_KEY_IN_PROGRESS`. Answers ≥ 500 are not stored, so a retry after a fault runs again.
+ * Routes whose answer holds a secret (`config.idempotency: false`) ignore the header.
  */
 export const idempotencyPlugin = fp(
   async (app: FastifyInstance) => {
     app.decorateRequest('idempotencyKey', null);
     app.addHook('preHandler', async (request, reply) => {
       const key = request.headers['idempotency-key'];
-      if (request.method !== 'POST' || key === undefined) return;
+      if (request.method !== 'POST' || key === undefined || request.routeOptions.config.idempotency === false) return;
       if (typeof key !== 'string' || !KEY.test(key)) {
         throw new TidewayError('VALIDATION_FAILED', 'Idempotency-Key must be 1–255 visible ASCII characters', { field: 'idempotency-key' });
       }

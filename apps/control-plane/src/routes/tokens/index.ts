@@ -31,7 +31,9 @@ export const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/v1/tokens',
     {
-      config: { access: 'admin' },
+      // The answer holds the secret, which is never stored, so no Idempotency-Key replay; a retry
+      // answers NAME_TAKEN instead of creating a second token.
+      config: { access: 'admin', idempotency: false },
       schema: {
         summary: 'Create an API token; the secret is in this answer only',
         tags: ['tokens'],

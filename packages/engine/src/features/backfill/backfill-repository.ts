@@ -125,6 +125,16 @@ export class BackfillRepository {
       .where('id', '=', id)
       .where('status', '=', 'pending')
       .where((eb) => eb.or([eb('not_before', 'is', null), eb('not_before', '<=', sql<Date>`now()`)]))
+      // Checked in the same statement, so a committed pause stops every later claim.
+      .where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('migrations as m')
+            .select(sql`1`.as('x'))
+            .whereRef('m.id', '=', 'backfill_chunks.migration_id')
+            .where('m.phase', '=', 'backfill')
+            .where('m.status', '=', 'active'),
+        ),
+      )
       .returning(['id', 'migration_id', 'lower_key', 'upper_key', 'attempts', 'timeouts', 'lease_token'])
       .executeTakeFirst();
     if (!row?.lease_token) return undefined;
@@ -236,16 +246,16 @@ export class BackfillRepository {
       .execute();
   }
 
-  /** Leases that ran out (a worker died): back to pending and unqueued. Returns their migrations. */
-  async releaseExpiredLeases(db: Kysely<Database>): Promise<string[]> {
+  /** Leases that ran out (a worker died): back to pending and unqueued. Returns the chunks released. */
+  async releaseExpiredLeases(db: Kysely<Database>): Promise<{ id: number; migration_id: string }[]> {
     const rows = await db
       .updateTable('backfill_chunks')
       .set({ status: 'pending', lease_token: null, lease_expires_at: null, worker: null, enqueued_at: null, last_error: 'lease expired' })
       .where('status', '=', 'running')
       .where('lease_expires_at', '<', sql<Date>`now()`)
-      .returning('migration_id')
+      .returning(['id', 'migration_id'])
       .execute();
-    return [...new Set(rows.map((r) => r.migration_id))];
+    return rows;
   }
 
   /** Pending chunks that were enqueued more than `seconds` ago (their job may be gone). */

@@ -1,4 +1,5 @@
 import type { MigrationSpec, SpecProblem, TableRef } from '@tideway/core';
+import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import type { DatasourceRegistry } from './datasource-registry.js';
 
 /** A column as the live catalog describes it. */
@@ -57,7 +58,8 @@ export class CatalogInspector {
 
   /**
    * The prepare-phase check: both tables exist, each key is the primary key or a unique index over
-   * NOT NULL columns, and every mapped target column exists. Returns every problem at once.
+   * NOT NULL columns, every mapping expression reads only existing source columns, and every
+   * mapped target column exists. Returns every problem at once.
    * @throws DependencyUnavailableError when a datasource cannot be reached.
    */
   async checkSpec(spec: MigrationSpec): Promise<SpecProblem[]> {
@@ -65,6 +67,11 @@ export class CatalogInspector {
     const [source, target] = await Promise.all([this.describe(spec.source), this.describe(spec.target)]);
     checkTable('source', spec.source, source, problems);
     checkTable('target', spec.target, target, problems);
+    if (source) {
+      // Expressions passed the allowlist at create; now every column they read must exist.
+      await loadSqlParser();
+      problems.push(...validateMapping({ ...spec.mapping }, new Set(source.columns.keys())));
+    }
     if (target) {
       for (const column of Object.keys(spec.mapping)) {
         if (!target.columns.has(column)) {

@@ -12,10 +12,15 @@ import {
   transition,
   type Action,
   type GateResult,
+  type MigrationSpec,
   type MigrationSpecInput,
   type MigrationSpecPatch,
   type MigrationState,
+  type SpecProblem,
+  TidewayError,
+  isTerminal,
 } from '@tideway/core';
+import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import type { Database } from '@tideway/db';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
@@ -99,13 +104,7 @@ export class MigrationService {
    */
   async create(input: MigrationSpecInput, options: Pick<ActOptions, 'actor' | 'reason'>): Promise<Migration> {
     const spec = resolveSpec(input);
-    const problems = (['source', 'target'] as const)
-      .filter((side) => !this.#deps.datasources.has(spec[side].datasource))
-      .map((side) => ({
-        field: `${side}.datasource`,
-        problem: `unknown datasource "${spec[side].datasource}"; configured: ${this.#deps.datasources.names().join(', ') || '(none)'}`,
-      }));
-    if (problems.length > 0) throw new InvalidSpecError(problems);
+    await this.#checkSpec(spec);
     return this.#deps.db.transaction().execute(async (trx) => {
       const migration = await this.#deps.repository.insert(trx, spec.name, spec);
       await this.#deps.repository.appendEvent(trx, {
@@ -188,8 +187,17 @@ export class MigrationService {
       if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
         throw new VersionConflictError(id, options.expectedVersion, current.version);
       }
+      if (isTerminal(current)) {
+        throw new TidewayError('INVALID_TRANSITION', `migration is ${current.status}: its spec can no longer change`, {
+          phase: current.phase,
+          status: current.status,
+          action: 'patch',
+          allowed: [],
+        });
+      }
       const { spec, changed } = applySpecPatch(current.spec, patch, current.phase);
       if (changed.length === 0) return current;
+      await this.#checkSpec(spec);
       const updated = await repository.updateSpec(trx, current, spec);
       const state = { phase: current.phase, status: current.status };
       await repository.appendEvent(trx, {
@@ -228,6 +236,26 @@ export class MigrationService {
       progress: Object.assign({}, ...parts) as Record<string, unknown>,
       allowedActions: allowedActions(migration).filter((a) => a !== 'fail'),
     };
+  }
+
+  /**
+   * Checks that need the server: configured datasources, trigger sync only within one datasource,
+   * and every mapping expression through the PostgreSQL parser and the allowlist.
+   * @throws InvalidSpecError listing every problem.
+   */
+  async #checkSpec(spec: MigrationSpec): Promise<void> {
+    const problems: SpecProblem[] = (['source', 'target'] as const)
+      .filter((side) => !this.#deps.datasources.has(spec[side].datasource))
+      .map((side) => ({
+        field: `${side}.datasource`,
+        problem: `unknown datasource "${spec[side].datasource}"; configured: ${this.#deps.datasources.names().join(', ') || '(none)'}`,
+      }));
+    if (spec.syncMode === 'trigger' && spec.source.datasource !== spec.target.datasource) {
+      problems.push({ field: 'syncMode', problem: 'trigger sync needs source and target on the same datasource; use "application"' });
+    }
+    await loadSqlParser();
+    problems.push(...validateMapping({ ...spec.mapping }));
+    if (problems.length > 0) throw new InvalidSpecError(problems);
   }
 
   async #evaluateGates(ctx: MigrationContext): Promise<GateResult[]> {

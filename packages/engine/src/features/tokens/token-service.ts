@@ -64,7 +64,7 @@ export class TokenService {
    * @throws NameTakenError when a token of that name exists (revoked ones included).
    */
   async create(name: string, role: Role, actor: string): Promise<TokenInfo & { token: string }> {
-    if (name === BOOTSTRAP_ADMIN_NAME) throw new NameTakenError(name);
+    if (name === BOOTSTRAP_ADMIN_NAME) throw new NameTakenError(name, 'token');
     const token = `tw_${randomBytes(32).toString('base64url')}`;
     return this.db.transaction().execute(async (trx) => {
       try {
@@ -76,7 +76,7 @@ export class TokenService {
         await this.audit.record(trx, { actor, action: 'token.create', resourceType: 'token', resourceId: name, details: { role } });
         return { ...toInfo(row), token };
       } catch (error) {
-        if ((error as { code?: string }).code === '23505') throw new NameTakenError(name);
+        if ((error as { code?: string }).code === '23505') throw new NameTakenError(name, 'token');
         throw error;
       }
     });
@@ -93,7 +93,7 @@ export class TokenService {
    * @throws TidewayError `TOKEN_NOT_FOUND`.
    */
   async revoke(name: string, actor: string): Promise<TokenInfo> {
-    return this.db.transaction().execute(async (trx) => {
+    const info = await this.db.transaction().execute(async (trx) => {
       const row = await trx
         .updateTable('api_tokens')
         .set({ revoked_at: this.clock.now() })
@@ -107,9 +107,11 @@ export class TokenService {
         return toInfo({ ...(await trx.selectFrom('api_tokens').selectAll().where('name', '=', name).executeTakeFirstOrThrow()) });
       }
       await this.audit.record(trx, { actor, action: 'token.revoke', resourceType: 'token', resourceId: name });
-      this.#forget(name);
       return toInfo(row);
     });
+    // After the commit: a lookup racing the revoke cannot re-cache the token from before it.
+    this.#forget(name);
+    return info;
   }
 
   /**
