@@ -1,5 +1,6 @@
 import { createDb } from '@tideway/db';
-import { createEngine, type EngineOptions } from '@tideway/engine';
+import { BullmqWorkQueue, createEngine, type EngineOptions } from '@tideway/engine';
+import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { ControlPlaneConfig } from '../config.js';
@@ -11,12 +12,21 @@ export interface EnginePluginOptions {
   readonly configureHooks?: EngineOptions['configureHooks'];
 }
 
-/** Opens the orchestrator database and wires the engine; closes both with the app. */
+/**
+ * Opens the orchestrator database and the work queue and wires the engine; closes them with the
+ * app. The queue lets transitions into backfill pump chunks at once (workers' reconcilers would
+ * otherwise pick them up within their interval).
+ */
 export const enginePlugin = fp<EnginePluginOptions>(
   async (app: FastifyInstance, options) => {
     const db = createDb({ connectionString: options.config.databaseUrl, max: 10, applicationName: 'tideway-control-plane' });
+    const producer = createRedisConnection(options.config.redisUrl, { lazyConnect: true, enableOfflineQueue: true });
+    const queue = openQueue(QUEUE_NAMES.work, { redisUrl: options.config.redisUrl, prefix: options.config.redisPrefix }, producer);
+    queue.on('error', (error) => app.log.debug({ err: error }, 'queue error'));
     const engine = createEngine({
       db,
+      queue: new BullmqWorkQueue(queue),
+      workerName: 'control-plane',
       datasources: options.config.datasources,
       bootstrapAdminToken: options.config.adminToken,
       ...(options.clock ? { clock: options.clock } : {}),
@@ -24,6 +34,8 @@ export const enginePlugin = fp<EnginePluginOptions>(
     });
     app.decorate('engine', engine);
     app.addHook('onClose', async () => {
+      await queue.close().catch(() => undefined);
+      producer.disconnect();
       await engine.close();
       await db.destroy();
     });

@@ -90,3 +90,19 @@ export function toResource(view: MigrationView) {
     updatedAt: m.updatedAt.toISOString(),
   };
 }
+
+/** A backfill chunk: keyset range (lower exclusive, upper inclusive, `null` = open), status, attempts. */
+export const ChunkSchema = Type.Object({
+  id: Type.Integer(),
+  lowerKey: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  upperKey: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  status: Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const),
+  attempts: Type.Integer(),
+  timeouts: Type.Integer(),
+  rowsCopied: Type.Union([Type.Integer(), Type.Null()]),
+  durationMs: Type.Union([Type.Integer(), Type.Null()]),
+  worker: Type.Union([Type.String(), Type.Null()]),
+  leaseExpiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  lastError: Type.Union([Type.String(), Type.Null()]),
+  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
   ActionBodySchema,
+  ChunkSchema,
   CursorSchema,
   IdParamsSchema,
   MigrationEventSchema,
@@ -130,6 +131,30 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     );
   }
+
+  app.get(
+    '/v1/migrations/:id/chunks',
+    {
+      schema: {
+        summary: 'Backfill chunks of a migration in key order (keyset pagination)',
+        tags: ['backfill'],
+        params: IdParamsSchema,
+        querystring: Type.Object(
+          {
+            status: Type.Optional(Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const)),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+            cursor: Type.Optional(CursorSchema),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(ChunkSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      await migrations.describe(request.params.id);
+      return app.engine.backfillReadModel.chunks(request.params.id, request.query);
+    },
+  );
 
   app.get(
     '/v1/migrations/:id/events',
