@@ -132,6 +132,33 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     );
   }
 
+  app.post(
+    '/v1/migrations/:id/redrive',
+    {
+      config: { access: 'operator' },
+      schema: {
+        summary: 'Re-copy source keys now (keys whose new-side write failed under application sync)',
+        tags: ['backfill'],
+        params: IdParamsSchema,
+        body: Type.Object(
+          {
+            keys: Type.Array(Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 16 }), {
+              minItems: 1,
+              maxItems: 1000,
+              description: 'source key values as text, in spec.source.key order',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ upserted: Type.Integer(), deleted: Type.Integer() }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const view = await migrations.describe(request.params.id);
+      return app.engine.backfill.redrive(view.migration, request.body.keys);
+    },
+  );
+
   app.get(
     '/v1/migrations/:id/chunks',
     {

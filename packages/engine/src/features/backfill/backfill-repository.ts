@@ -178,10 +178,18 @@ export class BackfillRepository {
       .execute();
   }
 
-  async fail(db: Kysely<Database>, chunk: ClaimedChunk, error: string): Promise<void> {
+  /** The last attempt failed: the chunk is listed as failed with its error. */
+  async fail(db: Kysely<Database>, chunk: ClaimedChunk, error: string, timedOut: boolean): Promise<void> {
     await db
       .updateTable('backfill_chunks')
-      .set({ status: 'failed', lease_token: null, lease_expires_at: null, last_error: error, finished_at: sql`now()` })
+      .set({
+        status: 'failed',
+        lease_token: null,
+        lease_expires_at: null,
+        last_error: error,
+        finished_at: sql`now()`,
+        timeouts: timedOut ? sql`timeouts + 1` : sql`timeouts`,
+      })
       .where('id', '=', chunk.id)
       .where('lease_token', '=', chunk.leaseToken)
       .execute();
@@ -196,6 +204,17 @@ export class BackfillRepository {
       .execute();
     await this.insertChunk(trx, chunk.migrationId, chunk.lower, middle);
     await this.insertChunk(trx, chunk.migrationId, middle, chunk.upper);
+  }
+
+  /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
+  async retryFailed(db: Kysely<Database>, migrationId: string): Promise<number> {
+    const r = await db
+      .updateTable('backfill_chunks')
+      .set({ status: 'pending', attempts: 0, timeouts: 0, not_before: null, enqueued_at: null, finished_at: null })
+      .where('migration_id', '=', migrationId)
+      .where('status', '=', 'failed')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   async countFailed(db: Kysely<Database>, migrationId: string): Promise<number> {

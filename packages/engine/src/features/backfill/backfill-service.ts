@@ -10,7 +10,18 @@ import { toMigration } from '../migrations/migration.js';
 import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
 import type { ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
-import { quoteIdent, qualified, rangePredicate, type KeyShape, type KeyValue } from './sql.js';
+import {
+  quoteIdent,
+  qualified,
+  rangePredicate,
+  redriveDeleteByKeySql,
+  redriveDeleteSql,
+  redriveSelectSql,
+  redriveUpsertSql,
+  upsertClause,
+  type KeyShape,
+  type KeyValue,
+} from './sql.js';
 import type { WorkQueue } from './work-queue.js';
 
 /** A chunk that timed out this many times is split in half. */
@@ -89,6 +100,85 @@ export class BackfillService {
   /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */
   async discardRun(trx: Kysely<Database>, migrationId: string): Promise<void> {
     await this.deps.repository.discardRun(trx, migrationId);
+  }
+
+  /**
+   * Re-copies the given source keys now (the gap ledger of application sync: keys whose new-side
+   * write failed). Rows still in the source are upserted; target rows whose source row is gone are
+   * deleted when the key maps straight across. Keys are given in `spec.source.key` order.
+   *
+   * @param keys - at most 1000 keys, each one text value per key column.
+   * @throws TidewayError `INVALID_SPEC` for a key with the wrong number of values;
+   *   DependencyUnavailableError when the datasource cannot be reached.
+   */
+  async redrive(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
+    const spec = migration.spec;
+    const syncing = ['dual_write', 'backfill', 'shadow_read', 'cutover'].includes(migration.phase) && !['aborted', 'completed'].includes(migration.status);
+    if (!syncing) {
+      throw new TidewayError('INVALID_TRANSITION', `re-drive needs a migration between dual_write and cutover, not ${migration.phase}/${migration.status}`, {
+        phase: migration.phase,
+        status: migration.status,
+        action: 'redrive',
+        allowed: [],
+      });
+    }
+    const width = spec.source.key.length;
+    const bad = keys.findIndex((k) => k.length !== width);
+    if (bad >= 0) throw new TidewayError('INVALID_SPEC', `key ${bad} has ${keys[bad]?.length} values; the source key has ${width}`, { field: `keys[${bad}]` });
+    if (keys.length === 0) return { upserted: 0, deleted: 0 };
+    const table = await this.deps.catalog.describe(spec.source);
+    if (!table) throw new TidewayError('INVALID_SPEC', `source table ${spec.source.schema}.${spec.source.table} is gone`, { field: 'source.table' });
+    const key: KeyShape = { columns: [...spec.source.key], types: spec.source.key.map((c) => table.columns.get(c)?.type ?? 'text') };
+    if (spec.source.datasource === spec.target.datasource) {
+      const upsert = redriveUpsertSql(spec, key, keys);
+      const remove = redriveDeleteSql(spec, key, keys);
+      return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+        await client.query('BEGIN');
+        try {
+          const u = await client.query(upsert.sql, upsert.params);
+          const d = remove ? await client.query(remove.sql, remove.params) : { rowCount: 0 };
+          await client.query('COMMIT');
+          return { upserted: u.rowCount ?? 0, deleted: d.rowCount ?? 0 };
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+      });
+    }
+    // Across datasources: read the mapped rows (locked until the target commits), upsert them
+    // from JSON in the target, and delete target rows of keys that are gone from the source.
+    const select = redriveSelectSql(spec, key, keys);
+    return this.deps.datasources.withClient(spec.source.datasource, (source) =>
+      this.deps.datasources.withClient(spec.target.datasource, async (target) => {
+        await source.query('BEGIN');
+        await target.query('BEGIN');
+        try {
+          const rows = (await source.query<{ row: Record<string, unknown> }>(select.sql, select.params)).rows.map((r) => r.row);
+          const cols = Object.keys(spec.mapping).sort().map(quoteIdent).join(', ');
+          const u = rows.length
+            ? await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${qualified(spec.target)}, $1::jsonb) ${upsertClause(spec)}`, [JSON.stringify(rows)])
+            : { rowCount: 0 };
+          const present = new Set(rows.map((r) => JSON.stringify(spec.target.key.map((k) => String(r[k])))));
+          const gone = keys.filter((k) => !present.has(JSON.stringify([...k])));
+          const remove = gone.length ? redriveDeleteByKeySql(spec, key, gone) : null;
+          const d = remove ? await target.query(remove.sql, remove.params) : { rowCount: 0 };
+          await target.query('COMMIT');
+          await source.query('COMMIT');
+          return { upserted: u.rowCount ?? 0, deleted: d.rowCount ?? 0 };
+        } catch (error) {
+          await target.query('ROLLBACK').catch(() => undefined);
+          await source.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** After an operator resumes a failed backfill: failed chunks start over, then work is pumped. */
+  async retryFailedChunks(migrationId: string): Promise<number> {
+    const n = await this.deps.repository.retryFailed(this.deps.db, migrationId);
+    await this.pump(migrationId);
+    return n;
   }
 
   /**
@@ -213,7 +303,7 @@ export class BackfillService {
       }
     }
     if (chunk.attempts >= spec.backfill.maxAttempts) {
-      await repository.fail(db, chunk, message);
+      await repository.fail(db, chunk, message, timedOut);
       const failed = await repository.countFailed(db, migration.id);
       if (failed > spec.abortCriteria.maxFailedChunks) {
         await this.deps.migrations

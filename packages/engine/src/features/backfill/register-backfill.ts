@@ -11,7 +11,8 @@ import type { SyncTrigger } from './sync-trigger.js';
  * - backfill entry: record the run; rollback: discard it;
  * - backfill gate `backfill-complete`: planning done, every chunk done, none failed;
  * - `progress` of the migration resource: the backfill figures;
- * - after a committed transition into backfill/active (start, resume): pump chunks at once.
+ * - after a committed transition into backfill/active: pump chunks at once; a resume out of
+ *   `failed` first gives the failed chunks a fresh start.
  */
 export function registerBackfill(
   hooks: PhaseHooks<MigrationContext>,
@@ -60,7 +61,9 @@ export function registerBackfill(
     const p = await deps.readModel.progress(migration.id);
     return p ? { ...p } : {};
   });
-  deps.migrations.onTransition(async ({ migration }) => {
-    if (migration.phase === 'backfill' && migration.status === 'active') await deps.backfill.pump(migration.id);
+  deps.migrations.onTransition(async ({ migration, action, from }) => {
+    if (migration.phase !== 'backfill' || migration.status !== 'active') return;
+    if (action === 'resume' && from.status === 'failed') await deps.backfill.retryFailedChunks(migration.id);
+    else await deps.backfill.pump(migration.id);
   });
 }

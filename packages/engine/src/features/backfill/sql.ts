@@ -151,3 +151,68 @@ END`;
     dropFunction: `DROP FUNCTION IF EXISTS ${fn}()`,
   };
 }
+
+/**
+ * Re-drive of specific keys (application sync): upsert the mapped source rows of `keys`, locking
+ * them like a chunk does. Keys are in `key.columns` order, one bind parameter per value.
+ */
+export function redriveUpsertSql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } {
+  const cols = mappedColumns(spec);
+  const params: string[] = [];
+  const tuples = keys.map((k) => row(k.map((v, i) => {
+    params.push(v);
+    return `$${params.length}::text::${key.types[i]}`;
+  })));
+  const sql =
+    `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
+    `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
+    `WHERE ${row(key.columns.map(quoteIdent))} IN (${tuples.join(', ')}) FOR SHARE ${upsertClause(spec)}`;
+  return { sql, params };
+}
+
+/**
+ * Deletes target rows of `keys` whose source row no longer exists. Only possible when each target
+ * key column is mapped straight from the source key column at the same position (`id: "id"`);
+ * returns `null` otherwise.
+ */
+export function redriveDeleteSql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } | null {
+  const sourceKey = [...key.columns];
+  const targetKey = sourceKey.map((column) => spec.target.key.find((t) => spec.mapping[t]?.trim() === column));
+  if (targetKey.some((t) => t === undefined) || targetKey.length !== spec.target.key.length) return null;
+  const params: string[] = [];
+  const tuples = keys.map((k) => row(k.map((v, i) => {
+    params.push(v);
+    return `$${params.length}::text::${key.types[i]}`;
+  })));
+  const sql =
+    `DELETE FROM ${qualified(spec.target)} t WHERE ${row((targetKey as string[]).map((c) => `t.${quoteIdent(c)}`))} IN (${tuples.join(', ')}) ` +
+    `AND NOT EXISTS (SELECT 1 FROM ${qualified(spec.source)} s WHERE ${sourceKey.map((c, i) => `s.${quoteIdent(c)} = t.${quoteIdent(targetKey[i] as string)}`).join(' AND ')})`;
+  return { sql, params };
+}
+
+function keyTuples(key: KeyShape, keys: readonly KeyValue[]): { tuples: string[]; params: string[] } {
+  const params: string[] = [];
+  const tuples = keys.map((k) => row(k.map((v, i) => {
+    params.push(v);
+    return `$${params.length}::text::${key.types[i]}`;
+  })));
+  return { tuples, params };
+}
+
+/** The mapped source rows of `keys` as JSON objects, locked `FOR SHARE` (cross-datasource re-drive). */
+export function redriveSelectSql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } {
+  const { tuples, params } = keyTuples(key, keys);
+  const where = `${row(key.columns.map(quoteIdent))} IN (${tuples.join(', ')})`;
+  return { sql: `SELECT to_jsonb(m) AS row FROM (${mappedSelectSql(spec, where, true)}) m`, params };
+}
+
+/**
+ * Deletes target rows by key values, when each target key column is mapped straight from the
+ * source key column at the same position; `null` otherwise (cross-datasource re-drive of deletes).
+ */
+export function redriveDeleteByKeySql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } | null {
+  const targetKey = key.columns.map((column) => spec.target.key.find((t) => spec.mapping[t]?.trim() === column));
+  if (targetKey.some((t) => t === undefined) || targetKey.length !== spec.target.key.length) return null;
+  const { tuples, params } = keyTuples(key, keys);
+  return { sql: `DELETE FROM ${qualified(spec.target)} WHERE ${row((targetKey as string[]).map(quoteIdent))} IN (${tuples.join(', ')})`, params };
+}
