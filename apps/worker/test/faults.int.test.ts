@@ -147,6 +147,11 @@ describe('backfill faults', () => {
     const gates = final['gates'] as { name: string; passed: boolean }[];
     expect(gates).toContainEqual(expect.objectContaining({ name: 'backfill-complete', passed: true }));
     expect((await chunkStats(id)).redone).toBe(0);
+    // The same figures as Prometheus metrics.
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toContain(`tideway_backfill_rows_copied{migration="restart-${n}"} ${ROWS}`);
+    expect(metrics).toContain(`tideway_backfill_chunks_done{migration="restart-${n}"} ${ROWS / 15_000 + 1}`);
+    expect(metrics).toContain(`tideway_backfill_chunks_failed{migration="restart-${n}"} 0`);
     expect(await mappingDiff(f.user, { source, target, mapping })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
     expect((await api('POST', `/v1/migrations/${id}/advance`, {}))['phase']).toBe('shadow_read');
   });

@@ -30,6 +30,30 @@ export const metricsPlugin = fp(
         for (const c of counts) this.set({ phase: c.phase, status: c.status }, c.count);
       },
     });
+    // Backfill: the same figures as `progress` on GET /v1/migrations/:id, per migration name.
+    const backfill = app.engine.backfillReadModel.activeProgress.bind(app.engine.backfillReadModel);
+    const gauge = (name: string, help: string, pick: (p: Awaited<ReturnType<typeof backfill>>[number]['progress']) => number | null, extraLabels: string[] = []) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['migration', ...extraLabels],
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const { migration, progress } of await backfill()) {
+            const value = pick(progress);
+            if (value !== null) this.set({ migration }, value);
+          }
+        },
+      });
+    gauge('tideway_backfill_rows_copied', 'Rows copied by the backfill', (p) => p.rowsCopied);
+    gauge('tideway_backfill_rows_estimated', 'Rows the backfill expects to copy', (p) => p.rowsEstimated);
+    gauge('tideway_backfill_chunks_done', 'Backfill chunks done', (p) => p.chunksDone);
+    gauge('tideway_backfill_chunks_total', 'Backfill chunks planned plus still to plan', (p) => p.chunksTotal);
+    gauge('tideway_backfill_chunks_failed', 'Backfill chunks that finally failed', (p) => p.chunksFailed);
+    gauge('tideway_backfill_rows_per_second', 'Rows copied per second over the last 60 s', (p) => p.rowsPerSecond);
+    gauge('tideway_backfill_eta_seconds', 'Estimated seconds to the end of the backfill', (p) => p.etaSeconds);
+    gauge('tideway_backfill_throttled', '1 while the backfill is throttled by datasource health or rate cap', (p) => (p.throttled ? 1 : 0));
     app.decorate('metrics', registry);
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched';

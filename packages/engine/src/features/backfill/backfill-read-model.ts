@@ -87,6 +87,22 @@ export class BackfillReadModel {
     };
   }
 
+  /** Progress of every migration with a backfill run that is not finished (for metrics). */
+  async activeProgress(): Promise<{ migration: string; progress: BackfillProgress }[]> {
+    const rows = await this.db
+      .selectFrom('backfill_runs as r')
+      .innerJoin('migrations as m', 'm.id', 'r.migration_id')
+      .select(['m.id', 'm.name'])
+      .where('m.status', 'not in', ['aborted', 'completed'])
+      .execute();
+    const out: { migration: string; progress: BackfillProgress }[] = [];
+    for (const row of rows) {
+      const progress = await this.progress(row.id);
+      if (progress) out.push({ migration: row.name, progress });
+    }
+    return out;
+  }
+
   /** Chunks in id order, optionally of one status. @throws InvalidCursorError for a cursor not issued here. */
   async chunks(migrationId: string, query: { status?: ChunkStatus; limit?: number; cursor?: string }): Promise<Page<ChunkView>> {
     const limit = query.limit ?? 100;
