@@ -82,3 +82,15 @@ export { resolveSpec, checkSpec } from './spec/resolve-spec.js';
 export { applySpecPatch, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';
 export { judgeHealth, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
+export {
+  SHADOW_OUTCOMES,
+  ShadowResultSchema,
+  ShadowResultBatchSchema,
+  DualWriteReportSchema,
+  flagNames,
+  type ShadowOutcome,
+  type ShadowResult,
+  type ShadowResultBatch,
+  type DualWriteReport,
+  type FlagReader,
+} from './shadow/shadow-contract.js';

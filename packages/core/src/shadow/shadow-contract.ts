@@ -1,0 +1,81 @@
+import { Type, type Static } from 'typebox';
+
+/**
+ * The wire contract between the application SDK and the control plane. The SDK batches these and
+ * the control plane's divergence recorder stores them; both sides import this one definition.
+ */
+
+/** What a shadow read found. */
+export const SHADOW_OUTCOMES = ['match', 'mismatch', 'new_error'] as const;
+export type ShadowOutcome = (typeof SHADOW_OUTCOMES)[number];
+
+/** One shadow read: old served, new compared in the background. */
+export const ShadowResultSchema = Type.Object(
+  {
+    /** The migration key of the read, as text (composite keys joined by the SDK's `keyToString`). */
+    key: Type.String({ minLength: 1, maxLength: 512 }),
+    outcome: Type.Enum(SHADOW_OUTCOMES),
+    /** Field paths that differ (`balance`, `items[2].sku`), for mismatches. */
+    diffPaths: Type.Optional(Type.Array(Type.String({ maxLength: 512 }), { maxItems: 100 })),
+    /** The old and new values of a mismatch (redacted by the control plane before storage). */
+    oldValue: Type.Optional(Type.Unknown()),
+    newValue: Type.Optional(Type.Unknown()),
+    /** The new side's error message, for `new_error`. */
+    error: Type.Optional(Type.String({ maxLength: 2000 })),
+    /** Latency of the old read, milliseconds. */
+    oldLatencyMs: Type.Number({ minimum: 0 }),
+    /** Latency of the new read, milliseconds; absent when it failed before answering. */
+    newLatencyMs: Type.Optional(Type.Number({ minimum: 0 })),
+    /** When the read happened (ISO 8601). */
+    at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+export type ShadowResult = Static<typeof ShadowResultSchema>;
+
+/** Body of `POST /v1/migrations/:id/shadow-results`: at most 1,000 results. */
+export const ShadowResultBatchSchema = Type.Object(
+  { results: Type.Array(ShadowResultSchema, { minItems: 1, maxItems: 1000 }), dropped: Type.Optional(Type.Integer({ minimum: 0 })) },
+  { additionalProperties: false },
+);
+export type ShadowResultBatch = Static<typeof ShadowResultBatchSchema>;
+
+/**
+ * Body of `POST /v1/migrations/:id/dual-write-reports`: how many dual writes the application made
+ * since its last report, and the keys whose new-side write failed (they are re-driven: re-copied
+ * from old by the backfill engine, so a failure never becomes silent divergence).
+ */
+export const DualWriteReportSchema = Type.Object(
+  {
+    writes: Type.Integer({ minimum: 0 }),
+    failures: Type.Array(
+      Type.Object(
+        {
+          /** Source key values as text, in `spec.source.key` order. */
+          key: Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 16 }),
+          error: Type.String({ maxLength: 2000 }),
+          at: Type.String({ format: 'date-time' }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 1000 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type DualWriteReport = Static<typeof DualWriteReportSchema>;
+
+/** Feature-flag names of a migration: `tideway.<name>.<purpose>`. */
+export function flagNames(migrationName: string): { dualWrite: string; shadowRead: string; readNew: string; writeNew: string } {
+  const base = `tideway.${migrationName}`;
+  return { dualWrite: `${base}.dual-write`, shadowRead: `${base}.shadow-read`, readNew: `${base}.read-new`, writeNew: `${base}.write-new` };
+}
+
+/**
+ * What the SDK asks about flags. Implemented over unleash-client by `@tideway/flags`
+ * (`UnleashFlagReader`) and by fakes in unit tests. Must never throw; an unknown flag is `false`.
+ */
+export interface FlagReader {
+  /** Whether `flag` is on for this key (gradual rollouts are sticky on the key). */
+  isEnabled(flag: string, context: { key: string }): boolean;
+}
