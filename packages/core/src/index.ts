@@ -94,3 +94,14 @@ export {
   type DualWriteReport,
   type FlagReader,
 } from './shadow/shadow-contract.js';
+export {
+  wilsonUpperBound,
+  Z_95,
+  LATENCY_BUCKETS_MS,
+  latencyBucket,
+  histogramQuantile,
+  evaluateAbortCriteria,
+  redact,
+  type DivergenceEvidence,
+  type Breach,
+} from './shadow/divergence-math.js';
