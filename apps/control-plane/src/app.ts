@@ -12,6 +12,7 @@ import { redisPlugin } from './plugins/redis.js';
 import { installValidators } from './plugins/validation.js';
 import { healthRoutes } from './routes/health/index.js';
 import { migrationRoutes } from './routes/migrations/index.js';
+import { divergenceRoutes } from './routes/divergence/index.js';
 import { tokenRoutes } from './routes/tokens/index.js';
 import './types.js';
 
@@ -71,5 +72,6 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
   await app.register(healthRoutes);
   await app.register(migrationRoutes);
   await app.register(tokenRoutes);
+  await app.register(divergenceRoutes);
   return app;
 }

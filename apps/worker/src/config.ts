@@ -1,4 +1,4 @@
-import { ConfigError, datasourcesVar, intVar, logLevelVar, urlVar } from '@tideway/engine';
+import { ConfigError, datasourcesVar, intVar, logLevelVar, urlVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -20,6 +20,12 @@ export interface WorkerConfig {
   readonly reconcileIntervalMs: number;
   /** @defaultValue `<hostname>:<pid>` (`TIDEWAY_WORKER_NAME`) */
   readonly workerName: string | null;
+  /** How often the abort criteria are judged, milliseconds. @defaultValue 10000 (`TIDEWAY_EVALUATION_INTERVAL_MS`) */
+  readonly evaluationIntervalMs: number;
+  /** Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue [] */
+  readonly webhookUrls: readonly string[];
+  /** HMAC key of `X-Tideway-Signature` (`TIDEWAY_WEBHOOK_SECRET`). @defaultValue 'tideway-dev-webhook-secret' */
+  readonly webhookSecret: string;
   /** @defaultValue 'info' (`TIDEWAY_LOG_LEVEL`) */
   readonly logLevel: string;
 }
@@ -35,6 +41,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     datasourceConcurrency: intVar(env, 'TIDEWAY_DATASOURCE_CONCURRENCY', 4, 1, 256),
     reconcileIntervalMs: intVar(env, 'TIDEWAY_RECONCILE_INTERVAL_MS', 2000, 50, 600_000),
     workerName: env['TIDEWAY_WORKER_NAME'] || null,
+    evaluationIntervalMs: intVar(env, 'TIDEWAY_EVALUATION_INTERVAL_MS', 10_000, 100, 3_600_000),
+    webhookUrls: webhookUrlsVar(env),
+    webhookSecret: env['TIDEWAY_WEBHOOK_SECRET'] || 'tideway-dev-webhook-secret',
     logLevel: logLevelVar(env),
   });
 }

@@ -1,9 +1,10 @@
 import { createDb } from '@tideway/db';
-import { BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
+import { BullmqControlQueue, BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import { Worker } from 'bullmq';
 import type { WorkerConfig } from './config.js';
 import { backfillChunkProcessor } from './processors/backfill-chunk.js';
+import { controlProcessor } from './processors/control.js';
 
 /** A running worker: the BullMQ worker on the work queue plus the reconciler timer. */
 export interface WorkerRuntime {
@@ -13,18 +14,23 @@ export interface WorkerRuntime {
 }
 
 /**
- * Starts a worker: consumes `backfill.chunk` jobs and, every `reconcileIntervalMs`, re-creates
- * from PostgreSQL any work Redis lost. The reconciler is a plain timer, not a repeatable job, so a
+ * Starts a worker: consumes `backfill.chunk` jobs and control jobs (abort-criteria evaluation,
+ * webhook delivery) and, every `reconcileIntervalMs`, re-creates from PostgreSQL any work Redis
+ * lost and re-asserts the evaluation schedule. The reconciler is a plain timer, not a repeatable job, so a
  * FLUSHALL cannot take it away.
  */
 export async function startWorker(config: WorkerConfig, log: (msg: string, extra?: unknown) => void = () => undefined): Promise<WorkerRuntime> {
   const db = createDb({ connectionString: config.databaseUrl, max: 4, applicationName: 'tideway-worker' });
   const producer = createRedisConnection(config.redisUrl);
   const queue = openQueue(QUEUE_NAMES.work, { redisUrl: config.redisUrl, prefix: config.redisPrefix }, producer);
+  const control = openQueue(QUEUE_NAMES.control, { redisUrl: config.redisUrl, prefix: config.redisPrefix }, producer);
+  const controlQueue = new BullmqControlQueue(control);
   const engine = createEngine({
     db,
     datasources: config.datasources,
     queue: new BullmqWorkQueue(queue),
+    controlQueue,
+    webhookUrls: config.webhookUrls,
     datasourceConcurrency: config.datasourceConcurrency,
     ...(config.workerName ? { workerName: config.workerName } : {}),
   });
@@ -33,6 +39,12 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     prefix: config.redisPrefix,
     concurrency: config.concurrency,
   });
+  const controlWorker = new Worker(QUEUE_NAMES.control, controlProcessor(engine, config.webhookSecret), {
+    connection: createRedisConnection(config.redisUrl),
+    prefix: config.redisPrefix,
+    concurrency: 4,
+  });
+  controlWorker.on('error', (error) => log('control worker error', { error: error.message }));
   worker.on('failed', (job, error) => log('job failed', { job: job?.id, error: error.message }));
   worker.on('error', (error) => log('worker error', { error: error.message }));
 
@@ -41,6 +53,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     if (reconciling) return;
     reconciling = true;
     try {
+      await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
       const r = await engine.backfill.reconcile();
       if (r.releasedLeases || r.lostJobs) log('reconciled', r);
     } catch (error) {
@@ -57,7 +70,9 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     close: async () => {
       clearInterval(timer);
       await worker.close();
+      await controlWorker.close();
       await queue.close();
+      await control.close();
       producer.disconnect();
       await engine.close();
       await db.destroy();

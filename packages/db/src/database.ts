@@ -119,6 +119,39 @@ export interface BackfillChunksTable {
   finished_at: Date | null;
 }
 
+/** `observation_buckets`: per-minute shadow-read and dual-write evidence of a migration. */
+export interface ObservationBucketsTable {
+  migration_id: string;
+  minute: Date | string;
+  samples: Generated<number>;
+  matches: Generated<number>;
+  mismatches: Generated<number>;
+  new_errors: Generated<number>;
+  dropped: Generated<number>;
+  old_latency: number[];
+  new_latency: number[];
+  dual_writes: Generated<number>;
+  dual_write_failures: Generated<number>;
+}
+
+/** Ledger kinds: a shadow mismatch, a new-side read error, a failed new-side write (re-driven). */
+export type DivergenceKind = 'mismatch' | 'new_error' | 'dual_write_failure';
+
+/** `divergences`: one row per migration, kind and key. */
+export interface DivergencesTable {
+  migration_id: string;
+  key: string;
+  kind: DivergenceKind;
+  first_seen: Date | string;
+  last_seen: Date | string;
+  count: number;
+  diff_paths: Generated<string[]>;
+  sample_old: Json<unknown> | null;
+  sample_new: Json<unknown> | null;
+  error: string | null;
+  redriven_at: Date | null;
+}
+
 /** The orchestrator database, as Kysely sees it. */
 export interface Database {
   migrations: MigrationsTable;
@@ -128,6 +161,8 @@ export interface Database {
   audit_events: AuditEventsTable;
   backfill_runs: BackfillRunsTable;
   backfill_chunks: BackfillChunksTable;
+  observation_buckets: ObservationBucketsTable;
+  divergences: DivergencesTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;
@@ -141,3 +176,4 @@ export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
 export type BackfillRunRow = Selectable<BackfillRunsTable>;
 export type BackfillChunkRow = Selectable<BackfillChunksTable>;
+export type DivergenceRow = Selectable<DivergencesTable>;

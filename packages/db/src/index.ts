@@ -19,6 +19,10 @@ export type {
   BackfillRunRow,
   BackfillChunkRow,
   ChunkStatus,
+  ObservationBucketsTable,
+  DivergencesTable,
+  DivergenceKind,
+  DivergenceRow,
 } from './database.js';
 export { createDb, createPool, typeParsers, type DbOptions } from './create-db.js';
 export { migrateToLatest, FolderMigrationProvider, MIGRATIONS_FOLDER } from './migrate.js';

@@ -61,3 +61,20 @@ export function logLevelVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_LOG_LEVEL', 
   if (!LOG_LEVELS.includes(level)) throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}`);
   return level;
 }
+
+/** `TIDEWAY_WEBHOOK_URLS`: comma-separated http(s) URLs. @throws ConfigError naming the bad one. */
+export function webhookUrlsVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_WEBHOOK_URLS'): readonly string[] {
+  const raw = env[name];
+  if (!raw) return Object.freeze([]);
+  const urls = raw.split(',').map((u) => u.trim()).filter(Boolean);
+  for (const u of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw new ConfigError(`${name}: "${u}" is not a URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`${name}: "${u}" must be http or https`);
+  }
+  return Object.freeze(urls);
+}

@@ -21,6 +21,11 @@ import { HealthProbe } from './features/backfill/health-probe.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncTrigger } from './features/backfill/sync-trigger.js';
 import type { WorkQueue } from './features/backfill/work-queue.js';
+import { DivergenceReadModel } from './features/divergence/divergence-read-model.js';
+import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
+import { registerDivergenceGate } from './features/divergence/register-divergence.js';
+import { AbortEvaluator } from './features/abort/abort-evaluator.js';
+import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 
 /** What {@link createEngine} needs. */
 export interface EngineOptions {
@@ -34,6 +39,10 @@ export interface EngineOptions {
   readonly bootstrapAdminToken?: string | null;
   /** Where chunk jobs go; `null` (the default) for a process that only reads and reconciles nothing. */
   readonly queue?: WorkQueue | null;
+  /** Where webhook deliveries and the evaluation schedule go; `null` (default) for none. */
+  readonly controlQueue?: ControlQueue | null;
+  /** URLs that receive webhook events. @defaultValue [] */
+  readonly webhookUrls?: readonly string[];
   /** Chunks in flight at once per datasource, shared by all its migrations. @defaultValue 4 */
   readonly datasourceConcurrency?: number;
   /** Name recorded on chunks this process claims. @defaultValue `<hostname>:<pid>` */
@@ -56,6 +65,10 @@ export interface Engine {
   readonly backfill: BackfillService;
   readonly backfillReadModel: BackfillReadModel;
   readonly syncTrigger: SyncTrigger;
+  readonly divergence: DivergenceRecorder;
+  readonly divergenceReadModel: DivergenceReadModel;
+  readonly abortEvaluator: AbortEvaluator;
+  readonly webhooks: WebhookNotifier;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -99,6 +112,8 @@ export function createEngine(options: EngineOptions): Engine {
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
+  const divergenceReadModel = new DivergenceReadModel(options.db);
+  const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null);
   const engine: Engine = {
     db: options.db,
     clock,
@@ -112,10 +127,15 @@ export function createEngine(options: EngineOptions): Engine {
     backfill,
     backfillReadModel,
     syncTrigger,
+    divergence: new DivergenceRecorder(options.db, backfill),
+    divergenceReadModel,
+    abortEvaluator: new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks),
+    webhooks,
     close: () => datasources.close(),
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
+  registerDivergenceGate(hooks, divergenceReadModel);
   options.configureHooks?.(hooks, engine);
   return engine;
 }

@@ -1,2 +1,13 @@
-export { QUEUE_NAMES, PRIORITIES, JOB_CATALOG, chunkJobId, type QueueName, type JobName, type BackfillChunkJob } from './job-catalog.js';
+export {
+  QUEUE_NAMES,
+  PRIORITIES,
+  JOB_CATALOG,
+  EVALUATE_SCHEDULER_ID,
+  chunkJobId,
+  type QueueName,
+  type JobName,
+  type BackfillChunkJob,
+  type EvaluateJob,
+  type WebhookJob,
+} from './job-catalog.js';
 export { createRedisConnection, openQueue, type QueueConnectionOptions } from './connection.js';

@@ -23,6 +23,16 @@ export interface BackfillChunkJob {
   readonly attempt: number;
 }
 
+/** Data of a `control.evaluate` job: judge the abort criteria of every active migration. */
+export type EvaluateJob = Record<string, never>;
+
+/** Data of a `webhook.deliver` job: one event to one URL (the body is signed when sent). */
+export interface WebhookJob {
+  readonly url: string;
+  readonly event: string;
+  readonly payload: Record<string, unknown>;
+}
+
 /** Every job type: its queue, its data, and its default options. */
 export const JOB_CATALOG = {
   'backfill.chunk': {
@@ -36,7 +46,19 @@ export const JOB_CATALOG = {
       removeOnFail: { count: 1000 },
     },
   },
+  'control.evaluate': {
+    queue: QUEUE_NAMES.control,
+    options: { priority: PRIORITIES.control, attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  },
+  'webhook.deliver': {
+    queue: QUEUE_NAMES.control,
+    // Retries with exponential backoff and jitter: 1 s, 2 s, 4 s … (± half), 8 attempts (~4 min).
+    options: { priority: PRIORITIES.control, attempts: 8, backoff: { type: 'exponential', delay: 1000, jitter: 0.5 }, removeOnComplete: true, removeOnFail: { count: 1000 } },
+  },
 } as const satisfies Record<string, { queue: QueueName; options: JobsOptions }>;
+
+/** Id of the job scheduler that runs `control.evaluate` every interval. */
+export const EVALUATE_SCHEDULER_ID = 'abort-criteria';
 export type JobName = keyof typeof JOB_CATALOG;
 
 /** Deterministic job id of a chunk attempt: adding it twice is a no-op in BullMQ. */

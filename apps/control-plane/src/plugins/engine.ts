@@ -1,5 +1,5 @@
 import { createDb } from '@tideway/db';
-import { BullmqWorkQueue, createEngine, type EngineOptions } from '@tideway/engine';
+import { BullmqControlQueue, BullmqWorkQueue, createEngine, type EngineOptions } from '@tideway/engine';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -23,9 +23,13 @@ export const enginePlugin = fp<EnginePluginOptions>(
     const producer = createRedisConnection(options.config.redisUrl, { lazyConnect: true, enableOfflineQueue: true });
     const queue = openQueue(QUEUE_NAMES.work, { redisUrl: options.config.redisUrl, prefix: options.config.redisPrefix }, producer);
     queue.on('error', (error) => app.log.debug({ err: error }, 'queue error'));
+    const control = openQueue(QUEUE_NAMES.control, { redisUrl: options.config.redisUrl, prefix: options.config.redisPrefix }, producer);
+    control.on('error', (error) => app.log.debug({ err: error }, 'control queue error'));
     const engine = createEngine({
       db,
       queue: new BullmqWorkQueue(queue),
+      controlQueue: new BullmqControlQueue(control),
+      webhookUrls: options.config.webhookUrls,
       workerName: 'control-plane',
       datasources: options.config.datasources,
       bootstrapAdminToken: options.config.adminToken,
@@ -35,6 +39,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
     app.decorate('engine', engine);
     app.addHook('onClose', async () => {
       await queue.close().catch(() => undefined);
+      await control.close().catch(() => undefined);
       producer.disconnect();
       await engine.close();
       await db.destroy();

@@ -223,6 +223,16 @@ export class MigrationService {
     return this.view(migration);
   }
 
+  /**
+   * The migration alone, without gates or progress (for hot paths such as result ingestion).
+   * @throws MigrationNotFoundError.
+   */
+  async describeLite(id: string): Promise<{ migration: Migration }> {
+    const migration = await this.#deps.readModel.get(id);
+    if (!migration) throw new MigrationNotFoundError(id);
+    return { migration };
+  }
+
   /** Like {@link describe} for a migration already read. */
   async view(migration: Migration): Promise<MigrationView> {
     const ctx: MigrationContext = { migration, db: this.#deps.db, clock: this.#deps.clock, actor: 'tideway:read' };

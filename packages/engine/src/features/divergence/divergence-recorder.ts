@@ -1,0 +1,208 @@
+import { LATENCY_BUCKETS_MS, latencyBucket, redact, type DualWriteReport, type ShadowResultBatch } from '@tideway/core';
+import type { Database, DivergenceKind } from '@tideway/db';
+import { sql, type Kysely } from 'kysely';
+import type { BackfillService } from '../backfill/backfill-service.js';
+import type { Migration } from '../migrations/migration.js';
+
+const HIST = LATENCY_BUCKETS_MS.length + 1;
+
+interface Bucket {
+  samples: number;
+  matches: number;
+  mismatches: number;
+  newErrors: number;
+  dropped: number;
+  old: number[];
+  new: number[];
+  dualWrites: number;
+  dualWriteFailures: number;
+}
+
+interface LedgerEntry {
+  key: string;
+  kind: DivergenceKind;
+  first: string;
+  last: string;
+  count: number;
+  paths: Set<string>;
+  oldValue: unknown;
+  newValue: unknown;
+  error: string | null;
+}
+
+function emptyBucket(): Bucket {
+  return { samples: 0, matches: 0, mismatches: 0, newErrors: 0, dropped: 0, old: Array<number>(HIST).fill(0), new: Array<number>(HIST).fill(0), dualWrites: 0, dualWriteFailures: 0 };
+}
+
+function minuteOf(iso: string): string {
+  const t = Date.parse(iso);
+  return new Date(Math.floor((Number.isFinite(t) ? t : Date.now()) / 60_000) * 60_000).toISOString();
+}
+
+/**
+ * Stores shadow-read results and dual-write reports: per-minute buckets (counts and latency
+ * histograms; a batch becomes one upsert per minute it spans) and a ledger with one entry per
+ * diverging key (first/last seen, count, the union of differing paths, and the first sample's values
+ * with `shadowRead.redact` paths masked). Failed new-side writes are re-driven at once.
+ */
+export class DivergenceRecorder {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly backfill: BackfillService,
+  ) {}
+
+  /** Records a batch (≤ 1,000 results). @returns how many results were stored. */
+  async recordShadowResults(migration: Migration, batch: ShadowResultBatch): Promise<{ recorded: number }> {
+    const buckets = new Map<string, Bucket>();
+    const ledger = new Map<string, LedgerEntry>();
+    const redactPaths = migration.spec.shadowRead.redact;
+    for (const r of batch.results) {
+      const minute = minuteOf(r.at);
+      let b = buckets.get(minute);
+      if (!b) buckets.set(minute, (b = emptyBucket()));
+      b.samples++;
+      (b.old[latencyBucket(r.oldLatencyMs)] as number)++;
+      if (r.newLatencyMs !== undefined) (b.new[latencyBucket(r.newLatencyMs)] as number)++;
+      if (r.outcome === 'match') {
+        b.matches++;
+        continue;
+      }
+      const kind: DivergenceKind = r.outcome === 'mismatch' ? 'mismatch' : 'new_error';
+      if (kind === 'mismatch') b.mismatches++;
+      else b.newErrors++;
+      const id = `${kind}\u0000${r.key}`;
+      const entry = ledger.get(id);
+      if (entry) {
+        entry.count++;
+        if (r.at < entry.first) entry.first = r.at;
+        if (r.at > entry.last) entry.last = r.at;
+        for (const p of r.diffPaths ?? []) entry.paths.add(p);
+      } else {
+        ledger.set(id, {
+          key: r.key,
+          kind,
+          first: r.at,
+          last: r.at,
+          count: 1,
+          paths: new Set(r.diffPaths ?? []),
+          oldValue: redact(r.oldValue ?? null, redactPaths),
+          newValue: redact(r.newValue ?? null, redactPaths),
+          error: r.error ?? null,
+        });
+      }
+    }
+    const first = [...buckets.values()][0];
+    if (first && batch.dropped) first.dropped += batch.dropped;
+    await this.db.transaction().execute(async (trx) => {
+      await this.#upsertBuckets(trx, migration.id, buckets);
+      await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
+    });
+    return { recorded: batch.results.length };
+  }
+
+  /**
+   * Records a dual-write report and re-drives every failed key (re-copies it from the old store).
+   * @returns counts; `redriven` is 0 when re-drive is not possible now (the failures stay in the ledger).
+   */
+  async recordDualWrites(migration: Migration, report: DualWriteReport): Promise<{ failures: number; redriven: number }> {
+    const minute = minuteOf(new Date().toISOString());
+    const bucket = emptyBucket();
+    bucket.dualWrites = report.writes;
+    bucket.dualWriteFailures = report.failures.length;
+    const ledger = new Map<string, LedgerEntry>();
+    for (const f of report.failures) {
+      const key = JSON.stringify(f.key);
+      const entry = ledger.get(key);
+      if (entry) {
+        entry.count++;
+        entry.last = f.at > entry.last ? f.at : entry.last;
+      } else {
+        ledger.set(key, { key, kind: 'dual_write_failure', first: f.at, last: f.at, count: 1, paths: new Set(), oldValue: null, newValue: null, error: f.error });
+      }
+    }
+    await this.db.transaction().execute(async (trx) => {
+      await this.#upsertBuckets(trx, migration.id, new Map([[minute, bucket]]));
+      await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
+    });
+    if (report.failures.length === 0) return { failures: 0, redriven: 0 };
+    const keys = [...ledger.values()].map((e) => JSON.parse(e.key) as string[]);
+    try {
+      await this.backfill.redrive(migration, keys);
+    } catch {
+      return { failures: report.failures.length, redriven: 0 };
+    }
+    await this.db
+      .updateTable('divergences')
+      .set({ redriven_at: sql`now()` })
+      .where('migration_id', '=', migration.id)
+      .where('kind', '=', 'dual_write_failure')
+      .where('key', 'in', [...ledger.keys()])
+      .execute();
+    return { failures: report.failures.length, redriven: keys.length };
+  }
+
+  async #upsertBuckets(trx: Kysely<Database>, migrationId: string, buckets: Map<string, Bucket>): Promise<void> {
+    if (buckets.size === 0) return;
+    await trx
+      .insertInto('observation_buckets')
+      .values(
+        [...buckets].map(([minute, b]) => ({
+          migration_id: migrationId,
+          minute,
+          samples: b.samples,
+          matches: b.matches,
+          mismatches: b.mismatches,
+          new_errors: b.newErrors,
+          dropped: b.dropped,
+          old_latency: b.old,
+          new_latency: b.new,
+          dual_writes: b.dualWrites,
+          dual_write_failures: b.dualWriteFailures,
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['migration_id', 'minute']).doUpdateSet({
+          samples: sql`observation_buckets.samples + excluded.samples`,
+          matches: sql`observation_buckets.matches + excluded.matches`,
+          mismatches: sql`observation_buckets.mismatches + excluded.mismatches`,
+          new_errors: sql`observation_buckets.new_errors + excluded.new_errors`,
+          dropped: sql`observation_buckets.dropped + excluded.dropped`,
+          old_latency: sql`ARRAY(SELECT a + b FROM unnest(observation_buckets.old_latency, excluded.old_latency) WITH ORDINALITY AS t(a, b, i) ORDER BY i)`,
+          new_latency: sql`ARRAY(SELECT a + b FROM unnest(observation_buckets.new_latency, excluded.new_latency) WITH ORDINALITY AS t(a, b, i) ORDER BY i)`,
+          dual_writes: sql`observation_buckets.dual_writes + excluded.dual_writes`,
+          dual_write_failures: sql`observation_buckets.dual_write_failures + excluded.dual_write_failures`,
+        }),
+      )
+      .execute();
+  }
+
+  async #upsertLedger(trx: Kysely<Database>, migrationId: string, entries: LedgerEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await trx
+      .insertInto('divergences')
+      .values(
+        entries.map((e) => ({
+          migration_id: migrationId,
+          key: e.key,
+          kind: e.kind,
+          first_seen: e.first,
+          last_seen: e.last,
+          count: e.count,
+          diff_paths: [...e.paths].sort(),
+          sample_old: JSON.stringify(e.oldValue ?? null),
+          sample_new: JSON.stringify(e.newValue ?? null),
+          error: e.error,
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['migration_id', 'kind', 'key']).doUpdateSet({
+          count: sql`divergences.count + excluded.count`,
+          first_seen: sql`least(divergences.first_seen, excluded.first_seen)`,
+          last_seen: sql`greatest(divergences.last_seen, excluded.last_seen)`,
+          diff_paths: sql`ARRAY(SELECT DISTINCT p FROM unnest(divergences.diff_paths || excluded.diff_paths) AS p ORDER BY p)`,
+          redriven_at: sql`CASE WHEN excluded.kind = 'dual_write_failure' THEN NULL ELSE divergences.redriven_at END`,
+        }),
+      )
+      .execute();
+  }
+}
