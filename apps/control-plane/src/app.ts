@@ -13,6 +13,7 @@ import { installValidators } from './plugins/validation.js';
 import { healthRoutes } from './routes/health/index.js';
 import { migrationRoutes } from './routes/migrations/index.js';
 import { divergenceRoutes } from './routes/divergence/index.js';
+import { verificationRoutes } from './routes/verification/index.js';
 import { tokenRoutes } from './routes/tokens/index.js';
 import './types.js';
 
@@ -73,5 +74,6 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
   await app.register(migrationRoutes);
   await app.register(tokenRoutes);
   await app.register(divergenceRoutes);
+  await app.register(verificationRoutes);
   return app;
 }

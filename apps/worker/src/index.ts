@@ -1,3 +1,3 @@
 export { startWorker, type WorkerRuntime } from './worker.js';
 export { loadWorkerConfig, ConfigError, type WorkerConfig } from './config.js';
-export { backfillChunkProcessor } from './processors/backfill-chunk.js';
+export { backfillChunkProcessor, workProcessor } from './processors/backfill-chunk.js';

@@ -3,7 +3,7 @@ import { BullmqControlQueue, BullmqWorkQueue, createEngine, type Engine } from '
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import { Worker } from 'bullmq';
 import type { WorkerConfig } from './config.js';
-import { backfillChunkProcessor } from './processors/backfill-chunk.js';
+import { workProcessor } from './processors/backfill-chunk.js';
 import { controlProcessor } from './processors/control.js';
 
 /** A running worker: the BullMQ worker on the work queue plus the reconciler timer. */
@@ -34,7 +34,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     datasourceConcurrency: config.datasourceConcurrency,
     ...(config.workerName ? { workerName: config.workerName } : {}),
   });
-  const worker = new Worker(QUEUE_NAMES.work, backfillChunkProcessor(engine.backfill), {
+  const worker = new Worker(QUEUE_NAMES.work, workProcessor(engine.backfill, engine.verification), {
     connection: createRedisConnection(config.redisUrl),
     prefix: config.redisPrefix,
     concurrency: config.concurrency,
@@ -55,6 +55,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     try {
       await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
       const r = await engine.backfill.reconcile();
+      await engine.verification.reconcile();
       if (r.releasedLeases || r.lostJobs) log('reconciled', r);
     } catch (error) {
       log('reconcile failed', { error: error instanceof Error ? error.message : String(error) });

@@ -152,6 +152,52 @@ export interface DivergencesTable {
   redriven_at: Date | null;
 }
 
+/** `verifications`: one diff of mapping(source) against target. */
+export interface VerificationsTable {
+  id: Generated<string>;
+  migration_id: string;
+  status: 'running' | 'passed' | 'failed';
+  key_columns: Json<string[]>;
+  key_types: Json<string[]>;
+  target_key_columns: Json<string[]>;
+  target_key_types: Json<string[]>;
+  /** Target column → SQL type, for casting mapped source values before hashing. */
+  target_types: Json<Record<string, string>>;
+  ranges_total: Generated<number>;
+  ranges_checked: Generated<number>;
+  rows_compared: Generated<number>;
+  created_by: string;
+  started_at: Timestamp;
+  finished_at: Date | null;
+  repaired_at: Date | null;
+}
+
+/** `verification_ranges`: a key range compared by count and aggregate hash. */
+export interface VerificationRangesTable {
+  id: ColumnType<number, never, never>;
+  verification_id: string;
+  lower_key: Json<string[]> | null;
+  upper_key: Json<string[]> | null;
+  depth: Generated<number>;
+  status: 'pending' | 'running' | 'done';
+  attempts: Generated<number>;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+  enqueued_at: Date | null;
+  source_rows: number | null;
+  target_rows: number | null;
+  outcome: 'matched' | 'diffed' | 'split' | null;
+  finished_at: Date | null;
+}
+
+/** `verification_diffs`: a key found missing in target, extra in target, or different. */
+export interface VerificationDiffsTable {
+  verification_id: string;
+  key: Json<string[]>;
+  kind: 'missing' | 'extra' | 'different';
+  repaired: Generated<boolean>;
+}
+
 /** The orchestrator database, as Kysely sees it. */
 export interface Database {
   migrations: MigrationsTable;
@@ -163,6 +209,9 @@ export interface Database {
   backfill_chunks: BackfillChunksTable;
   observation_buckets: ObservationBucketsTable;
   divergences: DivergencesTable;
+  verifications: VerificationsTable;
+  verification_ranges: VerificationRangesTable;
+  verification_diffs: VerificationDiffsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;
@@ -177,3 +226,4 @@ export type AuditEventRow = Selectable<AuditEventsTable>;
 export type BackfillRunRow = Selectable<BackfillRunsTable>;
 export type BackfillChunkRow = Selectable<BackfillChunksTable>;
 export type DivergenceRow = Selectable<DivergencesTable>;
+export type VerificationRow = Selectable<VerificationsTable>;

@@ -23,6 +23,10 @@ export type {
   DivergencesTable,
   DivergenceKind,
   DivergenceRow,
+  VerificationsTable,
+  VerificationRangesTable,
+  VerificationDiffsTable,
+  VerificationRow,
 } from './database.js';
 export { createDb, createPool, typeParsers, type DbOptions } from './create-db.js';
 export { migrateToLatest, FolderMigrationProvider, MIGRATIONS_FOLDER } from './migrate.js';

@@ -25,6 +25,8 @@ import { DivergenceReadModel } from './features/divergence/divergence-read-model
 import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 import { registerDivergenceGate } from './features/divergence/register-divergence.js';
 import { AbortEvaluator } from './features/abort/abort-evaluator.js';
+import { VerificationService } from './features/verification/verification-service.js';
+import { registerVerificationGate } from './features/verification/register-verification.js';
 import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 
 /** What {@link createEngine} needs. */
@@ -68,6 +70,7 @@ export interface Engine {
   readonly divergence: DivergenceRecorder;
   readonly divergenceReadModel: DivergenceReadModel;
   readonly abortEvaluator: AbortEvaluator;
+  readonly verification: VerificationService;
   readonly webhooks: WebhookNotifier;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
@@ -100,13 +103,14 @@ export function createEngine(options: EngineOptions): Engine {
   });
   const backfillReadModel = new BackfillReadModel(options.db);
   const syncTrigger = new SyncTrigger(datasources);
+  const health = new HealthProbe(datasources);
   const backfill = new BackfillService({
     db: options.db,
     repository: new BackfillRepository(),
     datasources,
     catalog,
     copier: new ChunkCopier(datasources),
-    health: new HealthProbe(datasources),
+    health,
     migrations,
     queue: options.queue ?? null,
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
@@ -131,11 +135,21 @@ export function createEngine(options: EngineOptions): Engine {
     divergenceReadModel,
     abortEvaluator: new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks),
     webhooks,
+    verification: new VerificationService({
+      db: options.db,
+      datasources,
+      catalog,
+      health,
+      backfill,
+      queue: options.queue ?? null,
+      workerName: options.workerName ?? `${hostname()}:${process.pid}`,
+    }),
     close: () => datasources.close(),
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
   registerDivergenceGate(hooks, divergenceReadModel);
+  registerVerificationGate(hooks, options.db);
   options.configureHooks?.(hooks, engine);
   return engine;
 }

@@ -58,3 +58,10 @@ export { DivergenceRecorder } from './features/divergence/divergence-recorder.js
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';
 export { WebhookNotifier, BullmqControlQueue, deliverWebhook, signWebhook, WEBHOOK_TIMEOUT_MS, type ControlQueue } from './features/webhooks/webhook-notifier.js';
+export {
+  VerificationService,
+  VERIFY_RANGE_ROWS,
+  EXACT_DIFF_ROWS,
+  type VerificationView,
+  type RangeOutcome,
+} from './features/verification/verification-service.js';

@@ -4,6 +4,8 @@ export {
   JOB_CATALOG,
   EVALUATE_SCHEDULER_ID,
   chunkJobId,
+  rangeJobId,
+  type VerificationRangeJob,
   type QueueName,
   type JobName,
   type BackfillChunkJob,

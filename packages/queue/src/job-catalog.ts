@@ -23,6 +23,13 @@ export interface BackfillChunkJob {
   readonly attempt: number;
 }
 
+/** Data of a `verification.range` job: ids only. */
+export interface VerificationRangeJob {
+  readonly verificationId: string;
+  readonly rangeId: number;
+  readonly attempt: number;
+}
+
 /** Data of a `control.evaluate` job: judge the abort criteria of every active migration. */
 export type EvaluateJob = Record<string, never>;
 
@@ -46,6 +53,10 @@ export const JOB_CATALOG = {
       removeOnFail: { count: 1000 },
     },
   },
+  'verification.range': {
+    queue: QUEUE_NAMES.work,
+    options: { priority: PRIORITIES.verification, attempts: 1, removeOnComplete: true, removeOnFail: { count: 1000 } },
+  },
   'control.evaluate': {
     queue: QUEUE_NAMES.control,
     options: { priority: PRIORITIES.control, attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
@@ -60,6 +71,11 @@ export const JOB_CATALOG = {
 /** Id of the job scheduler that runs `control.evaluate` every interval. */
 export const EVALUATE_SCHEDULER_ID = 'abort-criteria';
 export type JobName = keyof typeof JOB_CATALOG;
+
+/** Deterministic job id of a verification range attempt. */
+export function rangeJobId(rangeId: number, attempt: number): string {
+  return `vrange-${rangeId}-a${attempt}`;
+}
 
 /** Deterministic job id of a chunk attempt: adding it twice is a no-op in BullMQ. */
 export function chunkJobId(chunkId: number, attempt: number): string {

@@ -1,0 +1,410 @@
+import { judgeHealth, TidewayError, type MigrationSpec, type ThrottleReason } from '@tideway/core';
+import type { Database, VerificationRow } from '@tideway/db';
+import type { VerificationRangeJob } from '@tideway/queue';
+import { sql, type Kysely } from 'kysely';
+import type pg from 'pg';
+import type { BackfillService } from '../backfill/backfill-service.js';
+import type { HealthProbe } from '../backfill/health-probe.js';
+import { qualified, type KeyShape, type KeyValue } from '../backfill/sql.js';
+import type { WorkQueue } from '../backfill/work-queue.js';
+import type { CatalogInspector } from '../datasources/catalog-inspector.js';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import { toMigration, type Migration } from '../migrations/migration.js';
+import { keyAtSql, sourceFingerprintSql, sourceRowsSql, targetFingerprintSql, targetRowsSql, type VerifyShape } from './verification-sql.js';
+
+/** Rows per initial range. */
+export const VERIFY_RANGE_ROWS = 20_000;
+/** A mismatching range with at most this many rows on either side is diffed key by key. */
+export const EXACT_DIFF_ROWS = 500;
+/** Lease of a range, milliseconds. */
+export const RANGE_LEASE_MS = 60_000;
+/** Keys kept as samples in the verification resource. */
+export const SAMPLE_KEYS = 20;
+
+/** The verification resource. */
+export interface VerificationView {
+  readonly id: string;
+  readonly migrationId: string;
+  readonly status: 'running' | 'passed' | 'failed';
+  readonly rangesTotal: number;
+  readonly rangesChecked: number;
+  readonly rowsCompared: number;
+  readonly missingInTarget: number;
+  readonly extraInTarget: number;
+  readonly different: number;
+  readonly repaired: number;
+  readonly sampleKeys: { key: string[]; kind: 'missing' | 'extra' | 'different' }[];
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+}
+
+/** What one range job did. */
+export type RangeOutcome =
+  | { readonly kind: 'matched' | 'diffed' | 'split'; readonly sourceRows: number; readonly targetRows: number }
+  | { readonly kind: 'skipped'; readonly reason: string }
+  | { readonly kind: 'throttled'; readonly reason: ThrottleReason; readonly retryInMs: number };
+
+interface Deps {
+  readonly db: Kysely<Database>;
+  readonly datasources: DatasourceRegistry;
+  readonly catalog: CatalogInspector;
+  readonly health: HealthProbe;
+  readonly backfill: BackfillService;
+  readonly queue: WorkQueue | null;
+  readonly workerName: string;
+}
+
+function shapeOf(v: VerificationRow): VerifyShape {
+  return {
+    sourceKey: { columns: v.key_columns, types: v.key_types },
+    targetKey: { columns: v.target_key_columns, types: v.target_key_types },
+    targetTypes: v.target_types,
+  };
+}
+
+/**
+ * Verification like Vitess VDiff, by checksummed key ranges: the source key space is cut into
+ * ranges; each range is compared by (row count, sum of 64-bit row hashes) of mapping(source) against
+ * target; a range that differs is split in two until it holds at most {@link EXACT_DIFF_ROWS} rows,
+ * then diffed key by key into missing / extra / different. Ranges are leased jobs on the work queue
+ * at verification priority, throttled like chunks, and re-created from PostgreSQL after a crash.
+ */
+export class VerificationService {
+  constructor(private readonly deps: Deps) {}
+
+  /**
+   * Starts a verification: checks the keys map straight across, plans the ranges and enqueues them.
+   * @throws TidewayError `INVALID_SPEC` when a key column is not mapped straight across;
+   *   `INVALID_TRANSITION` before the backfill phase or on a finished migration.
+   */
+  async start(migration: Migration, actor: string): Promise<VerificationView> {
+    const spec = migration.spec;
+    if (!['backfill', 'shadow_read', 'cutover', 'cleanup'].includes(migration.phase) || ['aborted', 'completed'].includes(migration.status)) {
+      throw new TidewayError('INVALID_TRANSITION', `verification needs a migration from backfill on, not ${migration.phase}/${migration.status}`, {
+        phase: migration.phase,
+        status: migration.status,
+        action: 'verify',
+        allowed: [],
+      });
+    }
+    const [source, target] = await Promise.all([this.deps.catalog.describe(spec.source), this.deps.catalog.describe(spec.target)]);
+    if (!source || !target) throw new TidewayError('INVALID_SPEC', 'source or target table is gone', { field: source ? 'target.table' : 'source.table' });
+    const wanted = [...spec.source.key].sort().join(',');
+    const order = source.uniqueKeys.find((c) => [...c].sort().join(',') === wanted) ?? spec.source.key;
+    const targetKey = order.map((c) => spec.target.key.find((t) => spec.mapping[t]?.trim() === c));
+    if (targetKey.some((t) => t === undefined)) {
+      throw new TidewayError('INVALID_SPEC', 'verification needs every source key column mapped straight to a target key column (e.g. "id": "id")', { field: 'mapping' });
+    }
+    const targetTypes = Object.fromEntries(Object.keys(spec.mapping).map((c) => [c, target.columns.get(c)?.type ?? 'text']));
+    const key: KeyShape = { columns: [...order], types: order.map((c) => source.columns.get(c)?.type ?? 'text') };
+    const boundaries = await this.#plan(spec, key);
+    const id = await this.deps.db.transaction().execute(async (trx) => {
+      const v = await trx
+        .insertInto('verifications')
+        .values({
+          migration_id: migration.id,
+          status: 'running',
+          key_columns: JSON.stringify(key.columns),
+          key_types: JSON.stringify(key.types),
+          target_key_columns: JSON.stringify(targetKey),
+          target_key_types: JSON.stringify((targetKey as string[]).map((c) => target.columns.get(c)?.type ?? 'text')),
+          target_types: JSON.stringify(targetTypes),
+          ranges_total: boundaries.length + 1,
+          created_by: actor,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const bounds: (KeyValue | null)[] = [null, ...boundaries, null];
+      await trx
+        .insertInto('verification_ranges')
+        .values(bounds.slice(0, -1).map((lower, i) => ({ verification_id: v.id, lower_key: lower ? JSON.stringify(lower) : null, upper_key: bounds[i + 1] ? JSON.stringify(bounds[i + 1]) : null, status: 'pending' as const })))
+        .execute();
+      return v.id;
+    });
+    await this.pump(id);
+    return this.view(id);
+  }
+
+  async #plan(spec: MigrationSpec, key: KeyShape): Promise<KeyValue[]> {
+    const out: KeyValue[] = [];
+    let after: KeyValue | null = null;
+    return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+      for (;;) {
+        const q = keyAtSql(qualified(spec.source), key, after, null, VERIFY_RANGE_ROWS - 1);
+        const row = (await client.query<Record<string, string>>(q.sql, q.params)).rows[0];
+        if (!row) return out;
+        after = key.columns.map((_, i) => row[`k${i}`] as string);
+        out.push(after);
+      }
+    });
+  }
+
+  /** Enqueues every pending range no job points at. */
+  async pump(verificationId: string): Promise<number> {
+    if (!this.deps.queue) return 0;
+    const pending = await this.deps.db
+      .selectFrom('verification_ranges')
+      .select(['id', 'attempts'])
+      .where('verification_id', '=', verificationId)
+      .where('status', '=', 'pending')
+      .where('enqueued_at', 'is', null)
+      .execute();
+    for (const r of pending) await this.deps.queue.enqueueRange({ verificationId, rangeId: r.id, attempt: r.attempts + 1 });
+    if (pending.length) await this.deps.db.updateTable('verification_ranges').set({ enqueued_at: sql`now()` }).where('id', 'in', pending.map((p) => p.id)).execute();
+    return pending.length;
+  }
+
+  /** Runs one range job: throttle check, lease, fingerprints, then match / exact diff / split. */
+  async runRange(job: VerificationRangeJob): Promise<RangeOutcome> {
+    const { db } = this.deps;
+    const v = await db.selectFrom('verifications').selectAll().where('id', '=', job.verificationId).executeTakeFirst();
+    if (!v || v.status !== 'running') return { kind: 'skipped', reason: 'verification is not running' };
+    const row = await db.selectFrom('migrations').selectAll().where('id', '=', v.migration_id).executeTakeFirstOrThrow();
+    const migration = toMigration(row);
+    const spec = migration.spec;
+    const reading = await this.deps.health.read(spec.source.datasource, 0);
+    const reason = judgeHealth(reading, spec.throttle, null, null);
+    if (reason) return { kind: 'throttled', reason, retryInMs: 1000 };
+    const claimed = await db
+      .updateTable('verification_ranges')
+      .set({ status: 'running', attempts: sql`attempts + 1`, lease_token: sql`gen_random_uuid()`, lease_expires_at: sql`now() + make_interval(secs => ${RANGE_LEASE_MS / 1000})` })
+      .where('id', '=', job.rangeId)
+      .where('status', '=', 'pending')
+      .where('attempts', '=', job.attempt - 1)
+      .returning(['id', 'lower_key', 'upper_key', 'depth', 'lease_token'])
+      .executeTakeFirst();
+    if (!claimed?.lease_token) return { kind: 'skipped', reason: 'range not claimable' };
+    const shape = shapeOf(v);
+    const lower = claimed.lower_key;
+    const upper = claimed.upper_key;
+    const [src, tgt] = await Promise.all([
+      this.#one(spec.source.datasource, sourceFingerprintSql(spec, shape, lower, upper)),
+      this.#one(spec.target.datasource, targetFingerprintSql(spec, shape, lower, upper)),
+    ]);
+    const sourceRows = Number(src.n);
+    const targetRows = Number(tgt.n);
+    let outcome: 'matched' | 'diffed' | 'split';
+    let children: [KeyValue | null, KeyValue | null][] = [];
+    const diffs: { key: string[]; kind: 'missing' | 'extra' | 'different' }[] = [];
+    if (sourceRows === targetRows && src.h === tgt.h) outcome = 'matched';
+    else if (Math.max(sourceRows, targetRows) <= EXACT_DIFF_ROWS) {
+      outcome = 'diffed';
+      diffs.push(...(await this.#exactDiff(spec, shape, lower, upper)));
+    } else {
+      outcome = 'split';
+      const middle = await this.#middle(spec, shape, lower, upper, sourceRows, targetRows);
+      children = [
+        [lower, middle],
+        [middle, upper],
+      ];
+    }
+    await db.transaction().execute(async (trx) => {
+      const done = await trx
+        .updateTable('verification_ranges')
+        .set({ status: 'done', outcome, source_rows: sourceRows, target_rows: targetRows, finished_at: sql`now()`, lease_token: null })
+        .where('id', '=', claimed.id)
+        .where('lease_token', '=', claimed.lease_token)
+        .executeTakeFirst();
+      if (Number(done.numUpdatedRows) !== 1) return;
+      if (children.length) {
+        await trx
+          .insertInto('verification_ranges')
+          .values(children.map(([l, u]) => ({ verification_id: v.id, lower_key: l ? JSON.stringify(l) : null, upper_key: u ? JSON.stringify(u) : null, depth: claimed.depth + 1, status: 'pending' as const })))
+          .execute();
+      }
+      if (diffs.length) {
+        await trx
+          .insertInto('verification_diffs')
+          .values(diffs.map((d) => ({ verification_id: v.id, key: JSON.stringify(d.key), kind: d.kind })))
+          .onConflict((oc) => oc.columns(['verification_id', 'key']).doUpdateSet({ kind: sql`excluded.kind` }))
+          .execute();
+      }
+      await trx
+        .updateTable('verifications')
+        .set({
+          ranges_checked: sql`ranges_checked + 1`,
+          ranges_total: sql`ranges_total + ${children.length}`,
+          rows_compared: sql`rows_compared + ${outcome === 'split' ? 0 : Math.max(sourceRows, targetRows)}`,
+        })
+        .where('id', '=', v.id)
+        .execute();
+    });
+    await this.pump(v.id);
+    await this.finishIfDone(v.id);
+    return { kind: outcome, sourceRows, targetRows };
+  }
+
+  async #one(datasource: string, q: { sql: string; params: string[] }): Promise<{ n: string; h: string }> {
+    return this.deps.datasources.withClient(datasource, async (c) => (await c.query<{ n: string; h: string }>(q.sql, q.params)).rows[0] as { n: string; h: string });
+  }
+
+  async #rows(datasource: string, q: { sql: string; params: string[] }, width: number): Promise<Map<string, string>> {
+    return this.deps.datasources.withClient(datasource, async (c: pg.PoolClient) => {
+      const r = await c.query<Record<string, string>>(q.sql, q.params);
+      return new Map(r.rows.map((row) => [JSON.stringify(Array.from({ length: width }, (_, i) => row[`k${i}`])), row['h'] as string]));
+    });
+  }
+
+  async #exactDiff(spec: MigrationSpec, shape: VerifyShape, lower: KeyValue | null, upper: KeyValue | null) {
+    const width = shape.sourceKey.columns.length;
+    const [src, tgt] = await Promise.all([
+      this.#rows(spec.source.datasource, sourceRowsSql(spec, shape, lower, upper), width),
+      this.#rows(spec.target.datasource, targetRowsSql(spec, shape, lower, upper), width),
+    ]);
+    const out: { key: string[]; kind: 'missing' | 'extra' | 'different' }[] = [];
+    for (const [k, h] of src) {
+      const t = tgt.get(k);
+      if (t === undefined) out.push({ key: JSON.parse(k) as string[], kind: 'missing' });
+      else if (t !== h) out.push({ key: JSON.parse(k) as string[], kind: 'different' });
+    }
+    for (const k of tgt.keys()) if (!src.has(k)) out.push({ key: JSON.parse(k) as string[], kind: 'extra' });
+    return out;
+  }
+
+  async #middle(spec: MigrationSpec, shape: VerifyShape, lower: KeyValue | null, upper: KeyValue | null, sourceRows: number, targetRows: number): Promise<KeyValue> {
+    const fromSource = sourceRows >= targetRows;
+    const q = fromSource
+      ? keyAtSql(qualified(spec.source), shape.sourceKey, lower, upper, sourceRows / 2 - 1)
+      : keyAtSql(qualified(spec.target), shape.targetKey, lower, upper, targetRows / 2 - 1);
+    const row = await this.deps.datasources.withClient(fromSource ? spec.source.datasource : spec.target.datasource, async (c) => (await c.query<Record<string, string>>(q.sql, q.params)).rows[0]);
+    if (!row) throw new Error('range could not be split');
+    return shape.sourceKey.columns.map((_, i) => row[`k${i}`] as string);
+  }
+
+  /** Marks the verification passed or failed once no range is pending or running. */
+  async finishIfDone(verificationId: string): Promise<void> {
+    await this.deps.db
+      .updateTable('verifications')
+      .set({
+        finished_at: sql`now()`,
+        status: sql`CASE WHEN EXISTS (SELECT 1 FROM verification_diffs d WHERE d.verification_id = verifications.id AND NOT d.repaired) THEN 'failed' ELSE 'passed' END`,
+      })
+      .where('id', '=', verificationId)
+      .where('status', '=', 'running')
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('verification_ranges').select(sql`1`.as('x')).where('verification_id', '=', verificationId).where('status', 'in', ['pending', 'running']))),
+      )
+      .execute();
+  }
+
+  /**
+   * Repairs the keys a verification found: re-copies them from the source (missing and different
+   * rows upserted, extra rows deleted), then re-checks exactly those keys; keys that now match are
+   * marked repaired. A verification with every key repaired becomes `passed`.
+   */
+  async repair(verificationId: string): Promise<VerificationView> {
+    const { db } = this.deps;
+    const v = await db.selectFrom('verifications').selectAll().where('id', '=', verificationId).executeTakeFirst();
+    if (!v) throw new TidewayError('MIGRATION_NOT_FOUND', `verification ${verificationId} does not exist`, { verificationId });
+    if (v.status === 'running') throw new TidewayError('INVALID_TRANSITION', 'the verification is still running', { action: 'repair', status: v.status, allowed: [] });
+    const migration = toMigration(await db.selectFrom('migrations').selectAll().where('id', '=', v.migration_id).executeTakeFirstOrThrow());
+    const diffs = await db.selectFrom('verification_diffs').select(['key']).where('verification_id', '=', v.id).where('repaired', '=', false).execute();
+    const shape = shapeOf(v);
+    const keys = diffs.map((d) => d.key);
+    // Keys are stored in index order; re-drive takes spec.source.key order.
+    const toSpecOrder = (k: string[]) => migration.spec.source.key.map((c) => k[shape.sourceKey.columns.indexOf(c)] as string);
+    for (let i = 0; i < keys.length; i += 1000) await this.deps.backfill.redrive(migration, keys.slice(i, i + 1000).map(toSpecOrder));
+    const fixed: string[][] = [];
+    for (const key of keys) {
+      const still = await this.#exactDiffKey(migration.spec, shape, key);
+      if (!still) fixed.push(key);
+    }
+    if (fixed.length) {
+      await db
+        .updateTable('verification_diffs')
+        .set({ repaired: true })
+        .where('verification_id', '=', v.id)
+        .where('key', 'in', fixed.map((k) => JSON.stringify(k)))
+        .execute();
+    }
+    await db
+      .updateTable('verifications')
+      .set({ repaired_at: sql`now()`, status: sql`CASE WHEN EXISTS (SELECT 1 FROM verification_diffs d WHERE d.verification_id = verifications.id AND NOT d.repaired) THEN 'failed' ELSE 'passed' END` })
+      .where('id', '=', v.id)
+      .execute();
+    return this.view(v.id);
+  }
+
+  /** True when the key still differs between mapping(source) and target. */
+  async #exactDiffKey(spec: MigrationSpec, shape: VerifyShape, key: string[]): Promise<boolean> {
+    const width = shape.sourceKey.columns.length;
+    const [src, tgt] = await Promise.all([
+      this.#rows(spec.source.datasource, eq(sourceRowsSql(spec, shape, null, null), shape.sourceKey, key), width),
+      this.#rows(spec.target.datasource, eq(targetRowsSql(spec, shape, null, null), shape.targetKey, key), width),
+    ]);
+    const k = JSON.stringify(key);
+    return src.get(k) !== tgt.get(k);
+  }
+
+  /** The verification resource. @throws TidewayError `MIGRATION_NOT_FOUND` for an unknown id. */
+  async view(verificationId: string): Promise<VerificationView> {
+    const { db } = this.deps;
+    const v = await db.selectFrom('verifications').selectAll().where('id', '=', verificationId).executeTakeFirst();
+    if (!v) throw new TidewayError('MIGRATION_NOT_FOUND', `verification ${verificationId} does not exist`, { verificationId });
+    const counts = await db
+      .selectFrom('verification_diffs')
+      .select([
+        sql<number>`count(*) FILTER (WHERE kind = 'missing' AND NOT repaired)::int`.as('missing'),
+        sql<number>`count(*) FILTER (WHERE kind = 'extra' AND NOT repaired)::int`.as('extra'),
+        sql<number>`count(*) FILTER (WHERE kind = 'different' AND NOT repaired)::int`.as('different'),
+        sql<number>`count(*) FILTER (WHERE repaired)::int`.as('repaired'),
+      ])
+      .where('verification_id', '=', v.id)
+      .executeTakeFirstOrThrow();
+    const samples = await db.selectFrom('verification_diffs').select(['key', 'kind']).where('verification_id', '=', v.id).where('repaired', '=', false).orderBy('key').limit(SAMPLE_KEYS).execute();
+    return {
+      id: v.id,
+      migrationId: v.migration_id,
+      status: v.status,
+      rangesTotal: v.ranges_total,
+      rangesChecked: v.ranges_checked,
+      rowsCompared: Number(v.rows_compared),
+      missingInTarget: counts.missing,
+      extraInTarget: counts.extra,
+      different: counts.different,
+      repaired: counts.repaired,
+      sampleKeys: samples.map((s) => ({ key: s.key, kind: s.kind })),
+      startedAt: v.started_at.toISOString(),
+      finishedAt: v.finished_at ? v.finished_at.toISOString() : null,
+    };
+  }
+
+  /** The newest verification of a migration, or `undefined`. */
+  async latest(migrationId: string): Promise<VerificationRow | undefined> {
+    return this.deps.db.selectFrom('verifications').selectAll().where('migration_id', '=', migrationId).orderBy('started_at', 'desc').limit(1).executeTakeFirst();
+  }
+
+  /** Re-creates lost range work: expired leases back to pending; pending ranges whose job is gone re-enqueued. */
+  async reconcile(): Promise<number> {
+    const { db, queue } = this.deps;
+    await db
+      .updateTable('verification_ranges')
+      .set({ status: 'pending', lease_token: null, enqueued_at: null })
+      .where('status', '=', 'running')
+      .where('lease_expires_at', '<', sql<Date>`now()`)
+      .execute();
+    const stale = await db
+      .selectFrom('verification_ranges as r')
+      .innerJoin('verifications as v', 'v.id', 'r.verification_id')
+      .select(['r.id', 'r.attempts', 'r.verification_id'])
+      .where('v.status', '=', 'running')
+      .where('r.status', '=', 'pending')
+      .where((eb) => eb.or([eb('r.enqueued_at', 'is', null), eb('r.enqueued_at', '<', sql<Date>`now() - interval '5 seconds'`)]))
+      .execute();
+    let n = 0;
+    for (const r of stale) {
+      if (queue && (await queue.hasRangeJob(r.id, r.attempts + 1))) continue;
+      await db.updateTable('verification_ranges').set({ enqueued_at: null }).where('id', '=', r.id).execute();
+      n++;
+    }
+    for (const vid of new Set(stale.map((r) => r.verification_id))) await this.pump(vid);
+    return n;
+  }
+}
+
+/** Adds `AND key = value` to a keyed rows query (used to re-check single keys). */
+function eq(q: { sql: string; params: string[] }, key: KeyShape, value: KeyValue): { sql: string; params: string[] } {
+  const start = q.params.length;
+  const cond = key.columns.map((c, i) => `"${c.replace(/"/g, '""')}" = $${start + i + 1}::text::${key.types[i]}`).join(' AND ');
+  return { sql: `${q.sql} AND ${cond}`, params: [...q.params, ...value] };
+}
