@@ -16,6 +16,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureUnleash } from './unleash.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const verbose = process.env.TIDEWAY_BOOTSTRAP_VERBOSE === '1';
@@ -140,4 +141,5 @@ const redisUrl = new URL(process.env.TIDEWAY_REDIS_URL || 'redis://127.0.0.1:637
 ensureDependencies();
 await ensurePostgres(databaseUrl);
 await ensureRedis(redisUrl);
+if (process.env.TIDEWAY_SKIP_UNLEASH !== '1') await ensureUnleash({ log: say }).catch((error) => fail(`Unleash: ${error.message}`));
 migrate();

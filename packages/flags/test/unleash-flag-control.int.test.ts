@@ -1,0 +1,212 @@
+import { DependencyUnavailableError, TidewayError, flagNames } from '@tideway/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UnleashFlagControl } from '../src/index.js';
+import { startUnleashForTests, type UnleashForTests } from '../src/testing.js';
+import { freePort, startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
+
+let unleash: UnleashForTests;
+let control: UnleashFlagControl;
+const created: string[] = [];
+
+interface RawEnvironment {
+  name: string;
+  enabled: boolean;
+  strategies: { name: string; parameters: Record<string, string> }[];
+}
+interface RawFeature {
+  type: string;
+  description: string | null;
+  environments: RawEnvironment[];
+}
+
+/** The flag as Unleash stores it, read without going through the code under test. */
+async function rawFeature(flag: string): Promise<{ status: number; body: RawFeature }> {
+  const res = await fetch(`${unleash.url}/api/admin/projects/default/features/${encodeURIComponent(flag)}`, { headers: { authorization: unleash.adminToken } });
+  return { status: res.status, body: (await res.json()) as RawFeature };
+}
+
+/** What ensureFlags decides: type, description, and per environment on/off and strategies. */
+async function rawShape(flag: string): Promise<unknown> {
+  const { body } = await rawFeature(flag);
+  return {
+    type: body.type,
+    description: body.description,
+    environments: body.environments.map((e) => ({ name: e.name, enabled: e.enabled, strategies: e.strategies })),
+  };
+}
+
+async function rawDevelopment(flag: string): Promise<RawEnvironment> {
+  const { body } = await rawFeature(flag);
+  const development = body.environments.find((e) => e.name === 'development');
+  if (!development) throw new Error(`flag ${flag} has no development environment`);
+  return development;
+}
+
+beforeAll(async () => {
+  unleash = await startUnleashForTests();
+  control = new UnleashFlagControl({ url: unleash.url, adminToken: unleash.adminToken });
+});
+
+afterAll(async () => {
+  for (const flag of created) await control.archive(flag);
+});
+
+describe('UnleashFlagControl against a real Unleash', () => {
+  it('ensureFlags creates the four flags of a migration as sticky 0 % rollouts, switched on, and is idempotent', async () => {
+    const names = Object.values(flagNames(uniqueMigrationName('ensure')));
+    created.push(...names);
+
+    await control.ensureFlags(names);
+    const first = await Promise.all(names.map((name) => rawShape(name)));
+    await control.ensureFlags(names);
+    const second = await Promise.all(names.map((name) => rawShape(name)));
+
+    expect(second).toEqual(first);
+    for (const name of names) {
+      const { body } = await rawFeature(name);
+      expect(body.type).toBe('release');
+      expect(body.description).toMatch(/^Managed by Tideway/);
+      const development = await rawDevelopment(name);
+      expect(development.enabled).toBe(true);
+      expect(development.strategies).toHaveLength(1);
+      expect(development.strategies[0]).toMatchObject({ name: 'flexibleRollout', parameters: { rollout: '0', stickiness: 'default', groupId: name } });
+      expect(await control.getState(name)).toEqual({ name, enabled: true, rollout: 0 });
+    }
+  });
+
+  it('ensureFlags keeps the rollout and on/off state of an existing flag', async () => {
+    const flag = uniqueFlag('keep');
+    created.push(flag);
+    await control.ensureFlags([flag]);
+    await control.setRollout(flag, 40);
+    await control.disable(flag);
+
+    await control.ensureFlags([flag]);
+
+    expect(await control.getState(flag)).toEqual({ name: flag, enabled: false, rollout: 40 });
+  });
+
+  it('ensureFlags completes a flag whose creation was interrupted (created, no strategy, off)', async () => {
+    const flag = uniqueFlag('repair');
+    created.push(flag);
+    const res = await fetch(`${unleash.url}/api/admin/projects/default/features`, {
+      method: 'POST',
+      headers: { authorization: unleash.adminToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: flag, type: 'release', description: 'Tideway: provisioning (ensureFlags finishes it on its next call)' }),
+    });
+    expect(res.status).toBe(201);
+    expect(await rawDevelopment(flag)).toMatchObject({ enabled: false, strategies: [] });
+
+    await control.ensureFlags([flag]);
+
+    expect(await control.getState(flag)).toEqual({ name: flag, enabled: true, rollout: 0 });
+    expect((await rawFeature(flag)).body.description).toMatch(/^Managed by Tideway/);
+  });
+
+  it('setRollout and getRollout move the ramp step; one decimal is kept; bad percentages are refused', async () => {
+    const flag = uniqueFlag('rollout');
+    created.push(flag);
+    await control.ensureFlags([flag]);
+
+    await control.setRollout(flag, 25);
+    expect(await control.getRollout(flag)).toBe(25);
+    await control.setRollout(flag, 12.5);
+    expect(await control.getRollout(flag)).toBe(12.5);
+    expect((await rawDevelopment(flag)).strategies[0]!.parameters).toEqual({ rollout: '12.5', stickiness: 'default', groupId: flag });
+    await control.setRollout(flag, 100);
+    expect(await control.getRollout(flag)).toBe(100);
+
+    for (const bad of [-1, 100.1, 12.25, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(control.setRollout(flag, bad)).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    }
+    expect(await control.getRollout(flag)).toBe(100);
+  });
+
+  it('disable and enable switch the environment', async () => {
+    const flag = uniqueFlag('switch');
+    created.push(flag);
+    await control.ensureFlags([flag]);
+
+    await control.disable(flag);
+    expect((await rawDevelopment(flag)).enabled).toBe(false);
+    await control.enable(flag);
+    expect((await rawDevelopment(flag)).enabled).toBe(true);
+    expect((await rawDevelopment(flag)).strategies).toHaveLength(1);
+  });
+
+  it('archive removes the flag; archiving again does nothing; ensureFlags afterwards starts afresh at 0 %', async () => {
+    const flag = uniqueFlag('archive');
+    await control.ensureFlags([flag]);
+    await control.setRollout(flag, 60);
+
+    await control.archive(flag);
+    expect((await rawFeature(flag)).status).toBe(404);
+    await expect(control.getState(flag)).rejects.toMatchObject({ code: 'INTERNAL' });
+    await control.archive(flag);
+
+    created.push(flag);
+    await control.ensureFlags([flag]);
+    expect(await control.getState(flag)).toEqual({ name: flag, enabled: true, rollout: 0 });
+  });
+
+  it('an unknown flag is an INTERNAL error carrying the server message', async () => {
+    const flag = uniqueFlag('unknown');
+    const error = await control.setRollout(flag, 10).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TidewayError);
+    expect(error).toMatchObject({ code: 'INTERNAL', details: { flag, status: 404 } });
+    await expect(control.enable(flag)).rejects.toMatchObject({ code: 'INTERNAL' });
+    const disabling = await control.disable(flag).catch((e: unknown) => e);
+    expect(disabling).toMatchObject({ code: 'INTERNAL', details: { status: 404 } });
+    expect((disabling as Error).message).toMatch(/refused to switch off flag .*\(404\): .+/);
+  });
+
+  it('a wrong admin token is an INTERNAL error with the server message, not a dependency outage', async () => {
+    const wrong = new UnleashFlagControl({ url: unleash.url, adminToken: '*:*.not-a-token' });
+    const error = await wrong.ensureFlags([uniqueFlag('token')]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TidewayError);
+    expect(error).not.toBeInstanceOf(DependencyUnavailableError);
+    expect(error).toMatchObject({ code: 'INTERNAL', details: { status: 401 } });
+  });
+});
+
+describe('UnleashFlagControl when Unleash is unavailable', () => {
+  it('a closed port is DependencyUnavailableError, quickly', async () => {
+    const dead = new UnleashFlagControl({ url: `http://127.0.0.1:${await freePort()}`, adminToken: 'x' });
+    const started = Date.now();
+    for (const call of [() => dead.ensureFlags(['tideway.x.read-new']), () => dead.setRollout('tideway.x.read-new', 5), () => dead.getRollout('f'), () => dead.disable('f'), () => dead.archive('f')]) {
+      const error = await call().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect(error).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'unleash' } });
+      expect((error as Error).message).toMatch(/ECONNREFUSED/);
+    }
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('a server that never answers is DependencyUnavailableError after the request timeout', async () => {
+    const silent = await startSilent();
+    try {
+      const hung = new UnleashFlagControl({ url: silent.url, adminToken: 'x', requestTimeoutMs: 300 });
+      const started = Date.now();
+      const error = await hung.getRollout('f').catch((e: unknown) => e);
+      const elapsed = Date.now() - started;
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect((error as Error).message).toMatch(/no answer within 300 ms/);
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(2000);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('a 5xx answer is DependencyUnavailableError with the status', async () => {
+    const failing = await startFixedAnswer(503);
+    try {
+      const control503 = new UnleashFlagControl({ url: failing.url, adminToken: 'x' });
+      const error = await control503.setRollout('f', 5).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect((error as Error).message).toMatch(/answered 503: fixed answer 503/);
+    } finally {
+      await failing.stop();
+    }
+  });
+});
