@@ -14,6 +14,7 @@ import { healthRoutes } from './routes/health/index.js';
 import { migrationRoutes } from './routes/migrations/index.js';
 import { divergenceRoutes } from './routes/divergence/index.js';
 import { verificationRoutes } from './routes/verification/index.js';
+import { cutoverRoutes } from './routes/cutover/index.js';
 import { tokenRoutes } from './routes/tokens/index.js';
 import './types.js';
 
@@ -75,5 +76,6 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
   await app.register(tokenRoutes);
   await app.register(divergenceRoutes);
   await app.register(verificationRoutes);
+  await app.register(cutoverRoutes);
   return app;
 }

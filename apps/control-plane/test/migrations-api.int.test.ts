@@ -54,6 +54,7 @@ describe('POST /v1/migrations', () => {
       target: { datasource: 'main', schema: 'public', table: 'orders_v2', key: ['id'] },
       mapping: { id: 'id', total_cents: 'total * 100' },
       syncMode: 'trigger',
+      reverseMapping: null,
       backfill: { ...SPEC_DEFAULTS.backfill, maxChunkRows: 20_000 },
       throttle: SPEC_DEFAULTS.throttle,
       shadowRead: SPEC_DEFAULTS.shadowRead,

@@ -1,4 +1,4 @@
-import { ConfigError, datasourcesVar, intVar, logLevelVar, urlVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, datasourcesVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -22,6 +22,8 @@ export interface WorkerConfig {
   readonly workerName: string | null;
   /** How often the abort criteria are judged, milliseconds. @defaultValue 10000 (`TIDEWAY_EVALUATION_INTERVAL_MS`) */
   readonly evaluationIntervalMs: number;
+  /** The flag server's admin API (`TIDEWAY_UNLEASH_URL`, `TIDEWAY_UNLEASH_ADMIN_TOKEN`); `null` when `TIDEWAY_UNLEASH_URL=off`. @defaultValue http://127.0.0.1:4242 */
+  readonly unleash: { readonly url: string; readonly adminToken: string } | null;
   /** Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue [] */
   readonly webhookUrls: readonly string[];
   /** HMAC key of `X-Tideway-Signature` (`TIDEWAY_WEBHOOK_SECRET`). @defaultValue 'tideway-dev-webhook-secret' */
@@ -42,6 +44,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     reconcileIntervalMs: intVar(env, 'TIDEWAY_RECONCILE_INTERVAL_MS', 2000, 50, 600_000),
     workerName: env['TIDEWAY_WORKER_NAME'] || null,
     evaluationIntervalMs: intVar(env, 'TIDEWAY_EVALUATION_INTERVAL_MS', 10_000, 100, 3_600_000),
+    unleash: unleashVar(env),
     webhookUrls: webhookUrlsVar(env),
     webhookSecret: env['TIDEWAY_WEBHOOK_SECRET'] || 'tideway-dev-webhook-secret',
     logLevel: logLevelVar(env),

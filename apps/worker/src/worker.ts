@@ -1,5 +1,6 @@
 import { createDb } from '@tideway/db';
 import { BullmqControlQueue, BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
+import { UnleashFlagControl } from '@tideway/flags';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import { Worker } from 'bullmq';
 import type { WorkerConfig } from './config.js';
@@ -16,7 +17,7 @@ export interface WorkerRuntime {
 /**
  * Starts a worker: consumes `backfill.chunk` jobs and control jobs (abort-criteria evaluation,
  * webhook delivery) and, every `reconcileIntervalMs`, re-creates from PostgreSQL any work Redis
- * lost and re-asserts the evaluation schedule. The reconciler is a plain timer, not a repeatable job, so a
+ * lost, re-asserts the evaluation schedule and fires due timers (ramp holds, cleanup reminders). The reconciler is a plain timer, not a repeatable job, so a
  * FLUSHALL cannot take it away.
  */
 export async function startWorker(config: WorkerConfig, log: (msg: string, extra?: unknown) => void = () => undefined): Promise<WorkerRuntime> {
@@ -31,6 +32,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     queue: new BullmqWorkQueue(queue),
     controlQueue,
     webhookUrls: config.webhookUrls,
+    flags: config.unleash ? new UnleashFlagControl({ url: config.unleash.url, adminToken: config.unleash.adminToken }) : null,
     datasourceConcurrency: config.datasourceConcurrency,
     ...(config.workerName ? { workerName: config.workerName } : {}),
   });
@@ -56,6 +58,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
       await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
       const r = await engine.backfill.reconcile();
       await engine.verification.reconcile();
+      await engine.timers.fireDue();
       if (r.releasedLeases || r.lostJobs) log('reconciled', r);
     } catch (error) {
       log('reconcile failed', { error: error instanceof Error ? error.message : String(error) });

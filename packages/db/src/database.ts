@@ -198,6 +198,50 @@ export interface VerificationDiffsTable {
   repaired: Generated<boolean>;
 }
 
+/** Ramp statuses inside the cutover phase. */
+export type RampStatus = 'holding' | 'awaiting_approval' | 'write_cutover' | 'rolled_back';
+
+/** `ramps`: the read ramp of a migration in cutover. */
+export interface RampsTable {
+  migration_id: string;
+  step: Generated<number>;
+  percent: Generated<number>;
+  status: RampStatus;
+  hold_started_at: Date | null;
+  next_at: Date | null;
+  paused_at: Date | null;
+  write_cutover_at: Date | null;
+  reverse_sync: Generated<boolean>;
+  history: ColumnType<{ step: number; percent: number; at: string; event: string }[], string | undefined, string>;
+  updated_at: Timestamp;
+}
+
+/** Timer kinds: a ramp hold ending, a cleanup reminder, the cleanup deadline. */
+export type TimerKind = 'ramp_hold' | 'cleanup_reminder' | 'cleanup_deadline';
+
+/** `timers`: durable timers, fired by whichever worker polls first. */
+export interface TimersTable {
+  id: ColumnType<number, never, never>;
+  migration_id: string;
+  kind: TimerKind;
+  due_at: Date | string;
+  payload: Json<Record<string, unknown>>;
+  fired_at: Date | null;
+  cancelled_at: Date | null;
+  lease_until: Date | null;
+  created_at: Timestamp;
+}
+
+/** `cleanups`: the cleanup deadline of a migration in cleanup. */
+export interface CleanupsTable {
+  migration_id: string;
+  deadline: Date | string;
+  reminders: ColumnType<{ kind: string; at: string }[], string | undefined, string>;
+  overdue_since: Date | null;
+  executed_at: Date | null;
+  archived_table: string | null;
+}
+
 /** The orchestrator database, as Kysely sees it. */
 export interface Database {
   migrations: MigrationsTable;
@@ -212,6 +256,9 @@ export interface Database {
   verifications: VerificationsTable;
   verification_ranges: VerificationRangesTable;
   verification_diffs: VerificationDiffsTable;
+  ramps: RampsTable;
+  timers: TimersTable;
+  cleanups: CleanupsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;
@@ -227,3 +274,6 @@ export type BackfillRunRow = Selectable<BackfillRunsTable>;
 export type BackfillChunkRow = Selectable<BackfillChunksTable>;
 export type DivergenceRow = Selectable<DivergencesTable>;
 export type VerificationRow = Selectable<VerificationsTable>;
+export type RampRow = Selectable<RampsTable>;
+export type TimerRow = Selectable<TimersTable>;
+export type CleanupRow = Selectable<CleanupsTable>;

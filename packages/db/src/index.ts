@@ -27,6 +27,14 @@ export type {
   VerificationRangesTable,
   VerificationDiffsTable,
   VerificationRow,
+  RampsTable,
+  RampStatus,
+  TimersTable,
+  TimerKind,
+  CleanupsTable,
+  RampRow,
+  TimerRow,
+  CleanupRow,
 } from './database.js';
 export { createDb, createPool, typeParsers, type DbOptions } from './create-db.js';
 export { migrateToLatest, FolderMigrationProvider, MIGRATIONS_FOLDER } from './migrate.js';

@@ -78,3 +78,10 @@ export function webhookUrlsVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_WEBHOOK_U
   }
   return Object.freeze(urls);
 }
+
+/** Where the flag server is: `TIDEWAY_UNLEASH_URL` and `TIDEWAY_UNLEASH_ADMIN_TOKEN` (`null` URL disables flags). */
+export function unleashVar(env: NodeJS.ProcessEnv): { url: string; adminToken: string } | null {
+  if (env['TIDEWAY_UNLEASH_URL'] === 'off') return null;
+  const url = urlVar(env, 'TIDEWAY_UNLEASH_URL', `http://127.0.0.1:${env['TIDEWAY_UNLEASH_PORT'] || 4242}`, ['http:', 'https:']);
+  return { url, adminToken: env['TIDEWAY_UNLEASH_ADMIN_TOKEN'] || '*:*.tideway-admin-dev-token' };
+}

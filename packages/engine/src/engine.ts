@@ -27,6 +27,11 @@ import { registerDivergenceGate } from './features/divergence/register-divergenc
 import { AbortEvaluator } from './features/abort/abort-evaluator.js';
 import { VerificationService } from './features/verification/verification-service.js';
 import { registerVerificationGate } from './features/verification/register-verification.js';
+import { CleanupService } from './features/cleanup/cleanup-service.js';
+import type { FlagControl } from './features/cutover/flag-control.js';
+import { RampService } from './features/cutover/ramp-service.js';
+import { registerCutover } from './features/cutover/register-cutover.js';
+import { TimerService } from './features/timers/timer-service.js';
 import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 
 /** What {@link createEngine} needs. */
@@ -43,6 +48,8 @@ export interface EngineOptions {
   readonly queue?: WorkQueue | null;
   /** Where webhook deliveries and the evaluation schedule go; `null` (default) for none. */
   readonly controlQueue?: ControlQueue | null;
+  /** Admin control of the flag server (Unleash); `null` (default): cutover answers 503. */
+  readonly flags?: FlagControl | null;
   /** URLs that receive webhook events. @defaultValue [] */
   readonly webhookUrls?: readonly string[];
   /** Chunks in flight at once per datasource, shared by all its migrations. @defaultValue 4 */
@@ -71,6 +78,9 @@ export interface Engine {
   readonly divergenceReadModel: DivergenceReadModel;
   readonly abortEvaluator: AbortEvaluator;
   readonly verification: VerificationService;
+  readonly timers: TimerService;
+  readonly ramp: RampService;
+  readonly cleanup: CleanupService;
   readonly webhooks: WebhookNotifier;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
@@ -118,6 +128,11 @@ export function createEngine(options: EngineOptions): Engine {
   });
   const divergenceReadModel = new DivergenceReadModel(options.db);
   const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null);
+  const timers = new TimerService(options.db, clock);
+  const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
+  const flags = options.flags ?? null;
+  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, sync: syncTrigger, webhooks, clock });
+  const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, sync: syncTrigger, datasources, webhooks, clock });
   const engine: Engine = {
     db: options.db,
     clock,
@@ -133,7 +148,10 @@ export function createEngine(options: EngineOptions): Engine {
     syncTrigger,
     divergence: new DivergenceRecorder(options.db, backfill),
     divergenceReadModel,
-    abortEvaluator: new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks),
+    abortEvaluator,
+    timers,
+    ramp,
+    cleanup,
     webhooks,
     verification: new VerificationService({
       db: options.db,
@@ -150,6 +168,7 @@ export function createEngine(options: EngineOptions): Engine {
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
   registerDivergenceGate(hooks, divergenceReadModel);
   registerVerificationGate(hooks, options.db);
+  registerCutover(hooks, { ramp, cleanup, timers, migrations });
   options.configureHooks?.(hooks, engine);
   return engine;
 }

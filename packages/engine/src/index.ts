@@ -53,7 +53,7 @@ export { HealthProbe } from './features/backfill/health-probe.js';
 export { SyncTrigger } from './features/backfill/sync-trigger.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';
@@ -65,3 +65,7 @@ export {
   type VerificationView,
   type RangeOutcome,
 } from './features/verification/verification-service.js';
+export { TimerService, TIMERS_PER_POLL, type TimerHandler, type TimerOutcome } from './features/timers/timer-service.js';
+export type { FlagControl } from './features/cutover/flag-control.js';
+export { RampService, type RampView, type CutoverDryRun } from './features/cutover/ramp-service.js';
+export { CleanupService, REMINDER_DAYS, type CleanupView } from './features/cleanup/cleanup-service.js';

@@ -1,5 +1,6 @@
 import { createDb } from '@tideway/db';
 import { BullmqControlQueue, BullmqWorkQueue, createEngine, type EngineOptions } from '@tideway/engine';
+import { UnleashFlagControl } from '@tideway/flags';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -30,6 +31,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
       queue: new BullmqWorkQueue(queue),
       controlQueue: new BullmqControlQueue(control),
       webhookUrls: options.config.webhookUrls,
+      flags: options.config.unleash ? new UnleashFlagControl({ url: options.config.unleash.url, adminToken: options.config.unleash.adminToken }) : null,
       workerName: 'control-plane',
       datasources: options.config.datasources,
       bootstrapAdminToken: options.config.adminToken,

@@ -102,6 +102,8 @@ export interface MigrationSpec {
   readonly target: TableRef;
   readonly mapping: Readonly<Record<string, string>>;
   readonly syncMode: SyncMode;
+  /** Source column → expression over the target row (reverse sync after write cutover); `null` to derive it. */
+  readonly reverseMapping: Readonly<Record<string, string>> | null;
   readonly backfill: BackfillOptions;
   readonly throttle: ThrottleOptions;
   readonly shadowRead: ShadowReadOptions;

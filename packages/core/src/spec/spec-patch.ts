@@ -16,12 +16,13 @@ export type MigrationSpecPatch = Static<typeof MigrationSpecPatchSchema>;
 /** Parts of a spec that never change after create. */
 const ALWAYS_IMMUTABLE = ['name'] as const;
 /** Parts of a spec that are fixed once the migration has started (left `draft`). */
-const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode'] as const;
+const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode', 'reverseMapping'] as const;
 
 /** The stored spec as the input it resolves from again (nulls dropped, everything else as is). */
 function toInput(spec: MigrationSpec): Record<string, unknown> {
   const plain = JSON.parse(JSON.stringify(spec)) as Record<string, unknown> & { cleanup: Record<string, unknown> };
   if (plain['description'] === null) delete plain['description'];
+  if (plain['reverseMapping'] === null) delete plain['reverseMapping'];
   if (plain.cleanup['dropConfirmation'] === null) delete plain.cleanup['dropConfirmation'];
   return plain;
 }
@@ -57,7 +58,7 @@ export function applySpecPatch(
   for (const [key, value] of Object.entries(patch)) {
     if (value === undefined) continue;
     const before = base[key];
-    const isSection = typeof value === 'object' && value !== null && !Array.isArray(value) && key !== 'mapping' && key !== 'source' && key !== 'target';
+    const isSection = typeof value === 'object' && value !== null && !Array.isArray(value) && !['mapping', 'reverseMapping', 'source', 'target'].includes(key);
     merged[key] = isSection ? { ...(before as object), ...value } : value;
   }
   const next = resolveSpec(merged as MigrationSpecInput);

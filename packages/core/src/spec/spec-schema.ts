@@ -113,6 +113,14 @@ export const MigrationSpecInputSchema = Type.Object(
       { minProperties: 1, maxProperties: 1600, additionalProperties: false, description: 'target column -> SQL scalar expression over the source row' },
     ),
     syncMode: Type.Enum(SYNC_MODES),
+    reverseMapping: Type.Optional(
+      Type.Record(Type.String({ pattern: IDENTIFIER_PATTERN }), Type.String({ minLength: 1, maxLength: 4000 }), {
+        minProperties: 1,
+        maxProperties: 1600,
+        additionalProperties: false,
+        description: 'source column -> SQL expression over the target row, for reverse sync after write cutover (trigger mode); derived from bare-column mappings when absent',
+      }),
+    ),
     backfill: Type.Optional(BackfillOptionsSchema),
     throttle: Type.Optional(ThrottleOptionsSchema),
     shadowRead: Type.Optional(ShadowReadOptionsSchema),

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ImmutableFieldError } from '../errors/immutable-field-error.js';
 import { InvalidSpecError } from '../errors/invalid-spec-error.js';
 import { SPEC_DEFAULTS } from './migration-spec.js';
-import { resolveSpec } from './resolve-spec.js';
+import { resolveSpec, reverseMappingOf } from './resolve-spec.js';
 import { applySpecPatch } from './spec-patch.js';
 import type { MigrationSpecInput } from './spec-schema.js';
 
@@ -88,5 +88,20 @@ describe('applySpecPatch', () => {
 
   it('re-checks the merged spec', () => {
     expect(() => applySpecPatch(spec, { backfill: { minChunkRows: 100_000 } }, 'backfill')).toThrow(InvalidSpecError);
+  });
+});
+
+describe('reverseMappingOf', () => {
+  it('turns bare-column mappings around and drops computed ones', () => {
+    const spec = resolveSpec({ ...input, mapping: { id: 'id', total_cents: 'total * 100', note: ' "memo" ' } });
+    expect(reverseMappingOf(spec)).toEqual({ id: 'id', memo: 'note' });
+  });
+
+  it('prefers an explicit reverseMapping and needs the source key covered', () => {
+    const explicit = resolveSpec({ ...input, reverseMapping: { id: 'id', total: 'total_cents / 100' } });
+    expect(reverseMappingOf(explicit)).toEqual({ id: 'id', total: 'total_cents / 100' });
+    const underivable = resolveSpec({ ...input, mapping: { id: 'id + 0', total_cents: 'total' } });
+    expect(reverseMappingOf(underivable)).toBeNull();
+    expect(() => resolveSpec({ ...input, reverseMapping: { total: 'total_cents / 100' } })).toThrow(/reverseMapping.id/);
   });
 });

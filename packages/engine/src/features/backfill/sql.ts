@@ -107,9 +107,20 @@ export function mappedSelectSql(spec: MigrationSpec, where: string, lock: boolea
   );
 }
 
-/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>`. */
-export function syncTriggerName(migrationId: string): string {
-  return `tideway_sync_${migrationId.replace(/-/g, '').slice(0, 12)}`;
+/** Which way a sync trigger copies: source → target during dual_write, target → source after write cutover. */
+export type SyncDirection = 'forward' | 'reverse';
+
+/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>` (`_rev` for reverse). */
+export function syncTriggerName(migrationId: string, direction: SyncDirection = 'forward'): string {
+  return `tideway_sync_${migrationId.replace(/-/g, '').slice(0, 12)}${direction === 'reverse' ? '_rev' : ''}`;
+}
+
+/**
+ * The spec of reverse sync: the target becomes the table written, the source the table kept
+ * current, through `reverseMapping` (source column → expression over the target row).
+ */
+export function reverseSpec(spec: MigrationSpec, reverseMapping: Readonly<Record<string, string>>): MigrationSpec {
+  return { ...spec, source: spec.target, target: spec.source, mapping: reverseMapping, reverseMapping: null };
 }
 
 /**
@@ -117,8 +128,12 @@ export function syncTriggerName(migrationId: string): string {
  * mapped NEW row; DELETE, and UPDATE that changes the mapped target key, delete the mapped OLD key.
  * The body's dollar-quote tag is random and checked against the body, so no mapping text can end it.
  */
-export function syncTriggerSql(spec: MigrationSpec, migrationId: string): { createFunction: string; createTrigger: string; dropTrigger: string; dropFunction: string } {
-  const name = syncTriggerName(migrationId);
+export function syncTriggerSql(
+  spec: MigrationSpec,
+  migrationId: string,
+  direction: SyncDirection = 'forward',
+): { createFunction: string; createTrigger: string; dropTrigger: string; dropFunction: string } {
+  const name = syncTriggerName(migrationId, direction);
   const fn = `${quoteIdent(spec.source.schema)}.${quoteIdent(name)}`;
   const target = qualified(spec.target);
   const cols = mappedColumns(spec);

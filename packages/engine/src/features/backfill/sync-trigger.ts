@@ -1,6 +1,6 @@
 import type { MigrationSpec } from '@tideway/core';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
-import { syncTriggerSql } from './sql.js';
+import { reverseSpec, syncTriggerSql, type SyncDirection } from './sql.js';
 
 /** How long installing or dropping the trigger may wait for the source table's lock, milliseconds. */
 export const SYNC_LOCK_TIMEOUT_MS = 5000;
@@ -26,17 +26,47 @@ export class SyncTrigger {
     await this.#transaction(spec, [sql.dropTrigger, sql.dropFunction]);
   }
 
-  /** True when the trigger exists on the source table. */
-  async isInstalled(spec: MigrationSpec, migrationId: string): Promise<boolean> {
-    const name = syncTriggerSql(spec, migrationId).createTrigger.match(/^CREATE TRIGGER "([^"]+)"/)?.[1];
-    return this.datasources.withClient(spec.source.datasource, async (client) => {
+  /** True when the trigger of that direction exists (on the source for forward, on the target for reverse). */
+  async isInstalled(spec: MigrationSpec, migrationId: string, direction: SyncDirection = 'forward'): Promise<boolean> {
+    const on = direction === 'forward' ? spec.source : spec.target;
+    const name = syncTriggerSql(spec, migrationId, direction).createTrigger.match(/^CREATE TRIGGER "([^"]+)"/)?.[1];
+    return this.datasources.withClient(on.datasource, async (client) => {
       const r = await client.query(
         `SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $1 AND c.relname = $2 AND t.tgname = $3`,
-        [spec.source.schema, spec.source.table, name],
+        [on.schema, on.table, name],
       );
       return (r.rowCount ?? 0) > 0;
     });
+  }
+
+  /**
+   * Turns the sync around in one transaction (write cutover): drops the forward trigger and installs
+   * the reverse one (target → source through `reverseMapping`), so there is never a moment with both
+   * (they would echo each other) or neither (a write would be lost). Same datasource only.
+   */
+  async reverse(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>>): Promise<void> {
+    const forward = syncTriggerSql(spec, migrationId, 'forward');
+    const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
+    await this.#transaction(spec, [forward.dropTrigger, forward.dropFunction, back.createFunction, back.dropTrigger, back.createTrigger]);
+  }
+
+  /** The inverse of {@link reverse} (rollback after write cutover): reverse trigger out, forward trigger in, one transaction. */
+  async restoreForward(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>>): Promise<void> {
+    const forward = syncTriggerSql(spec, migrationId, 'forward');
+    const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
+    await this.#transaction(spec, [back.dropTrigger, back.dropFunction, forward.createFunction, forward.dropTrigger, forward.createTrigger]);
+  }
+
+  /** Removes both directions (cleanup); a no-op for what is not there. */
+  async uninstallAll(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>> | null): Promise<void> {
+    const forward = syncTriggerSql(spec, migrationId, 'forward');
+    const statements = [forward.dropTrigger, forward.dropFunction];
+    if (reverseMapping) {
+      const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
+      statements.push(back.dropTrigger, back.dropFunction);
+    }
+    await this.#transaction(spec, statements);
   }
 
   async #transaction(spec: MigrationSpec, statements: string[]): Promise<void> {

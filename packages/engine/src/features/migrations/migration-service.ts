@@ -224,6 +224,20 @@ export class MigrationService {
   }
 
   /**
+   * Appends an informational audit event (a ramp step, a reminder) that changes neither phase nor
+   * status, under the migration's row lock so `seq` stays gap-free.
+   * @throws MigrationNotFoundError.
+   */
+  async recordEvent(id: string, action: string, options: { actor: string; reason?: string; details?: Record<string, unknown> }): Promise<void> {
+    await this.#deps.db.transaction().execute(async (trx) => {
+      const current = await this.#deps.repository.lock(trx, id);
+      if (!current) throw new MigrationNotFoundError(id);
+      const state = { phase: current.phase, status: current.status };
+      await this.#deps.repository.appendEvent(trx, { migrationId: id, actor: options.actor, action, from: state, to: state, reason: options.reason ?? null, details: options.details ?? {} });
+    });
+  }
+
+  /**
    * The migration alone, without gates or progress (for hot paths such as result ingestion).
    * @throws MigrationNotFoundError.
    */
@@ -265,6 +279,9 @@ export class MigrationService {
     }
     await loadSqlParser();
     problems.push(...validateMapping({ ...spec.mapping }));
+    if (spec.reverseMapping) {
+      problems.push(...validateMapping({ ...spec.reverseMapping }).map((p) => ({ ...p, field: p.field.replace(/^mapping\./, 'reverseMapping.') })));
+    }
     if (problems.length > 0) throw new InvalidSpecError(problems);
   }
 
