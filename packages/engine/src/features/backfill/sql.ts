@@ -126,6 +126,8 @@ export function reverseSpec(spec: MigrationSpec, reverseMapping: Readonly<Record
 /**
  * The trigger function that keeps the target current during dual_write: INSERT/UPDATE upsert the
  * mapped NEW row; DELETE, and UPDATE that changes the mapped target key, delete the mapped OLD key.
+ * Writes made by Tideway's sync itself are not synced back (the `tideway.syncing` guard), so a
+ * forward and a reverse trigger can be active together (bidirectional sync after write cutover).
  * The body's dollar-quote tag is random and checked against the body, so no mapping text can end it.
  */
 export function syncTriggerSql(
@@ -140,20 +142,30 @@ export function syncTriggerSql(
   const tk = spec.target.key;
   const keyExprs = tk.map((k) => `(${spec.mapping[k] as string}) AS ${quoteIdent(k)}`).join(', ');
   const keyRow = (alias: string) => row(tk.map((k) => `${alias}.${quoteIdent(k)}`));
+  // The guard: a write made by Tideway's own sync marks the transaction (tideway.syncing = on) so
+  // the trigger on the other table lets it pass instead of echoing it back. Writes by the
+  // application's own triggers are still synced (unlike a pg_trigger_depth() guard).
   const body = `
 BEGIN
+  IF current_setting('tideway.syncing', true) = 'on' THEN
+    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+    RETURN NEW;
+  END IF;
+  PERFORM set_config('tideway.syncing', 'on', true);
   IF TG_OP = 'DELETE' THEN
     DELETE FROM ${target} t USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o WHERE ${keyRow('t')} = ${keyRow('o')};
-    RETURN OLD;
+  ELSE
+    IF TG_OP = 'UPDATE' THEN
+      DELETE FROM ${target} t
+        USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
+        WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};
+    END IF;
+    INSERT INTO ${target} (${cols.map((c) => quoteIdent(c.column)).join(', ')})
+      SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}
+      ${upsertClause(spec)};
   END IF;
-  IF TG_OP = 'UPDATE' THEN
-    DELETE FROM ${target} t
-      USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
-      WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};
-  END IF;
-  INSERT INTO ${target} (${cols.map((c) => quoteIdent(c.column)).join(', ')})
-    SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}
-    ${upsertClause(spec)};
+  PERFORM set_config('tideway.syncing', 'off', true);
+  IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
   RETURN NEW;
 END`;
   let tag = '';

@@ -20,10 +20,12 @@ export class SyncTrigger {
     await this.#transaction(spec, [sql.createFunction, sql.dropTrigger, sql.createTrigger]);
   }
 
-  /** Removes the trigger and its function; a no-op when they are not there. */
+  /** Removes the sync in both directions (triggers and functions); a no-op for what is not there. */
   async uninstall(spec: MigrationSpec, migrationId: string): Promise<void> {
-    const sql = syncTriggerSql(spec, migrationId);
-    await this.#transaction(spec, [sql.dropTrigger, sql.dropFunction]);
+    const forward = syncTriggerSql(spec, migrationId, 'forward');
+    // The reverse trigger lives on the target; its names do not depend on the mapping.
+    const back = syncTriggerSql(reverseSpec(spec, { [spec.source.key[0] as string]: spec.target.key[0] as string }), migrationId, 'reverse');
+    await this.#transaction(spec, [forward.dropTrigger, forward.dropFunction, back.dropTrigger, back.dropFunction]);
   }
 
   /** True when the trigger of that direction exists (on the source for forward, on the target for reverse). */
@@ -41,21 +43,27 @@ export class SyncTrigger {
   }
 
   /**
-   * Turns the sync around in one transaction (write cutover): drops the forward trigger and installs
-   * the reverse one (target → source through `reverseMapping`), so there is never a moment with both
-   * (they would echo each other) or neither (a write would be lost). Same datasource only.
+   * Write cutover: installs the reverse sync (target → source through `reverseMapping`) next to the
+   * forward one, in one transaction that locks only the target table. With both guarded against
+   * echo, a write on either side reaches the other while application instances switch over at their
+   * own pace (flag propagation takes seconds), so no write is lost in either direction (ADR 004).
+   * A no-op when the reverse trigger is already there.
    */
   async reverse(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>>): Promise<void> {
-    const forward = syncTriggerSql(spec, migrationId, 'forward');
+    if (await this.isInstalled(spec, migrationId, 'reverse')) return;
     const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
-    await this.#transaction(spec, [forward.dropTrigger, forward.dropFunction, back.createFunction, back.dropTrigger, back.createTrigger]);
+    await this.#transaction(spec, [back.createFunction, back.dropTrigger, back.createTrigger]);
   }
 
-  /** The inverse of {@link reverse} (rollback after write cutover): reverse trigger out, forward trigger in, one transaction. */
-  async restoreForward(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>>): Promise<void> {
-    const forward = syncTriggerSql(spec, migrationId, 'forward');
-    const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
-    await this.#transaction(spec, [back.dropTrigger, back.dropFunction, forward.createFunction, forward.dropTrigger, forward.createTrigger]);
+  /**
+   * Rollback after write cutover: old is authoritative again. The forward sync is still installed
+   * (write cutover kept it) and the reverse one stays until cleanup, so writes from instances that
+   * still write new reach old; only a missing forward trigger is re-created. No DDL otherwise, so
+   * rollback takes no table lock while writers are busy on both sides.
+   */
+  async restoreForward(spec: MigrationSpec, migrationId: string): Promise<void> {
+    if (await this.isInstalled(spec, migrationId, 'forward')) return;
+    await this.install(spec, migrationId);
   }
 
   /** Removes both directions (cleanup); a no-op for what is not there. */

@@ -183,10 +183,7 @@ export class RampService {
     const flags = this.#flags();
     await flags.setRollout(names.readNew, 0);
     await flags.setRollout(names.writeNew, 0);
-    if (ramp?.reverse_sync) {
-      const reverse = reverseMappingOf(migration.spec);
-      if (reverse) await this.deps.sync.restoreForward(migration.spec, migration.id, reverse);
-    }
+    if (ramp?.reverse_sync) await this.deps.sync.restoreForward(migration.spec, migration.id);
     const now = this.deps.clock.now();
     await this.deps.timers.cancel(ctx.db, migration.id, ['ramp_hold']);
     if (ramp) {
@@ -196,7 +193,6 @@ export class RampService {
           status: 'rolled_back',
           percent: 0,
           next_at: null,
-          reverse_sync: false,
           updated_at: now,
           history: sql`history || ${JSON.stringify([{ step: ramp.step, percent: 0, at: now.toISOString(), event: 'rolled_back' }])}::jsonb`,
         })

@@ -1,0 +1,183 @@
+import pg from 'pg';
+import { flagNames } from '@tideway/core';
+import { mappingDiff, waitFor } from '@tideway/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCutoverFixture, driveToCutover, keysOn, ramp, waitForShare, type CutoverFixture } from './cutover-fixture.js';
+
+let f: CutoverFixture;
+
+beforeAll(async () => {
+  f = await createCutoverFixture('cutover', { TIDEWAY_EVALUATION_INTERVAL_MS: '1000' });
+  await f.user.query(`
+    create table src (id bigint primary key, total bigint, note text);
+    insert into src select g, g % 1000, 'n' || g from generate_series(1, 20000) g;
+    analyze src;`);
+});
+
+afterAll(async () => {
+  await f?.close();
+});
+
+let n = 0;
+async function freshTarget(): Promise<string> {
+  n++;
+  const target = `dst_${n}`;
+  await f.user.query(`create table ${target} (id bigint primary key, total_cents bigint, note text)`);
+  return target;
+}
+
+const mapping = { id: 'id', total_cents: 'total * 100', note: 'note' };
+const reverseMapping = { id: 'id', total: 'total_cents / 100', note: 'note' };
+
+describe('ramp on real Unleash flags', () => {
+  it('ramps 1 → 5 → 25 → 50 → 100 with the configured share at each step, sticky keys, then write cutover', async () => {
+    const target = await freshTarget();
+    const name = `ramp-${f.suffix}`;
+    const id = await driveToCutover(f, {
+      name,
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'src', key: 'id' },
+      target: { datasource: 'main', table: target, key: 'id' },
+      mapping,
+      reverseMapping,
+      ramp: { steps: [1, 5, 25, 50, 100], holdSeconds: 5 },
+    });
+    const reader = await f.reader();
+    const flag = flagNames(name).readNew;
+    let before = new Set<number>();
+    for (const [step, percent] of [1, 5, 25, 50, 100].entries()) {
+      await waitFor(`ramp step ${step}`, async () => (await ramp(f, id)).step >= step, 30_000, 100);
+      const on = await waitForShare(reader, flag, percent);
+      // The same key keeps its answer as the percentage grows.
+      for (const k of before) expect(on.has(k), `key ${k} lost new at ${percent} %`).toBe(true);
+      before = on;
+    }
+    expect(before.size).toBe(10_000);
+    const cut = await waitFor('write cutover', async () => {
+      const r = await ramp(f, id);
+      return r.status === 'write_cutover' ? r : null;
+    }, 30_000, 100);
+    expect(cut.percent).toBe(100);
+    expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(100);
+    const events = (await f.engine.migrationReadModel.allEvents(id)).map((e) => e.action);
+    expect(events.filter((a) => a === 'ramp.step')).toHaveLength(4);
+    expect(events).toContain('ramp.write_cutover');
+    const m = await f.api('POST', `/v1/migrations/${id}/advance`, {});
+    expect(m.body['phase']).toBe('cleanup');
+  });
+
+  it('rolls back to 0 % within one evaluation interval when divergence crosses the threshold during a hold', async () => {
+    const target = await freshTarget();
+    const name = `breach-${f.suffix}`;
+    const id = await driveToCutover(f, {
+      name,
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'src', key: 'id' },
+      target: { datasource: 'main', table: target, key: 'id' },
+      mapping,
+      reverseMapping,
+      ramp: { steps: [25, 100], holdSeconds: 120 },
+      abortCriteria: { minSamples: 500, action: 'rollback' },
+    }, async (mid) => {
+      // Clean shadow reads so the shadow_read gate holds: 5,000 samples put the Wilson upper
+      // bound of 0 mismatches (≈ 0.00077) under 0.001; 1,000 would not (≈ 0.0038).
+      const now = new Date().toISOString();
+      const clean = Array.from({ length: 1000 }, (_, i) => ({ key: String(i + 1), outcome: 'match', oldLatencyMs: 1, newLatencyMs: 1, at: now }));
+      for (let b = 0; b < 5; b++) expect((await f.api('POST', `/v1/migrations/${mid}/shadow-results`, { results: clean })).status).toBe(202);
+    });
+    await waitFor('25 % holding', async () => (await ramp(f, id)).percent === 25, 10_000, 50);
+    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(25);
+    const at = new Date().toISOString();
+    const results = Array.from({ length: 1000 }, (_, i) => (i < 40 ? { key: String(i + 1), outcome: 'mismatch', diffPaths: ['note'], oldLatencyMs: 1, newLatencyMs: 1, at } : { key: String(i + 1), outcome: 'match', oldLatencyMs: 1, newLatencyMs: 1, at }));
+    const injected = Date.now();
+    expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results })).status).toBe(202);
+    const event = await waitFor('automatic rollback', async () => (await f.engine.migrationReadModel.allEvents(id)).find((e) => e.actor === 'tideway:abort-criteria') ?? null, 10_000, 20);
+    expect(event.at.getTime() - injected).toBeLessThanOrEqual(1000 + 500);
+    expect(event).toMatchObject({ action: 'rollback', fromPhase: 'cutover', toPhase: 'shadow_read', toStatus: 'active' });
+    expect((event.details['breaches'] as { criterion: string; samples: number; observed: number }[])[0]).toMatchObject({ criterion: 'maxDivergenceRate', samples: 6000 });
+    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(0);
+    const reader = await f.reader();
+    await waitFor('readers see 0 %', () => keysOn(reader, flagNames(name).readNew).size === 0, 15_000, 100);
+    expect((await ramp(f, id)).status).toBe('rolled_back');
+  });
+
+  it('write cutover in trigger mode keeps both sides current while writes go on, and rollback loses nothing', async () => {
+    const target = await freshTarget();
+    const name = `writes-${f.suffix}`;
+    const id = await driveToCutover(f, {
+      name,
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'src', key: 'id' },
+      target: { datasource: 'main', table: target, key: 'id' },
+      mapping,
+      reverseMapping,
+      ramp: { steps: [100], holdSeconds: 1 },
+    });
+    // Writers: one on old (src) throughout, one on new after the write cutover (instances switching over).
+    let stop = false;
+    const writer = async (table: 'src' | 'new', from: number) => {
+      const c = new pg.Client({ connectionString: f.user.url });
+      c.on('error', () => undefined);
+      await c.connect();
+      let i = 0;
+      let deadlocks = 0;
+      const inserted: number[] = [];
+      const deleted: number[] = [];
+      // Bidirectional sync can deadlock two writers crossing the same key from both sides;
+      // PostgreSQL aborts one and an application retries it, as here.
+      const q = async (text: string, values: unknown[]) => {
+        for (;;) {
+          try {
+            return await c.query(text, values);
+          } catch (error) {
+            if ((error as { code?: string }).code !== '40P01') throw error;
+            deadlocks++;
+          }
+        }
+      };
+      while (!stop) {
+        i++;
+        const key = 1 + ((i * 7919 + from) % 20_000);
+        if (table === 'src') {
+          if (i % 5 === 0) {
+            const id = from + i;
+            await q(`insert into src values ($1, $2, 'w') on conflict do nothing`, [id, i]);
+            inserted.push(id);
+          } else if (i % 11 === 0) {
+            await q(`delete from src where id = $1`, [key]);
+            deleted.push(key);
+          } else await q(`update src set total = $2, note = $3 where id = $1`, [key, i, `old-${i}`]);
+        } else {
+          if (i % 5 === 0) {
+            const id = from + i;
+            await q(`insert into ${target} values ($1, $2, 'w') on conflict do nothing`, [id, i * 100]);
+            inserted.push(id);
+          } else if (i % 11 === 0) {
+            await q(`delete from ${target} where id = $1`, [key + 1]);
+            deleted.push(key + 1);
+          } else await q(`update ${target} set total_cents = $2, note = $3 where id = $1`, [key + 1, i * 100, `new-${i}`]);
+        }
+      }
+      await c.end();
+      return { inserted, deleted, writes: i, deadlocks };
+    };
+    const oldWriter = writer('src', 1_000_000);
+    const cut = await waitFor('write cutover', async () => ((await ramp(f, id)).status === 'write_cutover' ? true : null), 30_000, 50);
+    expect(cut).toBe(true);
+    const newWriter = writer('new', 2_000_000);
+    await waitFor('writes on new', async () => (await f.user.query<{ n: number }>(`select count(*)::int as n from src where id >= 2000000`)).rows[0]!.n >= 20, 20_000, 50);
+    const rolled = await f.api('POST', `/v1/migrations/${id}/rollback`, {});
+    expect(rolled.status, JSON.stringify(rolled.body)).toBe(200);
+    expect(rolled.body['phase']).toBe('shadow_read');
+    expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(0);
+    // Stragglers still write new for a moment after the rollback; then everyone writes old.
+    await waitFor('more writes after rollback', async () => (await f.user.query<{ n: number }>(`select count(*)::int as n from src where id >= 2000000`)).rows[0]!.n >= 40, 20_000, 50);
+    stop = true;
+    const [o, w] = await Promise.all([oldWriter, newWriter]);
+    expect(o.writes).toBeGreaterThan(50);
+    expect(w.writes).toBeGreaterThan(50);
+    expect(await mappingDiff(f.user, { source: 'src', target, mapping })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    const lostNewInserts = await f.user.query<{ n: number }>(`select count(*)::int as n from unnest($1::bigint[]) k where not exists (select 1 from src where id = k)`, [w.inserted.filter((k) => !w.deleted.includes(k))]);
+    expect(lostNewInserts.rows[0]?.n).toBe(0);
+  });
+});
