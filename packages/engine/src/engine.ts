@@ -31,6 +31,7 @@ import { CleanupService } from './features/cleanup/cleanup-service.js';
 import type { FlagControl } from './features/cutover/flag-control.js';
 import { RampService } from './features/cutover/ramp-service.js';
 import { registerCutover } from './features/cutover/register-cutover.js';
+import { registerFlagPhases } from './features/cutover/register-flag-phases.js';
 import { TimerService } from './features/timers/timer-service.js';
 import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 
@@ -168,6 +169,7 @@ export function createEngine(options: EngineOptions): Engine {
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
   registerDivergenceGate(hooks, divergenceReadModel);
   registerVerificationGate(hooks, options.db);
+  registerFlagPhases(hooks, flags);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });
   options.configureHooks?.(hooks, engine);
   return engine;
