@@ -2,10 +2,10 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    // Integration tests talk to real PostgreSQL and Redis; allow for a loaded 2-core machine.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // The end-to-end demo run: started by `npm test` after every other test, on its own.
+    include: ['test/**/*.e2e.test.ts'],
+    testTimeout: 600_000,
+    hookTimeout: 600_000,
     allowOnly: false,
   },
 });

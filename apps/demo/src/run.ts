@@ -245,7 +245,7 @@ async function main(): Promise<number> {
         victim.kill('SIGKILL');
         faultsInjected.push(`${since().toFixed(0)} s: SIGKILL worker-2 (pid ${victim.pid}) mid-backfill; a new worker-3 started`);
         log('fault: SIGKILL worker-2; starting worker-3');
-        void processes.startTs(`${root}apps/worker/src/main.ts`, { ...tidewayEnv, TIDEWAY_WORKER_NAME: 'worker-3' }, 'worker 3');
+        processes.startTs(`${root}apps/worker/src/main.ts`, { ...tidewayEnv, TIDEWAY_WORKER_NAME: 'worker-3' }, 'worker 3').catch((error: Error) => log(`worker 3 did not start: ${error.message.split('\n')[0]}`));
       }
     }
     if (faults && !flushed && share >= 0.5) {

@@ -3,7 +3,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import type { ShadowResult } from '@tideway/core';
-import { waitFor } from '@tideway/testing';
+import { fileURLToPath } from 'node:url';
+import { startTsProcess, waitFor } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -119,6 +120,39 @@ describe('divergence recorder', () => {
     expect(ledger.body['items']).toMatchObject([{ key: '["7"]', kind: 'dual_write_failure', error: 'ECONNRESET' }]);
     expect((ledger.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
     expect((ledger.body['all'] as { dualWrites: number; dualWriteFailures: number })).toMatchObject({ dualWrites: 10, dualWriteFailures: 1 });
+  });
+});
+
+describe('SDK in an application process', () => {
+  it('reports exactly the 37 diverging keys among 10,000 reads, with field paths and redacted values', async () => {
+    const id = await migrationInShadowRead({ abortCriteria: { maxDivergenceRate: 0.5 } });
+    const listening = await buildApp(loadConfig({ ...f.env, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent' }));
+    await listening.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const token = ((await api('POST', '/v1/tokens', { name: `app-${Date.now()}`, role: 'operator' })).body['token']) as string;
+      const planted = Array.from({ length: 37 }, (_, i) => 101 + i * 263);
+      const app = await startTsProcess(fileURLToPath(new URL('./support/sdk-app.ts', import.meta.url)), {
+        APP_BASE_URL: `http://127.0.0.1:${(listening.server.address() as AddressInfo).port}`,
+        APP_TOKEN: token,
+        APP_MIGRATION_ID: id,
+        APP_MIGRATION_NAME: `accounts-${n}`,
+        APP_DIVERGENT_KEYS: planted.join(','),
+      }, 60_000, false);
+      expect(await app.exited).toBe(0);
+      const stats = JSON.parse(app.output().trim().split('\n').pop() as string) as Record<string, number>;
+      expect(stats).toMatchObject({ served: 10_000, shadowReads: 10_000, matches: 9963, mismatches: 37, dropped: 0, sendFailures: 0 });
+      const d = await api('GET', `/v1/migrations/${id}/divergences?limit=1000`);
+      expect(d.body['totals']).toEqual({ samples: 10_000, mismatches: 37, errors: 0 });
+      const items = d.body['items'] as { key: string; diffPaths: string[]; sampleOld: Record<string, unknown>; sampleNew: Record<string, unknown> }[];
+      expect(items.map((i) => Number(i.key)).sort((a, b) => a - b)).toEqual(planted);
+      for (const item of items) {
+        expect(item.diffPaths).toEqual(['balance']);
+        expect(item.sampleOld).toMatchObject({ email: '[REDACTED]', card: { number: '[REDACTED]', brand: 'visa' }, balance: Number(item.key) * 10 });
+        expect(item.sampleNew).toMatchObject({ email: '[REDACTED]', card: { number: '[REDACTED]' }, balance: Number(item.key) * 10 + 1 });
+      }
+    } finally {
+      await listening.close();
+    }
   });
 });
 

@@ -169,7 +169,7 @@ export function createEngine(options: EngineOptions): Engine {
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
   registerDivergenceGate(hooks, divergenceReadModel);
   registerVerificationGate(hooks, options.db);
-  registerFlagPhases(hooks, flags);
+  registerFlagPhases(hooks, flags, migrations);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });
   options.configureHooks?.(hooks, engine);
   return engine;

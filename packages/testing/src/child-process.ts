@@ -14,9 +14,10 @@ export interface TsProcess {
 
 /**
  * Starts `node --import tsx <entry>` with extra environment; resolves once the child sends
- * `{ ready: true }` over IPC (or rejects if it exits first or `readyTimeoutMs` passes).
+ * `{ ready: true }` over IPC (or rejects if it exits first or `readyTimeoutMs` passes, killing it).
+ * With `waitForReady` false it resolves at once (for scripts that run to completion; await `exited`).
  */
-export async function startTsProcess(entry: string, env: Record<string, string>, readyTimeoutMs = 30_000): Promise<TsProcess> {
+export async function startTsProcess(entry: string, env: Record<string, string>, readyTimeoutMs = 30_000, waitForReady = true): Promise<TsProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -25,8 +26,11 @@ export async function startTsProcess(entry: string, env: Record<string, string>,
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${entry} not ready after ${readyTimeoutMs} ms:\n${out}`)), readyTimeoutMs);
+  if (waitForReady) await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${entry} not ready after ${readyTimeoutMs} ms:\n${out}`));
+    }, readyTimeoutMs);
     child.on('message', (m: unknown) => {
       if ((m as { ready?: boolean })?.ready) {
         clearTimeout(timer);

@@ -1,5 +1,6 @@
 import { flagNames, type PhaseHooks } from '@tideway/core';
 import type { MigrationContext } from '../migrations/migration-context.js';
+import type { MigrationService } from '../migrations/migration-service.js';
 import type { FlagControl } from './flag-control.js';
 
 /**
@@ -9,11 +10,19 @@ import type { FlagControl } from './flag-control.js';
  *   and the flag stays off (a second write from the application would only repeat it);
  * - entering `shadow_read` sets `shadow-read` to `spec.shadowRead.samplePercent` (sticky per key);
  *   leaving it backwards sets it to 0.
+ * - creating a migration resets every flag of its name to 0 first (503 and nothing created when the
+ *   flag server is down).
  * Without a flag server these do nothing (the SDK then stays on the old path).
  */
-export function registerFlagPhases(hooks: PhaseHooks<MigrationContext>, flags: FlagControl | null): void {
+export function registerFlagPhases(hooks: PhaseHooks<MigrationContext>, flags: FlagControl | null, migrations: MigrationService): void {
   if (!flags) return;
   const all = (name: string) => Object.values(flagNames(name));
+  // A new migration starts with every flag of its name off, whatever an earlier migration of the
+  // same name (another orchestrator database, an aborted run) left behind.
+  migrations.beforeCreate(async (spec) => {
+    await flags.ensureFlags(all(spec.name));
+    for (const flag of all(spec.name)) await flags.setRollout(flag, 0);
+  });
   hooks.addEntryAction('dual_write', {
     name: 'dual-write-flag-on',
     run: async ({ migration }) => {

@@ -17,6 +17,7 @@ import {
   type MigrationSpecPatch,
   type MigrationState,
   type SpecProblem,
+  NameTakenError,
   TidewayError,
   isTerminal,
 } from '@tideway/core';
@@ -82,6 +83,7 @@ export class MigrationService {
   readonly #deps: MigrationServiceDeps;
   readonly #listeners: ((notice: TransitionNotice) => void | Promise<void>)[] = [];
   readonly #progress: ProgressProvider[] = [];
+  readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
 
   constructor(deps: MigrationServiceDeps) {
     this.#deps = deps;
@@ -90,6 +92,14 @@ export class MigrationService {
   /** Registers a listener told after every committed transition; its errors are swallowed. */
   onTransition(listener: (notice: TransitionNotice) => void | Promise<void>): void {
     this.#listeners.push(listener);
+  }
+
+  /**
+   * Registers a step that runs before a migration is created (after its spec was checked); a throw
+   * cancels the create and nothing is stored. Used to reset the flags of a reused migration name.
+   */
+  beforeCreate(step: (spec: MigrationSpec) => Promise<void>): void {
+    this.#beforeCreate.push(step);
   }
 
   /** Registers a contributor to the `progress` object of the resource. */
@@ -105,6 +115,9 @@ export class MigrationService {
   async create(input: MigrationSpecInput, options: Pick<ActOptions, 'actor' | 'reason'>): Promise<Migration> {
     const spec = resolveSpec(input);
     await this.#checkSpec(spec);
+    const taken = await this.#deps.db.selectFrom('migrations').select('id').where('name', '=', spec.name).executeTakeFirst();
+    if (taken) throw new NameTakenError(spec.name);
+    for (const step of this.#beforeCreate) await step(spec);
     return this.#deps.db.transaction().execute(async (trx) => {
       const migration = await this.#deps.repository.insert(trx, spec.name, spec);
       await this.#deps.repository.appendEvent(trx, {

@@ -1,0 +1,174 @@
+import type { Action, Phase, Status } from '@tideway/core';
+
+/**
+ * The shapes of the control plane's answers, as the CLI reads them (see
+ * `apps/control-plane/src/routes/**`). Only what the CLI prints is spelled out.
+ */
+
+/** A page of a keyset-paginated list. */
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface Gate {
+  name: string;
+  passed: boolean;
+  message: string;
+  observed: Record<string, unknown>;
+}
+
+/** `progress` of a migration in or after backfill (every field absent before backfill). */
+export interface BackfillProgress {
+  rowsCopied?: number;
+  rowsEstimated?: number;
+  chunksDone?: number;
+  chunksTotal?: number;
+  chunksFailed?: number;
+  chunksPending?: number;
+  chunksRunning?: number;
+  rowsPerSecond?: number;
+  etaSeconds?: number | null;
+  planningDone?: boolean;
+  throttled?: { reason: string; since: string } | null;
+  completedAt?: string | null;
+}
+
+/** The read ramp of a migration in cutover (`progress.ramp`), when the API reports one. */
+export interface RampProgress {
+  /** Index into `spec.ramp.steps`; -1 before the first step. */
+  step: number;
+  percent: number;
+  nextAt: string | null;
+  /** `holding`, `awaiting_approval`, … (absent from older control planes). */
+  status?: string;
+}
+
+export interface MigrationResource {
+  id: string;
+  name: string;
+  phase: Phase;
+  status: Status;
+  version: number;
+  spec: Record<string, unknown>;
+  progress: BackfillProgress & { ramp?: RampProgress } & Record<string, unknown>;
+  gates: Gate[];
+  allowedActions: Action[];
+  phaseEnteredAt: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Not in the API yet; read when present. */
+  ramp?: RampProgress;
+}
+
+export interface MigrationEvent {
+  seq: number;
+  actor: string;
+  action: string;
+  fromPhase: Phase | null;
+  fromStatus: Status | null;
+  toPhase: Phase | null;
+  toStatus: Status | null;
+  reason: string | null;
+  details: Record<string, unknown>;
+  at: string;
+}
+
+export const CHUNK_STATUSES = ['pending', 'running', 'done', 'failed', 'split'] as const;
+export type ChunkStatus = (typeof CHUNK_STATUSES)[number];
+
+export interface Chunk {
+  id: number;
+  lowerKey: string[] | null;
+  upperKey: string[] | null;
+  status: ChunkStatus;
+  attempts: number;
+  timeouts: number;
+  rowsCopied: number | null;
+  durationMs: number | null;
+  worker: string | null;
+  leaseExpiresAt: string | null;
+  lastError: string | null;
+  finishedAt: string | null;
+}
+
+export interface DivergenceWindow {
+  samples: number;
+  mismatches: number;
+  errors: number;
+  rate: number;
+  rateUpper95: number;
+  oldP99Ms: number | null;
+  newP99Ms: number | null;
+  dualWrites: number;
+  dualWriteFailures: number;
+  dropped: number;
+}
+
+export const DIVERGENCE_KINDS = ['mismatch', 'new_error', 'dual_write_failure'] as const;
+export type DivergenceKind = (typeof DIVERGENCE_KINDS)[number];
+
+export interface DivergenceItem {
+  key: string;
+  kind: DivergenceKind;
+  firstSeen: string;
+  lastSeen: string;
+  count: number;
+  diffPaths: string[];
+  error: string | null;
+  redrivenAt: string | null;
+}
+
+export interface Divergences {
+  totals: { samples: number; mismatches: number; errors: number };
+  rate: number;
+  rateUpper95: number;
+  all: DivergenceWindow;
+  window5m: DivergenceWindow;
+  items: DivergenceItem[];
+  nextCursor: string | null;
+}
+
+export interface Verification {
+  id: string;
+  migrationId: string;
+  status: 'running' | 'passed' | 'failed';
+  rangesTotal: number;
+  rangesChecked: number;
+  rowsCompared: number;
+  missingInTarget: number;
+  extraInTarget: number;
+  different: number;
+  repaired: number;
+  sampleKeys: { key: string[]; kind: 'missing' | 'extra' | 'different' }[];
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Token {
+  name: string;
+  role: Role;
+  createdBy: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/**
+ * An item of `GET /v1/cleanups`: a migration whose old side waits for cleanup. The brief named the
+ * deadline `cleanupDeadline`; the route as built names it `deadline`: both are read.
+ */
+export interface CleanupItem {
+  migrationId: string;
+  name: string;
+  phase?: string;
+  status?: string;
+  cleanupDeadline?: string | null;
+  deadline?: string | null;
+  overdue: boolean;
+  executedAt?: string | null;
+  [field: string]: unknown;
+}

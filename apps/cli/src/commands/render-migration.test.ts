@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import type { MigrationResource } from '../api-types.js';
+import { rampText, renderBackfill, renderMigration } from './render-migration.js';
+
+const base: MigrationResource = {
+  id: '00000000-0000-4000-8000-000000000001',
+  name: 'orders-v2',
+  phase: 'cutover',
+  status: 'active',
+  version: 9,
+  spec: { ramp: { steps: [1, 10, 50, 100] } },
+  progress: {},
+  gates: [{ name: 'ramp-complete', passed: false, message: 'at 10%', observed: {} }],
+  allowedActions: ['advance', 'pause', 'abort', 'rollback'],
+  phaseEnteredAt: '2026-01-01T00:00:00.000Z',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+};
+
+describe('renderMigration', () => {
+  it('shows the ramp from progress.ramp (or a top-level ramp), steps counted from 1', () => {
+    const m = { ...base, progress: { ramp: { step: 1, percent: 10, status: 'holding', nextAt: '2026-01-01T00:05:00.000Z' } } };
+    expect(rampText(m)).toBe('step 2/4, 10%, holding, next at 2026-01-01T00:05:00.000Z');
+    expect(rampText({ ...base, ramp: { step: -1, percent: 0, nextAt: null } })).toBe('before the first step, 0%');
+    expect(rampText(base)).toBeNull();
+    const text = renderMigration(m);
+    expect(text).toContain('  ramp       step 2/4, 10%, holding, next at 2026-01-01T00:05:00.000Z\n');
+    expect(text).toContain('gates of cutover\n  not met  ramp-complete: at 10%\n');
+  });
+
+  it('shows backfill figures only once there are some, with throttling and ETA', () => {
+    expect(renderBackfill(base)).toBe('');
+    const m = {
+      ...base,
+      phase: 'backfill' as const,
+      progress: { chunksDone: 3, chunksTotal: 12, chunksRunning: 2, chunksFailed: 0, rowsCopied: 15000, rowsEstimated: 60000, rowsPerSecond: 5000, etaSeconds: 9, throttled: { reason: 'replication_lag', since: '2026-01-01T00:01:00.000Z' }, completedAt: null },
+    };
+    expect(renderBackfill(m)).toBe(
+      'backfill\n' +
+        '  chunks     3/12 (25%), 2 running, 0 failed\n' +
+        '  rows       15,000 of ~60,000, 5,000 rows/s, ETA 9s\n' +
+        '  throttled  replication_lag since 2026-01-01T00:01:00.000Z\n',
+    );
+  });
+});

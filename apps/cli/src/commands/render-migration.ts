@@ -1,0 +1,57 @@
+import type { MigrationResource } from '../api-types.js';
+import { count, duration, percent } from '../format.js';
+
+/** `met`/`not met` lines for the gates of the current phase. */
+export function renderGates(m: MigrationResource): string {
+  if (m.gates.length === 0) return '';
+  return `gates of ${m.phase}\n${m.gates.map((g) => `  ${g.passed ? 'met    ' : 'not met'}  ${g.name}: ${g.message}\n`).join('')}`;
+}
+
+/** The backfill figures of `progress`, or '' before backfill. */
+export function renderBackfill(m: MigrationResource): string {
+  const p = m.progress;
+  if (p.chunksTotal === undefined) return '';
+  const done = p.chunksDone ?? 0;
+  const total = p.chunksTotal;
+  const lines = [
+    `  chunks     ${count(done)}/${count(total)} (${percent(total > 0 ? done / total : p.completedAt ? 1 : 0, 0)}), ${count(p.chunksRunning ?? 0)} running, ${count(p.chunksFailed ?? 0)} failed`,
+    `  rows       ${count(p.rowsCopied ?? 0)} of ~${count(p.rowsEstimated ?? 0)}, ${count(p.rowsPerSecond ?? 0)} rows/s, ETA ${p.completedAt ? 'done' : duration(p.etaSeconds)}`,
+  ];
+  if (p.throttled) lines.push(`  throttled  ${p.throttled.reason} since ${p.throttled.since}`);
+  if (p.completedAt) lines.push(`  completed  ${p.completedAt}`);
+  return `backfill\n${lines.map((l) => `${l}\n`).join('')}`;
+}
+
+/** The ramp step, when the resource has one. */
+export function rampOf(m: MigrationResource): MigrationResource['ramp'] {
+  return m.ramp ?? m.progress.ramp;
+}
+
+/** `step 2/4, 25%, holding, next at …` (steps counted from 1, as `spec.ramp.steps` lists them). */
+export function rampText(m: MigrationResource): string | null {
+  const ramp = rampOf(m);
+  if (!ramp) return null;
+  const steps = (m.spec['ramp'] as { steps?: unknown[] } | undefined)?.steps?.length;
+  const step = ramp.step < 0 ? 'before the first step' : `step ${ramp.step + 1}${steps ? `/${steps}` : ''}`;
+  return [step, `${ramp.percent}%`, ramp.status, ramp.nextAt ? `next at ${ramp.nextAt}` : undefined].filter(Boolean).join(', ');
+}
+
+/** A migration as `tideway migrations get` prints it. */
+export function renderMigration(m: MigrationResource): string {
+  const ramp = rampText(m);
+  const head = [
+    `migration ${m.name} (${m.id})`,
+    `  phase      ${m.phase} (since ${m.phaseEnteredAt})`,
+    `  status     ${m.status}`,
+    `  version    ${m.version}`,
+    `  allowed    ${m.allowedActions.length ? m.allowedActions.join(', ') : 'none'}`,
+    `  updated    ${m.updatedAt}`,
+  ];
+  if (ramp) head.push(`  ramp       ${ramp}`);
+  return `${head.join('\n')}\n${renderGates(m)}${renderBackfill(m)}`;
+}
+
+/** One line after an action or patch. */
+export function renderOutcome(verb: string, m: MigrationResource): string {
+  return `${verb}: ${m.name} is now ${m.phase}/${m.status} (version ${m.version})\nallowed next: ${m.allowedActions.length ? m.allowedActions.join(', ') : 'none'}\n`;
+}
