@@ -1,12 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { sharedConfig } from '../../vitest.shared.js';
 
-export default defineConfig({
-  test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
-    allowOnly: false,
-    // Backfill tests start worker processes and one of them FLUSHALLs Redis: run files one at a time.
-    fileParallelism: false,
-  },
-});
+// Backfill tests start worker processes and one of them FLUSHALLs Redis: one file at a time.
+export default sharedConfig({ testTimeout: 120_000, fileParallelism: false });

@@ -9,3 +9,4 @@ export { uniqueRedisPrefix, TEST_REDIS_URL } from './redis-prefix.js';
 export { waitFor } from './wait-for.js';
 export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
 export { startTsProcess, type TsProcess } from './child-process.js';
+export { ordersSpec, ORDERS_TABLES_SQL } from './orders-spec.js';

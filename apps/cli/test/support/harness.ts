@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildApp, loadConfig } from '@tideway/control-plane';
-import { createOrchestratorTestDatabase, createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase, ordersSpec } from '@tideway/testing';
 import { expect } from 'vitest';
 
 /** Secret of the bootstrap admin token of every harness control plane. */
@@ -74,17 +74,6 @@ export async function startControlPlane(label: string): Promise<ControlPlane> {
   };
 }
 
-/** A valid spec for `orders` → `orders_v2` on datasource `main`; `overrides` replace top-level fields. */
-export function ordersSpec(name: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    name,
-    source: { datasource: 'main', table: 'orders', key: 'id' },
-    target: { datasource: 'main', table: 'orders_v2', key: 'id' },
-    mapping: { id: 'id', total_cents: 'total * 100' },
-    syncMode: 'trigger',
-    ...overrides,
-  };
-}
 
 /** How one `tideway` run ended. */
 export interface CliResult {
@@ -176,3 +165,5 @@ export function parseJson(result: CliResult): any {
     throw new Error(`stdout is not JSON (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`);
   }
 }
+
+export { ordersSpec };

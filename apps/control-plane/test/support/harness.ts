@@ -1,5 +1,5 @@
 import { createPool } from '@tideway/db';
-import { createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, TEST_REDIS_URL } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, TEST_REDIS_URL, ordersSpec } from '@tideway/testing';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { buildApp, type BuildAppOptions } from '../../src/app.js';
@@ -113,17 +113,6 @@ export async function call(app: FastifyInstance, options: CallOptions): Promise<
   return { status: res.statusCode, headers: res.headers, text: res.body, body };
 }
 
-/** A valid spec for `orders` → `orders_v2` on datasource `main`; `overrides` replace top-level fields. */
-export function ordersSpec(name: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    name,
-    source: { datasource: 'main', table: 'orders', key: 'id' },
-    target: { datasource: 'main', table: 'orders_v2', key: 'id' },
-    mapping: { id: 'id', total_cents: 'total * 100' },
-    syncMode: 'trigger',
-    ...overrides,
-  };
-}
 
 /** Creates a migration as the admin and returns its resource; fails the test unless 201. */
 export async function createMigration(app: FastifyInstance, name: string, overrides: Record<string, unknown> = {}): Promise<MigrationResource> {
@@ -179,3 +168,5 @@ export async function snapshot(orch: HarnessDatabase): Promise<Record<keyof type
   );
   return Object.fromEntries(entries) as Record<keyof typeof SNAPSHOT_QUERIES, unknown[]>;
 }
+
+export { ordersSpec };
