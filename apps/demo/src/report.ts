@@ -32,8 +32,8 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&l
 /** An SVG line chart of both latency series with the phase boundaries marked (no external assets). */
 export function latencyChart(report: DemoReport): string {
   const W = 960;
-  const H = 320;
-  const pad = { l: 56, r: 16, t: 24, b: 36 };
+  const H = 340;
+  const pad = { l: 56, r: 40, t: 24, b: 56 };
   const all = [...report.series.pgbenchP99, ...report.series.demoP99];
   const maxT = Math.max(1, report.wallSeconds, ...all.map((p) => p.t));
   const maxMs = Math.max(1, ...all.map((p) => p.ms)) * 1.1;
@@ -41,8 +41,9 @@ export function latencyChart(report: DemoReport): string {
   const y = (ms: number) => H - pad.b - (ms / maxMs) * (H - pad.t - pad.b);
   const line = (pts: SeriesPoint[], color: string, id: string) =>
     `<polyline id="${id}" fill="none" stroke="${color}" stroke-width="1.8" points="${pts.map((p) => `${x(p.t).toFixed(1)},${y(p.ms).toFixed(1)}`).join(' ')}"/>`;
+  // Labels step down in three rows so that short phases next to each other stay readable.
   const phases = report.phases
-    .map((p) => `<line x1="${x(p.startedAt)}" x2="${x(p.startedAt)}" y1="${pad.t}" y2="${H - pad.b}" stroke="#999" stroke-dasharray="4 3"/><text x="${x(p.startedAt) + 3}" y="${pad.t + 10}" font-size="10" fill="#555" transform="rotate(0)">${esc(p.phase)}</text>`)
+    .map((p, i) => `<line x1="${x(p.startedAt)}" x2="${x(p.startedAt)}" y1="${pad.t}" y2="${H - pad.b}" stroke="#999" stroke-dasharray="4 3"/><text x="${x(p.startedAt) + 3}" y="${pad.t + 10 + (i % 3) * 12}" font-size="10" fill="#555">${esc(p.phase)}</text>`)
     .join('');
   const ticks = Array.from({ length: 5 }, (_, i) => (maxMs / 4) * i)
     .map((v) => `<text x="${pad.l - 6}" y="${y(v) + 3}" font-size="10" text-anchor="end">${v.toFixed(0)}</text><line x1="${pad.l}" x2="${W - pad.r}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>`)
@@ -51,10 +52,10 @@ export function latencyChart(report: DemoReport): string {
 <rect width="${W}" height="${H}" fill="#fff"/>${ticks}${phases}
 ${line(report.series.pgbenchP99, '#1f77b4', 'pgbench-line')}
 ${line(report.series.demoP99, '#d62728', 'demo-line')}
-<text x="${pad.l}" y="${H - 8}" font-size="11">seconds since start</text>
+<text x="${pad.l}" y="${H - 30}" font-size="11">seconds since start (0–${maxT.toFixed(0)})</text>
 <text x="12" y="${pad.t - 8}" font-size="11">p99 ms</text>
-<rect x="${W - 250}" y="${pad.t}" width="10" height="10" fill="#1f77b4"/><text x="${W - 235}" y="${pad.t + 9}" font-size="11">pgbench (production writes)</text>
-<rect x="${W - 250}" y="${pad.t + 16}" width="10" height="10" fill="#d62728"/><text x="${W - 235}" y="${pad.t + 25}" font-size="11">demo service via SDK</text>
+<rect x="${W - 420}" y="${H - 18}" width="10" height="10" fill="#1f77b4"/><text x="${W - 405}" y="${H - 9}" font-size="11">pgbench (production writes)</text>
+<rect x="${W - 220}" y="${H - 18}" width="10" height="10" fill="#d62728"/><text x="${W - 205}" y="${H - 9}" font-size="11">demo service via SDK</text>
 </svg>`;
 }
 
