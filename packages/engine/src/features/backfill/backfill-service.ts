@@ -254,9 +254,16 @@ export class BackfillService {
     }
     const spec = migration.spec;
 
-    const recent = await repository.rowsSince(db, migration.id, 1);
-    const reading = await this.deps.health.read(run.datasource, recent);
-    const reason = judgeHealth(reading, spec.throttle, spec.backfill.maxRowsPerSecond, run.throttled_reason as ThrottleReason | null);
+    // Health and rate are read only when something can throttle (two queries per chunk otherwise).
+    const watching = spec.throttle.enabled || spec.backfill.maxRowsPerSecond !== null;
+    const reason = watching
+      ? judgeHealth(
+          await this.deps.health.read(run.datasource, spec.backfill.maxRowsPerSecond !== null ? await repository.rowsSince(db, migration.id, 1) : 0),
+          spec.throttle,
+          spec.backfill.maxRowsPerSecond,
+          run.throttled_reason as ThrottleReason | null,
+        )
+      : null;
     if (reason) {
       await repository.setThrottled(db, migration.id, reason);
       return { kind: 'throttled', reason, retryInMs: THROTTLE_RECHECK_MS };

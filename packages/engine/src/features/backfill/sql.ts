@@ -98,6 +98,21 @@ export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyVal
   return { sql, params: range.params };
 }
 
+/**
+ * The same chunk as a plain insert (no ON CONFLICT): cheaper when the target holds none of the
+ * chunk's rows, which is the common case on a first pass. The copier runs it in a savepoint and
+ * falls back to {@link chunkUpsertSql} on a unique violation.
+ */
+export function chunkInsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null): { sql: string; params: string[] } {
+  const cols = mappedColumns(spec);
+  const range = rangePredicate(key, lower, upper);
+  const sql =
+    `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
+    `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
+    `WHERE ${range.sql} FOR SHARE`;
+  return { sql, params: range.params };
+}
+
 /** The SELECT that produces mapped rows of a range (cross-datasource COPY out, verification). */
 export function mappedSelectSql(spec: MigrationSpec, where: string, lock: boolean): string {
   const cols = mappedColumns(spec);
