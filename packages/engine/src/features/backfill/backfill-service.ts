@@ -24,6 +24,8 @@ import {
 } from './sql.js';
 import type { WorkQueue } from './work-queue.js';
 
+/** Chunks planned and queued beyond `backfill.concurrency`. */
+export const PLAN_AHEAD = 1;
 /** A chunk that timed out this many times is split in half. */
 export const SPLIT_AFTER_TIMEOUTS = 3;
 /** Lease = chunk timeout + this margin, milliseconds. */
@@ -195,7 +197,9 @@ export class BackfillService {
       if (migration.phase !== 'backfill' || migration.status !== 'active') return [];
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`tideway:datasource:${run.datasource}`}))`.execute(trx);
       const inFlight = await repository.inFlight(trx, migrationId, run.datasource);
-      let slots = Math.min(migration.spec.backfill.concurrency - inFlight.migration, this.deps.datasourceConcurrency - inFlight.datasource);
+      // One chunk planned ahead of the concurrency, so a worker that finishes finds the next job
+      // queued instead of waiting for the planning query (queued chunks do not load the database).
+      let slots = Math.min(migration.spec.backfill.concurrency + PLAN_AHEAD - inFlight.migration, this.deps.datasourceConcurrency - inFlight.datasource);
       let through: KeyValue | null = run.planned_through;
       let done = run.planning_done;
       const key: KeyShape = { columns: run.key_columns, types: run.key_types };
@@ -289,7 +293,9 @@ export class BackfillService {
         await repository.updateSizing(db, migration.id, sizing.chunkRows, sizing.rowsPerMs);
       }
       await repository.completeRunIfDone(db, migration.id);
-      await this.pump(migration.id);
+      // Off the job's critical path: the worker takes the chunk planned ahead while this plans the
+      // next one. A failure here is repaired by the reconciler's next pump.
+      void this.pump(migration.id).catch(() => undefined);
       return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
     } catch (error) {
       return this.#handleFailure(migration, key, claimed, error);
