@@ -116,7 +116,10 @@ export class RampService {
     const ramp = await db.selectFrom('ramps').selectAll().where('migration_id', '=', migration.id).executeTakeFirst();
     if (!ramp || ramp.status !== 'holding' || ramp.step !== (timer.payload['step'] as number)) return 'fired';
     const evaluation = await this.deps.abort.evaluate(migration);
-    if (evaluation.breaches.length > 0) return 'fired'; // the abort action ran (or will on the next evaluation)
+    // The abort action ran (rollback cancels the hold; a pause freezes it and resume schedules it
+    // again). When it could not run (flag server down, a concurrent change), the hold is judged
+    // again on a later poll: the breach may be gone by then, and nothing else would move the ramp on.
+    if (evaluation.breaches.length > 0) return evaluation.acted ? 'fired' : 'later';
     const steps = migration.spec.ramp.steps;
     const last = ramp.step >= steps.length - 1;
     if (last) {
