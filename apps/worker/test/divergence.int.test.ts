@@ -182,7 +182,7 @@ describe('abort criteria', () => {
     expect(event.at.getTime() - injectedAt).toBeLessThanOrEqual(INTERVAL_MS + 500);
     const breach = (event.details['breaches'] as { criterion: string; observed: number; threshold: number; samples: number }[])[0];
     expect(breach).toMatchObject({ criterion: 'maxDivergenceRate', threshold: 0.001, samples: 1000 });
-    expect(breach?.observed).toBeGreaterThan(0.01);
+    expect(breach?.observed).toBeGreaterThan(0.005); // Wilson lower bound of 10/1000 ≈ 0.0054: proven over 0.001
     const hook = await waitFor('webhook received', () => received.find((r) => r.body.includes(id)) ?? null, 15_000);
     expect(hook.event).toBe('migration.abort_criteria_breached');
     expect(hook.signature).toBe(`sha256=${createHmac('sha256', SECRET).update(hook.body).digest('hex')}`);

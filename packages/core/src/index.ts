@@ -96,6 +96,7 @@ export {
 } from './shadow/shadow-contract.js';
 export {
   wilsonUpperBound,
+  wilsonLowerBound,
   Z_95,
   LATENCY_BUCKETS_MS,
   latencyBucket,
@@ -104,4 +105,5 @@ export {
   redact,
   type DivergenceEvidence,
   type Breach,
+  type Judgement,
 } from './shadow/divergence-math.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS } from '../spec/migration-spec.js';
-import { evaluateAbortCriteria, histogramQuantile, latencyBucket, redact, wilsonUpperBound } from './divergence-math.js';
+import { evaluateAbortCriteria, histogramQuantile, latencyBucket, redact, wilsonLowerBound, wilsonUpperBound } from './divergence-math.js';
 
 describe('wilsonUpperBound', () => {
   it('matches known values', () => {
@@ -9,6 +9,18 @@ describe('wilsonUpperBound', () => {
     expect(wilsonUpperBound(1, 1000)).toBeCloseTo(0.00565, 4);
     expect(wilsonUpperBound(50, 100)).toBeCloseTo(0.59617, 4); // (0.519208 + 0.099864) / 1.038415
     expect(wilsonUpperBound(0, 0)).toBe(1);
+  });
+
+  it('brackets the observed rate from both sides', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100_000 }), fc.double({ min: 0, max: 1, noNaN: true }), (n, p) => {
+        const k = Math.floor(p * n);
+        expect(wilsonLowerBound(k, n)).toBeLessThanOrEqual(k / n + 1e-12);
+        expect(wilsonLowerBound(k, n)).toBeLessThanOrEqual(wilsonUpperBound(k, n));
+      }),
+    );
+    expect(wilsonLowerBound(0, 1000)).toBe(0);
+    expect(wilsonLowerBound(50, 100)).toBeCloseTo(0.40383, 4); // (0.519208 − 0.099864) / 1.038415
   });
 
   it('is at least the observed rate and shrinks toward it with more samples', () => {
@@ -47,11 +59,18 @@ describe('evaluateAbortCriteria', () => {
     expect(evaluateAbortCriteria({ ...base, samples: 999, mismatches: 999 }, c)).toEqual([]);
   });
 
-  it('trips on the Wilson bound, not the raw rate', () => {
-    // 0 in 1000: upper bound 0.0038 > 0.001 — too few samples to prove 0.1 %.
-    expect(evaluateAbortCriteria({ ...base, samples: 1000 }, c).map((b) => b.criterion)).toEqual(['maxDivergenceRate']);
+  it('gates on the Wilson upper bound: too few clean samples do not prove 0.1 %', () => {
+    // 0 in 1000: upper bound 0.0038 > 0.001.
+    expect(evaluateAbortCriteria({ ...base, samples: 1000 }, c, 'gate').map((b) => b.criterion)).toEqual(['maxDivergenceRate']);
     // 0 in 10000: upper bound 0.00038 < 0.001.
-    expect(evaluateAbortCriteria({ ...base, samples: 10_000 }, c)).toEqual([]);
+    expect(evaluateAbortCriteria({ ...base, samples: 10_000 }, c, 'gate')).toEqual([]);
+  });
+
+  it('aborts on the Wilson lower bound: only proven divergence stops a migration', () => {
+    expect(evaluateAbortCriteria({ ...base, samples: 1000 }, c)).toEqual([]);
+    // 1 in 1000 is the threshold itself, not proof of more; 8 in 1000 is (lower bound ≈ 0.0041).
+    expect(evaluateAbortCriteria({ ...base, samples: 1000, mismatches: 1 }, c)).toEqual([]);
+    expect(evaluateAbortCriteria({ ...base, samples: 1000, mismatches: 8 }, c).map((b) => b.criterion)).toEqual(['maxDivergenceRate']);
   });
 
   it('names every criterion crossed with its numbers', () => {

@@ -4,6 +4,19 @@ import type { AbortCriteria } from '../spec/migration-spec.js';
 export const Z_95 = 1.959963984540054;
 
 /**
+ * Lower bound of the Wilson score interval (see {@link wilsonUpperBound}): the rate the evidence
+ * proves at least, at 95 %. 0 mismatches give 0.
+ */
+export function wilsonLowerBound(failures: number, samples: number, z = Z_95): number {
+  if (samples <= 0 || failures <= 0) return 0;
+  const p = failures / samples;
+  const z2 = z * z;
+  const centre = p + z2 / (2 * samples);
+  const spread = z * Math.sqrt((p * (1 - p)) / samples + z2 / (4 * samples * samples));
+  return Math.max(0, (centre - spread) / (1 + z2 / samples));
+}
+
+/**
  * Upper bound of the Wilson score interval for a binomial proportion (E. B. Wilson, "Probable
  * Inference, the Law of Succession, and Statistical Inference", JASA 1927). Unlike the plain rate it
  * stays honest for few samples and for rates near 0: 0 mismatches in 100 samples gives ≈ 0.037,
@@ -72,18 +85,26 @@ export interface Breach {
 }
 
 /**
- * Judges evidence against `spec.abortCriteria`. Rates are judged only once `minSamples` are in
- * (divergence on the Wilson upper bound, so few samples cannot trigger by luck); failed chunks
- * count at once.
+ * How divergence is judged: `gate` must prove the rate is low enough (the Wilson upper bound is
+ * under the threshold — too few samples fail), `abort` must prove it is too high (the Wilson lower
+ * bound is over it — a clean but short stream never stops a migration).
+ */
+export type Judgement = 'gate' | 'abort';
+
+/**
+ * Judges evidence against `spec.abortCriteria`. Rates are judged only once `minSamples` are in;
+ * divergence on the Wilson bound that fits the judgement; failed chunks count at once.
  *
+ * @param judgement - `abort` for automatic actions (the default), `gate` for advancing.
  * @returns every breach; empty when all criteria hold.
  */
-export function evaluateAbortCriteria(e: DivergenceEvidence, c: AbortCriteria): Breach[] {
+export function evaluateAbortCriteria(e: DivergenceEvidence, c: AbortCriteria, judgement: Judgement = 'abort'): Breach[] {
   const breaches: Breach[] = [];
   if (e.samples >= c.minSamples && e.samples > 0) {
-    const upper = wilsonUpperBound(e.mismatches, e.samples);
-    if (upper > c.maxDivergenceRate) {
-      breaches.push({ criterion: 'maxDivergenceRate', observed: upper, threshold: c.maxDivergenceRate, samples: e.samples, message: `divergence upper bound ${upper.toFixed(5)} > ${c.maxDivergenceRate} (${e.mismatches}/${e.samples})` });
+    const bound = judgement === 'gate' ? wilsonUpperBound(e.mismatches, e.samples) : wilsonLowerBound(e.mismatches, e.samples);
+    if (bound > c.maxDivergenceRate) {
+      const name = judgement === 'gate' ? 'upper' : 'lower';
+      breaches.push({ criterion: 'maxDivergenceRate', observed: bound, threshold: c.maxDivergenceRate, samples: e.samples, message: `divergence ${name} bound ${bound.toFixed(5)} > ${c.maxDivergenceRate} (${e.mismatches}/${e.samples})` });
     }
     const errorRate = e.newErrors / e.samples;
     if (errorRate > c.maxNewErrorRate) {

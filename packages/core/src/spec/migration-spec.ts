@@ -56,7 +56,10 @@ export interface ShadowReadOptions {
 
 /** When Tideway stops a migration by itself, and what it does then. */
 export interface AbortCriteria {
-  /** Judged on the Wilson score upper bound (95 %). @defaultValue 0.001 */
+  /**
+   * The shadow_read gate needs the Wilson score upper bound (95 %) under it (proof the rate is low);
+   * an automatic abort needs the lower bound over it (proof the rate is high). @defaultValue 0.001
+   */
   readonly maxDivergenceRate: number;
   /** Samples needed before divergence is judged at all. @defaultValue 1000 */
   readonly minSamples: number;

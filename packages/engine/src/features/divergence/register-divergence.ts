@@ -17,7 +17,7 @@ export function registerDivergenceGate(hooks: PhaseHooks<MigrationContext>, read
       const inPhaseSeconds = Math.floor((now - ctx.migration.phaseEnteredAt.getTime()) / 1000);
       const windowSeconds = Math.max(60, spec.shadowRead.minWindowSeconds);
       const evidence = await readModel.evidence(ctx.migration.id, windowSeconds);
-      const breaches = evaluateAbortCriteria(evidence, spec.abortCriteria);
+      const breaches = evaluateAbortCriteria(evidence, spec.abortCriteria, 'gate');
       const enoughTime = inPhaseSeconds >= spec.shadowRead.minWindowSeconds;
       const enoughSamples = evidence.samples >= spec.abortCriteria.minSamples;
       const passed = enoughTime && enoughSamples && breaches.length === 0;
