@@ -45,8 +45,9 @@ async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: ()
  * - Same datasource: `INSERT … SELECT … FOR SHARE` in a savepoint, and on a unique violation the
  *   `… ON CONFLICT DO UPDATE` form instead (measured ~30 % cheaper when nothing conflicts).
  * - Different datasources: the source transaction streams `COPY (SELECT … FOR SHARE) TO STDOUT`
- *   into `COPY … FROM STDIN` of a temporary staging table in the target transaction, which then
- *   upserts from it; the source transaction (and its row locks) ends after the target commits.
+ *   into `COPY target FROM STDIN` in a savepoint of the target transaction; on a unique violation it
+ *   streams again into a temporary staging table and upserts from it. The source transaction (and
+ *   its row locks) ends after the target commits.
  *
  * @throws the database error (a `57014` code when `timeoutMs` ran out); nothing is committed then.
  */
@@ -82,11 +83,22 @@ export class ChunkCopier {
           inTransaction(target, timeoutMs, async () => {
             const t0 = performance.now();
             const cols = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
-            await target.query(`CREATE TEMP TABLE tideway_stage (LIKE ${qualified(spec.target)} INCLUDING DEFAULTS) ON COMMIT DROP`);
             const where = rangePredicateLiteral(key, lower, upper, (v) => source.escapeLiteral(v));
-            const out = source.query(copyTo(`COPY (${mappedSelectSql(spec, where, true)}) TO STDOUT`));
-            const into = target.query(copyFrom(`COPY tideway_stage (${cols}) FROM STDIN`));
-            await pipeline(out, into);
+            const out = () => source.query(copyTo(`COPY (${mappedSelectSql(spec, where, true)}) TO STDOUT`));
+            // Straight into the target first; the staging table and upsert only when a row is there.
+            await target.query('SAVEPOINT tideway_chunk');
+            try {
+              const into = target.query(copyFrom(`COPY ${qualified(spec.target)} (${cols}) FROM STDIN`));
+              await pipeline(out(), into);
+              await target.query('RELEASE SAVEPOINT tideway_chunk');
+              return { rows: into.rowCount ?? 0, durationMs: performance.now() - t0 };
+            } catch (error) {
+              if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+              await target.query('ROLLBACK TO SAVEPOINT tideway_chunk');
+            }
+            await target.query(`CREATE TEMP TABLE IF NOT EXISTS tideway_stage (LIKE ${qualified(spec.target)} INCLUDING DEFAULTS) ON COMMIT DROP`);
+            const staged = target.query(copyFrom(`COPY tideway_stage (${cols}) FROM STDIN`));
+            await pipeline(out(), staged);
             const r = await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
           }),
