@@ -81,7 +81,7 @@ export {
 export { resolveSpec, checkSpec, reverseMappingOf } from './spec/resolve-spec.js';
 export { applySpecPatch, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';
-export { judgeHealth, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
+export { judgeHealth, rateCapSeconds, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
 export {
   SHADOW_OUTCOMES,
   ShadowResultSchema,

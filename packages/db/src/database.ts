@@ -92,6 +92,8 @@ export interface BackfillRunsTable {
   throttled_since: Date | null;
   started_at: Timestamp;
   completed_at: Date | null;
+  /** Rate cap pacing: earliest start of the next chunk (GCRA theoretical arrival time); null = now. */
+  rate_tat: Date | null;
 }
 
 /** Chunk statuses; `split` chunks were replaced by two halves after repeated timeouts. */

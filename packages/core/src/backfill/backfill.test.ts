@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS } from '../spec/migration-spec.js';
 import { nextChunkRows, retryDelayMs } from './chunk-sizing.js';
-import { judgeHealth, type HealthReading } from './throttle.js';
+import { judgeHealth, rateCapSeconds, type HealthReading } from './throttle.js';
 
 const base = { targetChunkMs: 500, minChunkRows: 100, maxChunkRows: 50_000 };
 
@@ -39,29 +39,43 @@ describe('retryDelayMs', () => {
 });
 
 describe('judgeHealth', () => {
-  const calm: HealthReading = { replicationLagSeconds: 0, lockWaiters: 0, oldestTransactionSeconds: 1, connectionsUsedRatio: 0.1, recentRowsPerSecond: 0 };
+  const calm: HealthReading = { replicationLagSeconds: 0, lockWaiters: 0, oldestTransactionSeconds: 1, connectionsUsedRatio: 0.1 };
   const opts = SPEC_DEFAULTS.throttle;
 
   it('runs when every reading is under its threshold', () => {
-    expect(judgeHealth(calm, opts, null, null)).toBeNull();
+    expect(judgeHealth(calm, opts, null)).toBeNull();
   });
 
   it('names the first reading over its threshold', () => {
-    expect(judgeHealth({ ...calm, lockWaiters: 6 }, opts, null, null)).toBe('lock-waiters');
-    expect(judgeHealth({ ...calm, replicationLagSeconds: 11 }, opts, null, null)).toBe('replication-lag');
-    expect(judgeHealth({ ...calm, recentRowsPerSecond: 1001 }, opts, 1000, null)).toBe('rate-cap');
+    expect(judgeHealth({ ...calm, lockWaiters: 6 }, opts, null)).toBe('lock-waiters');
+    expect(judgeHealth({ ...calm, replicationLagSeconds: 11 }, opts, null)).toBe('replication-lag');
   });
 
   it('releases only below threshold × recoverRatio (hysteresis)', () => {
     const between = { ...calm, lockWaiters: 5 }; // at threshold 5: not over, but above 5 × 0.8
-    expect(judgeHealth(between, opts, null, null)).toBeNull();
-    expect(judgeHealth(between, opts, null, 'lock-waiters')).toBe('lock-waiters');
-    expect(judgeHealth({ ...calm, lockWaiters: 3 }, opts, null, 'lock-waiters')).toBeNull();
+    expect(judgeHealth(between, opts, null)).toBeNull();
+    expect(judgeHealth(between, opts, 'lock-waiters')).toBe('lock-waiters');
+    expect(judgeHealth({ ...calm, lockWaiters: 3 }, opts, 'lock-waiters')).toBeNull();
   });
 
-  it('ignores health when throttling is disabled but keeps the rate cap', () => {
+  it('ignores health when throttling is disabled', () => {
     const off = { ...opts, enabled: false };
-    expect(judgeHealth({ ...calm, lockWaiters: 100 }, off, null, null)).toBeNull();
-    expect(judgeHealth({ ...calm, recentRowsPerSecond: 50 }, off, 10, null)).toBe('rate-cap');
+    expect(judgeHealth({ ...calm, lockWaiters: 100 }, off, null)).toBeNull();
+  });
+
+  it('judges a rate-capped backfill without hysteresis (the cap is paced, not a health reading)', () => {
+    expect(judgeHealth({ ...calm, lockWaiters: 5 }, opts, 'rate-cap')).toBeNull();
+    expect(judgeHealth({ ...calm, lockWaiters: 6 }, opts, 'rate-cap')).toBe('lock-waiters');
+  });
+});
+
+describe('rateCapSeconds', () => {
+  it('reserves rows / cap seconds', () => {
+    expect(rateCapSeconds(4000, 2000)).toBe(2);
+    expect(rateCapSeconds(0, 2000)).toBe(0);
+  });
+
+  it('rejects a cap that is not positive', () => {
+    expect(() => rateCapSeconds(10, 0)).toThrow(RangeError);
   });
 });

@@ -10,11 +10,12 @@ export interface HealthReading {
   readonly oldestTransactionSeconds: number;
   /** Connections in use / max_connections. */
   readonly connectionsUsedRatio: number;
-  /** Rows copied on this migration over the last second, for the rows/s cap. */
-  readonly recentRowsPerSecond: number;
 }
 
-/** Why a backfill holds back; one of the readings above, or the rate cap. */
+/**
+ * Why a backfill holds back: one of the readings above, or the rows/s cap (which is not judged
+ * here but paced before each chunk, see {@link rateCapSeconds}).
+ */
 export type ThrottleReason = 'replication-lag' | 'lock-waiters' | 'long-transaction' | 'connections' | 'rate-cap';
 
 /**
@@ -23,27 +24,37 @@ export type ThrottleReason = 'replication-lag' | 'lock-waiters' | 'long-transact
  * before chunks run again, so the backfill does not flap around a threshold.
  *
  * @param currentlyThrottled - the reason the backfill is held back now, or `null`.
- * @returns the reason to hold back, or `null` to run.
+ * @returns the reason to hold back, or `null` to run (always `null` when throttling is disabled).
  */
-export function judgeHealth(
-  reading: HealthReading,
-  options: ThrottleOptions,
-  maxRowsPerSecond: number | null,
-  currentlyThrottled: ThrottleReason | null,
-): ThrottleReason | null {
-  if (!options.enabled && maxRowsPerSecond === null) return null;
-  const factor = currentlyThrottled === null ? 1 : options.recoverRatio;
-  const checks: [ThrottleReason, number, number][] = options.enabled
-    ? [
-        ['replication-lag', reading.replicationLagSeconds, options.maxReplicationLagSeconds],
-        ['lock-waiters', reading.lockWaiters, options.maxLockWaiters],
-        ['long-transaction', reading.oldestTransactionSeconds, options.maxTransactionAgeSeconds],
-        ['connections', reading.connectionsUsedRatio, options.maxConnectionsUsedRatio],
-      ]
-    : [];
-  if (maxRowsPerSecond !== null) checks.push(['rate-cap', reading.recentRowsPerSecond, maxRowsPerSecond]);
+export function judgeHealth(reading: HealthReading, options: ThrottleOptions, currentlyThrottled: ThrottleReason | null): ThrottleReason | null {
+  if (!options.enabled) return null;
+  const factor = currentlyThrottled === null || currentlyThrottled === 'rate-cap' ? 1 : options.recoverRatio;
+  const checks: [ThrottleReason, number, number][] = [
+    ['replication-lag', reading.replicationLagSeconds, options.maxReplicationLagSeconds],
+    ['lock-waiters', reading.lockWaiters, options.maxLockWaiters],
+    ['long-transaction', reading.oldestTransactionSeconds, options.maxTransactionAgeSeconds],
+    ['connections', reading.connectionsUsedRatio, options.maxConnectionsUsedRatio],
+  ];
   for (const [reason, value, threshold] of checks) {
     if (value > threshold * factor) return reason;
   }
   return null;
+}
+
+/**
+ * The time a chunk of `rows` rows reserves under the rows/s cap, seconds. The cap is enforced as
+ * pacing with the Generic Cell Rate Algorithm (ITU-T I.371; Brandur Leach, "Rate limiting, cells,
+ * and GCRA", 2015): a chunk may start only once the run's theoretical arrival time (TAT) has passed,
+ * and starting moves the TAT to `now + rateCapSeconds(rows, cap)`. Unlike comparing a rate sampled
+ * over the last second with the cap, this cannot let two chunks through in one window, so the
+ * achieved rate stays at or under the cap.
+ *
+ * @param rows - rows the chunk is expected to copy (≥ 0).
+ * @param maxRowsPerSecond - the cap, rows per second (> 0).
+ * @example
+ * rateCapSeconds(4000, 2000); // 2
+ */
+export function rateCapSeconds(rows: number, maxRowsPerSecond: number): number {
+  if (!(maxRowsPerSecond > 0)) throw new RangeError(`maxRowsPerSecond must be > 0, got ${maxRowsPerSecond}`);
+  return Math.max(0, rows) / maxRowsPerSecond;
 }

@@ -1,4 +1,4 @@
-import { judgeHealth, nextChunkRows, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import type { Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
@@ -258,21 +258,28 @@ export class BackfillService {
     }
     const spec = migration.spec;
 
-    // Health and rate are read only when something can throttle (two queries per chunk otherwise).
-    const watching = spec.throttle.enabled || spec.backfill.maxRowsPerSecond !== null;
-    const reason = watching
-      ? judgeHealth(
-          await this.deps.health.read(run.datasource, spec.backfill.maxRowsPerSecond !== null ? await repository.rowsSince(db, migration.id, 1) : 0),
-          spec.throttle,
-          spec.backfill.maxRowsPerSecond,
-          run.throttled_reason as ThrottleReason | null,
-        )
+    // Health is read only when throttling is on (one query per chunk saved otherwise).
+    const unhealthy = spec.throttle.enabled
+      ? judgeHealth(await this.deps.health.read(run.datasource), spec.throttle, run.throttled_reason as ThrottleReason | null)
       : null;
-    if (reason) {
-      await repository.setThrottled(db, migration.id, reason);
-      return { kind: 'throttled', reason, retryInMs: THROTTLE_RECHECK_MS };
+    if (unhealthy) {
+      await repository.setThrottled(db, migration.id, unhealthy);
+      return { kind: 'throttled', reason: unhealthy, retryInMs: THROTTLE_RECHECK_MS };
     }
-    if (run.throttled_reason) await repository.setThrottled(db, migration.id, null);
+    // The rows/s cap paces chunks (GCRA): a chunk starts only in its own slot of the cap's budget.
+    const cap = spec.backfill.maxRowsPerSecond;
+    const expectedRows = Math.max(1, Math.min(run.chunk_rows, spec.backfill.maxChunkRows));
+    let pacing = false;
+    if (cap !== null) {
+      const slot = await repository.reserveRate(db, migration.id, rateCapSeconds(expectedRows, cap));
+      if (!slot.granted) {
+        if (run.throttled_reason !== 'rate-cap') await repository.setThrottled(db, migration.id, 'rate-cap');
+        return { kind: 'throttled', reason: 'rate-cap', retryInMs: Math.max(1, Math.ceil(slot.waitMs)) };
+      }
+      pacing = slot.pacing;
+    }
+    // `throttled` stays 'rate-cap' while the cap sets the pace, so progress does not flap.
+    if (run.throttled_reason && !(pacing && run.throttled_reason === 'rate-cap')) await repository.setThrottled(db, migration.id, null);
 
     const claimed = await repository.claim(db, chunk.id, this.deps.workerName, spec.backfill.chunkTimeoutMs + LEASE_MARGIN_MS);
     if (!claimed) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
@@ -280,6 +287,7 @@ export class BackfillService {
     try {
       const result = await this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, spec.backfill.chunkTimeoutMs);
       const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
+      if (cap !== null) await repository.adjustRate(db, migration.id, rateCapSeconds(result.rows, cap) - rateCapSeconds(expectedRows, cap));
       if (kept) {
         const sizing = nextChunkRows({
           rows: result.rows,

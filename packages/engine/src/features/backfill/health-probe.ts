@@ -20,11 +20,8 @@ SELECT
 export class HealthProbe {
   constructor(private readonly datasources: DatasourceRegistry) {}
 
-  /**
-   * @param recentRowsPerSecond - the migration's own copy rate over the last second (for the rate cap).
-   * @throws DependencyUnavailableError when the datasource cannot be reached.
-   */
-  async read(datasource: string, recentRowsPerSecond: number): Promise<HealthReading> {
+  /** @throws DependencyUnavailableError when the datasource cannot be reached. */
+  async read(datasource: string): Promise<HealthReading> {
     return this.datasources.withClient(datasource, async (client) => {
       const r = await client.query<{ replication_lag_s: number; lock_waiters: number; oldest_xact_s: number; connections_ratio: number }>(HEALTH_SQL);
       const row = r.rows[0];
@@ -33,7 +30,6 @@ export class HealthProbe {
         lockWaiters: row?.lock_waiters ?? 0,
         oldestTransactionSeconds: row?.oldest_xact_s ?? 0,
         connectionsUsedRatio: row?.connections_ratio ?? 0,
-        recentRowsPerSecond,
       };
     });
   }

@@ -162,8 +162,8 @@ export class VerificationService {
     const row = await db.selectFrom('migrations').selectAll().where('id', '=', v.migration_id).executeTakeFirstOrThrow();
     const migration = toMigration(row);
     const spec = migration.spec;
-    const reading = await this.deps.health.read(spec.source.datasource, 0);
-    const reason = judgeHealth(reading, spec.throttle, null, null);
+    const reading = await this.deps.health.read(spec.source.datasource);
+    const reason = judgeHealth(reading, spec.throttle, null);
     if (reason) return { kind: 'throttled', reason, retryInMs: 1000 };
     const claimed = await db
       .updateTable('verification_ranges')
