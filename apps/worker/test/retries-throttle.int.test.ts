@@ -49,9 +49,11 @@ describe('retries, timeouts and splits', () => {
     await holder.query('begin');
     await holder.query('select * from locked where id = 10 for update');
     const mapping = { id: 'id', v: 'v' };
+    // Application sync: its chunks lock their rows FOR SHARE (ADR 003), so the held row lock makes
+    // the chunk over id 10 wait and time out (trigger sync's lock-free chunks would not wait).
     const id = await driveToBackfill(f.engine, {
       name: 'timeouts',
-      syncMode: 'trigger',
+      syncMode: 'application',
       source: { datasource: 'main', table: 'locked', key: 'id' },
       target: { datasource: 'main', table: 'locked_v2', key: 'id' },
       mapping,

@@ -94,6 +94,8 @@ export interface BackfillRunsTable {
   completed_at: Date | null;
   /** Rate cap pacing: earliest start of the next chunk (GCRA theoretical arrival time); null = now. */
   rate_tat: Date | null;
+  /** Chunks run without source row locks and the run ends with a tombstone sweep (ADR 005). */
+  lock_free: Generated<boolean>;
 }
 
 /** Chunk statuses; `split` chunks were replaced by two halves after repeated timeouts. */

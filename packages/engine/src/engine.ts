@@ -18,6 +18,7 @@ import { BackfillRepository } from './features/backfill/backfill-repository.js';
 import { BackfillService } from './features/backfill/backfill-service.js';
 import { ChunkCopier } from './features/backfill/chunk-copier.js';
 import { HealthProbe } from './features/backfill/health-probe.js';
+import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncTrigger } from './features/backfill/sync-trigger.js';
 import type { WorkQueue } from './features/backfill/work-queue.js';
@@ -122,6 +123,8 @@ export function createEngine(options: EngineOptions): Engine {
     catalog,
     copier: new ChunkCopier(datasources),
     health,
+    sync: syncTrigger,
+    sweeper: new TombstoneSweeper(datasources),
     migrations,
     queue: options.queue ?? null,
     datasourceConcurrency: options.datasourceConcurrency ?? 4,

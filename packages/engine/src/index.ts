@@ -48,9 +48,10 @@ export {
 } from './features/backfill/backfill-service.js';
 export { BackfillRepository, type ClaimedChunk } from './features/backfill/backfill-repository.js';
 export { BackfillReadModel, type BackfillProgress, type ChunkView } from './features/backfill/backfill-read-model.js';
-export { ChunkCopier, type CopyResult } from './features/backfill/chunk-copier.js';
+export { ChunkCopier, LeaseLostError, type CopyOptions, type CopyResult } from './features/backfill/chunk-copier.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
 export { SyncTrigger } from './features/backfill/sync-trigger.js';
+export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
 export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar } from './config-parsing.js';

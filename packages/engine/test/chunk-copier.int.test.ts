@@ -36,7 +36,7 @@ async function targetRows(): Promise<{ id: string; qty2: number; label: string }
 
 describe('ChunkCopier across datasources', () => {
   it('copies a range with COPY straight into an empty target range', async () => {
-    const r = await new ChunkCopier(datasources).copy(spec, key, ['1000'], ['3000'], 30_000);
+    const r = await new ChunkCopier(datasources).copy(spec, key, ['1000'], ['3000'], { timeoutMs: 30_000 });
     expect(r.rows).toBe(2000);
     const rows = await targetRows();
     expect(rows).toHaveLength(2000);
@@ -45,7 +45,7 @@ describe('ChunkCopier across datasources', () => {
 
   it('falls back to staging and upsert when the range overlaps rows already in the target', async () => {
     await source.query(`update items set qty = 100, label = 'changed' where id in (1500, 2500)`);
-    const r = await new ChunkCopier(datasources).copy(spec, key, null, null, 30_000);
+    const r = await new ChunkCopier(datasources).copy(spec, key, null, null, { timeoutMs: 30_000 });
     expect(r.rows).toBe(5000);
     const rows = await targetRows();
     expect(rows).toHaveLength(5000);

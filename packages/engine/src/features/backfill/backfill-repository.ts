@@ -17,7 +17,7 @@ export interface ClaimedChunk {
 export class BackfillRepository {
   async createRun(
     trx: Kysely<Database>,
-    run: { migrationId: string; datasource: string; key: KeyShape; chunkRows: number; rowsEstimated: number },
+    run: { migrationId: string; datasource: string; key: KeyShape; chunkRows: number; rowsEstimated: number; lockFree: boolean },
   ): Promise<void> {
     await trx
       .insertInto('backfill_runs')
@@ -28,6 +28,7 @@ export class BackfillRepository {
         key_types: JSON.stringify(run.key.types),
         chunk_rows: run.chunkRows,
         rows_estimated: run.rowsEstimated,
+        lock_free: run.lockFree,
       })
       .onConflict((oc) => oc.column('migration_id').doNothing())
       .execute();
@@ -160,6 +161,30 @@ export class BackfillRepository {
     return Number(r.numUpdatedRows) === 1;
   }
 
+  /** True while `chunk`'s lease is still this worker's (nobody released or re-claimed it). */
+  async holdsLease(db: Kysely<Database>, chunk: ClaimedChunk): Promise<boolean> {
+    const r = await db
+      .selectFrom('backfill_chunks')
+      .select('id')
+      .where('id', '=', chunk.id)
+      .where('lease_token', '=', chunk.leaseToken)
+      .where('status', '=', 'running')
+      .executeTakeFirst();
+    return r !== undefined;
+  }
+
+  /** True when planning is done and no chunk of the run is pending or running. */
+  async allChunksFinished(db: Kysely<Database>, migrationId: string): Promise<boolean> {
+    const r = await db
+      .selectFrom('backfill_runs as r')
+      .select(
+        sql<boolean>`r.planning_done AND NOT EXISTS (SELECT 1 FROM backfill_chunks c WHERE c.migration_id = r.migration_id AND c.status IN ('pending', 'running'))`.as('finished'),
+      )
+      .where('r.migration_id', '=', migrationId)
+      .executeTakeFirst();
+    return r?.finished === true;
+  }
+
   /** Back to pending after a failed attempt, runnable again after `delayMs`. */
   async retryLater(db: Kysely<Database>, chunk: ClaimedChunk, error: string, timedOut: boolean, delayMs: number): Promise<void> {
     await db
@@ -208,13 +233,18 @@ export class BackfillRepository {
 
   /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
   async retryFailed(db: Kysely<Database>, migrationId: string): Promise<number> {
-    const r = await db
-      .updateTable('backfill_chunks')
-      .set({ status: 'pending', attempts: 0, timeouts: 0, not_before: null, enqueued_at: null, finished_at: null })
-      .where('migration_id', '=', migrationId)
-      .where('status', '=', 'failed')
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows);
+    return db.transaction().execute(async (trx) => {
+      const r = await trx
+        .updateTable('backfill_chunks')
+        .set({ status: 'pending', attempts: 0, timeouts: 0, not_before: null, enqueued_at: null, finished_at: null })
+        .where('migration_id', '=', migrationId)
+        .where('status', '=', 'failed')
+        .executeTakeFirst();
+      const n = Number(r.numUpdatedRows);
+      // The run is not complete any more (and a lock-free run must sweep again after the retries).
+      if (n > 0) await trx.updateTable('backfill_runs').set({ completed_at: null }).where('migration_id', '=', migrationId).execute();
+      return n;
+    });
   }
 
   async countFailed(db: Kysely<Database>, migrationId: string): Promise<number> {

@@ -8,8 +8,9 @@ import type { Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
 import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
-import type { ChunkCopier } from './chunk-copier.js';
+import { LeaseLostError, type ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
+import type { BackfillRunRow } from '@tideway/db';
 import {
   quoteIdent,
   qualified,
@@ -22,6 +23,8 @@ import {
   type KeyShape,
   type KeyValue,
 } from './sql.js';
+import type { SyncTrigger } from './sync-trigger.js';
+import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { WorkQueue } from './work-queue.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
@@ -53,6 +56,8 @@ export interface BackfillServiceDeps {
   readonly catalog: CatalogInspector;
   readonly copier: ChunkCopier;
   readonly health: HealthProbe;
+  readonly sync: SyncTrigger;
+  readonly sweeper: TombstoneSweeper;
   readonly migrations: MigrationService;
   /** `null` where no queue is configured (then only the reconciler of a worker dispatches). */
   readonly queue: WorkQueue | null;
@@ -74,7 +79,8 @@ export class BackfillService {
 
   /**
    * Entry action of `backfill`: records the run — key columns in the order of the unique index that
-   * serves them (so keyset scans use it), their types, the first chunk size and the row estimate.
+   * serves them (so keyset scans use it), their types, the first chunk size, the row estimate, and
+   * whether chunks run lock-free (trigger sync whose trigger records tombstones, ADR 005).
    * Idempotent. Runs inside the transition's transaction.
    */
   async startRun(trx: Kysely<Database>, migration: Migration): Promise<void> {
@@ -90,12 +96,15 @@ export class BackfillService {
         Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(spec.source)}`)).rows[0]?.n ?? 0),
       );
     }
+    const lockFree =
+      spec.syncMode === 'trigger' && spec.source.datasource === spec.target.datasource && (await this.deps.sync.recordsTombstones(spec, migration.id));
     await this.deps.repository.createRun(trx, {
       migrationId: migration.id,
       datasource: spec.source.datasource,
       key,
       chunkRows: spec.backfill.initialChunkRows,
       rowsEstimated,
+      lockFree,
     });
   }
 
@@ -284,30 +293,68 @@ export class BackfillService {
     const claimed = await repository.claim(db, chunk.id, this.deps.workerName, spec.backfill.chunkTimeoutMs + LEASE_MARGIN_MS);
     if (!claimed) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
     const key: KeyShape = { columns: run.key_columns, types: run.key_types };
+    let result: { rows: number; durationMs: number };
     try {
-      const result = await this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, spec.backfill.chunkTimeoutMs);
-      const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
-      if (cap !== null) await repository.adjustRate(db, migration.id, rateCapSeconds(result.rows, cap) - rateCapSeconds(expectedRows, cap));
-      if (kept) {
-        const sizing = nextChunkRows({
-          rows: result.rows,
-          durationMs: result.durationMs,
-          previousChunkRows: run.chunk_rows,
-          previousRowsPerMs: run.ewma_rows_per_ms,
-          targetChunkMs: spec.backfill.targetChunkMs,
-          minChunkRows: spec.backfill.minChunkRows,
-          maxChunkRows: spec.backfill.maxChunkRows,
-        });
-        await repository.updateSizing(db, migration.id, sizing.chunkRows, sizing.rowsPerMs);
-      }
-      await repository.completeRunIfDone(db, migration.id);
-      // Off the job's critical path: the worker takes the chunk planned ahead while this plans the
-      // next one. A failure here is repaired by the reconciler's next pump.
-      void this.pump(migration.id).catch(() => undefined);
-      return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+      result = await this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, {
+        timeoutMs: spec.backfill.chunkTimeoutMs,
+        locking: run.lock_free ? 'none' : 'share',
+        stillLeased: () => repository.holdsLease(db, claimed),
+        chunkId: claimed.id,
+      });
     } catch (error) {
+      if (error instanceof LeaseLostError) return { kind: 'skipped', reason: error.message };
       return this.#handleFailure(migration, key, claimed, error);
     }
+    const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
+    if (cap !== null) await repository.adjustRate(db, migration.id, rateCapSeconds(result.rows, cap) - rateCapSeconds(expectedRows, cap));
+    if (kept) {
+      const sizing = nextChunkRows({
+        rows: result.rows,
+        durationMs: result.durationMs,
+        previousChunkRows: run.chunk_rows,
+        previousRowsPerMs: run.ewma_rows_per_ms,
+        targetChunkMs: spec.backfill.targetChunkMs,
+        minChunkRows: spec.backfill.minChunkRows,
+        maxChunkRows: spec.backfill.maxChunkRows,
+      });
+      await repository.updateSizing(db, migration.id, sizing.chunkRows, sizing.rowsPerMs);
+    }
+    // Off the job's critical path: the worker takes the chunk planned ahead while this plans the
+    // next one. A failure in either is repaired by the reconciler's next round.
+    void this.pump(migration.id).catch(() => undefined);
+    await this.finishRun(migration.id, run).catch(() => false);
+    return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+  }
+
+  /**
+   * Completes the run once planning is done and no chunk is pending or running. A lock-free run
+   * first sweeps the rows its chunks may have copied after the source row was deleted
+   * ({@link TombstoneSweeper}); while transactions older than the sweep's fence are open it stays
+   * incomplete, shows `throttled: long-transaction`, and the reconciler tries again.
+   *
+   * @param known - the run row when the caller has it (saves a query).
+   * @returns true when the run is complete.
+   * @throws the database error of the sweep (the reconciler retries).
+   */
+  async finishRun(migrationId: string, known?: BackfillRunRow): Promise<boolean> {
+    const { db, repository } = this.deps;
+    const run = known ?? (await repository.getRun(db, migrationId));
+    if (!run) return false;
+    if (run.completed_at) return true;
+    if (!(await repository.allChunksFinished(db, migrationId))) return false;
+    if (run.lock_free) {
+      const row = await db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
+      if (!row || row.phase !== 'backfill') return false;
+      const outcome = await this.deps.sweeper.sweep(toMigration(row).spec, migrationId);
+      if (outcome.kind === 'busy') return false;
+      if (outcome.kind === 'waiting') {
+        await repository.setThrottled(db, migrationId, 'long-transaction');
+        return false;
+      }
+      if (run.throttled_reason) await repository.setThrottled(db, migrationId, null);
+    }
+    await repository.completeRunIfDone(db, migrationId);
+    return true;
   }
 
   async #handleFailure(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown): Promise<ChunkOutcome> {
@@ -378,7 +425,10 @@ export class BackfillService {
       }
     }
     let enqueued = 0;
-    for (const migrationId of await repository.activeRuns(db)) enqueued += await this.pump(migrationId);
+    for (const migrationId of await repository.activeRuns(db)) {
+      enqueued += await this.pump(migrationId);
+      await this.finishRun(migrationId).catch(() => false);
+    }
     return { releasedLeases: released.length, lostJobs: lost, enqueued };
   }
 }

@@ -13,6 +13,7 @@ import {
   quoteIdent,
   rangePredicateLiteral,
   upsertClause,
+  type ChunkLocking,
   type KeyShape,
   type KeyValue,
 } from './sql.js';
@@ -27,11 +28,35 @@ export interface CopyResult {
   readonly durationMs: number;
 }
 
-async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+/** Thrown (and the chunk's transaction rolled back) when the chunk's lease was lost before commit. */
+export class LeaseLostError extends Error {
+  constructor(readonly chunkId: number) {
+    super(`the lease of chunk ${chunkId} was lost before its copy committed; the copy was rolled back`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+/** How one chunk copy runs. */
+export interface CopyOptions {
+  /** Statement timeout of each copy statement, milliseconds. */
+  readonly timeoutMs: number;
+  /** Source row locking of a same-datasource chunk (see {@link ChunkLocking}). @defaultValue 'share' */
+  readonly locking?: ChunkLocking;
+  /**
+   * Asked right before COMMIT; `false` rolls the copy back with {@link LeaseLostError}. A copy whose
+   * lease expired while it ran (a stalled worker) then never commits after the chunk was redone.
+   */
+  readonly stillLeased?: () => Promise<boolean>;
+  /** The chunk's id, for errors. */
+  readonly chunkId?: number;
+}
+
+async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
   await client.query('BEGIN');
   try {
     await client.query(`SET LOCAL statement_timeout = ${Math.floor(timeoutMs)}`);
     const result = await fn();
+    if (beforeCommit) await beforeCommit();
     await client.query('COMMIT');
     return result;
   } catch (error) {
@@ -41,9 +66,11 @@ async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: ()
 }
 
 /**
- * Copies one keyset range from source to target through the mapping, idempotently (upsert).
- * - Same datasource: `INSERT … SELECT … FOR SHARE` in a savepoint, and on a unique violation the
- *   `… ON CONFLICT DO UPDATE` form instead (measured ~30 % cheaper when nothing conflicts).
+ * Copies one keyset range from source to target through the mapping, idempotently.
+ * - Same datasource: `INSERT … SELECT` in a savepoint, and on a unique violation the `… ON CONFLICT`
+ *   form instead (measured ~30 % cheaper when nothing conflicts). With `locking: 'share'` the source
+ *   rows are read `FOR SHARE` and conflicts upserted; with `'none'` (trigger sync, ADR 005) they are
+ *   read without locks (about half the cost) and conflicts left to the row the sync wrote.
  * - Different datasources: the source transaction streams `COPY (SELECT … FOR SHARE) TO STDOUT`
  *   into `COPY target FROM STDIN` in a savepoint of the target transaction; on a unique violation it
  *   streams again into a temporary staging table and upserts from it. The source transaction (and
@@ -54,10 +81,17 @@ async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: ()
 export class ChunkCopier {
   constructor(private readonly datasources: DatasourceRegistry) {}
 
-  async copy(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, timeoutMs: number): Promise<CopyResult> {
+  async copy(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, options: CopyOptions): Promise<CopyResult> {
+    const { timeoutMs } = options;
+    const beforeCommit = options.stillLeased
+      ? async () => {
+          if (!(await options.stillLeased?.())) throw new LeaseLostError(options.chunkId ?? -1);
+        }
+      : undefined;
     if (spec.source.datasource === spec.target.datasource) {
-      const insert = chunkInsertSql(spec, key, lower, upper);
-      const upsert = chunkUpsertSql(spec, key, lower, upper);
+      const locking = options.locking ?? 'share';
+      const insert = chunkInsertSql(spec, key, lower, upper, locking);
+      const upsert = chunkUpsertSql(spec, key, lower, upper, locking);
       return this.datasources.withClient(spec.source.datasource, (client) =>
         inTransaction(client, timeoutMs, async () => {
           const t0 = performance.now();
@@ -74,7 +108,7 @@ export class ChunkCopier {
             const r = await client.query(upsert.sql, upsert.params);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
           }
-        }),
+        }, beforeCommit),
       );
     }
     return this.datasources.withClient(spec.source.datasource, (source) =>
@@ -101,7 +135,7 @@ export class ChunkCopier {
             await pipeline(out(), staged);
             const r = await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
-          }),
+          }, beforeCommit),
         ),
       ),
     );

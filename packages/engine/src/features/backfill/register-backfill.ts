@@ -9,7 +9,8 @@ import type { SyncTrigger } from './sync-trigger.js';
  * Plugs the dual_write and backfill phases into the state machine:
  * - dual_write entry (trigger mode): install the sync trigger; rollback (and abort): remove it;
  * - backfill entry: record the run; rollback: discard it;
- * - backfill gate `backfill-complete`: planning done, every chunk done, none failed;
+ * - backfill gate `backfill-complete`: planning done, every chunk done, none failed, run completed
+ *   (for a lock-free run: its tombstone sweep done);
  * - `progress` of the migration resource: the backfill figures;
  * - after a committed transition into backfill/active: pump chunks at once; a resume out of
  *   `failed` first gives the failed chunks a fresh start.
@@ -36,7 +37,7 @@ export function registerBackfill(
     name: 'backfill-complete',
     evaluate: async (ctx) => {
       const p = await deps.readModel.progress(ctx.migration.id);
-      const passed = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0 && p.chunksFailed === 0;
+      const passed = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0 && p.chunksFailed === 0 && p.completedAt !== null;
       return {
         name: 'backfill-complete',
         passed,
@@ -46,7 +47,9 @@ export function registerBackfill(
             ? `all ${p.chunksDone} chunks done, ${p.rowsCopied} rows copied`
             : p.chunksFailed > 0
               ? `${p.chunksFailed} chunk(s) failed`
-              : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
+              : p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0
+                ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
+                : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
         observed: {
           rowsCopied: p?.rowsCopied ?? 0,
           chunksDone: p?.chunksDone ?? 0,

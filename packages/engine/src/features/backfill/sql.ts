@@ -83,19 +83,37 @@ export function upsertClause(spec: MigrationSpec): string {
 }
 
 /**
- * One chunk on one datasource: `INSERT … SELECT <mapping> … FOR SHARE … ON CONFLICT DO UPDATE`.
- * `FOR SHARE` locks the chunk's source rows until the chunk commits, so a concurrent write either
- * committed before (and the chunk copies its value) or waits for the chunk (and its sync trigger
- * writes the newer value after): a chunk never overwrites a newer synced value (ADR 003).
+ * How a same-datasource chunk keeps a concurrent sync write from being overwritten (ADR 005):
+ * - `share`: `FOR SHARE` locks the chunk's source rows until the chunk commits, so a concurrent
+ *   write either committed before (and the chunk copies its value) or waits for the chunk (and the
+ *   sync writes the newer value after). Used with application sync and for re-drives.
+ * - `none`: no source row locks. With trigger sync every write reaches the target in the writer's
+ *   own transaction and always wins against the chunk (the chunk never updates an existing target
+ *   row, `ON CONFLICT DO NOTHING`); the only stale rows a chunk can leave are rows deleted (or
+ *   re-keyed) while it ran, which the trigger records as tombstones and the run sweeps at the end.
  */
-export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null): { sql: string; params: string[] } {
+export type ChunkLocking = 'share' | 'none';
+
+function chunkSelect(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking): { sql: string; params: string[] } {
   const cols = mappedColumns(spec);
   const range = rangePredicate(key, lower, upper);
   const sql =
     `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
     `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${range.sql} FOR SHARE ${upsertClause(spec)}`;
+    `WHERE ${range.sql}${locking === 'share' ? ' FOR SHARE' : ''}`;
   return { sql, params: range.params };
+}
+
+/**
+ * One chunk on one datasource when some of its rows may already be in the target: with `share`
+ * locking `INSERT … SELECT <mapping> … FOR SHARE … ON CONFLICT DO UPDATE` (the locked value is the
+ * newest, so it may overwrite); with `none`, `… ON CONFLICT DO NOTHING` (a target row that exists
+ * was written by the sync or an earlier attempt and is at least as new as this chunk's snapshot).
+ */
+export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
+  const insert = chunkSelect(spec, key, lower, upper, locking);
+  const conflict = locking === 'share' ? upsertClause(spec) : `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')}) DO NOTHING`;
+  return { sql: `${insert.sql} ${conflict}`, params: insert.params };
 }
 
 /**
@@ -103,14 +121,8 @@ export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyVal
  * chunk's rows, which is the common case on a first pass. The copier runs it in a savepoint and
  * falls back to {@link chunkUpsertSql} on a unique violation.
  */
-export function chunkInsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null): { sql: string; params: string[] } {
-  const cols = mappedColumns(spec);
-  const range = rangePredicate(key, lower, upper);
-  const sql =
-    `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
-    `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${range.sql} FOR SHARE`;
-  return { sql, params: range.params };
+export function chunkInsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
+  return chunkSelect(spec, key, lower, upper, locking);
 }
 
 /** The SELECT that produces mapped rows of a range (cross-datasource COPY out, verification). */
@@ -128,6 +140,69 @@ export type SyncDirection = 'forward' | 'reverse';
 /** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>` (`_rev` for reverse). */
 export function syncTriggerName(migrationId: string, direction: SyncDirection = 'forward'): string {
   return `tideway_sync_${migrationId.replace(/-/g, '').slice(0, 12)}${direction === 'reverse' ? '_rev' : ''}`;
+}
+
+/** Name of a migration's tombstone table (in the source schema): `tideway_tomb_<first 12 hex of the id>`. */
+export function tombstoneTableName(migrationId: string): string {
+  return `tideway_tomb_${migrationId.replace(/-/g, '').slice(0, 12)}`;
+}
+
+/**
+ * DDL of the tombstone table: the mapped target keys of source rows deleted (or re-keyed) while
+ * the forward sync runs, kept so the backfill can sweep rows a lock-free chunk copied from a
+ * snapshot that still held them (ADR 005). Lives beside the source table so the trigger writes it
+ * in the writer's transaction.
+ *
+ * @param keyTypes - SQL type of each target key column (`format_type` from the live catalog), in `spec.target.key` order.
+ */
+export function tombstoneTableSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[]): { create: string; drop: string; table: string } {
+  const table = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+  const cols = spec.target.key.map((k, i) => `${quoteIdent(k)} ${keyTypes[i] as string} NOT NULL`);
+  return {
+    table,
+    create: `CREATE TABLE IF NOT EXISTS ${table} (${cols.join(', ')}, PRIMARY KEY (${spec.target.key.map(quoteIdent).join(', ')}))`,
+    drop: `DROP TABLE IF EXISTS ${table}`,
+  };
+}
+
+/**
+ * The sweep of one batch of tombstones, run in one READ COMMITTED transaction, statement by
+ * statement: `lock` takes the row locks of the batch's target rows (waiting for any sync write in
+ * flight on them), `remove` then deletes — with a snapshot taken after the locks — those whose key
+ * no source row maps to any more, and `forget` drops the batch's tombstones. Taking the locks in an
+ * earlier statement is what makes `remove` safe: a writer that re-inserts a key meanwhile waits on
+ * the lock and re-creates the target row after the sweep commits, instead of the sweep's re-check
+ * deleting the row it just wrote.
+ *
+ * @param keys - target key values of the batch (text, in `spec.target.key` order), at most 1000.
+ * @param keyTypes - SQL types of the target key columns.
+ */
+export function sweepBatchSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[], keys: readonly KeyValue[]): { lock: string; remove: string; forget: string; params: string[] } {
+  const { tuples, params } = keyTuples({ columns: spec.target.key, types: keyTypes }, keys);
+  const target = qualified(spec.target);
+  const tomb = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+  const tk = (alias: string) => row(spec.target.key.map((k) => `${alias}${quoteIdent(k)}`));
+  const inBatch = (alias: string) => `${tk(alias)} IN (${tuples.join(', ')})`;
+  const mappedKey = row(spec.target.key.map((k) => `(${spec.mapping[k] as string})`));
+  return {
+    lock: `SELECT 1 FROM ${target} t WHERE ${inBatch('t.')} FOR UPDATE`,
+    remove:
+      `DELETE FROM ${target} t WHERE ${inBatch('t.')} AND NOT EXISTS ` +
+      `(SELECT 1 FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} WHERE ${mappedKey} = ${tk('t.')})`,
+    forget: `DELETE FROM ${tomb} WHERE ${inBatch('')}`,
+    params,
+  };
+}
+
+/** The next batch of tombstones after `after` (keyset order), as text values. */
+export function tombstoneBatchSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[], after: KeyValue | null, limit: number): { sql: string; params: string[] } {
+  const tomb = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+  const range = rangePredicate({ columns: spec.target.key, types: keyTypes }, after, null);
+  const cols = spec.target.key.map(quoteIdent);
+  return {
+    sql: `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${tomb} WHERE ${range.sql} ORDER BY ${cols.join(', ')} LIMIT ${Math.floor(limit)}`,
+    params: range.params,
+  };
 }
 
 /**
@@ -149,6 +224,7 @@ export function syncTriggerSql(
   spec: MigrationSpec,
   migrationId: string,
   direction: SyncDirection = 'forward',
+  options: { tombstones?: boolean } = {},
 ): { createFunction: string; createTrigger: string; dropTrigger: string; dropFunction: string } {
   const name = syncTriggerName(migrationId, direction);
   const fn = `${quoteIdent(spec.source.schema)}.${quoteIdent(name)}`;
@@ -157,6 +233,15 @@ export function syncTriggerSql(
   const tk = spec.target.key;
   const keyExprs = tk.map((k) => `(${spec.mapping[k] as string}) AS ${quoteIdent(k)}`).join(', ');
   const keyRow = (alias: string) => row(tk.map((k) => `${alias}.${quoteIdent(k)}`));
+  // With tombstones (forward sync of a lock-free backfill), the mapped key of a deleted or
+  // re-keyed row is also recorded, so a chunk that copied it from an older snapshot is swept.
+  const tomb = options.tombstones ? `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}` : null;
+  const tkList = tk.map(quoteIdent).join(', ');
+  const recordDelete = tomb ? `\n    INSERT INTO ${tomb} (${tkList}) SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS} ON CONFLICT DO NOTHING;` : '';
+  const recordRekey = tomb
+    ? `\n      INSERT INTO ${tomb} (${tkList}) SELECT o.* FROM (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
+        WHERE ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')} ON CONFLICT DO NOTHING;`
+    : '';
   // The guard: a write made by Tideway's own sync marks the transaction (tideway.syncing = on) so
   // the trigger on the other table lets it pass instead of echoing it back. Writes by the
   // application's own triggers are still synced (unlike a pg_trigger_depth() guard).
@@ -168,12 +253,12 @@ BEGIN
   END IF;
   PERFORM set_config('tideway.syncing', 'on', true);
   IF TG_OP = 'DELETE' THEN
-    DELETE FROM ${target} t USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o WHERE ${keyRow('t')} = ${keyRow('o')};
+    DELETE FROM ${target} t USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o WHERE ${keyRow('t')} = ${keyRow('o')};${recordDelete}
   ELSE
     IF TG_OP = 'UPDATE' THEN
       DELETE FROM ${target} t
         USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
-        WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};
+        WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};${recordRekey}
     END IF;
     INSERT INTO ${target} (${cols.map((c) => quoteIdent(c.column)).join(', ')})
       SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}
