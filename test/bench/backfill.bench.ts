@@ -10,17 +10,20 @@
  *    and where the time went (copy statements, leases, gaps). Diagnostic: the engine's own chunk
  *    statement run once over the whole table, which separates the cost of its SQL from the cost
  *    of orchestration (`--no-diagnostics` skips it).
- * 4. pgbench (`-c 4 -j 2`, per-transaction log for p99) alone, during a throttled backfill, and alone
- *    again; goals: TPS during ≥ 0.9 × alone, p99 during ≤ 1.5 × alone ("alone" is the mean of the
- *    runs before and after; when those two differ by more than 10 % in TPS the verdicts are marked
- *    inconclusive, as the machine drifted more than the effect measured). The throttled backfill is
- *    then un-throttled by a live PATCH, finished and checked exactly.
+ * 4. pgbench (`-c 4 -j 2`, per-transaction log for p99) in alternating windows: alone, during a
+ *    throttled backfill, alone, … alone (`--pgbench-pairs` during windows; the backfill is paused
+ *    through the engine for each alone window and resumed for each during one), so each during
+ *    window is bracketed by alone ones and machine drift cancels out. Goals: TPS during ≥ 0.9 ×
+ *    alone (sum of during TPS over the sum of the bracketing alone means), p99 of all during
+ *    transactions ≤ 1.5 × p99 of all alone ones; marked inconclusive when the alone windows range
+ *    over more than 20 % in TPS. The throttled backfill is then un-throttled by a live PATCH,
+ *    resumed, finished and checked exactly.
  * 5. Across datasources ("main" → "other", application sync, COPY path): `--cross-rows` rows,
  *    rows/s and ratio to the same baseline (goal ≥ 0.4), exactness by count + md5 of the mapped
  *    rows in key order on each side.
  *
  * Inputs: --rows N (2000000), --cross-rows N (1000000), --pgbench-scale N (10), --pgbench-seconds N
- * (20), --throttled-max-rows-per-second N (4000), --throttled-chunk-rows N (4000),
+ * (10, per window), --pgbench-pairs N (3), --throttled-max-rows-per-second N (4000), --throttled-chunk-rows N (4000),
  * --throttled-target-chunk-ms N (100), --target-chunk-ms N (500) and --concurrency N (2) of the
  * unthrottled runs, --timeout-minutes N (15), --no-diagnostics, --skip-pgbench, --skip-cross.
  * Loopback only. Every child process is stopped by its PID and every database it created is
@@ -67,7 +70,9 @@ function intArg(name: string, fallback: number): number {
 const ROWS = intArg('rows', 2_000_000);
 const CROSS_ROWS = intArg('cross-rows', 1_000_000);
 const PGBENCH_SCALE = intArg('pgbench-scale', 10);
-const PGBENCH_SECONDS = intArg('pgbench-seconds', 20);
+const PGBENCH_SECONDS = intArg('pgbench-seconds', 10);
+/** During windows; the alone windows are one more, around them. */
+const PGBENCH_PAIRS = intArg('pgbench-pairs', 3);
 const PGBENCH_CLIENTS = 4;
 const PGBENCH_THREADS = 2;
 /**
@@ -211,6 +216,8 @@ interface PgbenchResult {
   readonly tpsPerSecond: number[];
   readonly startedAtMs: number;
   readonly endedAtMs: number;
+  /** Every transaction's latency, ms, sorted (pooled across windows; not printed). */
+  readonly sortedLatencies: Float64Array;
 }
 
 function pgbenchConnArgs(db: TestDatabase): string[] {
@@ -275,6 +282,7 @@ async function pgbenchRun(db: TestDatabase, label: string): Promise<PgbenchResul
       tpsPerSecond,
       startedAtMs,
       endedAtMs,
+      sortedLatencies: sorted,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -488,7 +496,7 @@ async function sectionTideway(b: Bench) {
   };
 }
 
-/** 4. pgbench alone, beside a throttled backfill, and alone again. */
+/** 4. pgbench in alone windows interleaved with windows beside a (paused in between) throttled backfill. */
 async function sectionPgbench(b: Bench) {
   const { engine, user, orch } = b;
   const pgbenchDb = await createTestDatabase('bench_pgbench');
@@ -497,9 +505,6 @@ async function sectionPgbench(b: Bench) {
   await pgbenchInit(pgbenchDb);
   await pgbenchDb.query('VACUUM ANALYZE');
   await user.query('CHECKPOINT');
-  log(`pgbench alone (${PGBENCH_SECONDS} s)`);
-  const alone = await pgbenchRun(pgbenchDb, 'alone');
-
   const throttledBackfill = {
     initialChunkRows: THROTTLED.chunkRows,
     maxChunkRows: THROTTLED.chunkRows,
@@ -508,82 +513,129 @@ async function sectionPgbench(b: Bench) {
     concurrency: 1,
     maxRowsPerSecond: THROTTLED.maxRowsPerSecond,
   };
+  // Alone and during windows alternate (A D A D … A): the backfill is paused for every alone
+  // window and resumed for every during window, so each during window is compared with the alone
+  // windows right before and after it, and the machine's drift (often ±15 % in TPS over a minute
+  // here) cancels out instead of deciding the verdict.
+  const alone: PgbenchResult[] = [];
+  const during: PgbenchResult[] = [];
+  const duringRows: number[] = [];
+  log(`pgbench alone (window 1 of ${PGBENCH_PAIRS + 1}, ${PGBENCH_SECONDS} s)`);
+  await user.query('CHECKPOINT');
+  alone.push(await pgbenchRun(pgbenchDb, 'alone-0'));
   log('Tideway throttled backfill + pgbench');
   const id = await createToDualWrite(engine, { ...SAME_DATASOURCE, name: 'bench-orders-v2-throttled', backfill: throttledBackfill });
-  await user.query('CHECKPOINT');
   const t0 = performance.now();
   await engine.migrations.act(id, 'advance', { actor: 'bench' });
-  // pgbench starts once the first chunk is checkpointed: the backfill is then in its steady state.
-  await waitFor('first throttled chunk', async () => ((await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0) > 0, 60_000, 50);
-  const rowsAtStart = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
   const wal0 = await walLsn(user);
-  const during = await pgbenchRun(pgbenchDb, 'during');
-  const walMbDuring = await walMbSince(user, wal0);
-  const atEnd = await engine.backfillReadModel.progress(id);
-  const rowsAtEnd = atEnd?.rowsCopied ?? 0;
-  const pgbenchMs = during.endedAtMs - during.startedAtMs;
-  const duringRps = (rowsAtEnd - rowsAtStart) / (pgbenchMs / 1000);
-  const completedMs = atEnd?.completedAt ? Date.parse(atEnd.completedAt) : null;
-  const overlapFraction = completedMs === null ? 1 : Math.max(0, Math.min(1, (completedMs - during.startedAtMs) / pgbenchMs));
-  if (overlapFraction < 1) notes.push(`the throttled backfill finished before pgbench ended (overlap ${round(overlapFraction, 2)}): lower --throttled-max-rows-per-second or raise --rows`);
-  const chunksDuring = (
-    await orch.query<{ n: number; avg_rows: number; avg_ms: number }>(
-      `SELECT count(*)::int AS n, round(avg(rows_copied))::int AS avg_rows, round(avg(duration_ms))::int AS avg_ms FROM backfill_chunks
-        WHERE migration_id = $1 AND status = 'done' AND finished_at BETWEEN to_timestamp($2 / 1000.0) AND to_timestamp($3 / 1000.0)`,
-      [id, during.startedAtMs, during.endedAtMs],
-    )
-  ).rows[0];
+  let walMbDuring = 0;
+  let chunksDuring: { n: number; avg_rows: number; avg_ms: number } | null = null;
+  let throttledReasonAtEnd: string | null = null;
+  for (let pair = 1; pair <= PGBENCH_PAIRS; pair++) {
+    // The during window starts once a chunk has been checkpointed since the (re)start.
+    const before = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
+    await waitFor('a throttled chunk', async () => ((await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0) > before, 60_000, 20);
+    const rowsAtStart = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
+    const walAt = await walLsn(user);
+    log(`pgbench during the throttled backfill (window ${pair} of ${PGBENCH_PAIRS})`);
+    const d = await pgbenchRun(pgbenchDb, `during-${pair}`);
+    walMbDuring += await walMbSince(user, walAt);
+    const atEnd = await engine.backfillReadModel.progress(id);
+    if (atEnd?.completedAt) throw new Error('the throttled backfill finished during a pgbench window: lower --throttled-max-rows-per-second or raise --rows');
+    throttledReasonAtEnd = atEnd?.throttled?.reason ?? null;
+    duringRows.push((atEnd?.rowsCopied ?? 0) - rowsAtStart);
+    during.push(d);
+    const c = (
+      await orch.query<{ n: number; avg_rows: number; avg_ms: number }>(
+        `SELECT count(*)::int AS n, round(avg(rows_copied))::int AS avg_rows, round(avg(duration_ms))::int AS avg_ms FROM backfill_chunks
+          WHERE migration_id = $1 AND status = 'done' AND finished_at BETWEEN to_timestamp($2 / 1000.0) AND to_timestamp($3 / 1000.0)`,
+        [id, d.startedAtMs, d.endedAtMs],
+      )
+    ).rows[0];
+    if (c) chunksDuring = chunksDuring ? { n: chunksDuring.n + c.n, avg_rows: c.avg_rows, avg_ms: c.avg_ms } : c;
+    // Pause (an operator action): the alone window starts once no chunk is running.
+    await engine.migrations.act(id, 'pause', { actor: 'bench', reason: 'pgbench alone window' });
+    await waitFor(
+      'no chunk running',
+      async () => (await orch.query<{ n: number }>(`SELECT count(*)::int AS n FROM backfill_chunks WHERE migration_id = $1 AND status = 'running'`, [id])).rows[0]?.n === 0,
+      60_000,
+      20,
+    );
+    log(`pgbench alone (window ${pair + 1} of ${PGBENCH_PAIRS + 1})`);
+    alone.push(await pgbenchRun(pgbenchDb, `alone-${pair}`));
+    if (pair < PGBENCH_PAIRS) await engine.migrations.act(id, 'resume', { actor: 'bench', reason: 'pgbench during window' });
+  }
+  const walMbOverall = await walMbSince(user, wal0);
 
   // Finish at full speed through a live PATCH, then check the result exactly.
-  log('un-throttling (PATCH) and finishing the throttled backfill');
+  log('un-throttling (PATCH), resuming and finishing the throttled backfill');
   await engine.migrations.patch(id, { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: null }, throttle: { enabled: false } }, { actor: 'bench', reason: 'pgbench finished' });
+  await engine.migrations.act(id, 'resume', { actor: 'bench', reason: 'pgbench finished' });
   await waitForCompletion(engine, id, TIMEOUT_MS);
   const totalMs = performance.now() - t0;
   const diff = await mappingDiff(user, { source: 'orders', target: 'orders_v2', mapping: MAPPING });
   await abortQuietly(engine, id);
   await user.query('TRUNCATE orders_v2');
 
-  log(`pgbench alone again (${PGBENCH_SECONDS} s)`);
-  await user.query('CHECKPOINT');
-  const aloneAfter = await pgbenchRun(pgbenchDb, 'alone-after');
-  // The reference brackets the backfill: the mean of the alone runs before and after it. When those
-  // two differ by more than the effect the goals are about (10 % TPS), the machine's own drift is
-  // larger than the signal and the pgbench verdicts are marked inconclusive.
-  const aloneTps = (alone.tps + aloneAfter.tps) / 2;
-  const aloneP99 = (alone.latencyMs.p99 + aloneAfter.latencyMs.p99) / 2;
-  const tpsRatio = during.tps / aloneTps;
-  const p99Ratio = during.latencyMs.p99 / aloneP99;
-  const spread = Math.abs(alone.tps - aloneAfter.tps) / Math.max(alone.tps, aloneAfter.tps);
+  // Each during window against the mean of the alone windows around it; the verdict on the pooled
+  // figures (all during windows against all bracketing alone means, all transactions for p99).
+  const windows = during.map((d, i) => {
+    const a0 = alone[i] as PgbenchResult;
+    const a1 = alone[i + 1] as PgbenchResult;
+    const aloneTps = (a0.tps + a1.tps) / 2;
+    const aloneP99 = (a0.latencyMs.p99 + a1.latencyMs.p99) / 2;
+    return {
+      aloneBefore: { tps: a0.tps, p99Ms: a0.latencyMs.p99 },
+      during: { tps: d.tps, p99Ms: d.latencyMs.p99, failed: d.failed },
+      aloneAfter: { tps: a1.tps, p99Ms: a1.latencyMs.p99 },
+      tpsRatio: round(d.tps / aloneTps),
+      p99Ratio: round(d.latencyMs.p99 / aloneP99),
+      backfillRowsPerSecond: Math.round((duringRows[i] ?? 0) / ((d.endedAtMs - d.startedAtMs) / 1000)),
+    };
+  });
+  const bracketTps = during.reduce((sum, _d, i) => sum + ((alone[i] as PgbenchResult).tps + (alone[i + 1] as PgbenchResult).tps) / 2, 0);
+  const tpsRatio = during.reduce((sum, d) => sum + d.tps, 0) / bracketTps;
+  const aloneP99 = pooledP99(alone);
+  const duringP99 = pooledP99(during);
+  const p99Ratio = duringP99 / aloneP99;
+  const aloneTpsList = alone.map((a) => a.tps);
+  const spread = (Math.max(...aloneTpsList) - Math.min(...aloneTpsList)) / Math.max(...aloneTpsList);
+  const duringSeconds = during.reduce((sum, d) => sum + (d.endedAtMs - d.startedAtMs) / 1000, 0);
+  const duringRps = duringRows.reduce((a, b) => a + b, 0) / duringSeconds;
+  // Drift larger than twice the effect judged (10 % TPS) even between interleaved windows: say so.
   const inconclusive =
-    spread > 1 - GOALS.pgbenchTpsRatio
-      ? `pgbench alone differed by ${Math.round(spread * 100)}% in TPS between the runs before and after the backfill, more than the ${Math.round((1 - GOALS.pgbenchTpsRatio) * 100)}% effect measured: the machine's load changed meanwhile`
+    spread > 2 * (1 - GOALS.pgbenchTpsRatio)
+      ? `pgbench alone windows ranged over ${Math.round(spread * 100)}% in TPS, more than twice the ${Math.round((1 - GOALS.pgbenchTpsRatio) * 100)}% effect measured: the machine's load changed meanwhile`
       : undefined;
   if (inconclusive) notes.push(inconclusive);
   b.goals['pgbenchTpsRatio'] = { goal: `>= ${GOALS.pgbenchTpsRatio}`, value: round(tpsRatio), met: tpsRatio >= GOALS.pgbenchTpsRatio, ...(inconclusive ? { inconclusive } : {}) };
   b.goals['pgbenchP99Ratio'] = { goal: `<= ${GOALS.pgbenchP99Ratio}`, value: round(p99Ratio), met: p99Ratio <= GOALS.pgbenchP99Ratio, ...(inconclusive ? { inconclusive } : {}) };
   b.goals['throttledExact'] = exactGoal(diff);
   return {
-    command: `pgbench -c ${PGBENCH_CLIENTS} -j ${PGBENCH_THREADS} -T ${PGBENCH_SECONDS} -P 1 -l (scale ${PGBENCH_SCALE}, own database)`,
-    alone: strip(alone),
-    during: strip(during),
-    aloneAfter: strip(aloneAfter),
-    aloneReference: { tps: round(aloneTps, 1), p99Ms: round(aloneP99), rule: 'mean of alone and aloneAfter', aloneSpread: round(spread) },
+    command: `pgbench -c ${PGBENCH_CLIENTS} -j ${PGBENCH_THREADS} -T ${PGBENCH_SECONDS} -P 1 -l (scale ${PGBENCH_SCALE}, own database), ${PGBENCH_PAIRS + 1} alone windows interleaved with ${PGBENCH_PAIRS} during windows (backfill paused for the alone ones)`,
+    alone: alone.map(strip),
+    during: during.map(strip),
+    windows,
+    pooled: {
+      aloneTps: round(aloneTpsList.reduce((a, x) => a + x, 0) / aloneTpsList.length, 1),
+      duringTps: round(during.reduce((a, d) => a + d.tps, 0) / during.length, 1),
+      aloneP99Ms: round(aloneP99),
+      duringP99Ms: round(duringP99),
+      aloneSpread: round(spread),
+      rule: 'TPS: sum of during TPS over sum of the mean of the alone windows around each; p99: all during transactions against all alone transactions',
+    },
     tpsRatio: round(tpsRatio),
     p99Ratio: round(p99Ratio),
-    ratiosToEach: {
-      alone: { tps: round(during.tps / alone.tps), p99: round(during.latencyMs.p99 / alone.latencyMs.p99) },
-      aloneAfter: { tps: round(during.tps / aloneAfter.tps), p99: round(during.latencyMs.p99 / aloneAfter.latencyMs.p99) },
-    },
     throttledBackfill: {
       spec: { syncMode: 'trigger', backfill: throttledBackfill, throttle: 'defaults (enabled)' },
-      rowsCopiedDuringPgbench: rowsAtEnd - rowsAtStart,
+      rowsCopiedDuringPgbench: duringRows.reduce((a, x) => a + x, 0),
       rowsPerSecondDuringPgbench: Math.round(duringRps),
-      // Achieved rate over the configured maxRowsPerSecond (1 = the cap holds exactly).
+      // Achieved rate over the configured maxRowsPerSecond (at most 1: the cap holds).
       rateToCap: round(duringRps / THROTTLED.maxRowsPerSecond, 2),
-      chunksDuringPgbench: chunksDuring ?? null,
+      chunksDuringPgbench: chunksDuring,
       walMbDuringPgbench: walMbDuring,
-      overlapFraction: round(overlapFraction, 2),
-      throttledReasonAtPgbenchEnd: atEnd?.throttled?.reason ?? null,
+      walMbWhilePacedIncludingAloneWindows: walMbOverall,
+      throttledReasonAtLastWindowEnd: throttledReasonAtEnd,
       totalSecondsIncludingUnthrottledFinish: seconds(totalMs),
       mappingDiff: diff,
     },
@@ -729,8 +781,19 @@ async function main() {
 }
 
 function strip(r: PgbenchResult) {
-  const { startedAtMs: _s, endedAtMs: _e, ...rest } = r;
+  const { startedAtMs: _s, endedAtMs: _e, sortedLatencies: _l, tpsPerSecond: _t, ...rest } = r;
   return rest;
+}
+
+/** p99 of the transactions of several windows together, ms. */
+function pooledP99(results: readonly PgbenchResult[]): number {
+  const all = new Float64Array(results.reduce((n, r) => n + r.sortedLatencies.length, 0));
+  let at = 0;
+  for (const r of results) {
+    all.set(r.sortedLatencies, at);
+    at += r.sortedLatencies.length;
+  }
+  return percentile(all.sort(), 99);
 }
 
 let exitCode = 0;
