@@ -292,6 +292,19 @@ export class BackfillRepository {
     return { granted: row?.granted ?? false, waitMs: row?.wait_ms ?? 0, pacing: row?.pacing ?? false };
   }
 
+  /**
+   * Where the rows/s cap's schedule stands: milliseconds until the next free slot (0 when free
+   * now) and how many pending chunks are already queued for earlier slots.
+   */
+  async pacingSchedule(trx: Kysely<Database>, migrationId: string): Promise<{ waitMs: number; queuedAhead: number }> {
+    const r = await sql<{ wait_ms: number; queued_ahead: number }>`
+      SELECT coalesce(greatest(0, extract(epoch FROM r.rate_tat - now()) * 1000), 0)::float8 AS wait_ms,
+             (SELECT count(*) FROM backfill_chunks c WHERE c.migration_id = r.migration_id AND c.status = 'pending' AND c.enqueued_at IS NOT NULL)::int AS queued_ahead
+        FROM backfill_runs r WHERE r.migration_id = ${migrationId}`.execute(trx);
+    const row = r.rows[0];
+    return { waitMs: row?.wait_ms ?? 0, queuedAhead: row?.queued_ahead ?? 0 };
+  }
+
   /** Corrects a rate reservation by `seconds` (negative when the chunk copied fewer rows than reserved for). */
   async adjustRate(db: Kysely<Database>, migrationId: string, seconds: number): Promise<void> {
     if (seconds === 0) return;

@@ -221,12 +221,18 @@ export class BackfillService {
         slots--;
       }
       if (through !== run.planned_through || done !== run.planning_done) await repository.advancePlanning(trx, migrationId, through, done);
-      return repository.unqueued(trx, migrationId);
+      const chunks = await repository.unqueued(trx, migrationId);
+      // Under a rows/s cap each job is scheduled for its own slot, so it does not wake up early
+      // only to be turned away by the pacing check (which stays the authority).
+      const cap = migration.spec.backfill.maxRowsPerSecond;
+      const pacing = cap !== null && chunks.length > 0 ? await repository.pacingSchedule(trx, migrationId) : null;
+      const slotMs = cap !== null ? rateCapSeconds(size, cap) * 1000 : 0;
+      return chunks.map((c, i) => ({ ...c, rateDelayMs: pacing ? pacing.waitMs + (pacing.queuedAhead + i) * slotMs : 0 }));
     });
     if (!this.deps.queue || toEnqueue.length === 0) return 0;
     const now = Date.now();
     for (const chunk of toEnqueue) {
-      const delay = chunk.not_before ? chunk.not_before.getTime() - now : 0;
+      const delay = Math.max(chunk.not_before ? chunk.not_before.getTime() - now : 0, chunk.rateDelayMs);
       await this.deps.queue.enqueueChunk({ migrationId, chunkId: chunk.id, attempt: chunk.attempts + 1 }, delay);
     }
     await repository.markEnqueued(db, toEnqueue.map((c) => c.id));
