@@ -472,7 +472,7 @@ async function sectionTideway(b: Bench) {
     const again = await timed(() => user.query(baselineSql()));
     diagnostics = {
       engineStatementSingleShot: {
-        what: 'chunkUpsertSql (INSERT … SELECT … FOR SHARE … ON CONFLICT DO UPDATE) over all rows in one statement: the ceiling of the engine SQL, without orchestration',
+        what: "chunkUpsertSql with 'share' locking (INSERT … SELECT … FOR SHARE … ON CONFLICT DO UPDATE, the conflict path of application sync, ADR 003) over all rows in one statement: what row locks and upserts cost without orchestration; trigger sync's lock-free chunks run the baseline's plain INSERT … SELECT (ADR 005)",
         seconds: seconds(single.ms),
         rowsPerSecond: Math.round(ROWS / (single.ms / 1000)),
         ratioToBaseline: round(b.baselineMs / single.ms),
