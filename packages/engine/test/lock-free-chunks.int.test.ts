@@ -64,7 +64,9 @@ describe('lock-free chunks with trigger sync', () => {
     // A chunk that read id 30 before its update committed would carry the old qty; the target keeps the synced one.
     const copier = new ChunkCopier(datasources);
     const r = await copier.copy(spec, key, null, ['100'], { timeoutMs: 30_000, locking: 'none' });
-    expect(r.rows).toBe(97); // ids 1..100 less 10 and 20 (gone from the source) and 30 (already there)
+    // ids 1..100 less 10 and 20 (gone from the source); 30 was already there, written by the sync.
+    expect(r.rows).toBe(98);
+    expect((await db.query(`select count(*)::int as n from items_v2 where id <= 100`)).rows[0]).toEqual({ n: 98 });
     expect((await db.query(`select qty2 from items_v2 where id = 30`)).rows[0]).toEqual({ qty2: 2 });
     // A lost lease rolls the copy back.
     await expect(copier.copy(spec, key, ['100'], ['200'], { timeoutMs: 30_000, locking: 'none', stillLeased: async () => false, chunkId: 7 })).rejects.toBeInstanceOf(LeaseLostError);

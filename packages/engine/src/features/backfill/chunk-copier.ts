@@ -22,7 +22,7 @@ const UNIQUE_VIOLATION = '23505';
 
 /** What one chunk copy did. */
 export interface CopyResult {
-  /** Rows inserted or updated in the target. */
+  /** Rows of the range written to the target (lock-free: or found there, written by the sync). */
   readonly rows: number;
   /** Server-side execution time of the copy statements, milliseconds (no queue or lease time). */
   readonly durationMs: number;
@@ -105,8 +105,8 @@ export class ChunkCopier {
           } catch (error) {
             if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
             await client.query('ROLLBACK TO SAVEPOINT tideway_chunk');
-            const r = await client.query(upsert.sql, upsert.params);
-            return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
+            const r = await client.query<{ n?: number }>(upsert.sql, upsert.params);
+            return { rows: locking === 'none' ? Number(r.rows[0]?.n ?? 0) : (r.rowCount ?? 0), durationMs: performance.now() - t0 };
           }
         }, beforeCommit),
       );

@@ -107,13 +107,27 @@ function chunkSelect(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null,
 /**
  * One chunk on one datasource when some of its rows may already be in the target: with `share`
  * locking `INSERT … SELECT <mapping> … FOR SHARE … ON CONFLICT DO UPDATE` (the locked value is the
- * newest, so it may overwrite); with `none`, `… ON CONFLICT DO NOTHING` (a target row that exists
- * was written by the sync or an earlier attempt and is at least as new as this chunk's snapshot).
+ * newest, so it may overwrite; the row count is the rows written); with `none`, `… ON CONFLICT DO
+ * NOTHING` (a target row that exists was written by the sync or an earlier attempt and is at least
+ * as new as this chunk's snapshot), as a statement returning `n`, the rows of the range.
  */
 export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
-  const insert = chunkSelect(spec, key, lower, upper, locking);
-  const conflict = locking === 'share' ? upsertClause(spec) : `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')}) DO NOTHING`;
-  return { sql: `${insert.sql} ${conflict}`, params: insert.params };
+  if (locking === 'share') {
+    const insert = chunkSelect(spec, key, lower, upper, locking);
+    return { sql: `${insert.sql} ${upsertClause(spec)}`, params: insert.params };
+  }
+  // Lock-free: the statement returns one row, `n` = rows of the range now in the target (inserted
+  // here or already written by the sync), so progress counts a synced row as copied.
+  const cols = mappedColumns(spec);
+  const names = cols.map((c) => quoteIdent(c.column)).join(', ');
+  const range = rangePredicate(key, lower, upper);
+  const sql =
+    `WITH src AS (SELECT ${cols.map((c) => `(${c.expression}) AS ${quoteIdent(c.column)}`).join(', ')} ` +
+    `FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} WHERE ${range.sql}), ` +
+    `ins AS (INSERT INTO ${qualified(spec.target)} (${names}) SELECT ${names} FROM src ` +
+    `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')}) DO NOTHING RETURNING 1) ` +
+    `SELECT count(*)::int AS n FROM src`;
+  return { sql, params: range.params };
 }
 
 /**
