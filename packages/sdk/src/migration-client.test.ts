@@ -170,8 +170,12 @@ describe('read', () => {
   it('a slow readNew does not delay the caller: latency ≈ readOld', async () => {
     const { client, cp } = setup({ shadowRead: true });
     let newFinished = false;
+    // readNew takes at least 200 ms and cannot finish before the test releases it, so "the caller
+    // was back before readNew finished" does not depend on how busy the machine is.
+    let releaseNew: () => void = () => undefined;
+    const newGate = new Promise<void>((resolve) => (releaseNew = resolve));
     const readOld = () => delay(20, 'old');
-    const readNew = () => delay(200, 'new').then((v) => ((newFinished = true), v));
+    const readNew = () => Promise.all([delay(200, 'new'), newGate]).then(([v]) => ((newFinished = true), v));
 
     // Minimum of five runs each, so a busy machine cannot make the comparison flaky.
     const direct: number[] = [];
@@ -192,6 +196,8 @@ describe('read', () => {
     const t2 = performance.now();
     await client.read({ key: 'immediate', readOld: () => 'old', readNew });
     expect(performance.now() - t2).toBeLessThan(50);
+    expect(newFinished).toBe(false);
+    releaseNew();
 
     await client.idle();
     expect(newFinished).toBe(true);
