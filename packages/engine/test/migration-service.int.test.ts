@@ -149,3 +149,38 @@ describe('MigrationService on PostgreSQL', () => {
     expect(advances).toHaveLength(1);
   });
 });
+
+describe('describe: concurrent reads of one migration are coalesced', () => {
+  it('shares one read among concurrent callers, and never serves a read from before the caller’s own write', async () => {
+    const m = await engine.migrations.create(spec('coalesce'), { actor: 'test' });
+    await engine.migrations.act(m.id, 'start', { actor: 'test' });
+    const views = await Promise.all(Array.from({ length: 10 }, () => engine.migrations.describe(m.id)));
+    expect(new Set(views).size).toBe(1);
+    expect(views[0]?.migration.status).toBe('active');
+
+    // Hold the next read in flight (a progress provider that waits), write, then read again.
+    let release: () => void = () => undefined;
+    let hold: Promise<void> | null = new Promise<void>((resolve) => (release = resolve));
+    engine.migrations.addProgressProvider(async (migration) => {
+      if (migration.id !== m.id || !hold) return {};
+      const h = hold;
+      hold = null;
+      await h;
+      return {};
+    });
+    const inFlight = engine.migrations.describe(m.id);
+    await engine.migrations.act(m.id, 'pause', { actor: 'test' });
+    let timer: NodeJS.Timeout | undefined;
+    const joinedOldRead = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the read after the write joined the read from before it')), 5000);
+    });
+    const after = await Promise.race([engine.migrations.describe(m.id), joinedOldRead]).finally(() => clearTimeout(timer));
+    expect(after.migration.status).toBe('paused');
+    release();
+    const before = await inFlight;
+    expect(before).not.toBe(after);
+    // Sequential reads are not shared: each sees the state of its own moment.
+    await engine.migrations.act(m.id, 'resume', { actor: 'test' });
+    expect((await engine.migrations.describe(m.id)).migration.status).toBe('active');
+  });
+});

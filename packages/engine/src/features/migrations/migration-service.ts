@@ -83,6 +83,8 @@ export class MigrationService {
   readonly #deps: MigrationServiceDeps;
   readonly #listeners: ((notice: TransitionNotice) => void | Promise<void>)[] = [];
   readonly #progress: ProgressProvider[] = [];
+  /** Reads of {@link describe} in flight, shared by concurrent callers for the same id. */
+  readonly #describing = new Map<string, Promise<MigrationView>>();
   readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
 
   constructor(deps: MigrationServiceDeps) {
@@ -184,6 +186,7 @@ export class MigrationService {
       });
       return { updated, from };
     });
+    this.#describing.delete(id);
     await this.#notify({ migration: result.updated, action, from: result.from });
     return result.updated;
   }
@@ -194,7 +197,7 @@ export class MigrationService {
    */
   async patch(id: string, patch: MigrationSpecPatch, options: ActOptions): Promise<Migration> {
     const { repository } = this.#deps;
-    return this.#deps.db.transaction().execute(async (trx) => {
+    const updated = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
       if (!current) throw new MigrationNotFoundError(id);
       if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
@@ -224,16 +227,35 @@ export class MigrationService {
       });
       return updated;
     });
+    this.#describing.delete(id);
+    return updated;
   }
 
   /**
    * The migration with its gates (evaluated now), progress and allowed actions.
+   *
+   * Concurrent calls for the same id share one read (request coalescing, as Go's `singleflight`
+   * does): a caller that arrives while a read is in flight gets that read's view, so under load
+   * the database sees one read per id at a time instead of one per request, and a view is never
+   * older than the moment the first of its callers asked. A transition or patch made through this
+   * service drops the shared read, so a caller never gets a view from before its own write. The
+   * view is shared: callers must not mutate it.
    * @throws MigrationNotFoundError.
    */
   async describe(id: string): Promise<MigrationView> {
-    const migration = await this.#deps.readModel.get(id);
-    if (!migration) throw new MigrationNotFoundError(id);
-    return this.view(migration);
+    const shared = this.#describing.get(id);
+    if (shared) return shared;
+    const read = (async () => {
+      const migration = await this.#deps.readModel.get(id);
+      if (!migration) throw new MigrationNotFoundError(id);
+      return this.view(migration);
+    })();
+    this.#describing.set(id, read);
+    const done = () => {
+      if (this.#describing.get(id) === read) this.#describing.delete(id);
+    };
+    read.then(done, done);
+    return read;
   }
 
   /**
