@@ -132,7 +132,8 @@ async function expectReminders(id: string, deadline: number): Promise<void> {
     const [hook] = (await hooks.waitFor('migration.cleanup_reminder', id, days === 7 ? 1 : 2)).filter((h) => h.json['daysLeft'] === days);
     expect(hook).toBeDefined();
     expectSigned(hook as ReceivedWebhook);
-    expect(hook?.json).toMatchObject({ event: 'migration.cleanup_reminder', migrationId: id, deadline: new Date(deadline).toISOString(), daysLeft: days });
+    // `at` is the injected clock's time of the reminder, not the wall clock's.
+    expect(hook?.json).toMatchObject({ event: 'migration.cleanup_reminder', migrationId: id, deadline: new Date(deadline).toISOString(), daysLeft: days, at: new Date(due).toISOString() });
   }
   const events = await cleanupEvents(id);
   expect(events.map((e) => [e.action, e.actor, e.details['daysLeft']])).toEqual([

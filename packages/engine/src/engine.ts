@@ -131,7 +131,7 @@ export function createEngine(options: EngineOptions): Engine {
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
   const divergenceReadModel = new DivergenceReadModel(options.db);
-  const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null);
+  const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null, clock);
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
   const flags = options.flags ?? null;

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { EVALUATE_SCHEDULER_ID, JOB_CATALOG, type WebhookJob } from '@tideway/queue';
 import type { Queue } from 'bullmq';
+import { systemClock, type Clock } from '../../clock.js';
 
 /** Where control work goes (webhook deliveries, the evaluation schedule). */
 export interface ControlQueue {
@@ -36,12 +37,14 @@ export const WEBHOOK_TIMEOUT_MS = 5000;
 /**
  * Webhooks: events are queued per configured URL and delivered by a worker as `POST` JSON
  * `{ event, at, ...payload }` with `X-Tideway-Signature` (HMAC-SHA256 of the body), retried with
- * exponential backoff and jitter on any non-2xx answer or network error.
+ * exponential backoff and jitter on any non-2xx answer or network error. `at` is the engine's
+ * clock at the moment of the event (so an injected clock stamps its own time).
  */
 export class WebhookNotifier {
   constructor(
     private readonly urls: readonly string[],
     private readonly queue: ControlQueue | null,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Queues `event` for every URL; never throws (a notification must not fail the action behind it). */
@@ -50,7 +53,7 @@ export class WebhookNotifier {
     let queued = 0;
     for (const url of this.urls) {
       try {
-        await this.queue.enqueueWebhook({ url, event, payload: { ...payload, at: new Date().toISOString() } });
+        await this.queue.enqueueWebhook({ url, event, payload: { ...payload, at: this.clock.now().toISOString() } });
         queued++;
       } catch {
         // Redis down: the event is in the audit log; the webhook is lost (documented).
