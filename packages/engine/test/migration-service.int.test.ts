@@ -184,3 +184,19 @@ describe('describe: concurrent reads of one migration are coalesced', () => {
     expect((await engine.migrations.describe(m.id)).migration.status).toBe('active');
   });
 });
+
+describe('recordEvent inside the caller’s transaction', () => {
+  it('commits with the change it records, and rolls back with it', async () => {
+    const m = await engine.migrations.create(spec('record-in-trx'), { actor: 'test' });
+    const count = async () => (await engine.migrationReadModel.allEvents(m.id)).filter((e) => e.action === 'test.note').length;
+    await expect(
+      orch.db.transaction().execute(async (trx) => {
+        await engine.migrations.recordEvent(m.id, 'test.note', { actor: 'test' }, trx);
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    expect(await count()).toBe(0);
+    await orch.db.transaction().execute((trx) => engine.migrations.recordEvent(m.id, 'test.note', { actor: 'test' }, trx));
+    expect(await count()).toBe(1);
+  });
+});

@@ -122,18 +122,29 @@ export class RampService {
     if (evaluation.breaches.length > 0) return evaluation.acted ? 'fired' : 'later';
     const steps = migration.spec.ramp.steps;
     const last = ramp.step >= steps.length - 1;
-    if (last) {
-      await this.writeCutover(migration, now);
-    } else if (migration.spec.ramp.requireApproval) {
-      await db.updateTable('ramps').set({ status: 'awaiting_approval', next_at: null, updated_at: now }).where('migration_id', '=', migration.id).execute();
-      await this.deps.webhooks.notify('migration.ramp_awaiting_approval', { migrationId: migration.id, name: migration.name, nextPercent: steps[ramp.step + 1] });
-    } else {
-      await db.transaction().execute((trx) => this.#applyStep(trx, migration, ramp.step + 1, now));
-    }
-    await this.deps.migrations.recordEvent(migration.id, last ? 'ramp.write_cutover' : 'ramp.step', {
+    const event = {
       actor: ACTOR,
       details: last ? { percent: 100 } : { step: ramp.step + 1, percent: steps[ramp.step + 1] ?? null, awaitingApproval: migration.spec.ramp.requireApproval },
-    });
+    };
+    if (last) {
+      await this.writeCutover(migration, now);
+      await this.deps.migrations.recordEvent(migration.id, 'ramp.write_cutover', event);
+    } else if (migration.spec.ramp.requireApproval) {
+      await db.transaction().execute(async (trx) => {
+        await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
+        await trx.updateTable('ramps').set({ status: 'awaiting_approval', next_at: null, updated_at: now }).where('migration_id', '=', migration.id).execute();
+      });
+      await this.deps.webhooks.notify('migration.ramp_awaiting_approval', { migrationId: migration.id, name: migration.name, nextPercent: steps[ramp.step + 1] });
+    } else {
+      // The step and its audit event commit together: a crash between them cannot leave a step
+      // the audit log does not show (the re-fired timer would find the step taken and say nothing).
+      // The event comes first: it locks the migration row before the ramp row, the order a
+      // transition takes them in, so the two cannot deadlock.
+      await db.transaction().execute(async (trx) => {
+        await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
+        await this.#applyStep(trx, migration, ramp.step + 1, now);
+      });
+    }
     return 'fired';
   }
 
@@ -147,8 +158,10 @@ export class RampService {
       throw new TidewayError('INVALID_TRANSITION', 'the ramp is not waiting for an approval', { phase: migration.phase, status: migration.status, action: 'approve', allowed: [], ramp: ramp?.status ?? null });
     }
     const now = this.deps.clock.now();
-    await this.deps.db.transaction().execute((trx) => this.#applyStep(trx, migration, ramp.step + 1, now));
-    await this.deps.migrations.recordEvent(migration.id, 'ramp.approved', { actor, details: { step: ramp.step + 1, percent: migration.spec.ramp.steps[ramp.step + 1] ?? null } });
+    await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.migrations.recordEvent(migration.id, 'ramp.approved', { actor, details: { step: ramp.step + 1, percent: migration.spec.ramp.steps[ramp.step + 1] ?? null } }, trx);
+      await this.#applyStep(trx, migration, ramp.step + 1, now);
+    });
     return (await this.view(migration.id)) as RampView;
   }
 

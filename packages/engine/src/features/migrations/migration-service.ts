@@ -263,13 +263,20 @@ export class MigrationService {
    * status, under the migration's row lock so `seq` stays gap-free.
    * @throws MigrationNotFoundError.
    */
-  async recordEvent(id: string, action: string, options: { actor: string; reason?: string; details?: Record<string, unknown> }): Promise<void> {
-    await this.#deps.db.transaction().execute(async (trx) => {
-      const current = await this.#deps.repository.lock(trx, id);
+  async recordEvent(
+    id: string,
+    action: string,
+    options: { actor: string; reason?: string; details?: Record<string, unknown> },
+    trx?: Kysely<Database>,
+  ): Promise<void> {
+    const append = async (t: Kysely<Database>) => {
+      const current = await this.#deps.repository.lock(t, id);
       if (!current) throw new MigrationNotFoundError(id);
       const state = { phase: current.phase, status: current.status };
-      await this.#deps.repository.appendEvent(trx, { migrationId: id, actor: options.actor, action, from: state, to: state, reason: options.reason ?? null, details: options.details ?? {} });
-    });
+      await this.#deps.repository.appendEvent(t, { migrationId: id, actor: options.actor, action, from: state, to: state, reason: options.reason ?? null, details: options.details ?? {} });
+    };
+    if (trx) await append(trx);
+    else await this.#deps.db.transaction().execute(append);
   }
 
   /**
