@@ -114,7 +114,7 @@ export function createEngine(options: EngineOptions): Engine {
     clock,
   });
   const backfillReadModel = new BackfillReadModel(options.db);
-  const syncTrigger = new SyncTrigger(datasources);
+  const syncTrigger = new SyncTrigger(datasources, catalog);
   const health = new HealthProbe(datasources);
   const backfill = new BackfillService({
     db: options.db,
@@ -124,7 +124,7 @@ export function createEngine(options: EngineOptions): Engine {
     copier: new ChunkCopier(datasources),
     health,
     sync: syncTrigger,
-    sweeper: new TombstoneSweeper(datasources),
+    sweeper: new TombstoneSweeper(datasources, catalog),
     migrations,
     queue: options.queue ?? null,
     datasourceConcurrency: options.datasourceConcurrency ?? 4,

@@ -48,7 +48,8 @@ export {
 } from './features/backfill/backfill-service.js';
 export { BackfillRepository, type ClaimedChunk } from './features/backfill/backfill-repository.js';
 export { BackfillReadModel, type BackfillProgress, type ChunkView } from './features/backfill/backfill-read-model.js';
-export { ChunkCopier, LeaseLostError, type CopyOptions, type CopyResult } from './features/backfill/chunk-copier.js';
+export { ChunkCopier, type CopyOptions, type CopyResult } from './features/backfill/chunk-copier.js';
+export { LeaseLostError } from './features/backfill/lease-lost-error.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
 export { SyncTrigger } from './features/backfill/sync-trigger.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';

@@ -2,7 +2,7 @@ import { resolveSpec } from '@tideway/core';
 import { createTestDatabase, mappingDiff, type TestDatabase } from '@tideway/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkCopier, DatasourceRegistry, LeaseLostError, SyncTrigger, TombstoneSweeper } from '../src/index.js';
+import { CatalogInspector, ChunkCopier, DatasourceRegistry, LeaseLostError, SyncTrigger, TombstoneSweeper } from '../src/index.js';
 
 const MIGRATION_ID = '0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0';
 const TOMB = 'tideway_tomb_0b1c2d3e4f50';
@@ -47,7 +47,7 @@ const tombstones = async () => (await db.query<{ k: string }>(`select id::text a
 
 describe('lock-free chunks with trigger sync', () => {
   it('installs the tombstone table with the trigger, idempotently, and the trigger records deletes and re-keys', async () => {
-    const sync = new SyncTrigger(datasources);
+    const sync = new SyncTrigger(datasources, new CatalogInspector(datasources));
     await sync.install(spec, MIGRATION_ID);
     await sync.install(spec, MIGRATION_ID);
     expect(await sync.recordsTombstones(spec, MIGRATION_ID)).toBe(true);
@@ -69,7 +69,7 @@ describe('lock-free chunks with trigger sync', () => {
     expect((await db.query(`select count(*)::int as n from items_v2 where id <= 100`)).rows[0]).toEqual({ n: 98 });
     expect((await db.query(`select qty2 from items_v2 where id = 30`)).rows[0]).toEqual({ qty2: 2 });
     // A lost lease rolls the copy back.
-    await expect(copier.copy(spec, key, ['100'], ['200'], { timeoutMs: 30_000, locking: 'none', stillLeased: async () => false, chunkId: 7 })).rejects.toBeInstanceOf(LeaseLostError);
+    await expect(copier.copy(spec, key, ['100'], ['200'], { timeoutMs: 30_000, locking: 'none', stillLeased: async () => false })).rejects.toBeInstanceOf(LeaseLostError);
     expect((await db.query(`select count(*)::int as n from items_v2 where id > 100 and id <= 200`)).rows[0]).toEqual({ n: 0 });
   });
 
@@ -80,7 +80,7 @@ describe('lock-free chunks with trigger sync', () => {
     await chunk.query('begin');
     await chunk.query(`insert into items_v2 (id, qty2, label) select id, qty * 2, label from items where id > 100 and id <= 200`);
     await db.query(`delete from items where id = 150`);
-    const sweeper = new TombstoneSweeper(datasources);
+    const sweeper = new TombstoneSweeper(datasources, new CatalogInspector(datasources));
     // The chunk's transaction is older than the fence: the sweep waits for it.
     const waiting = await sweeper.sweep(spec, MIGRATION_ID, 100);
     expect(waiting.kind).toBe('waiting');
@@ -104,9 +104,9 @@ describe('lock-free chunks with trigger sync', () => {
   it('sweeps one migration at a time and drops the tombstones with the trigger', async () => {
     const holder = await session();
     await holder.query(`select pg_advisory_lock(hashtext($1))`, [`tideway:sweep:${MIGRATION_ID}`]);
-    expect(await new TombstoneSweeper(datasources).sweep(spec, MIGRATION_ID, 100)).toEqual({ kind: 'busy' });
+    expect(await new TombstoneSweeper(datasources, new CatalogInspector(datasources)).sweep(spec, MIGRATION_ID, 100)).toEqual({ kind: 'busy' });
     await holder.query(`select pg_advisory_unlock(hashtext($1))`, [`tideway:sweep:${MIGRATION_ID}`]);
-    const sync = new SyncTrigger(datasources);
+    const sync = new SyncTrigger(datasources, new CatalogInspector(datasources));
     await sync.uninstall(spec, MIGRATION_ID);
     await sync.uninstall(spec, MIGRATION_ID);
     expect(await sync.recordsTombstones(spec, MIGRATION_ID)).toBe(false);

@@ -1,5 +1,5 @@
 import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
-import type { Database } from '@tideway/db';
+import type { BackfillRunRow, Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
@@ -8,9 +8,9 @@ import type { Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
 import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
-import { LeaseLostError, type ChunkCopier } from './chunk-copier.js';
+import type { ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
-import type { BackfillRunRow } from '@tideway/db';
+import { LeaseLostError } from './lease-lost-error.js';
 import {
   quoteIdent,
   qualified,
@@ -38,6 +38,11 @@ export const THROTTLE_RECHECK_MS = 1000;
 /** A pending chunk's job is checked for in Redis when it was enqueued longer ago than this, seconds. */
 export const LOST_JOB_AFTER_SECONDS = 5;
 const PG_QUERY_CANCELED = '57014';
+
+/** Rows the next chunk is planned (and paced) for: the adaptive size within `maxChunkRows`, at least 1. */
+function plannedChunkRows(run: BackfillRunRow, spec: MigrationSpec): number {
+  return Math.max(1, Math.min(run.chunk_rows, spec.backfill.maxChunkRows));
+}
 
 /** What happened to a chunk job. */
 export type ChunkOutcome =
@@ -212,7 +217,7 @@ export class BackfillService {
       let through: KeyValue | null = run.planned_through;
       let done = run.planning_done;
       const key: KeyShape = { columns: run.key_columns, types: run.key_types };
-      const size = Math.max(1, Math.min(run.chunk_rows, migration.spec.backfill.maxChunkRows));
+      const size = plannedChunkRows(run, migration.spec);
       while (slots > 0 && !done) {
         const upper = await this.#nextBoundary(migration.spec, key, through, size);
         await repository.insertChunk(trx, migrationId, through, upper);
@@ -283,7 +288,7 @@ export class BackfillService {
     }
     // The rows/s cap paces chunks (GCRA): a chunk starts only in its own slot of the cap's budget.
     const cap = spec.backfill.maxRowsPerSecond;
-    const expectedRows = Math.max(1, Math.min(run.chunk_rows, spec.backfill.maxChunkRows));
+    const expectedRows = plannedChunkRows(run, spec);
     let pacing = false;
     if (cap !== null) {
       const slot = await repository.reserveRate(db, migration.id, rateCapSeconds(expectedRows, cap));
@@ -305,10 +310,9 @@ export class BackfillService {
         timeoutMs: spec.backfill.chunkTimeoutMs,
         locking: run.lock_free ? 'none' : 'share',
         stillLeased: () => repository.holdsLease(db, claimed),
-        chunkId: claimed.id,
       });
     } catch (error) {
-      if (error instanceof LeaseLostError) return { kind: 'skipped', reason: error.message };
+      if (error instanceof LeaseLostError) return { kind: 'skipped', reason: `chunk ${claimed.id}: ${error.message}` };
       return this.#handleFailure(migration, key, claimed, error);
     }
     const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
@@ -328,7 +332,7 @@ export class BackfillService {
     // Off the job's critical path: the worker takes the chunk planned ahead while this plans the
     // next one. A failure in either is repaired by the reconciler's next round.
     void this.pump(migration.id).catch(() => undefined);
-    await this.finishRun(migration.id, run).catch(() => false);
+    await this.finishRun(migration.id, run).catch(() => undefined);
     return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
   }
 
@@ -339,28 +343,26 @@ export class BackfillService {
    * incomplete, shows `throttled: long-transaction`, and the reconciler tries again.
    *
    * @param known - the run row when the caller has it (saves a query).
-   * @returns true when the run is complete.
    * @throws the database error of the sweep (the reconciler retries).
    */
-  async finishRun(migrationId: string, known?: BackfillRunRow): Promise<boolean> {
+  async finishRun(migrationId: string, known?: BackfillRunRow): Promise<void> {
     const { db, repository } = this.deps;
     const run = known ?? (await repository.getRun(db, migrationId));
-    if (!run) return false;
-    if (run.completed_at) return true;
-    if (!(await repository.allChunksFinished(db, migrationId))) return false;
+    if (!run || run.completed_at) return;
+    // A lock-free run sweeps first; the completing update checks for itself that every chunk is finished.
     if (run.lock_free) {
+      if (!(await repository.allChunksFinished(db, migrationId))) return;
       const row = await db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
-      if (!row || row.phase !== 'backfill') return false;
+      if (!row || row.phase !== 'backfill') return;
       const outcome = await this.deps.sweeper.sweep(toMigration(row).spec, migrationId);
-      if (outcome.kind === 'busy') return false;
+      if (outcome.kind === 'busy') return;
       if (outcome.kind === 'waiting') {
         await repository.setThrottled(db, migrationId, 'long-transaction');
-        return false;
+        return;
       }
       if (run.throttled_reason) await repository.setThrottled(db, migrationId, null);
     }
     await repository.completeRunIfDone(db, migrationId);
-    return true;
   }
 
   async #handleFailure(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown): Promise<ChunkOutcome> {
@@ -433,7 +435,7 @@ export class BackfillService {
     let enqueued = 0;
     for (const migrationId of await repository.activeRuns(db)) {
       enqueued += await this.pump(migrationId);
-      await this.finishRun(migrationId).catch(() => false);
+      await this.finishRun(migrationId).catch(() => undefined);
     }
     return { releasedLeases: released.length, lostJobs: lost, enqueued };
   }

@@ -4,6 +4,7 @@ import type { MigrationSpec } from '@tideway/core';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import { LeaseLostError } from './lease-lost-error.js';
 import {
   chunkInsertSql,
   chunkUpsertSql,
@@ -28,14 +29,6 @@ export interface CopyResult {
   readonly durationMs: number;
 }
 
-/** Thrown (and the chunk's transaction rolled back) when the chunk's lease was lost before commit. */
-export class LeaseLostError extends Error {
-  constructor(readonly chunkId: number) {
-    super(`the lease of chunk ${chunkId} was lost before its copy committed; the copy was rolled back`);
-    this.name = 'LeaseLostError';
-  }
-}
-
 /** How one chunk copy runs. */
 export interface CopyOptions {
   /** Statement timeout of each copy statement, milliseconds. */
@@ -47,8 +40,6 @@ export interface CopyOptions {
    * lease expired while it ran (a stalled worker) then never commits after the chunk was redone.
    */
   readonly stillLeased?: () => Promise<boolean>;
-  /** The chunk's id, for errors. */
-  readonly chunkId?: number;
 }
 
 async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
@@ -83,9 +74,10 @@ export class ChunkCopier {
 
   async copy(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, options: CopyOptions): Promise<CopyResult> {
     const { timeoutMs } = options;
-    const beforeCommit = options.stillLeased
+    const { stillLeased } = options;
+    const beforeCommit = stillLeased
       ? async () => {
-          if (!(await options.stillLeased?.())) throw new LeaseLostError(options.chunkId ?? -1);
+          if (!(await stillLeased())) throw new LeaseLostError();
         }
       : undefined;
     if (spec.source.datasource === spec.target.datasource) {

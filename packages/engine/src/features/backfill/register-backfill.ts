@@ -37,7 +37,8 @@ export function registerBackfill(
     name: 'backfill-complete',
     evaluate: async (ctx) => {
       const p = await deps.readModel.progress(ctx.migration.id);
-      const passed = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0 && p.chunksFailed === 0 && p.completedAt !== null;
+      const chunksFinished = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0;
+      const passed = chunksFinished && p.chunksFailed === 0 && p.completedAt !== null;
       return {
         name: 'backfill-complete',
         passed,
@@ -47,7 +48,7 @@ export function registerBackfill(
             ? `all ${p.chunksDone} chunks done, ${p.rowsCopied} rows copied`
             : p.chunksFailed > 0
               ? `${p.chunksFailed} chunk(s) failed`
-              : p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0
+              : chunksFinished
                 ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
                 : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
         observed: {

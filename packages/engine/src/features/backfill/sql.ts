@@ -73,11 +73,16 @@ export function mappedColumns(spec: MigrationSpec): { column: string; expression
     .map((column) => ({ column, expression: spec.mapping[column] as string }));
 }
 
+/** `ON CONFLICT (target key)`, the arbiter of every upsert into the target. */
+function onConflict(spec: MigrationSpec): string {
+  return `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')})`;
+}
+
 /** `ON CONFLICT (target key) DO UPDATE SET …` (or `DO NOTHING` when every column is a key). */
 export function upsertClause(spec: MigrationSpec): string {
   const keys = new Set(spec.target.key);
   const others = mappedColumns(spec).filter((c) => !keys.has(c.column));
-  const conflict = `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')})`;
+  const conflict = onConflict(spec);
   if (others.length === 0) return `${conflict} DO NOTHING`;
   return `${conflict} DO UPDATE SET ${others.map((c) => `${quoteIdent(c.column)} = EXCLUDED.${quoteIdent(c.column)}`).join(', ')}`;
 }
@@ -94,14 +99,15 @@ export function upsertClause(spec: MigrationSpec): string {
  */
 export type ChunkLocking = 'share' | 'none';
 
-function chunkSelect(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking): { sql: string; params: string[] } {
-  const cols = mappedColumns(spec);
+/**
+ * The chunk as a plain insert (no ON CONFLICT): cheaper when the target holds none of the chunk's
+ * rows, which is the common case on a first pass. The copier runs it in a savepoint and falls back
+ * to {@link chunkUpsertSql} on a unique violation.
+ */
+export function chunkInsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
+  const names = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
   const range = rangePredicate(key, lower, upper);
-  const sql =
-    `INSERT INTO ${qualified(spec.target)} (${cols.map((c) => quoteIdent(c.column)).join(', ')}) ` +
-    `SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${range.sql}${locking === 'share' ? ' FOR SHARE' : ''}`;
-  return { sql, params: range.params };
+  return { sql: `INSERT INTO ${qualified(spec.target)} (${names}) ${mappedSelectSql(spec, range.sql, locking === 'share')}`, params: range.params };
 }
 
 /**
@@ -113,30 +119,18 @@ function chunkSelect(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null,
  */
 export function chunkUpsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
   if (locking === 'share') {
-    const insert = chunkSelect(spec, key, lower, upper, locking);
+    const insert = chunkInsertSql(spec, key, lower, upper, locking);
     return { sql: `${insert.sql} ${upsertClause(spec)}`, params: insert.params };
   }
   // Lock-free: the statement returns one row, `n` = rows of the range now in the target (inserted
   // here or already written by the sync), so progress counts a synced row as copied.
-  const cols = mappedColumns(spec);
-  const names = cols.map((c) => quoteIdent(c.column)).join(', ');
+  const names = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
   const range = rangePredicate(key, lower, upper);
   const sql =
-    `WITH src AS (SELECT ${cols.map((c) => `(${c.expression}) AS ${quoteIdent(c.column)}`).join(', ')} ` +
-    `FROM ${qualified(spec.source)} AS ${SOURCE_ALIAS} WHERE ${range.sql}), ` +
-    `ins AS (INSERT INTO ${qualified(spec.target)} (${names}) SELECT ${names} FROM src ` +
-    `ON CONFLICT (${spec.target.key.map(quoteIdent).join(', ')}) DO NOTHING RETURNING 1) ` +
+    `WITH src AS (${mappedSelectSql(spec, range.sql, false)}), ` +
+    `ins AS (INSERT INTO ${qualified(spec.target)} (${names}) SELECT ${names} FROM src ${onConflict(spec)} DO NOTHING RETURNING 1) ` +
     `SELECT count(*)::int AS n FROM src`;
   return { sql, params: range.params };
-}
-
-/**
- * The same chunk as a plain insert (no ON CONFLICT): cheaper when the target holds none of the
- * chunk's rows, which is the common case on a first pass. The copier runs it in a savepoint and
- * falls back to {@link chunkUpsertSql} on a unique violation.
- */
-export function chunkInsertSql(spec: MigrationSpec, key: KeyShape, lower: KeyValue | null, upper: KeyValue | null, locking: ChunkLocking = 'share'): { sql: string; params: string[] } {
-  return chunkSelect(spec, key, lower, upper, locking);
 }
 
 /** The SELECT that produces mapped rows of a range (cross-datasource COPY out, verification). */
@@ -151,14 +145,19 @@ export function mappedSelectSql(spec: MigrationSpec, where: string, lock: boolea
 /** Which way a sync trigger copies: source → target during dual_write, target → source after write cutover. */
 export type SyncDirection = 'forward' | 'reverse';
 
-/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>` (`_rev` for reverse). */
-export function syncTriggerName(migrationId: string, direction: SyncDirection = 'forward'): string {
-  return `tideway_sync_${migrationId.replace(/-/g, '').slice(0, 12)}${direction === 'reverse' ? '_rev' : ''}`;
+/** The first 12 hex digits of a migration id: the suffix of the objects Tideway creates for it. */
+function idTag(migrationId: string): string {
+  return migrationId.replace(/-/g, '').slice(0, 12);
 }
 
-/** Name of a migration's tombstone table (in the source schema): `tideway_tomb_<first 12 hex of the id>`. */
-export function tombstoneTableName(migrationId: string): string {
-  return `tideway_tomb_${migrationId.replace(/-/g, '').slice(0, 12)}`;
+/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>` (`_rev` for reverse). */
+export function syncTriggerName(migrationId: string, direction: SyncDirection = 'forward'): string {
+  return `tideway_sync_${idTag(migrationId)}${direction === 'reverse' ? '_rev' : ''}`;
+}
+
+/** A migration's tombstone table, beside the source: `"<source schema>"."tideway_tomb_<first 12 hex of the id>"`. */
+export function tombstoneTable(spec: MigrationSpec, migrationId: string): string {
+  return qualified({ schema: spec.source.schema, table: `tideway_tomb_${idTag(migrationId)}` });
 }
 
 /**
@@ -169,14 +168,14 @@ export function tombstoneTableName(migrationId: string): string {
  *
  * @param keyTypes - SQL type of each target key column (`format_type` from the live catalog), in `spec.target.key` order.
  */
-export function tombstoneTableSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[]): { create: string; drop: string; table: string } {
-  const table = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+export function createTombstoneTableSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[]): string {
   const cols = spec.target.key.map((k, i) => `${quoteIdent(k)} ${keyTypes[i] as string} NOT NULL`);
-  return {
-    table,
-    create: `CREATE TABLE IF NOT EXISTS ${table} (${cols.join(', ')}, PRIMARY KEY (${spec.target.key.map(quoteIdent).join(', ')}))`,
-    drop: `DROP TABLE IF EXISTS ${table}`,
-  };
+  return `CREATE TABLE IF NOT EXISTS ${tombstoneTable(spec, migrationId)} (${cols.join(', ')}, PRIMARY KEY (${spec.target.key.map(quoteIdent).join(', ')}))`;
+}
+
+/** `DROP TABLE IF EXISTS` of the tombstone table. */
+export function dropTombstoneTableSql(spec: MigrationSpec, migrationId: string): string {
+  return `DROP TABLE IF EXISTS ${tombstoneTable(spec, migrationId)}`;
 }
 
 /**
@@ -194,7 +193,7 @@ export function tombstoneTableSql(spec: MigrationSpec, migrationId: string, keyT
 export function sweepBatchSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[], keys: readonly KeyValue[]): { lock: string; remove: string; forget: string; params: string[] } {
   const { tuples, params } = keyTuples({ columns: spec.target.key, types: keyTypes }, keys);
   const target = qualified(spec.target);
-  const tomb = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+  const tomb = tombstoneTable(spec, migrationId);
   const tk = (alias: string) => row(spec.target.key.map((k) => `${alias}${quoteIdent(k)}`));
   const inBatch = (alias: string) => `${tk(alias)} IN (${tuples.join(', ')})`;
   const mappedKey = row(spec.target.key.map((k) => `(${spec.mapping[k] as string})`));
@@ -210,7 +209,7 @@ export function sweepBatchSql(spec: MigrationSpec, migrationId: string, keyTypes
 
 /** The next batch of tombstones after `after` (keyset order), as text values. */
 export function tombstoneBatchSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[], after: KeyValue | null, limit: number): { sql: string; params: string[] } {
-  const tomb = `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}`;
+  const tomb = tombstoneTable(spec, migrationId);
   const range = rangePredicate({ columns: spec.target.key, types: keyTypes }, after, null);
   const cols = spec.target.key.map(quoteIdent);
   return {
@@ -249,7 +248,7 @@ export function syncTriggerSql(
   const keyRow = (alias: string) => row(tk.map((k) => `${alias}.${quoteIdent(k)}`));
   // With tombstones (forward sync of a lock-free backfill), the mapped key of a deleted or
   // re-keyed row is also recorded, so a chunk that copied it from an older snapshot is swept.
-  const tomb = options.tombstones ? `${quoteIdent(spec.source.schema)}.${quoteIdent(tombstoneTableName(migrationId))}` : null;
+  const tomb = options.tombstones ? tombstoneTable(spec, migrationId) : null;
   const tkList = tk.map(quoteIdent).join(', ');
   const recordDelete = tomb ? `\n    INSERT INTO ${tomb} (${tkList}) SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS} ON CONFLICT DO NOTHING;` : '';
   const recordRekey = tomb

@@ -1,7 +1,7 @@
 import type { MigrationSpec } from '@tideway/core';
-import type pg from 'pg';
+import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
-import { qualified, reverseSpec, syncTriggerSql, tombstoneTableName, tombstoneTableSql, type SyncDirection } from './sql.js';
+import { createTombstoneTableSql, dropTombstoneTableSql, reverseSpec, syncTriggerSql, tombstoneTable, type SyncDirection } from './sql.js';
 
 /** How long installing or dropping the trigger may wait for the source table's lock, milliseconds. */
 export const SYNC_LOCK_TIMEOUT_MS = 5000;
@@ -13,7 +13,10 @@ export const SYNC_LOCK_TIMEOUT_MS = 5000;
  * makes them fail fast (and the transition with them) instead of queueing behind long writers.
  */
 export class SyncTrigger {
-  constructor(private readonly datasources: DatasourceRegistry) {}
+  constructor(
+    private readonly datasources: DatasourceRegistry,
+    private readonly catalog: CatalogInspector,
+  ) {}
 
   /**
    * Installs (or replaces) the forward sync function and trigger, and the tombstone table the
@@ -22,10 +25,8 @@ export class SyncTrigger {
    */
   async install(spec: MigrationSpec, migrationId: string): Promise<void> {
     const sql = syncTriggerSql(spec, migrationId, 'forward', { tombstones: true });
-    await this.#transaction(spec, async (client) => {
-      const tomb = tombstoneTableSql(spec, migrationId, await targetKeyTypes(client, spec));
-      return [tomb.create, sql.createFunction, sql.dropTrigger, sql.createTrigger];
-    });
+    const tombstones = createTombstoneTableSql(spec, migrationId, await this.catalog.columnTypes(spec.target, spec.target.key));
+    await this.#transaction(spec, [tombstones, sql.createFunction, sql.dropTrigger, sql.createTrigger]);
   }
 
   /** Removes the sync in both directions (triggers, functions, tombstones); a no-op for what is not there. */
@@ -33,13 +34,13 @@ export class SyncTrigger {
     const forward = syncTriggerSql(spec, migrationId, 'forward');
     // The reverse trigger lives on the target; its names do not depend on the mapping.
     const back = syncTriggerSql(reverseSpec(spec, { [spec.source.key[0] as string]: spec.target.key[0] as string }), migrationId, 'reverse');
-    await this.#transaction(spec, [forward.dropTrigger, forward.dropFunction, back.dropTrigger, back.dropFunction, dropTombstones(spec, migrationId)]);
+    await this.#transaction(spec, [forward.dropTrigger, forward.dropFunction, back.dropTrigger, back.dropFunction, dropTombstoneTableSql(spec, migrationId)]);
   }
 
   /** True when the tombstone table of the forward sync exists (the backfill may then run lock-free). */
   async recordsTombstones(spec: MigrationSpec, migrationId: string): Promise<boolean> {
     return this.datasources.withClient(spec.source.datasource, async (client) => {
-      const r = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`${qualified({ schema: spec.source.schema, table: tombstoneTableName(migrationId) })}`]);
+      const r = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [tombstoneTable(spec, migrationId)]);
       return r.rows[0]?.t != null;
     });
   }
@@ -85,7 +86,7 @@ export class SyncTrigger {
   /** Removes both directions (cleanup); a no-op for what is not there. */
   async uninstallAll(spec: MigrationSpec, migrationId: string, reverseMapping: Readonly<Record<string, string>> | null): Promise<void> {
     const forward = syncTriggerSql(spec, migrationId, 'forward');
-    const statements = [forward.dropTrigger, forward.dropFunction, dropTombstones(spec, migrationId)];
+    const statements = [forward.dropTrigger, forward.dropFunction, dropTombstoneTableSql(spec, migrationId)];
     if (reverseMapping) {
       const back = syncTriggerSql(reverseSpec(spec, reverseMapping), migrationId, 'reverse');
       statements.push(back.dropTrigger, back.dropFunction);
@@ -93,12 +94,12 @@ export class SyncTrigger {
     await this.#transaction(spec, statements);
   }
 
-  async #transaction(spec: MigrationSpec, statements: string[] | ((client: pg.PoolClient) => Promise<string[]>)): Promise<void> {
+  async #transaction(spec: MigrationSpec, statements: string[]): Promise<void> {
     await this.datasources.withClient(spec.source.datasource, async (client) => {
       await client.query('BEGIN');
       try {
         await client.query(`SET LOCAL lock_timeout = ${SYNC_LOCK_TIMEOUT_MS}`);
-        for (const statement of typeof statements === 'function' ? await statements(client) : statements) await client.query(statement);
+        for (const statement of statements) await client.query(statement);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -108,25 +109,3 @@ export class SyncTrigger {
   }
 }
 
-/** `DROP TABLE IF EXISTS` of the tombstone table (its column types do not matter to the drop). */
-function dropTombstones(spec: MigrationSpec, migrationId: string): string {
-  return tombstoneTableSql(spec, migrationId, []).drop;
-}
-
-/**
- * SQL types of the target's key columns, in `spec.target.key` order, from the live catalog.
- * @throws Error when the target table or a key column is missing.
- */
-export async function targetKeyTypes(client: pg.ClientBase, spec: MigrationSpec): Promise<string[]> {
-  const r = await client.query<{ name: string; type: string }>(
-    `SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
-      WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`,
-    [qualified(spec.target), [...spec.target.key]],
-  );
-  const types = new Map(r.rows.map((c) => [c.name, c.type]));
-  return spec.target.key.map((k) => {
-    const type = types.get(k);
-    if (!type) throw new Error(`target key column ${k} of ${qualified(spec.target)} not found`);
-    return type;
-  });
-}

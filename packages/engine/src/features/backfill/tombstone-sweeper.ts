@@ -1,9 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { MigrationSpec } from '@tideway/core';
 import type pg from 'pg';
+import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import { sweepBatchSql, tombstoneBatchSql, type KeyValue } from './sql.js';
-import { targetKeyTypes } from './sync-trigger.js';
 
 /** Tombstones handled per sweep transaction. */
 export const SWEEP_BATCH = 1000;
@@ -52,7 +52,10 @@ SELECT -1 FROM pg_prepared_xacts WHERE database = current_database() AND prepare
  * superuser or `pg_read_all_stats`), as for the health probe.
  */
 export class TombstoneSweeper {
-  constructor(private readonly datasources: DatasourceRegistry) {}
+  constructor(
+    private readonly datasources: DatasourceRegistry,
+    private readonly catalog: CatalogInspector,
+  ) {}
 
   /**
    * @param maxWaitMs - how long to wait for older transactions in this call. @defaultValue {@link OLDER_TRANSACTIONS_WAIT_MS}
@@ -68,7 +71,7 @@ export class TombstoneSweeper {
           const open = await waitForOlderTransactions(client, maxWaitMs);
           if (open.length > 0) return { kind: 'waiting', pids: open };
         }
-        return await sweepTombstones(client, spec, migrationId);
+        return await sweepTombstones(client, spec, migrationId, await this.catalog.columnTypes(spec.target, spec.target.key));
       } finally {
         await client.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]).catch(() => undefined);
       }
@@ -88,8 +91,7 @@ async function waitForOlderTransactions(client: pg.ClientBase, maxWaitMs: number
   }
 }
 
-async function sweepTombstones(client: pg.ClientBase, spec: MigrationSpec, migrationId: string): Promise<SweepOutcome> {
-  const types = await targetKeyTypes(client, spec);
+async function sweepTombstones(client: pg.ClientBase, spec: MigrationSpec, migrationId: string, types: readonly string[]): Promise<SweepOutcome> {
   let after: KeyValue | null = null;
   let rowsRemoved = 0;
   let tombstones = 0;

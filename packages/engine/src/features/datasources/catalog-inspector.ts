@@ -57,6 +57,21 @@ export class CatalogInspector {
   }
 
   /**
+   * SQL types (`format_type`) of `columns` of a table, in the order given.
+   * @throws Error when the table or one of the columns does not exist; DependencyUnavailableError
+   *   when the datasource cannot be reached.
+   */
+  async columnTypes(ref: TableRef, columns: readonly string[]): Promise<string[]> {
+    const table = await this.describe(ref);
+    if (!table) throw new Error(`table ${ref.schema}.${ref.table} not found on ${ref.datasource}`);
+    return columns.map((name) => {
+      const column = table.columns.get(name);
+      if (!column) throw new Error(`column ${name} of ${ref.schema}.${ref.table} not found`);
+      return column.type;
+    });
+  }
+
+  /**
    * The prepare-phase check: both tables exist, each key is the primary key or a unique index over
    * NOT NULL columns, every mapping expression reads only existing source columns, and every
    * mapped target column exists. Returns every problem at once.
