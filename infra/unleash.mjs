@@ -8,7 +8,10 @@
 //         import { ensureUnleash } from './unleash.mjs'; await ensureUnleash();
 //
 // Inputs (environment):
-//   TIDEWAY_UNLEASH_PORT           HTTP port on 127.0.0.1 (default 4242)
+//   TIDEWAY_UNLEASH_PORT           HTTP port on 127.0.0.1 (default 4242). When it is not set and 4242 is
+//                                  held by a process this checkout did not start (another checkout's
+//                                  server, which may stop at any time), this checkout starts its own
+//                                  server on a free port and every caller of ensureUnleash() gets that URL.
 //   TIDEWAY_UNLEASH_ADMIN_TOKEN    admin API token created at first boot (default *:*.tideway-admin-dev-token)
 //   TIDEWAY_UNLEASH_CLIENT_TOKEN   backend (client) token created at first boot
 //                                  (default default:development.tideway-client-dev-token)
@@ -45,7 +48,7 @@ const HOST = '127.0.0.1';
 
 /**
  * The settings ensureUnleash uses, from the environment (see the header for the variables).
- * @returns {{ host: string, port: number, url: string, adminToken: string, clientToken: string, databaseUrl: string }}
+ * @returns {{ host: string, port: number, pinned: boolean, url: string, adminToken: string, clientToken: string, databaseUrl: string }}
  */
 export function unleashSettings(env = process.env) {
   const port = Number(env.TIDEWAY_UNLEASH_PORT || 4242);
@@ -53,6 +56,8 @@ export function unleashSettings(env = process.env) {
   return {
     host: HOST,
     port,
+    /** Whether the port was asked for (TIDEWAY_UNLEASH_PORT): then only that port is used. */
+    pinned: Boolean(env.TIDEWAY_UNLEASH_PORT),
     url: `http://${HOST}:${port}`,
     adminToken: env.TIDEWAY_UNLEASH_ADMIN_TOKEN || '*:*.tideway-admin-dev-token',
     clientToken: env.TIDEWAY_UNLEASH_CLIENT_TOKEN || 'default:development.tideway-client-dev-token',
@@ -250,16 +255,36 @@ async function waitHealthy(settings, pid, timeoutMs) {
   throw new Error(`Unleash did not answer GET ${settings.url}/health within ${timeoutMs / 1000} s. Last lines of ${files.log}:\n${logTail()}`);
 }
 
+/** A TCP port nothing listens on at the moment (bound to 127.0.0.1, then released). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /**
- * Makes sure a healthy Unleash answers on 127.0.0.1:<port>: installs unleash-server on first use,
- * creates its database, starts it detached and waits for `GET /health`. Does nothing (quickly) when
- * it already answers. Throws an Error with a clear message (and the server log tail) on failure.
+ * Makes sure a healthy Unleash answers on 127.0.0.1 and says where: installs unleash-server on first
+ * use, creates its database, starts it detached and waits for `GET /health`. Quick when it already
+ * answers.
+ *
+ * Which server: the one this checkout started (server.pid) when it is alive. Otherwise, with
+ * TIDEWAY_UNLEASH_PORT set, whatever healthy Unleash serves that port, or a new one started there.
+ * Without it, a new one on 4242, or, when 4242 is held by a process this checkout did not start, a
+ * new one on a free port: a server some other checkout started can stop in the middle of a test run
+ * (a CI run once failed that way), so this checkout never depends on one it does not own. Servers
+ * sharing the Unleash database see the same flags.
  *
  * @param {{ timeoutMs?: number, verbose?: boolean, log?: (msg: string) => void }} [options]
  *   timeoutMs: how long to wait for health after starting (default 120000);
  *   log: where progress goes (default stderr, prefixed `unleash:`); verbose: also say what is checked.
  * @returns {Promise<{ url: string, adminToken: string, clientToken: string, pid: number | null, started: boolean }>}
- *   `pid` is the server this script started (null when something else serves the port).
+ *   `pid` is the server this script started (null when something else serves a pinned port).
+ * @throws Error with a clear message (and the server log tail) when no healthy server can be had.
  */
 export async function ensureUnleash(options = {}) {
   const settings = unleashSettings();
@@ -267,44 +292,53 @@ export async function ensureUnleash(options = {}) {
   const verbose = options.verbose ?? process.env.TIDEWAY_BOOTSTRAP_VERBOSE === '1';
   const info = (msg) => verbose && say(msg);
   const timeoutMs = options.timeoutMs ?? 120_000;
-  const result = (pid, started) => ({ url: settings.url, adminToken: settings.adminToken, clientToken: settings.clientToken, pid, started });
+  const on = (port) => ({ ...settings, port, url: `http://${HOST}:${port}` });
+  const result = (port, pid, started) => ({ url: on(port).url, adminToken: settings.adminToken, clientToken: settings.clientToken, pid, started });
+  const usable = (server) => server !== null && (!settings.pinned || server.port === settings.port);
 
-  const ours = () => {
-    const server = ourServer();
-    return server !== null && server.port === settings.port ? server.pid : null;
-  };
-  if (await healthy(settings.port)) {
-    info(`healthy at ${settings.url}`);
-    return result(ours(), false);
+  const mine = ourServer();
+  if (usable(mine) && (await healthy(mine.port))) {
+    info(`healthy at ${on(mine.port).url} (pid ${mine.pid})`);
+    return result(mine.port, mine.pid, false);
+  }
+  if (mine === null && settings.pinned && (await healthy(settings.port))) {
+    info(`healthy at ${settings.url} (not started by this checkout)`);
+    return result(settings.port, null, false);
   }
   return withLock(async () => {
     // Another caller may have started it while we waited for the lock, or our server may be booting.
     const server = ourServer();
-    if (server !== null && server.port !== settings.port) {
+    if (server !== null && !usable(server)) {
       throw new Error(`the Unleash server started by this script (pid ${server.pid}) serves port ${server.port}, not ${settings.port}: stop it first (node infra/unleash.mjs stop)`);
     }
     if (server !== null) {
       info(`waiting for the Unleash server being started (pid ${server.pid})`);
-      await waitHealthy(settings, server.pid, timeoutMs);
-      return result(server.pid, false);
+      await waitHealthy(on(server.port), server.pid, timeoutMs);
+      return result(server.port, server.pid, false);
     }
-    if (await tcpAnswers(settings.port)) {
-      // Something listens but is not (yet) a healthy Unleash: give it a moment, never start a second server.
-      try {
-        await waitHealthy(settings, null, 15_000);
-        return result(null, false);
-      } catch {
-        throw new Error(`port ${settings.port} is taken by something that does not answer GET /health as Unleash; stop it or set TIDEWAY_UNLEASH_PORT`);
+    let port = settings.port;
+    if (await tcpAnswers(port)) {
+      if (!settings.pinned) {
+        port = await freePort();
+        say(`port ${settings.port} is held by a process this checkout did not start (it may stop at any time): starting this checkout's own server on port ${port}`);
+      } else {
+        // Something listens on the asked-for port but is not (yet) a healthy Unleash: give it a moment, never start a second server there.
+        try {
+          await waitHealthy(settings, null, 15_000);
+          return result(port, null, false);
+        } catch {
+          throw new Error(`port ${port} is taken by something that does not answer GET /health as Unleash; stop it or set another TIDEWAY_UNLEASH_PORT`);
+        }
       }
     }
     install(say);
     ensureDatabase(settings.databaseUrl, info);
     const startedAt = Date.now();
-    const pid = startServer(settings);
-    info(`started unleash-server@${UNLEASH_SERVER_VERSION} (pid ${pid}), log in ${path.relative(root, files.log)}`);
-    await waitHealthy(settings, pid, timeoutMs);
-    info(`healthy at ${settings.url} after ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
-    return result(pid, true);
+    const pid = startServer(on(port));
+    info(`started unleash-server@${UNLEASH_SERVER_VERSION} (pid ${pid}) on port ${port}, log in ${path.relative(root, files.log)}`);
+    await waitHealthy(on(port), pid, timeoutMs);
+    info(`healthy at ${on(port).url} after ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+    return result(port, pid, true);
   });
 }
 
@@ -328,11 +362,15 @@ export async function stopUnleash({ timeoutMs = 15_000 } = {}) {
   return true;
 }
 
-/** What runs: `{ healthy, pid, url }` (pid of the server this script started on that port, when alive). */
+/**
+ * What runs: `{ healthy, pid, url }`, for the server this checkout started when it is alive (pid set),
+ * else for the configured port (pid null).
+ */
 export async function unleashStatus() {
   const settings = unleashSettings();
   const server = ourServer();
-  return { healthy: await healthy(settings.port), pid: server !== null && server.port === settings.port ? server.pid : null, url: settings.url };
+  const port = server !== null && (!settings.pinned || server.port === settings.port) ? server.port : settings.port;
+  return { healthy: await healthy(port), pid: server !== null && server.port === port ? server.pid : null, url: `http://${HOST}:${port}` };
 }
 
 async function cli(command) {

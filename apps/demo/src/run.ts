@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { createDb, migrateToLatest } from '@tideway/db';
+import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { Processes, stop } from './processes.js';
 import { initPgbench, runPgbench, type PgbenchRun } from './pgbench.js';
 import { writeReport, type DemoReport, type SeriesPoint } from './report.js';
@@ -35,8 +36,10 @@ if (!Number.isInteger(scale) || scale < 1 || scale > 1000) throw new Error('--sc
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const PG_URL = process.env['TIDEWAY_PG_ADMIN_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env['TIDEWAY_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const UNLEASH_URL = process.env['TIDEWAY_UNLEASH_URL'] ?? 'http://127.0.0.1:4242';
-const UNLEASH_CLIENT_TOKEN = process.env['TIDEWAY_UNLEASH_CLIENT_TOKEN'] ?? 'default:development.tideway-client-dev-token';
+// TIDEWAY_UNLEASH_URL names a flag server to use; without it, this checkout's own (bootstrap started it).
+const unleash = process.env['TIDEWAY_UNLEASH_URL'] ? null : await ensureLocalUnleash();
+const UNLEASH_URL = unleash?.url ?? (process.env['TIDEWAY_UNLEASH_URL'] as string);
+const UNLEASH_CLIENT_TOKEN = process.env['TIDEWAY_UNLEASH_CLIENT_TOKEN'] ?? unleash?.clientToken ?? 'default:development.tideway-client-dev-token';
 const DB_NAME = 'tideway_demo';
 const demoUrl = (() => {
   const u = new URL(PG_URL);
@@ -98,6 +101,7 @@ async function main(): Promise<number> {
     TIDEWAY_DATASOURCES: JSON.stringify({ demo: demoUrl }),
     TIDEWAY_ADMIN_TOKEN: adminToken,
     TIDEWAY_UNLEASH_URL: UNLEASH_URL,
+    ...(unleash ? { TIDEWAY_UNLEASH_ADMIN_TOKEN: unleash.adminToken } : {}),
     TIDEWAY_EVALUATION_INTERVAL_MS: '2000',
     TIDEWAY_RECONCILE_INTERVAL_MS: '500',
     TIDEWAY_LOG_LEVEL: 'warn',

@@ -1,6 +1,6 @@
 import { flagNames } from '@tideway/core';
 import { UnleashFlagReader } from '@tideway/flags';
-import { startUnleashForTests } from '@tideway/flags/testing';
+import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { createMigrationClient, type SdkErrorEvent } from '@tideway/sdk';
 import { waitFor } from '@tideway/testing';
 import type { AddressInfo } from 'node:net';
@@ -165,7 +165,7 @@ describe('Unleash unreachable mid-ramp', () => {
   let proxy: TcpProxy;
 
   beforeAll(async () => {
-    const unleash = await startUnleashForTests();
+    const unleash = await ensureLocalUnleash();
     proxy = new TcpProxy(unleash.url);
     await proxy.start();
     // The control plane and the worker of this test reach Unleash only through the proxy.

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import { UnleashFlagControl, UnleashFlagReader } from '@tideway/flags';
-import { startUnleashForTests, type UnleashForTests } from '@tideway/flags/testing';
+import { ensureLocalUnleash, type LocalUnleash } from '@tideway/flags/testing';
 import { waitFor } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { expect } from 'vitest';
@@ -11,7 +11,7 @@ export const ADMIN = 'cutover-admin-token-0123456789';
 
 /** A backfill fixture plus a real Unleash, a control plane (in-process, `inject`) and a worker polling every 250 ms. */
 export interface CutoverFixture extends BackfillFixture {
-  readonly unleash: UnleashForTests;
+  readonly unleash: LocalUnleash;
   readonly flags: UnleashFlagControl;
   app: FastifyInstance;
   readonly suffix: string;
@@ -22,7 +22,7 @@ export interface CutoverFixture extends BackfillFixture {
 
 export async function createCutoverFixture(label: string, workerEnv: Record<string, string> = {}, appEnv: Record<string, string> = {}): Promise<CutoverFixture> {
   const base = await createBackfillFixture(label);
-  const unleash = await startUnleashForTests();
+  const unleash = await ensureLocalUnleash();
   const unleashEnv = { TIDEWAY_UNLEASH_URL: unleash.url, TIDEWAY_UNLEASH_ADMIN_TOKEN: unleash.adminToken };
   await base.startWorker({ ...unleashEnv, ...workerEnv });
   const config = () => loadConfig({ ...base.env, ...unleashEnv, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent', ...appEnv });

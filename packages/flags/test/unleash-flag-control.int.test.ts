@@ -1,10 +1,10 @@
 import { DependencyUnavailableError, TidewayError, flagNames } from '@tideway/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl } from '../src/index.js';
-import { startUnleashForTests, type UnleashForTests } from '../src/testing.js';
+import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
 import { freePort, startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
 
-let unleash: UnleashForTests;
+let unleash: LocalUnleash;
 let control: UnleashFlagControl;
 const created: string[] = [];
 
@@ -43,7 +43,7 @@ async function rawDevelopment(flag: string): Promise<RawEnvironment> {
 }
 
 beforeAll(async () => {
-  unleash = await startUnleashForTests();
+  unleash = await ensureLocalUnleash();
   control = new UnleashFlagControl({ url: unleash.url, adminToken: unleash.adminToken });
 });
 

@@ -4,14 +4,14 @@ import path from 'node:path';
 import { waitFor } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl, UnleashFlagReader, type UnleashFlagReaderOptions } from '../src/index.js';
-import { startUnleashForTests, type UnleashForTests } from '../src/testing.js';
+import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
 import { freePort, keys, keysOn, startHeldAnswer, startProxy, uniqueFlag, type LocalServer } from './helpers.js';
 
 const KEYS = keys(10_000);
 /** A flag change reaches a reader in ~1–2 s (server cache ~1 s plus one poll); allow a loaded machine. */
 const PROPAGATION_MS = 20_000;
 
-let unleash: UnleashForTests;
+let unleash: LocalUnleash;
 let control: UnleashFlagControl;
 const created: string[] = [];
 const readers: UnleashFlagReader[] = [];
@@ -40,7 +40,7 @@ function waitForKeysOn(r: UnleashFlagReader, flag: string, what: string, done: (
 }
 
 beforeAll(async () => {
-  unleash = await startUnleashForTests();
+  unleash = await ensureLocalUnleash();
   control = new UnleashFlagControl({ url: unleash.url, adminToken: unleash.adminToken });
 });
 
