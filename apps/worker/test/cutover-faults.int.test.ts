@@ -2,7 +2,7 @@ import { flagNames } from '@tideway/core';
 import { UnleashFlagReader } from '@tideway/flags';
 import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { createMigrationClient, type SdkErrorEvent } from '@tideway/sdk';
-import { waitFor } from '@tideway/testing';
+import { startPrivateRedis, waitFor, type PrivateRedis } from '@tideway/testing';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, createCutoverFixture, driveToCutover, keysOn, waitForShare, type CutoverFixture } from './cutover-fixture.js';
@@ -120,14 +120,18 @@ async function expectStepOne(f: CutoverFixture, id: string, name: string, held: 
 
 describe('ramp holds are durable timers', () => {
   let f: CutoverFixture;
+  // A Redis of its own: the FLUSHALL below must not take other packages' queues with it.
+  let redis: PrivateRedis;
 
   beforeAll(async () => {
-    f = await createCutoverFixture('cutover_faults');
+    redis = await startPrivateRedis();
+    f = await createCutoverFixture('cutover_faults', {}, {}, { redisUrl: redis.url });
     await seed(f);
   });
 
   afterAll(async () => {
     await f?.close();
+    await redis?.stop();
   });
 
   it('Redis FLUSHALL during a hold: the next step comes at the end of the hold', async () => {

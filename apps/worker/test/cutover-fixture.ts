@@ -20,8 +20,13 @@ export interface CutoverFixture extends BackfillFixture {
   restartApp(): Promise<void>;
 }
 
-export async function createCutoverFixture(label: string, workerEnv: Record<string, string> = {}, appEnv: Record<string, string> = {}): Promise<CutoverFixture> {
-  const base = await createBackfillFixture(label);
+export async function createCutoverFixture(
+  label: string,
+  workerEnv: Record<string, string> = {},
+  appEnv: Record<string, string> = {},
+  options: { redisUrl?: string } = {},
+): Promise<CutoverFixture> {
+  const base = await createBackfillFixture(label, options);
   const unleash = await ensureLocalUnleash();
   const unleashEnv = { TIDEWAY_UNLEASH_URL: unleash.url, TIDEWAY_UNLEASH_ADMIN_TOKEN: unleash.adminToken };
   await base.startWorker({ ...unleashEnv, ...workerEnv });

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { mappingDiff, startTsProcess, waitFor, type TsProcess } from '@tideway/testing';
+import { mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
@@ -10,11 +10,14 @@ const ROWS = 300_000;
 const mapping = { id: 'id', total_cents: 'total * 100', note: "'n' || id::text" };
 
 let f: BackfillFixture;
+// A Redis of its own: the FLUSHALL below must not take other packages' queues with it.
+let redis: PrivateRedis;
 let processes: TsProcess[] = [];
 let n = 0;
 
 beforeAll(async () => {
-  f = await createBackfillFixture('faults');
+  redis = await startPrivateRedis();
+  f = await createBackfillFixture('faults', { redisUrl: redis.url });
 });
 afterEach(async () => {
   for (const p of processes) await p.kill();
@@ -22,6 +25,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await f?.close();
+  await redis?.stop();
 });
 
 async function table(): Promise<{ source: string; target: string }> {
@@ -92,9 +96,9 @@ describe('backfill faults', () => {
       backfill,
     });
     await waitFor('some chunks done', async () => (await chunkStats(id)).done >= 3, 60_000, 5);
-    await f.redis.flushall();
-    const keys = await f.redis.keys(`${f.prefix}*`);
-    expect(keys).toEqual([]);
+    // Flush and look in one MULTI: the running workers write new keys right after the flush.
+    const flushed = await f.redis.multi().flushall().keys(`${f.prefix}*`).exec();
+    expect(flushed?.[1]).toEqual([null, []]);
     await waitForBackfill(f.engine, id, 90_000);
     const stats = await chunkStats(id);
     expect(stats.redone).toBeLessThanOrEqual(2);

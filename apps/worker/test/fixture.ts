@@ -28,16 +28,21 @@ export interface BackfillFixture {
   close(): Promise<void>;
 }
 
-export async function createBackfillFixture(label: string): Promise<BackfillFixture> {
+/**
+ * @param options.redisUrl - the Redis to use (default the shared TEST_REDIS_URL); tests that FLUSHALL
+ *   pass a private one (startPrivateRedis) so other packages' tests keep their queues.
+ */
+export async function createBackfillFixture(label: string, options: { redisUrl?: string } = {}): Promise<BackfillFixture> {
+  const redisUrl = options.redisUrl ?? TEST_REDIS_URL;
   const orch = await createOrchestratorTestDatabase(label);
   const user = await createTestDatabase(`${label}_user`);
   const prefix = uniqueRedisPrefix();
-  const redis = createRedisConnection(TEST_REDIS_URL);
-  const queue = openQueue(QUEUE_NAMES.work, { redisUrl: TEST_REDIS_URL, prefix }, redis);
+  const redis = createRedisConnection(redisUrl);
+  const queue = openQueue(QUEUE_NAMES.work, { redisUrl, prefix }, redis);
   const engine = createEngine({ db: orch.db, datasources: { main: user.url }, queue: new BullmqWorkQueue(queue), workerName: 'control' });
   const env = {
     TIDEWAY_DATABASE_URL: orch.url,
-    TIDEWAY_REDIS_URL: TEST_REDIS_URL,
+    TIDEWAY_REDIS_URL: redisUrl,
     TIDEWAY_REDIS_PREFIX: prefix,
     TIDEWAY_DATASOURCES: JSON.stringify({ main: user.url }),
     TIDEWAY_RECONCILE_INTERVAL_MS: '250',

@@ -9,4 +9,5 @@ export { uniqueRedisPrefix, TEST_REDIS_URL } from './redis-prefix.js';
 export { waitFor } from './wait-for.js';
 export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
 export { startTsProcess, type TsProcess } from './child-process.js';
+export { startPrivateRedis, type PrivateRedis } from './private-redis.js';
 export { ordersSpec, ORDERS_TABLES_SQL } from './orders-spec.js';
