@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { ControlPlaneConfig } from './config.js';
 import { authPlugin } from './plugins/auth.js';
+import { drainPlugin } from './plugins/drain.js';
 import { enginePlugin, type EnginePluginOptions } from './plugins/engine.js';
 import { installErrorHandling } from './plugins/errors.js';
 import { idempotencyPlugin } from './plugins/idempotency.js';
@@ -41,10 +42,14 @@ export async function buildApp(config: ControlPlaneConfig, options: BuildAppOpti
     bodyLimit: config.bodyLimitBytes,
     // Never let a client pick its own request id; ours is what 5xx answers point at.
     genReqId: () => crypto.randomUUID(),
+    // The drain plugin serves requests that arrive on open connections while closing (with
+    // `Connection: close`) instead of Fastify's 503.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installValidators(app);
   installErrorHandling(app);
+  await app.register(drainPlugin);
 
   await app.register(swagger, {
     openapi: {
