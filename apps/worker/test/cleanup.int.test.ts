@@ -24,6 +24,8 @@ let engine: Engine;
 let control: Queue;
 /** A control plane on the same clock, for `GET /v1/cleanups` and an operator's advance. */
 let clockApp: FastifyInstance;
+/** Migrations whose next entry into `done` fails once, after the cleanup's own entry action ran. */
+const crashAfterCleanup = new Set<string>();
 
 beforeAll(async () => {
   hooks = await WebhookReceiver.start();
@@ -31,7 +33,23 @@ beforeAll(async () => {
   f = await createCutoverFixture('cleanup', { TIDEWAY_WEBHOOK_URLS: hooks.url, TIDEWAY_WEBHOOK_SECRET: SECRET });
   clock = new ManualClock();
   control = openQueue(QUEUE_NAMES.control, { redisUrl: TEST_REDIS_URL, prefix: f.prefix }, f.redis);
-  engine = createEngine({ db: f.orch.db, datasources: { main: f.user.url }, clock, controlQueue: new BullmqControlQueue(control), webhookUrls: [hooks.url], flags: f.flags });
+  engine = createEngine({
+    db: f.orch.db,
+    datasources: { main: f.user.url },
+    clock,
+    controlQueue: new BullmqControlQueue(control),
+    webhookUrls: [hooks.url],
+    flags: f.flags,
+    // Registered after the cleanup's action: a failure here rolls back the orchestrator's
+    // transaction while the rename on the datasource has committed, as a crash there would.
+    configureHooks: (phaseHooks) =>
+      phaseHooks.addEntryAction('done', {
+        name: 'test:crash-after-cleanup',
+        run: (ctx) => {
+          if (crashAfterCleanup.delete(ctx.migration.id)) throw new Error('injected crash after the cleanup ran');
+        },
+      }),
+  });
   clockApp = await buildApp(
     loadConfig({ ...f.env, TIDEWAY_UNLEASH_URL: f.unleash.url, TIDEWAY_UNLEASH_ADMIN_TOKEN: f.unleash.adminToken, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent' }),
     { clock },
@@ -245,5 +263,28 @@ describe('cleanup deadlines on an injected clock', () => {
     expect(await userTriggers([archived, target])).toEqual([]);
     expect(await engine.timers.pending(id)).toEqual([]);
     expect(await fireAt(deadline + 2 * DAY_MS)).toBe(0);
+  });
+
+  it('a crash after the rename and before the commit: the retry a day later keeps the archive name the rename gave, and the table\'s own comment', async () => {
+    const { id, source, deadline } = await migrationInCleanup('crash', { autoExecute: true });
+    await f.user.query(`comment on table ${source} is 'orders of the old shop'`);
+    crashAfterCleanup.add(id);
+    const archived = `${source}_tideway_archived_${stamp(new Date(deadline))}`;
+
+    expect(await fireAt(deadline)).toBe(2); // the two reminders; the deadline timer failed and stays due
+    expect(crashAfterCleanup.has(id)).toBe(false);
+    expect(await tableExists(archived)).toBe(true);
+    expect((await engine.migrationReadModel.get(id))?.phase).toBe('cleanup');
+    expect(await cleanupOf(id)).toMatchObject({ executedAt: null, archivedTable: null });
+
+    const nextDay = deadline + DAY_MS;
+    expect(stamp(new Date(nextDay))).not.toBe(stamp(new Date(deadline)));
+    expect(await fireAt(nextDay)).toBe(1);
+    const m = await engine.migrationReadModel.get(id);
+    expect({ phase: m?.phase, status: m?.status }).toEqual({ phase: 'done', status: 'completed' });
+    expect(await cleanupOf(id)).toMatchObject({ executedAt: new Date(nextDay).toISOString(), archivedTable: archived });
+    expect(await tableExists(`${source}_tideway_archived_${stamp(new Date(nextDay))}`)).toBe(false);
+    const comment = await f.user.query<{ c: string }>(`select obj_description($1::regclass, 'pg_class') as c`, [archived]);
+    expect(comment.rows[0]?.c).toBe(`tideway:archived-by:${id}\norders of the old shop`);
   });
 });

@@ -135,19 +135,33 @@ export class CleanupService {
     if (this.deps.flags) for (const flag of RampService.flagsOf(spec)) await this.deps.flags.archive(flag);
     if (spec.syncMode === 'trigger') await this.deps.sync.uninstallAll(spec, migration.id, reverseMappingOf(spec));
     const stamp = this.deps.clock.now().toISOString().slice(0, 10).replace(/-/g, '');
-    const archived = `${spec.source.table.slice(0, 40)}_tideway_archived_${stamp}`;
+    let archived = `${spec.source.table.slice(0, 40)}_tideway_archived_${stamp}`;
     const dropping = spec.cleanup.dropOld && spec.cleanup.dropConfirmation === spec.source.table;
+    // The archive's comment starts with this line (the table's own comment, if any, follows), so a
+    // retry after a crash between the rename (committed on the datasource) and the orchestrator's
+    // commit finds the name given then, not one with the retry's date.
+    const marker = `tideway:archived-by:${migration.id}`;
+    const source = `${quoteIdent(spec.source.schema)}.${quoteIdent(spec.source.table)}`;
     await this.deps.datasources.withClient(spec.source.datasource, async (client) => {
       const exists = await client.query(`SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, [spec.source.schema, spec.source.table]);
-      if (!exists.rowCount) return;
+      if (!exists.rowCount) {
+        const earlier = await client.query<{ relname: string }>(
+          `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND starts_with(obj_description(c.oid, 'pg_class'), $2)`,
+          [spec.source.schema, marker],
+        );
+        if (earlier.rows[0]) archived = earlier.rows[0].relname;
+        return;
+      }
       await client.query('BEGIN');
       try {
         await client.query('SET LOCAL lock_timeout = 5000');
-        await client.query(
-          dropping
-            ? `DROP TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(spec.source.table)}`
-            : `ALTER TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(spec.source.table)} RENAME TO ${quoteIdent(archived)}`,
-        );
+        if (dropping) await client.query(`DROP TABLE ${source}`);
+        else {
+          const own = await client.query<{ comment: string | null }>(`SELECT obj_description($1::regclass, 'pg_class') AS comment`, [source]);
+          const comment = own.rows[0]?.comment ? `${marker}\n${own.rows[0].comment}` : marker;
+          await client.query(`ALTER TABLE ${source} RENAME TO ${quoteIdent(archived)}`);
+          await client.query(`COMMENT ON TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(archived)} IS ${client.escapeLiteral(comment)}`);
+        }
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
