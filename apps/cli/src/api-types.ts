@@ -105,7 +105,7 @@ export interface DivergenceWindow {
   dropped: number;
 }
 
-export const DIVERGENCE_KINDS = ['mismatch', 'new_error', 'dual_write_failure'] as const;
+export const DIVERGENCE_KINDS = ['mismatch', 'new_error', 'dual_write_failure', 'old_write_failure'] as const;
 export type DivergenceKind = (typeof DIVERGENCE_KINDS)[number];
 
 export interface DivergenceItem {

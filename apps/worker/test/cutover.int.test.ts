@@ -64,6 +64,23 @@ describe('ramp on real Unleash flags', () => {
     expect(events).toContain('ramp.write_cutover');
     const m = await f.api('POST', `/v1/migrations/${id}/advance`, {});
     expect(m.body['phase']).toBe('cleanup');
+
+    // After write cutover old is the best-effort side: an application's old-side write that failed
+    // (new changed, the reverse sync kept out of it) is re-driven from new to old.
+    await f.user.query(`alter table ${target} disable trigger user`);
+    await f.user.query(`update ${target} set total_cents = 4242400, note = 'only-new' where id = 11`);
+    await f.user.query(`alter table ${target} enable trigger user`);
+    const oldRow = async () => (await f.user.query(`select total, note from src where id = 11`)).rows;
+    expect(await oldRow()).toEqual([{ total: '11', note: 'n11' }]);
+    const report = await f.api('POST', `/v1/migrations/${id}/dual-write-reports`, {
+      writes: 1,
+      failures: [{ key: ['11'], error: 'old store timeout', at: new Date().toISOString(), side: 'old' }],
+    });
+    expect(report).toEqual({ status: 202, body: { failures: 1, redriven: 1 } });
+    expect(await oldRow()).toEqual([{ total: '42424', note: 'only-new' }]);
+    const ledger = await f.api('GET', `/v1/migrations/${id}/divergences?kind=old_write_failure`);
+    expect(ledger.body['items']).toMatchObject([{ key: '["11"]', kind: 'old_write_failure', error: 'old store timeout' }]);
+    expect((ledger.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
   });
 
   it('rolls back to 0 % within one evaluation interval when divergence crosses the threshold during a hold', async () => {

@@ -121,6 +121,29 @@ describe('divergence recorder', () => {
     expect((ledger.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
     expect((ledger.body['all'] as { dualWrites: number; dualWriteFailures: number })).toMatchObject({ dualWrites: 10, dualWriteFailures: 1 });
   });
+
+  it('a re-drive that fails stays pending and an evaluation round re-drives it once the target takes the row', async () => {
+    const id = await migrationInShadowRead();
+    await f.user.query(`alter table accounts disable trigger user`);
+    await f.user.query(`update accounts set balance = 777777 where id = 9`);
+    await f.user.query(`alter table accounts enable trigger user`);
+    const newRow = async () => (await f.user.query<{ balance_cents: string }>(`select balance_cents from accounts_v2 where id = 9`)).rows[0]?.balance_cents;
+    // The new store refuses the row for now: a constraint an operator is about to fix.
+    await f.user.query(`alter table accounts_v2 add constraint balance_cap check (balance_cents < 10000000)`);
+    try {
+      const res = await api('POST', `/v1/migrations/${id}/dual-write-reports`, { writes: 1000, failures: [{ key: ['9'], error: 'timeout', at: new Date().toISOString() }] });
+      expect(res).toEqual({ status: 202, body: { failures: 1, redriven: 0 } });
+      const pending = await api('GET', `/v1/migrations/${id}/divergences?kind=dual_write_failure`);
+      expect(pending.body['items']).toMatchObject([{ key: '["9"]', redrivenAt: null }]);
+      expect(await newRow()).toBe('9000');
+    } finally {
+      await f.user.query(`alter table accounts_v2 drop constraint balance_cap`);
+    }
+    // The worker's evaluation round (every INTERVAL_MS) retries it.
+    await waitFor('re-drive by an evaluation round', async () => (await newRow()) === '77777700', 15_000, 50);
+    const done = await api('GET', `/v1/migrations/${id}/divergences?kind=dual_write_failure`);
+    expect((done.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
+  });
 });
 
 describe('SDK in an application process', () => {

@@ -138,8 +138,8 @@ export interface ObservationBucketsTable {
   dual_write_failures: Generated<number>;
 }
 
-/** Ledger kinds: a shadow mismatch, a new-side read error, a failed new-side write (re-driven). */
-export type DivergenceKind = 'mismatch' | 'new_error' | 'dual_write_failure';
+/** Ledger kinds: a shadow mismatch, a new-side read error, a failed new-side write (re-driven old → new), a failed old-side write after write cutover (re-driven new → old). */
+export type DivergenceKind = 'mismatch' | 'new_error' | 'dual_write_failure' | 'old_write_failure';
 
 /** `divergences`: one row per migration, kind and key. */
 export interface DivergencesTable {

@@ -263,8 +263,8 @@ describe('write', () => {
       {
         writes: 3,
         failures: [
-          { key: ['tenant-1', '42'], error: 'Error: new down', at: '2026-01-02T00:00:00.000Z' },
-          { key: ['43'], error: 'TypeError: sync', at: '2026-01-02T00:00:00.000Z' },
+          { key: ['tenant-1', '42'], error: 'Error: new down', at: '2026-01-02T00:00:00.000Z', side: 'new' },
+          { key: ['43'], error: 'TypeError: sync', at: '2026-01-02T00:00:00.000Z', side: 'new' },
         ],
       },
     ]);
@@ -275,8 +275,8 @@ describe('write', () => {
     ]);
   });
 
-  it('write-new (cutover) mirrors: new is authoritative, old best-effort and not reported for re-drive', async () => {
-    const { client, cp, errors } = setup({ writeNew: true, dualWrite: true });
+  it('write-new (cutover) mirrors: new is authoritative, old best-effort, a failed old write reported for reverse re-drive', async () => {
+    const { client, cp, errors } = setup({ writeNew: true, dualWrite: true }, { now: () => Date.parse('2026-01-02T00:00:00.000Z') });
     const order: string[] = [];
     expect(await client.write({ key: 1, writeOld: () => (order.push('old'), 'o'), writeNew: () => (order.push('new'), 'n') })).toBe('n');
     expect(order).toEqual(['new', 'old']);
@@ -286,7 +286,7 @@ describe('write', () => {
     expect(writeOld).not.toHaveBeenCalled();
     expect(await client.write({ key: 3, writeOld: () => Promise.reject(new Error('old gone')), writeNew: () => 'n' })).toBe('n');
     await settled(client);
-    expect(acceptedReports(cp.posts)).toEqual([{ writes: 2, failures: [] }]);
+    expect(acceptedReports(cp.posts)).toEqual([{ writes: 2, failures: [{ key: ['3'], error: 'Error: old gone', at: '2026-01-02T00:00:00.000Z', side: 'old' }] }]);
     expect(client.stats()).toMatchObject({ dualWrites: 2, dualWriteFailures: 1 });
     expect(errors.map((e) => [e.kind, e.side, e.key])).toEqual([['dual_write', 'old', '3']]);
   });

@@ -67,9 +67,9 @@ export interface MigrationClientOptions {
   /** How long `close()` waits for background work (new-side writes, shadow reads) before its final flush, milliseconds. @defaultValue 5000 */
   readonly closeTimeoutMs?: number;
   /**
-   * Best-effort writes running at once, at most. Beyond this the best-effort side is skipped and, for
-   * the new side, counted as a failure and its key reported for re-drive, so a slow new store
-   * cannot pile up unbounded work in the application.
+   * Best-effort writes running at once, at most. Beyond this the best-effort side is skipped,
+   * counted as a failure and its key reported for re-drive, so a slow store cannot pile up
+   * unbounded work in the application.
    * @defaultValue 1000
    */
   readonly maxPendingWrites?: number;
@@ -183,7 +183,8 @@ export interface MigrationClient {
   /**
    * Writes one row through the migration's write path:
    * - `write-new` on for the key: awaits `writeNew()` (its result is returned, its error thrown),
-   *   then starts `writeOld()` best-effort (kept for rollback);
+   *   then starts `writeOld()` best-effort (kept for rollback); a failure is counted and its key sent
+   *   with `side: "old"` so the control plane re-copies the row from new to old;
    * - else `dual-write` on: awaits `writeOld()` (its result is returned, its error thrown, exactly as
    *   without Tideway), then starts `writeNew()` best-effort: it never delays the caller past
    *   `writeOld()` and never throws; a failure is counted and its key sent in the next dual-write
@@ -451,7 +452,7 @@ class TidewayMigrationClient implements MigrationClient {
     const fail = (error: unknown): void => {
       this.counts.dualWriteFailures++;
       this.onError({ kind: 'dual_write', side, key: keyText, error });
-      if (side === 'new') this.reporter.addDualWriteFailure({ key: keyParts(key), error: errorText(error), at: isoTime(this.now()) });
+      this.reporter.addDualWriteFailure({ key: keyParts(key), error: errorText(error), at: isoTime(this.now()), side });
     };
     if (this.pendingWrites >= this.maxPendingWrites) {
       fail(new TidewayError('DEPENDENCY_UNAVAILABLE', `best-effort ${side} write skipped: ${this.maxPendingWrites} already pending`, { side }));

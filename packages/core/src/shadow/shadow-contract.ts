@@ -42,8 +42,10 @@ export type ShadowResultBatch = Static<typeof ShadowResultBatchSchema>;
 
 /**
  * Body of `POST /v1/migrations/:id/dual-write-reports`: how many dual writes the application made
- * since its last report, and the keys whose new-side write failed (they are re-driven: re-copied
- * from old by the backfill engine, so a failure never becomes silent divergence).
+ * since its last report, and the keys whose best-effort write failed. They are re-driven, so a
+ * failure never becomes silent divergence: `side: "new"` (during dual write) re-copies the key from
+ * old to new through the mapping; `side: "old"` (after write cutover, when old is the best-effort
+ * side kept for rollback) re-copies it from new to old through the reverse mapping.
  */
 export const DualWriteReportSchema = Type.Object(
   {
@@ -55,6 +57,8 @@ export const DualWriteReportSchema = Type.Object(
           key: Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 16 }),
           error: Type.String({ maxLength: 2000 }),
           at: Type.String({ format: 'date-time' }),
+          /** Which store's write failed. @defaultValue "new" */
+          side: Type.Optional(Type.Union([Type.Literal('new'), Type.Literal('old')])),
         },
         { additionalProperties: false },
       ),

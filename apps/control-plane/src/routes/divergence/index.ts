@@ -20,7 +20,7 @@ const WindowSchema = Type.Object({
 
 const ItemSchema = Type.Object({
   key: Type.String(),
-  kind: Type.Enum(['mismatch', 'new_error', 'dual_write_failure'] as const),
+  kind: Type.Enum(['mismatch', 'new_error', 'dual_write_failure', 'old_write_failure'] as const),
   firstSeen: Type.String({ format: 'date-time' }),
   lastSeen: Type.String({ format: 'date-time' }),
   count: Type.Integer(),
@@ -58,7 +58,7 @@ export const divergenceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       config: { access: 'operator', idempotency: false },
       schema: {
-        summary: 'Record dual writes and re-drive the keys whose new-side write failed',
+        summary: 'Record dual writes and re-drive the keys whose best-effort write failed (new side: old → new; old side after write cutover: new → old)',
         tags: ['divergence'],
         params: IdParamsSchema,
         body: DualWriteReportSchema,
@@ -80,7 +80,7 @@ export const divergenceRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: IdParamsSchema,
         querystring: Type.Object(
           {
-            kind: Type.Optional(Type.Enum(['mismatch', 'new_error', 'dual_write_failure'] as const)),
+            kind: Type.Optional(Type.Enum(['mismatch', 'new_error', 'dual_write_failure', 'old_write_failure'] as const)),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
             cursor: Type.Optional(CursorSchema),
           },

@@ -1,4 +1,4 @@
-import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, reverseMappingOf, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import type { BackfillRunRow, Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
@@ -124,23 +124,59 @@ export class BackfillService {
    * deleted when the key maps straight across. Keys are given in `spec.source.key` order.
    *
    * @param keys - at most 1000 keys, each one text value per key column.
-   * @throws TidewayError `INVALID_SPEC` for a key with the wrong number of values;
-   *   DependencyUnavailableError when the datasource cannot be reached.
+   * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cutover; `INVALID_SPEC` for a key
+   *   with the wrong number of values; DependencyUnavailableError when the datasource cannot be reached.
    */
   async redrive(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
+    this.#assertRedrivable(migration, ['dual_write', 'backfill', 'shadow_read', 'cutover'], 'redrive');
+    return this.#copyKeys(migration.spec, keys);
+  }
+
+  /**
+   * The reverse of {@link redrive}, for keys whose old-side write failed after write cutover (old is
+   * then the best-effort side, kept so that rollback loses nothing): re-copies them from the target
+   * to the source through the reverse mapping (`reverseMappingOf(spec)`). A source row whose target
+   * row is gone is deleted. Keys are source key values in `spec.source.key` order, as the SDK sends.
+   *
+   * @throws TidewayError `INVALID_TRANSITION` outside cutover and cleanup; `INVALID_SPEC` when there
+   *   is no reverse mapping or the target key is not the source key mapped straight across (`id: "id"`),
+   *   or for a key with the wrong number of values; DependencyUnavailableError when a datasource cannot
+   *   be reached.
+   */
+  async redriveReverse(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
+    this.#assertRedrivable(migration, ['cutover', 'cleanup'], 'redrive-reverse');
     const spec = migration.spec;
-    const syncing = ['dual_write', 'backfill', 'shadow_read', 'cutover'].includes(migration.phase) && !['aborted', 'completed'].includes(migration.status);
-    if (!syncing) {
-      throw new TidewayError('INVALID_TRANSITION', `re-drive needs a migration between dual_write and cutover, not ${migration.phase}/${migration.status}`, {
-        phase: migration.phase,
-        status: migration.status,
-        action: 'redrive',
-        allowed: [],
-      });
+    const reverse = reverseMappingOf(spec);
+    if (!reverse) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs a reverse mapping (spec.reverseMapping)', { field: 'reverseMapping' });
+    // Target key column i ← the source key column it maps straight from.
+    const sourceColumnOf = spec.target.key.map((t) => spec.source.key.indexOf(spec.mapping[t]?.trim() ?? ''));
+    if (sourceColumnOf.some((i) => i < 0) || spec.target.key.length !== spec.source.key.length) {
+      throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the target key mapped straight from the source key', { field: 'mapping' });
     }
+    this.#assertKeyWidth(spec, keys);
+    const reversed: MigrationSpec = { ...spec, source: spec.target, target: spec.source, mapping: reverse };
+    return this.#copyKeys(reversed, keys.map((k) => sourceColumnOf.map((i) => k[i] as string)));
+  }
+
+  #assertRedrivable(migration: Migration, phases: readonly string[], action: string): void {
+    if (phases.includes(migration.phase) && !['aborted', 'completed'].includes(migration.status)) return;
+    throw new TidewayError('INVALID_TRANSITION', `${action} needs a migration in ${phases.join(', ')}, not ${migration.phase}/${migration.status}`, {
+      phase: migration.phase,
+      status: migration.status,
+      action,
+      allowed: [],
+    });
+  }
+
+  #assertKeyWidth(spec: MigrationSpec, keys: readonly KeyValue[]): void {
     const width = spec.source.key.length;
     const bad = keys.findIndex((k) => k.length !== width);
     if (bad >= 0) throw new TidewayError('INVALID_SPEC', `key ${bad} has ${keys[bad]?.length} values; the source key has ${width}`, { field: `keys[${bad}]` });
+  }
+
+  /** Upserts the mapped source rows of `keys` into the target and deletes target rows whose source row is gone. */
+  async #copyKeys(spec: MigrationSpec, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
+    this.#assertKeyWidth(spec, keys);
     if (keys.length === 0) return { upserted: 0, deleted: 0 };
     const table = await this.deps.catalog.describe(spec.source);
     if (!table) throw new TidewayError('INVALID_SPEC', `source table ${spec.source.schema}.${spec.source.table} is gone`, { field: 'source.table' });

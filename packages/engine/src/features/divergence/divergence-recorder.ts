@@ -2,7 +2,7 @@ import { LATENCY_BUCKETS_MS, latencyBucket, redact, type DualWriteReport, type S
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { BackfillService } from '../backfill/backfill-service.js';
-import type { Migration } from '../migrations/migration.js';
+import { toMigration, type Migration } from '../migrations/migration.js';
 
 const HIST = LATENCY_BUCKETS_MS.length + 1;
 
@@ -43,7 +43,8 @@ function minuteOf(iso: string): string {
  * Stores shadow-read results and dual-write reports: per-minute buckets (counts and latency
  * histograms; a batch becomes one upsert per minute it spans) and a ledger with one entry per
  * diverging key (first/last seen, count, the union of differing paths, and the first sample's values
- * with `shadowRead.redact` paths masked). Failed new-side writes are re-driven at once.
+ * with `shadowRead.redact` paths masked). Failed best-effort writes are re-driven at once, and
+ * retried on every evaluation round until they succeed.
  */
 export class DivergenceRecorder {
   constructor(
@@ -101,8 +102,11 @@ export class DivergenceRecorder {
   }
 
   /**
-   * Records a dual-write report and re-drives every failed key (re-copies it from the old store).
-   * @returns counts; `redriven` is 0 when re-drive is not possible now (the failures stay in the ledger).
+   * Records a dual-write report and re-drives every failed key: new-side failures are re-copied
+   * from old to new, old-side failures (after write cutover) from new to old.
+   * @returns counts; `redriven` counts the keys re-copied now. Keys that could not be re-driven (a
+   *   datasource down, a constraint failing) stay pending in the ledger and are retried by
+   *   {@link redrivePending} on every evaluation round.
    */
   async recordDualWrites(migration: Migration, report: DualWriteReport): Promise<{ failures: number; redriven: number }> {
     const minute = minuteOf(new Date().toISOString());
@@ -112,12 +116,13 @@ export class DivergenceRecorder {
     const ledger = new Map<string, LedgerEntry>();
     for (const f of report.failures) {
       const key = JSON.stringify(f.key);
-      const entry = ledger.get(key);
+      const kind: DivergenceKind = f.side === 'old' ? 'old_write_failure' : 'dual_write_failure';
+      const entry = ledger.get(`${kind}:${key}`);
       if (entry) {
         entry.count++;
         entry.last = f.at > entry.last ? f.at : entry.last;
       } else {
-        ledger.set(key, { key, kind: 'dual_write_failure', first: f.at, last: f.at, count: 1, paths: new Set(), oldValue: null, newValue: null, error: f.error });
+        ledger.set(`${kind}:${key}`, { key, kind, first: f.at, last: f.at, count: 1, paths: new Set(), oldValue: null, newValue: null, error: f.error });
       }
     }
     await this.db.transaction().execute(async (trx) => {
@@ -125,20 +130,76 @@ export class DivergenceRecorder {
       await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
     });
     if (report.failures.length === 0) return { failures: 0, redriven: 0 };
-    const keys = [...ledger.values()].map((e) => JSON.parse(e.key) as string[]);
-    try {
-      await this.backfill.redrive(migration, keys);
-    } catch {
-      return { failures: report.failures.length, redriven: 0 };
+    return { failures: report.failures.length, redriven: await this.redrivePending(migration) };
+  }
+
+  /**
+   * Re-drives the pending write failures of one migration (ledger entries not re-driven since their
+   * last failure), up to 1,000 per kind, and marks those re-driven. A kind whose re-drive fails
+   * (datasource down, constraint, phase) stays pending for the next call.
+   * @returns how many keys were re-driven.
+   */
+  async redrivePending(migration: Migration): Promise<number> {
+    let redriven = 0;
+    for (const kind of ['dual_write_failure', 'old_write_failure'] as const) {
+      const pending = await this.db
+        .selectFrom('divergences')
+        .select(['key', 'last_seen'])
+        .where('migration_id', '=', migration.id)
+        .where('kind', '=', kind)
+        .where('redriven_at', 'is', null)
+        .orderBy('last_seen')
+        .limit(1000)
+        .execute();
+      if (pending.length === 0) continue;
+      const keys = pending.map((p) => JSON.parse(p.key) as string[]);
+      try {
+        if (kind === 'old_write_failure') await this.backfill.redriveReverse(migration, keys);
+        else await this.backfill.redrive(migration, keys);
+      } catch {
+        continue;
+      }
+      // Only entries whose last failure the re-drive covered: a failure reported meanwhile stays pending.
+      const seen = new Date(Math.max(...pending.map((p) => new Date(p.last_seen).getTime())));
+      await this.db
+        .updateTable('divergences')
+        .set({ redriven_at: sql`now()` })
+        .where('migration_id', '=', migration.id)
+        .where('kind', '=', kind)
+        .where('key', 'in', pending.map((p) => p.key))
+        .where('redriven_at', 'is', null)
+        .where('last_seen', '<=', seen)
+        .execute();
+      redriven += keys.length;
     }
-    await this.db
-      .updateTable('divergences')
-      .set({ redriven_at: sql`now()` })
-      .where('migration_id', '=', migration.id)
-      .where('kind', '=', 'dual_write_failure')
-      .where('key', 'in', [...ledger.keys()])
+    return redriven;
+  }
+
+  /**
+   * {@link redrivePending} for every migration with pending write failures that can be re-driven
+   * (dual_write through cleanup, not aborted or completed). Called on every evaluation round.
+   * @returns how many keys were re-driven.
+   */
+  async redriveAllPending(): Promise<number> {
+    const rows = await this.db
+      .selectFrom('migrations as m')
+      .selectAll('m')
+      .where('m.phase', 'in', ['dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'])
+      .where('m.status', 'not in', ['aborted', 'completed'])
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('divergences as d')
+            .select('d.key')
+            .whereRef('d.migration_id', '=', 'm.id')
+            .where('d.kind', 'in', ['dual_write_failure', 'old_write_failure'])
+            .where('d.redriven_at', 'is', null),
+        ),
+      )
       .execute();
-    return { failures: report.failures.length, redriven: keys.length };
+    let redriven = 0;
+    for (const row of rows) redriven += await this.redrivePending(toMigration(row));
+    return redriven;
   }
 
   async #upsertBuckets(trx: Kysely<Database>, migrationId: string, buckets: Map<string, Bucket>): Promise<void> {
@@ -200,7 +261,7 @@ export class DivergenceRecorder {
           first_seen: sql`least(divergences.first_seen, excluded.first_seen)`,
           last_seen: sql`greatest(divergences.last_seen, excluded.last_seen)`,
           diff_paths: sql`ARRAY(SELECT DISTINCT p FROM unnest(divergences.diff_paths || excluded.diff_paths) AS p ORDER BY p)`,
-          redriven_at: sql`CASE WHEN excluded.kind = 'dual_write_failure' THEN NULL ELSE divergences.redriven_at END`,
+          redriven_at: sql`CASE WHEN excluded.kind IN ('dual_write_failure', 'old_write_failure') THEN NULL ELSE divergences.redriven_at END`,
         }),
       )
       .execute();
