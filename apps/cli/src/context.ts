@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { SLUG_PATTERN } from '@tideway/core';
 import { ApiClient } from './api-client.js';
+import { ApiError } from './api-error.js';
 import type { ExitCode } from './exit-codes.js';
 import { json as toJson } from './format.js';
 import type { Io } from './io.js';
@@ -27,6 +29,13 @@ export interface CommandContext {
   print(value: unknown, render: () => string): void;
   /** Sets the exit code of this run (for outcomes that are not errors, like differences found). */
   setExitCode(code: ExitCode): void;
+  /**
+   * The id of the migration `ref` names: `ref` itself when it is a UUID, else the id of the migration
+   * with that name (`GET /v1/migrations?name=`).
+   * @throws UsageError when `ref` is neither a UUID nor a name (slug); ApiError `MIGRATION_NOT_FOUND`
+   *   when no migration has that name.
+   */
+  migrationId(ref: string): Promise<string>;
 }
 
 interface GlobalOptions {
@@ -99,8 +108,20 @@ export function contextOf(command: Command, cli: CliRuntime): CommandContext {
     setExitCode: (code) => {
       cli.exitCode = code;
     },
+    migrationId: async (ref) => {
+      if (UUID.test(ref)) return ref;
+      if (!SLUG.test(ref)) throw new UsageError(`"${ref}" is neither a migration id (UUID) nor a migration name (lower-case slug)`);
+      const page = await client.get<{ items: { id: string }[] }>('/v1/migrations', { name: ref, limit: 1 });
+      const found = page.items[0];
+      if (!found) throw new ApiError(404, 'MIGRATION_NOT_FOUND', `no migration named "${ref}"`, { name: ref });
+      return found.id;
+    },
   };
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Migration names, as the spec schema allows them (`SLUG_PATTERN` of @tideway/core). */
+const SLUG = new RegExp(SLUG_PATTERN);
 
 /**
  * Reads a JSON document from a file, or from stdin when `path` is `-`.
@@ -119,6 +140,9 @@ export async function readJsonInput(path: string, io: Io): Promise<unknown> {
     throw new UsageError(`${path === '-' ? 'stdin' : path} is not valid JSON: ${(error as Error).message}`);
   }
 }
+
+/** How every `<migration>` argument is described in help: {@link CommandContext.migrationId} resolves it. */
+export const REF = '<migration> is its id or its name';
 
 /** `encodeURIComponent` for path segments. */
 export const seg = (value: string): string => encodeURIComponent(value);

@@ -72,6 +72,26 @@ describe('tideway migrations create / list / get', () => {
     expect(parseJson(getJson)).toMatchObject({ id: idA, name: 'orders-a', spec: { name: 'orders-a', syncMode: 'trigger' } });
     expect(empty).toEqual({ code: 0, stdout: 'no migrations\n', stderr: '' });
   });
+
+  it('takes a migration name wherever it takes an id', async () => {
+    const id = (await cp.api<{ id: string }>('POST', '/v1/migrations', ordersSpec('orders-by-name'))).body.id;
+    const [get, started, events, unknown, notAName] = await Promise.all([
+      run(['migrations', 'get', 'orders-by-name', '--json']),
+      run(['migrations', 'start', 'orders-by-name', '--reason', 'by name']),
+      run(['migrations', 'events', 'orders-by-name', '--json']),
+      run(['migrations', 'get', 'no-such-migration']),
+      run(['migrations', 'get', 'Not A Name']),
+    ]);
+    expect(parseJson(get)).toMatchObject({ id, name: 'orders-by-name' });
+    expect(started.code, started.stderr).toBe(0);
+    expect((await cp.api<{ phase: string }>('GET', `/v1/migrations/${id}`)).body.phase).toBe('prepare');
+    expect(parseJson(events).items.map((e: { action: string }) => e.action)).toContain('create');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toBe('');
+    expect(unknown.stderr).toMatch(/^error MIGRATION_NOT_FOUND: no migration named "no-such-migration"\n/);
+    expect(notAName.code).toBe(2);
+    expect(notAName.stderr).toContain('"Not A Name" is neither a migration id (UUID) nor a migration name (lower-case slug)');
+  });
 });
 
 describe('tideway migrations <action> / patch / events / chunks', () => {
@@ -229,7 +249,7 @@ describe('error exits', () => {
     expect(unknownCommand.code).toBe(2);
     expect(unknownCommand.stderr).toContain("error: unknown command 'frobnicate'");
     expect(missingArg.code).toBe(2);
-    expect(missingArg.stderr).toContain("error: missing required argument 'id'");
+    expect(missingArg.stderr).toContain("error: missing required argument 'migration'");
     expect(badChoice.code).toBe(2);
     expect(badChoice.stderr).toContain("argument 'nowhere' is invalid. Allowed choices are draft, prepare");
     expect(badInt.code).toBe(2);
@@ -271,7 +291,8 @@ describe('error exits', () => {
       }),
     ]);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain('Usage: tideway migrations start [options] <id>');
+    expect(help.stdout).toContain('Usage: tideway migrations start [options] <migration>');
+    expect(help.stdout).toContain('<migration> is its id or its name');
     expect(help.stdout).toContain('--expected-version <n>');
     expect(help.stdout).toContain('--json');
     expect(version).toEqual({ code: 0, stdout: '0.1.0\n', stderr: '' });

@@ -62,6 +62,16 @@ describe('GET /v1/migrations', () => {
     expect(await names('?phase=done')).toEqual({ names: [], nextCursor: null });
   });
 
+  it('finds one migration by name, with the other filters too; a name that is not a slug is a 400', async () => {
+    expect(await names('?name=m3')).toEqual({ names: ['m3'], nextCursor: null });
+    expect((await names('?name=m3&status=paused')).names).toEqual(['m3']);
+    expect((await names('?name=m3&status=active')).names).toEqual([]);
+    expect(await names('?name=nope')).toEqual({ names: [], nextCursor: null });
+    const bad = await call(h.app, { method: 'GET', url: '/v1/migrations?name=Not%20A%20Slug' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe('VALIDATION_FAILED');
+  });
+
   it('pages with limit and cursor without duplicates or gaps', async () => {
     expect(await allPages('?limit=3')).toEqual([
       ['m6', 'm5', 'm4'],

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { DIVERGENCE_KINDS, type Divergences, type DivergenceWindow } from '../api-types.js';
-import { contextOf, positiveInt, seg, subcommand, type CliRuntime } from '../context.js';
+import { contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
 import { count, orDash, percent, table } from '../format.js';
 
 function windowLine(label: string, w: DivergenceWindow): string {
@@ -24,14 +24,15 @@ function render(d: Divergences): string {
   return out;
 }
 
-/** `tideway divergences <id>`: the divergence rate and the ledger of diverging keys. */
+/** `tideway divergences <migration>`: the divergence rate and the ledger of diverging keys. */
 export function registerDivergenceCommand(program: Command, cli: CliRuntime): void {
-  subcommand(program, 'divergences <id>', 'divergence rate (Wilson upper bound) and the diverging keys')
+  subcommand(program, 'divergences <migration>', `divergence rate (Wilson upper bound) and the diverging keys; ${REF}`)
     .addOption(new Option('--kind <kind>', 'only this kind').choices(DIVERGENCE_KINDS))
     .addOption(new Option('--limit <n>', 'keys to list (1–1000)').argParser(positiveInt))
     .option('--cursor <cursor>', 'continue the key list after this cursor')
-    .action(async (id: string, opts: { kind?: string; limit?: number; cursor?: string }, command: Command) => {
+    .action(async (ref: string, opts: { kind?: string; limit?: number; cursor?: string }, command: Command) => {
       const ctx = contextOf(command, cli);
+      const id = await ctx.migrationId(ref);
       const d = await ctx.client.get<Divergences>(`/v1/migrations/${seg(id)}/divergences`, { kind: opts.kind, limit: opts.limit, cursor: opts.cursor });
       ctx.print(d, () => render(d));
     });

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { Chunk, MigrationEvent, MigrationResource, Page } from '../api-types.js';
 import { CHUNK_STATUSES } from '../api-types.js';
-import { collectPages, contextOf, type CliRuntime, positiveInt, readJsonInput, seg, subcommand } from '../context.js';
+import { collectPages, contextOf, type CliRuntime, positiveInt, readJsonInput, REF, seg, subcommand } from '../context.js';
 import { OPERATOR_ACTIONS, PHASES, STATUSES } from '../domain.js';
 import { count, key, orDash, table } from '../format.js';
 import { renderMigration, renderOutcome } from './render-migration.js';
@@ -48,9 +48,9 @@ export function registerMigrationCommands(program: Command, cli: CliRuntime): vo
     );
   });
 
-  subcommand(migrations, 'get <id>', 'a migration with its gates and progress').action(async (id: string, _opts: object, command: Command) => {
+  subcommand(migrations, 'get <migration>', `a migration with its gates and progress; ${REF}`).action(async (ref: string, _opts: object, command: Command) => {
     const ctx = contextOf(command, cli);
-    const m = await ctx.client.get<MigrationResource>(path(id));
+    const m = await ctx.client.get<MigrationResource>(path(await ctx.migrationId(ref)));
     ctx.print(m, () => renderMigration(m));
   });
 
@@ -64,33 +64,36 @@ export function registerMigrationCommands(program: Command, cli: CliRuntime): vo
     });
 
   for (const action of OPERATOR_ACTIONS) {
-    subcommand(migrations, `${action} <id>`, `${action} the migration`)
+    subcommand(migrations, `${action} <migration>`, `${action} the migration; ${REF}`)
       .addOption(new Option('--expected-version <n>', 'fail with VERSION_CONFLICT unless the migration is at this version').argParser(positiveInt))
       .option('--reason <text>', 'why; recorded in the audit log')
       .option('--idempotency-key <key>', 'send Idempotency-Key: a retry with the same key acts only once')
-      .action(async (id: string, opts: { expectedVersion?: number; reason?: string; idempotencyKey?: string }, command: Command) => {
+      .action(async (ref: string, opts: { expectedVersion?: number; reason?: string; idempotencyKey?: string }, command: Command) => {
         const ctx = contextOf(command, cli);
+        const id = await ctx.migrationId(ref);
         const body = { ...(opts.expectedVersion === undefined ? {} : { expectedVersion: opts.expectedVersion }), ...(opts.reason === undefined ? {} : { reason: opts.reason }) };
         const m = await ctx.client.post<MigrationResource>(path(id, `/${action}`), body, opts.idempotencyKey === undefined ? undefined : { 'idempotency-key': opts.idempotencyKey });
         ctx.print(m, () => renderOutcome(action, m));
       });
   }
 
-  subcommand(migrations, 'patch <id>', 'change tunable parts of the spec (batch size, rate, thresholds, ramp…)')
+  subcommand(migrations, 'patch <migration>', `change tunable parts of the spec (batch size, rate, thresholds, ramp…); ${REF}`)
     .requiredOption('-f, --file <path>', 'the partial spec as JSON; "-" reads stdin')
     .addOption(new Option('--expected-version <n>', 'fail with VERSION_CONFLICT unless the migration is at this version').argParser(positiveInt))
     .option('--reason <text>', 'why; recorded in the audit log')
-    .action(async (id: string, opts: { file: string; expectedVersion?: number; reason?: string }, command: Command) => {
+    .action(async (ref: string, opts: { file: string; expectedVersion?: number; reason?: string }, command: Command) => {
       const ctx = contextOf(command, cli);
       const spec = await readJsonInput(opts.file, ctx.io);
+      const id = await ctx.migrationId(ref);
       const body = { spec, ...(opts.expectedVersion === undefined ? {} : { expectedVersion: opts.expectedVersion }), ...(opts.reason === undefined ? {} : { reason: opts.reason }) };
       const m = await ctx.client.patch<MigrationResource>(path(id), body);
       ctx.print(m, () => renderOutcome('patched', m));
     });
 
-  pageOptions(subcommand(migrations, 'events <id>', 'the audit log of a migration, oldest first'), 1000).action(
-    async (id: string, opts: PageOptions, command: Command) => {
+  pageOptions(subcommand(migrations, 'events <migration>', `the audit log of a migration, oldest first; ${REF}`), 1000).action(
+    async (ref: string, opts: PageOptions, command: Command) => {
       const ctx = contextOf(command, cli);
+      const id = await ctx.migrationId(ref);
       const page = await collectPages((cursor) => ctx.client.get<Page<MigrationEvent>>(path(id, '/events'), { limit: opts.limit, cursor }), opts.all === true, opts.cursor);
       const state = (phase: string | null, status: string | null) => (phase === null ? '-' : `${phase}/${orDash(status)}`);
       ctx.print(page, () =>
@@ -105,10 +108,11 @@ export function registerMigrationCommands(program: Command, cli: CliRuntime): vo
   );
 
   pageOptions(
-    subcommand(migrations, 'chunks <id>', 'backfill chunks in key order').addOption(new Option('--status <status>', 'only chunks with this status').choices(CHUNK_STATUSES)),
+    subcommand(migrations, 'chunks <migration>', `backfill chunks in key order; ${REF}`).addOption(new Option('--status <status>', 'only chunks with this status').choices(CHUNK_STATUSES)),
     1000,
-  ).action(async (id: string, opts: PageOptions & { status?: string }, command: Command) => {
+  ).action(async (ref: string, opts: PageOptions & { status?: string }, command: Command) => {
     const ctx = contextOf(command, cli);
+    const id = await ctx.migrationId(ref);
     const page = await collectPages(
       (cursor) => ctx.client.get<Page<Chunk>>(path(id, '/chunks'), { status: opts.status, limit: opts.limit, cursor }),
       opts.all === true,

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
 import type { Verification } from '../api-types.js';
-import { contextOf, positiveInt, seg, subcommand, type CliRuntime } from '../context.js';
+import { contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { count, key, table } from '../format.js';
 
@@ -22,18 +22,19 @@ function renderVerification(v: Verification): string {
   return out;
 }
 
-/** `tideway verify <id>`: compare target with mapping(source) by checksummed key ranges; exit 3 on differences. */
+/** `tideway verify <migration>`: compare target with mapping(source) by checksummed key ranges; exit 3 on differences. */
 export function registerVerifyCommand(program: Command, cli: CliRuntime): void {
-  subcommand(program, 'verify <id>', 'start a verification; with --wait, exit 3 when it finds differences')
+  subcommand(program, 'verify <migration>', `start a verification; with --wait, exit 3 when it finds differences; ${REF}`)
     .option('--wait', 'wait for the verification to finish and print its result')
     .option('--repair', 'after --wait (implied), re-copy the keys found different and print the re-check')
     .addOption(new Option('--interval-ms <ms>', 'time between polls while waiting, milliseconds').argParser(positiveInt).default(1000))
-    .action(async (id: string, opts: { wait?: boolean; repair?: boolean; intervalMs: number }, command: Command) => {
+    .action(async (ref: string, opts: { wait?: boolean; repair?: boolean; intervalMs: number }, command: Command) => {
       const ctx = contextOf(command, cli);
+      const id = await ctx.migrationId(ref);
       const base = `/v1/migrations/${seg(id)}/verifications`;
       let v = await ctx.client.post<Verification>(base);
       if (!opts.wait && !opts.repair) {
-        ctx.print(v, () => `${renderVerification(v)}wait for it: tideway verify ${id} --wait (or GET ${base}/${v.id})\n`);
+        ctx.print(v, () => `${renderVerification(v)}wait for it: tideway verify ${ref} --wait (or GET ${base}/${v.id})\n`);
         return;
       }
       if (!ctx.json) ctx.io.err(`verification ${v.id} started: ${count(v.rangesTotal)} ranges\n`);

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MultiBar, SingleBar } from 'cli-progress';
 import { Option, type Command } from 'commander';
 import type { Divergences, MigrationResource } from '../api-types.js';
-import { contextOf, positiveInt, seg, subcommand, type CliRuntime } from '../context.js';
+import { contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
 import { TERMINAL_STATUSES } from '../domain.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { count, duration, percent } from '../format.js';
@@ -125,13 +125,14 @@ class BarsView implements View {
   }
 }
 
-/** `tideway watch <id>`: live progress until the migration is completed or aborted. */
+/** `tideway watch <migration>`: live progress until the migration is completed or aborted. */
 export function registerWatchCommand(program: Command, cli: CliRuntime): void {
-  subcommand(program, 'watch <id>', 'live progress until the migration is completed or aborted')
+  subcommand(program, 'watch <migration>', `live progress until the migration is completed or aborted; ${REF}`)
     .addOption(new Option('--interval-ms <ms>', 'time between readings, milliseconds').argParser(positiveInt).default(1000))
     .option('--once', 'render one reading and exit')
-    .action(async (id: string, opts: { intervalMs: number; once?: boolean }, command: Command) => {
+    .action(async (ref: string, opts: { intervalMs: number; once?: boolean }, command: Command) => {
       const ctx = contextOf(command, cli);
+      const id = await ctx.migrationId(ref);
       const view: View = ctx.json ? new JsonLinesView(ctx.io) : ctx.io.isTTY ? await BarsView.create(ctx.io) : new LineView(ctx.io);
       const interrupted = new AbortController();
       const onSignal = () => interrupted.abort();

@@ -1,4 +1,4 @@
-import { MigrationSpecInputSchema, MigrationSpecPatchSchema, OPERATOR_ACTIONS } from '@tideway/core';
+import { MigrationSpecInputSchema, MigrationSpecPatchSchema, OPERATOR_ACTIONS, SlugSchema } from '@tideway/core';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
@@ -41,12 +41,13 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/v1/migrations',
     {
       schema: {
-        summary: 'List migrations, newest first (keyset pagination)',
+        summary: 'List migrations, newest first (keyset pagination); `name` finds one by its name',
         tags: ['migrations'],
         querystring: Type.Object(
           {
             phase: Type.Optional(PhaseSchema),
             status: Type.Optional(StatusSchema),
+            name: Type.Optional(SlugSchema),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
             cursor: Type.Optional(CursorSchema),
           },

@@ -14,6 +14,8 @@ export interface Page<T> {
 export interface MigrationListQuery {
   readonly phase?: Phase;
   readonly status?: Status;
+  /** Only the migration with this name (names are unique, so at most one). */
+  readonly name?: string;
   /** 1–500. @defaultValue 50 */
   readonly limit?: number;
   /** An opaque `nextCursor` from the previous page. */
@@ -50,6 +52,7 @@ export class MigrationReadModel {
     let q = this.db.selectFrom('migrations').selectAll().orderBy('seq', 'desc').limit(limit + 1);
     if (query.phase) q = q.where('phase', '=', query.phase);
     if (query.status) q = q.where('status', '=', query.status);
+    if (query.name !== undefined) q = q.where('name', '=', query.name);
     if (query.cursor !== undefined) q = q.where('seq', '<', decodeCursor(query.cursor));
     const rows = await q.execute();
     const items = rows.slice(0, limit).map(toMigration);
