@@ -4,7 +4,7 @@ import { registerCleanupCommand } from './commands/cleanups.js';
 import { registerDivergenceCommand } from './commands/divergences.js';
 import { registerMigrationCommands } from './commands/migrations.js';
 import { registerTokenCommands } from './commands/tokens.js';
-import { registerVerifyCommand } from './commands/verify.js';
+import { registerVerificationsCommand, registerVerifyCommand } from './commands/verify.js';
 import { registerWatchCommand } from './commands/watch.js';
 import { addGlobalOptions, type CliRuntime } from './context.js';
 import { EXIT_CODES, type ExitCode } from './exit-codes.js';
@@ -26,6 +26,7 @@ export function buildProgram(cli: CliRuntime): Command {
   registerMigrationCommands(program, cli);
   registerWatchCommand(program, cli);
   registerVerifyCommand(program, cli);
+  registerVerificationsCommand(program, cli);
   registerDivergenceCommand(program, cli);
   registerCleanupCommand(program, cli);
   registerTokenCommands(program, cli);

@@ -161,5 +161,24 @@ describe('tideway verify', () => {
     expect(started.stdout).toContain(`wait for it: tideway verify ${backfilled} --wait`);
     expect(draft.code).toBe(1);
     expect(draft.stderr).toMatch(/^error INVALID_TRANSITION: verification needs a migration from backfill on, not draft\/active\nallowed actions: none\n/);
+
+    // Four verifications so far (clean, dirty, repaired dirty, the last one started): newest first.
+    const [list, paged, json] = await Promise.all([
+      run(['verifications', backfilled]),
+      run(['verifications', backfilled, '--limit', '1']),
+      run(['verifications', backfilled, '--limit', '3', '--all', '--json']),
+    ]);
+    expect(list.code, list.stderr).toBe(0);
+    const lines = list.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+RANGES\s+ROWS\s+MISSING\s+EXTRA\s+DIFFERENT\s+REPAIRED\s+STARTED$/);
+    expect(lines).toHaveLength(5);
+    // Newest first: the one just started, the repaired one, the dirty one, the clean one.
+    expect(lines[2]).toMatch(/^[0-9a-f-]{36}\s+passed\s+(\d+)\/\1\s+3,00\d\s+0\s+0\s+0\s+3\s+\d{4}-/);
+    expect(lines[3]).toMatch(/^[0-9a-f-]{36}\s+failed\s+(\d+)\/\1\s+3,00\d\s+1\s+1\s+1\s+0\s+\d{4}-/);
+    expect(lines[4]).toMatch(/^[0-9a-f-]{36}\s+passed\s+1\/1\s+3,000\s+0\s+0\s+0\s+0\s+\d{4}-/);
+    expect(paged.stdout).toMatch(/^more: --cursor [A-Za-z0-9_-]+ \(or --all\)$/m);
+    const all = parseJson(json) as { items: { id: string; startedAt: string }[]; nextCursor: null };
+    expect(all.nextCursor).toBeNull();
+    expect(all.items.map((v) => v.id)).toEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]));
   });
 });

@@ -83,5 +83,18 @@ describe('verification (checksummed key ranges, split down to keys)', () => {
     expect(second['rowsCompared']).toBe(ROWS);
     const gates = (await api('GET', `/v1/migrations/${id}`)).body['gates'] as { name: string; passed: boolean }[];
     expect(gates.find((g) => g.name === 'verification-passed')?.passed).toBe(true);
+
+    // The list: newest first, one per page with limit=1, the same resources as GET by id.
+    const all = await api('GET', `/v1/migrations/${id}/verifications`);
+    expect(all.status).toBe(200);
+    expect((all.body['items'] as { id: string }[]).map((v) => v.id)).toEqual([second['id'], first['id']]);
+    expect(all.body['nextCursor']).toBeNull();
+    const page1 = await api('GET', `/v1/migrations/${id}/verifications?limit=1`);
+    expect(page1.body['items']).toEqual([second]);
+    const page2 = await api('GET', `/v1/migrations/${id}/verifications?limit=1&cursor=${page1.body['nextCursor'] as string}`);
+    expect((page2.body['items'] as { id: string; status: string }[]).map((v) => [v.id, v.status])).toEqual([[first['id'], 'passed']]);
+    expect(page2.body['nextCursor']).toBeNull();
+    const bad = await api('GET', `/v1/migrations/${id}/verifications?cursor=bm9wZQ`);
+    expect(bad.status).toBe(400);
   });
 });

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
-import type { Verification } from '../api-types.js';
-import { contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
+import type { Page, Verification } from '../api-types.js';
+import { collectPages, contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { count, key, table } from '../format.js';
 
@@ -50,5 +50,40 @@ export function registerVerifyCommand(program: Command, cli: CliRuntime): void {
       }
       ctx.print(v, () => renderVerification(v));
       if (v.status !== 'passed') ctx.setExitCode(EXIT_CODES.differences);
+    });
+}
+
+/** `tideway verifications <migration>`: the migration's verifications, newest first. */
+export function registerVerificationsCommand(program: Command, cli: CliRuntime): void {
+  subcommand(program, 'verifications <migration>', `a migration's verifications, newest first; ${REF}`)
+    .addOption(new Option('--limit <n>', 'items per page (1–100)').argParser(positiveInt))
+    .option('--cursor <cursor>', 'continue after this cursor (from a previous page)')
+    .option('--all', 'follow the cursors and print every page')
+    .action(async (ref: string, opts: { limit?: number; cursor?: string; all?: boolean }, command: Command) => {
+      const ctx = contextOf(command, cli);
+      const id = await ctx.migrationId(ref);
+      const page = await collectPages(
+        (cursor) => ctx.client.get<Page<Verification>>(`/v1/migrations/${seg(id)}/verifications`, { limit: opts.limit ?? (opts.all ? 100 : undefined), cursor }),
+        opts.all === true,
+        opts.cursor,
+      );
+      ctx.print(page, () =>
+        page.items.length === 0
+          ? 'no verifications\n'
+          : table(
+              ['ID', 'STATUS', 'RANGES', 'ROWS', 'MISSING', 'EXTRA', 'DIFFERENT', 'REPAIRED', 'STARTED'],
+              page.items.map((v) => [
+                v.id,
+                v.status,
+                `${count(v.rangesChecked)}/${count(v.rangesTotal)}`,
+                count(v.rowsCompared),
+                count(v.missingInTarget),
+                count(v.extraInTarget),
+                count(v.different),
+                count(v.repaired),
+                v.startedAt,
+              ]),
+            ) + (page.nextCursor ? `more: --cursor ${page.nextCursor} (or --all)\n` : ''),
+      );
     });
 }

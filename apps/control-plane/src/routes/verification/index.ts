@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TidewayError } from '@tideway/core';
 import { Type } from 'typebox';
-import { IdParamsSchema, errorResponses } from '../schemas.js';
+import { CursorSchema, IdParamsSchema, errorResponses } from '../schemas.js';
 
 const VerificationSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -45,6 +45,26 @@ export const verificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { migration } = await migrations.describeLite(request.params.id);
       return reply.code(202).send(await verification.start(migration, request.principal?.name ?? 'anonymous'));
+    },
+  );
+
+  app.get(
+    '/v1/migrations/:id/verifications',
+    {
+      schema: {
+        summary: "A migration's verifications, newest first (keyset pagination)",
+        tags: ['verification'],
+        params: IdParamsSchema,
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })), cursor: Type.Optional(CursorSchema) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(VerificationSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { migration } = await migrations.describeLite(request.params.id);
+      return verification.list(migration.id, request.query);
     },
   );
 

@@ -10,6 +10,7 @@ import type { WorkQueue } from '../backfill/work-queue.js';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
+import { InvalidCursorError } from '../migrations/migration-read-model.js';
 import { keyAtSql, sourceFingerprintSql, sourceRowsSql, targetFingerprintSql, targetRowsSql, type VerifyShape } from './verification-sql.js';
 
 /** Rows per initial range. */
@@ -369,6 +370,35 @@ export class VerificationService {
     };
   }
 
+  /**
+   * A migration's verifications, newest first, keyset-paginated on (started_at, id).
+   * @param query.limit - 1–100. @defaultValue 20
+   * @param query.cursor - an opaque `nextCursor` of the previous page.
+   * @throws InvalidCursorError for a cursor not issued here.
+   */
+  async list(migrationId: string, query: { limit?: number; cursor?: string } = {}): Promise<{ items: VerificationView[]; nextCursor: string | null }> {
+    const limit = query.limit ?? 20;
+    let q = this.deps.db
+      .selectFrom('verifications')
+      // started_at as text keeps its microseconds (a JS Date would cut them and skip rows).
+      .select(['id', sql<string>`started_at::text`.as('at')])
+      .where('migration_id', '=', migrationId)
+      .orderBy('started_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit + 1);
+    if (query.cursor !== undefined) {
+      const [at, id] = decodeListCursor(query.cursor);
+      q = q.where(sql<boolean>`(started_at, id) < (${at}::timestamptz, ${id}::uuid)`);
+    }
+    const rows = await q.execute();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      items: await Promise.all(page.map((r) => this.view(r.id))),
+      nextCursor: rows.length > limit && last ? Buffer.from(`v1:${last.at}|${last.id}`).toString('base64url') : null,
+    };
+  }
+
   /** The newest verification of a migration, or `undefined`. */
   async latest(migrationId: string): Promise<VerificationRow | undefined> {
     return this.deps.db.selectFrom('verifications').selectAll().where('migration_id', '=', migrationId).orderBy('started_at', 'desc').limit(1).executeTakeFirst();
@@ -407,4 +437,13 @@ function eq(q: { sql: string; params: string[] }, key: KeyShape, value: KeyValue
   const start = q.params.length;
   const cond = key.columns.map((c, i) => `"${c.replace(/"/g, '""')}" = $${start + i + 1}::text::${key.types[i]}`).join(' AND ');
   return { sql: `${q.sql} AND ${cond}`, params: [...q.params, ...value] };
+}
+
+/** `[started_at as PostgreSQL text, id]` of a list cursor. @throws InvalidCursorError */
+function decodeListCursor(cursor: string): [string, string] {
+  const m = /^v1:(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?[+-]\d{2}(?::\d{2})?)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(
+    Buffer.from(cursor, 'base64url').toString(),
+  );
+  if (!m?.[1] || !m[2]) throw new InvalidCursorError(`cursor "${cursor}" is not valid`);
+  return [m[1], m[2]];
 }
