@@ -144,7 +144,7 @@ export class DivergenceRecorder {
     for (const kind of ['dual_write_failure', 'old_write_failure'] as const) {
       const pending = await this.db
         .selectFrom('divergences')
-        .select(['key', 'last_seen'])
+        .select(['key', 'count'])
         .where('migration_id', '=', migration.id)
         .where('kind', '=', kind)
         .where('redriven_at', 'is', null)
@@ -159,17 +159,12 @@ export class DivergenceRecorder {
       } catch {
         continue;
       }
-      // Only entries whose last failure the re-drive covered: a failure reported meanwhile stays pending.
-      const seen = new Date(Math.max(...pending.map((p) => new Date(p.last_seen).getTime())));
-      await this.db
-        .updateTable('divergences')
-        .set({ redriven_at: sql`now()` })
-        .where('migration_id', '=', migration.id)
-        .where('kind', '=', kind)
-        .where('key', 'in', pending.map((p) => p.key))
-        .where('redriven_at', 'is', null)
-        .where('last_seen', '<=', seen)
-        .execute();
+      // Only entries with no failure reported since they were read (their count is unchanged): a
+      // key that failed again meanwhile stays pending. Counts, not the applications' clocks, decide.
+      await sql`
+        UPDATE divergences d SET redriven_at = now()
+        FROM unnest(${pending.map((p) => p.key)}::text[], ${pending.map((p) => p.count)}::int[]) AS v(key, count)
+        WHERE d.migration_id = ${migration.id} AND d.kind = ${kind} AND d.key = v.key AND d.count = v.count AND d.redriven_at IS NULL`.execute(this.db);
       redriven += keys.length;
     }
     return redriven;
