@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { PHASES, STATUSES } from '@tideway/core';
+import { unleashTestEnv } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
@@ -58,6 +59,7 @@ describe('health', () => {
         TIDEWAY_REDIS_URL: 'redis://127.0.0.1:1',
         TIDEWAY_DATASOURCES: JSON.stringify({ main: h.user.url }),
         TIDEWAY_LOG_LEVEL: 'silent',
+        ...unleashTestEnv(),
       }),
     );
     try {

@@ -5,6 +5,7 @@ import {
   createTestDatabase,
   TEST_REDIS_URL,
   uniqueRedisPrefix,
+  unleashTestEnv,
   waitFor,
   type OrchestratorTestDatabase,
   type TestDatabase,
@@ -47,6 +48,7 @@ export async function createBackfillFixture(label: string, options: { redisUrl?:
     TIDEWAY_DATASOURCES: JSON.stringify({ main: user.url }),
     TIDEWAY_RECONCILE_INTERVAL_MS: '250',
     TIDEWAY_LOG_LEVEL: 'warn',
+    ...unleashTestEnv(),
   };
   const workers: WorkerRuntime[] = [];
   return {

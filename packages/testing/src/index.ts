@@ -5,7 +5,7 @@ export {
   type TestDatabase,
   type OrchestratorTestDatabase,
 } from './test-database.js';
-export { uniqueRedisPrefix, TEST_REDIS_URL } from './redis-prefix.js';
+export { uniqueRedisPrefix, TEST_REDIS_URL, unleashTestEnv } from './test-env.js';
 export { waitFor } from './wait-for.js';
 export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
 export { startTsProcess, type TsProcess } from './child-process.js';

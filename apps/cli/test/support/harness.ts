@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildApp, loadConfig } from '@tideway/control-plane';
-import { createOrchestratorTestDatabase, createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase, ordersSpec } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, unleashTestEnv, type TestDatabase, ordersSpec } from '@tideway/testing';
 import { expect } from 'vitest';
 
 /** Secret of the bootstrap admin token of every harness control plane. */
@@ -41,6 +41,7 @@ export async function startControlPlane(label: string): Promise<ControlPlane> {
     TIDEWAY_REDIS_PREFIX: uniqueRedisPrefix(),
     TIDEWAY_DATASOURCES: JSON.stringify({ main: user.url }),
     TIDEWAY_LOG_LEVEL: 'silent',
+    ...unleashTestEnv(),
   };
   const app = await buildApp(loadConfig({ ...env, TIDEWAY_ADMIN_TOKEN: ADMIN_TOKEN }));
   await app.listen({ port: 0, host: '127.0.0.1' });

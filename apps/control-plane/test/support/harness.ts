@@ -1,5 +1,5 @@
 import { createPool } from '@tideway/db';
-import { createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, TEST_REDIS_URL, ordersSpec } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, TEST_REDIS_URL, ordersSpec, unleashTestEnv } from '@tideway/testing';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { buildApp, type BuildAppOptions } from '../../src/app.js';
@@ -59,6 +59,7 @@ export async function startHarness(label: string, options: BuildAppOptions = {})
       TIDEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
       TIDEWAY_DATASOURCES: JSON.stringify({ main: user.url }),
       TIDEWAY_LOG_LEVEL: 'silent',
+      ...unleashTestEnv(),
     });
     app = await buildApp(config, options);
     await app.ready();
