@@ -29,7 +29,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statS
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The unleash-server version Tideway runs (see /work/shared/STACK.md: runs on Node 20 with a warning). */
 export const UNLEASH_SERVER_VERSION = '8.2.0';
@@ -43,6 +43,7 @@ const files = {
   log: path.join(home, 'server.log'),
   pid: path.join(home, 'server.pid'),
   lock: path.join(home, '.lock'),
+  guard: path.join(root, 'infra', 'unleash-guard.cjs'),
 };
 const HOST = '127.0.0.1';
 
@@ -218,24 +219,54 @@ function ensureDatabase(databaseUrl, info) {
   info(`created database ${name}`);
 }
 
+// The environment of the server and of its migration step.
+function serverEnv(settings, extra = {}) {
+  return cleanEnv({
+    DATABASE_URL: settings.databaseUrl,
+    DATABASE_SSL: 'false',
+    HTTP_HOST: HOST,
+    HTTP_PORT: String(settings.port),
+    CHECK_VERSION: 'false',
+    SEND_TELEMETRY: 'false',
+    INIT_ADMIN_API_TOKENS: settings.adminToken,
+    INIT_BACKEND_API_TOKENS: settings.clientToken,
+    NODE_NO_WARNINGS: '1',
+    ...extra,
+  });
+}
+
+// Unleash's schema migration, in a process of its own (under its database lock, as the server would
+// take it). Why not let the server migrate: Unleash runs db-migrate at start, and db-migrate installs
+// process-wide unhandledRejection/uncaughtException handlers that call process.exit(1). Any stray
+// rejection then ends the server, e.g. a feature-lifecycle insert racing a flag deleted from the
+// archive (the flag tests do that; CI lost its Unleash twice to it). The server is then started with
+// DATABASE_DISABLE_MIGRATION=true and never loads db-migrate.
+function migrateServerDb(settings) {
+  const dist = path.dirname(files.serverJs);
+  const url = (rel) => JSON.stringify(pathToFileURL(path.join(dist, rel)).href);
+  const script = [
+    `const { createConfig } = await import(${url('lib/create-config.js')});`,
+    `const { migrateDb } = await import(${url('migrator.js')});`,
+    `const { withDbLock } = await import(${url('lib/util/db-lock.js')});`,
+    `const config = createConfig({});`,
+    `await withDbLock(config.db, { logger: config.getLogger('tideway-migrate') })(migrateDb)(config);`,
+    `process.exit(0);`,
+  ].join('\n');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: home, env: serverEnv(settings), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 });
+  if (r.status !== 0) throw new Error(`Unleash schema migration failed (exit ${r.status ?? r.signal}):\n${`${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}`.slice(-3000)}`);
+}
+
 function startServer(settings) {
+  migrateServerDb(settings);
   const log = openSync(files.log, 'w');
   try {
-    const child = spawn(process.execPath, [files.serverJs], {
+    // The guard logs signals, uncaught exceptions and the exit code to server.log; --trace-exit adds
+    // the stack of a process.exit() call, so a server that stops mid-run says why.
+    const child = spawn(process.execPath, ['--require', files.guard, '--trace-exit', files.serverJs], {
       cwd: home,
       detached: true,
       stdio: ['ignore', log, log],
-      env: cleanEnv({
-        DATABASE_URL: settings.databaseUrl,
-        DATABASE_SSL: 'false',
-        HTTP_HOST: HOST,
-        HTTP_PORT: String(settings.port),
-        CHECK_VERSION: 'false',
-        SEND_TELEMETRY: 'false',
-        INIT_ADMIN_API_TOKENS: settings.adminToken,
-        INIT_BACKEND_API_TOKENS: settings.clientToken,
-        NODE_NO_WARNINGS: '1',
-      }),
+      env: serverEnv(settings, { DATABASE_DISABLE_MIGRATION: 'true' }),
     });
     child.unref();
     writeFileSync(files.pid, `${child.pid}\n${settings.port}\n`);
