@@ -81,6 +81,57 @@ describe('ramp on real Unleash flags', () => {
     const ledger = await f.api('GET', `/v1/migrations/${id}/divergences?kind=old_write_failure`);
     expect(ledger.body['items']).toMatchObject([{ key: '["11"]', kind: 'old_write_failure', error: 'old store timeout' }]);
     expect((ledger.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
+
+    // Back to cutover (write cutover stays): old is still the best-effort side.
+    expect((await f.api('POST', `/v1/migrations/${id}/rollback`, {})).body['phase']).toBe('cutover');
+    const newOnly = async (key: number, totalCents: number) => {
+      await f.user.query(`alter table ${target} disable trigger user`);
+      await f.user.query(`update ${target} set total_cents = $2, note = 'only-new' where id = $1`, [key, totalCents]);
+      await f.user.query(`alter table ${target} enable trigger user`);
+    };
+    const rowOf = async (table: string, key: number) => (await f.user.query(`select * from ${table} where id = $1`, [key])).rows[0] as Record<string, string>;
+
+    // A key whose new-side write failed, then (after write cutover) its old-side write: the latest
+    // failure decides the direction. Copying old → new as well would overwrite new's newer value.
+    await newOnly(12, 1_200_000);
+    const t = Date.now();
+    const both = await f.api('POST', `/v1/migrations/${id}/dual-write-reports`, {
+      writes: 10_000,
+      failures: [
+        { key: ['12'], error: 'new store timeout', at: new Date(t).toISOString(), side: 'new' },
+        { key: ['12'], error: 'old store timeout', at: new Date(t + 1).toISOString(), side: 'old' },
+      ],
+    });
+    expect(both).toEqual({ status: 202, body: { failures: 2, redriven: 1 } });
+    expect(await rowOf(target, 12)).toMatchObject({ total_cents: '1200000', note: 'only-new' });
+    expect(await rowOf('src', 12)).toMatchObject({ total: '12000', note: 'only-new' });
+    const superseded = await f.api('GET', `/v1/migrations/${id}/divergences?kind=dual_write_failure`);
+    expect(superseded.body['items']).toMatchObject([{ key: '["12"]', error: 'new store timeout (superseded by a later old_write_failure)' }]);
+
+    // Rolling back makes old authoritative again: an old-side failure that cannot be copied back
+    // (old refuses the row for now) refuses the rollback, which changes nothing; once old takes the
+    // row, the rollback copies it and goes through.
+    await newOnly(13, 7_777_700);
+    await f.user.query(`alter table src add constraint not_77777 check (total <> 77777)`);
+    try {
+      const stuck = await f.api('POST', `/v1/migrations/${id}/dual-write-reports`, {
+        writes: 10_000,
+        failures: [{ key: ['13'], error: 'old store timeout', at: new Date().toISOString(), side: 'old' }],
+      });
+      expect(stuck).toEqual({ status: 202, body: { failures: 1, redriven: 0 } });
+      const refused = await f.api('POST', `/v1/migrations/${id}/rollback`, {});
+      expect(refused.status).toBe(503);
+      expect(refused.body['error']).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { keys: [{ key: '["13"]' }] } });
+      expect(((refused.body['error'] as { details: { keys: { error: string }[] } }).details.keys[0]?.error)).toMatch(/re-drive failed: .*not_77777/);
+      expect((await f.api('GET', `/v1/migrations/${id}`)).body['phase']).toBe('cutover');
+      expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(100);
+    } finally {
+      await f.user.query(`alter table src drop constraint not_77777`);
+    }
+    const rolled = await f.api('POST', `/v1/migrations/${id}/rollback`, {});
+    expect(rolled.status, JSON.stringify(rolled.body)).toBe(200);
+    expect(rolled.body['phase']).toBe('shadow_read');
+    expect(await rowOf('src', 13)).toMatchObject({ total: '77777', note: 'only-new' });
   });
 
   it('rolls back to 0 % within one evaluation interval when divergence crosses the threshold during a hold', async () => {

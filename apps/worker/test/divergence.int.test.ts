@@ -126,23 +126,33 @@ describe('divergence recorder', () => {
     const id = await migrationInShadowRead();
     await f.user.query(`alter table accounts disable trigger user`);
     await f.user.query(`update accounts set balance = 777777 where id = 9`);
+    await f.user.query(`update accounts set balance = 5 where id = 10`);
     await f.user.query(`alter table accounts enable trigger user`);
     const newRow = async () => (await f.user.query<{ balance_cents: string }>(`select balance_cents from accounts_v2 where id = 9`)).rows[0]?.balance_cents;
     // The new store refuses the row for now: a constraint an operator is about to fix.
     await f.user.query(`alter table accounts_v2 add constraint balance_cap check (balance_cents < 10000000)`);
     try {
-      const res = await api('POST', `/v1/migrations/${id}/dual-write-reports`, { writes: 1000, failures: [{ key: ['9'], error: 'timeout', at: new Date().toISOString() }] });
-      expect(res).toEqual({ status: 202, body: { failures: 1, redriven: 0 } });
+      const at = new Date().toISOString();
+      // A key of the wrong width is refused as a whole report, before anything is recorded.
+      const wide = await api('POST', `/v1/migrations/${id}/dual-write-reports`, { writes: 1000, failures: [{ key: ['9'], error: 'timeout', at }, { key: ['10', 'x'], error: 'timeout', at }] });
+      expect(wide.status).toBe(400);
+      expect(wide.body['error']).toMatchObject({ code: 'VALIDATION_FAILED', details: { problems: [{ field: 'failures[1].key' }] } });
+      // The batch fails on key 9; key 10 is then copied on its own, key 9 stays pending with the reason.
+      const res = await api('POST', `/v1/migrations/${id}/dual-write-reports`, { writes: 1000, failures: [{ key: ['9'], error: 'timeout', at }, { key: ['10'], error: 'timeout', at }] });
+      expect(res).toEqual({ status: 202, body: { failures: 2, redriven: 1 } });
       const pending = await api('GET', `/v1/migrations/${id}/divergences?kind=dual_write_failure`);
-      expect(pending.body['items']).toMatchObject([{ key: '["9"]', redrivenAt: null }]);
+      const items = (pending.body['items'] as { key: string; redrivenAt: string | null; error: string }[]).sort((a, b) => a.key.localeCompare(b.key));
+      expect(items.map((i) => [i.key, i.redrivenAt === null])).toEqual([['["10"]', false], ['["9"]', true]]);
+      expect(items[1]?.error).toMatch(/^re-drive failed: .*balance_cap/);
       expect(await newRow()).toBe('9000');
+      expect((await f.user.query(`select balance_cents from accounts_v2 where id = 10`)).rows).toEqual([{ balance_cents: '500' }]);
     } finally {
       await f.user.query(`alter table accounts_v2 drop constraint balance_cap`);
     }
     // The worker's evaluation round (every INTERVAL_MS) retries it.
     await waitFor('re-drive by an evaluation round', async () => (await newRow()) === '77777700', 15_000, 50);
     const done = await api('GET', `/v1/migrations/${id}/divergences?kind=dual_write_failure`);
-    expect((done.body['items'] as { redrivenAt: string | null }[])[0]?.redrivenAt).not.toBeNull();
+    expect((done.body['items'] as { redrivenAt: string | null }[]).every((i) => i.redrivenAt !== null)).toBe(true);
   });
 });
 

@@ -193,6 +193,11 @@ describe('re-drive (application sync)', () => {
           { id: '7', balance_cents: '77700' },
           { id: '9', balance_cents: '9000' },
         ]);
+        // A key written differently from PostgreSQL's text of it ('07' for 7) is still the same key:
+        // copied, not taken for gone (and deleted).
+        await f.user.query(`update accounts set balance = 778 where id = 7`);
+        expect(await engine.backfill.redrive(migration, [['07']])).toEqual({ upserted: 1, deleted: 0 });
+        expect((await db.query(`select balance_cents from accounts_v2 where id = 7`)).rows).toEqual([{ balance_cents: '77800' }]);
         await f.user.query(`insert into accounts values (8, 80)`);
         await db.query(`truncate accounts_v2`);
       }

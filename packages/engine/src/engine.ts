@@ -131,6 +131,7 @@ export function createEngine(options: EngineOptions): Engine {
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
   const divergenceReadModel = new DivergenceReadModel(options.db);
+  const divergence = new DivergenceRecorder(options.db, backfill);
   const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null, clock);
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
@@ -150,7 +151,7 @@ export function createEngine(options: EngineOptions): Engine {
     backfill,
     backfillReadModel,
     syncTrigger,
-    divergence: new DivergenceRecorder(options.db, backfill),
+    divergence,
     divergenceReadModel,
     abortEvaluator,
     timers,
@@ -174,6 +175,9 @@ export function createEngine(options: EngineOptions): Engine {
   registerVerificationGate(hooks, options.db);
   registerFlagPhases(hooks, flags, migrations);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });
+  // Registered after the cutover's own rollback action, so it runs before it (rollback actions run
+  // newest first): old gets the writes it missed while it was the best-effort side, then takes over.
+  hooks.addRollbackAction('cutover', { name: 'copy-old-side-failures-back', run: (ctx) => divergence.redriveOldSideBeforeRollback(ctx.migration) });
   options.configureHooks?.(hooks, engine);
   return engine;
 }

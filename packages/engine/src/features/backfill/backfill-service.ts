@@ -16,9 +16,11 @@ import {
   qualified,
   rangePredicate,
   redriveDeleteByKeySql,
+  redriveGoneKeysSql,
   redriveDeleteSql,
   redriveSelectSql,
   redriveUpsertSql,
+  reverseSpec,
   upsertClause,
   type KeyShape,
   type KeyValue,
@@ -150,11 +152,12 @@ export class BackfillService {
     if (!reverse) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs a reverse mapping (spec.reverseMapping)', { field: 'reverseMapping' });
     // Target key column i ← the source key column it maps straight from.
     const sourceColumnOf = spec.target.key.map((t) => spec.source.key.indexOf(spec.mapping[t]?.trim() ?? ''));
-    if (sourceColumnOf.some((i) => i < 0) || spec.target.key.length !== spec.source.key.length) {
-      throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the target key mapped straight from the source key', { field: 'mapping' });
+    const reverseStraight = spec.source.key.every((c) => spec.target.key.includes(reverse[c]?.trim() ?? ''));
+    if (sourceColumnOf.some((i) => i < 0) || spec.target.key.length !== spec.source.key.length || !reverseStraight) {
+      throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the keys mapped straight across, both ways (id: "id")', { field: 'mapping' });
     }
     this.#assertKeyWidth(spec, keys);
-    const reversed: MigrationSpec = { ...spec, source: spec.target, target: spec.source, mapping: reverse };
+    const reversed = reverseSpec(spec, reverse);
     return this.#copyKeys(reversed, keys.map((k) => sourceColumnOf.map((i) => k[i] as string)));
   }
 
@@ -210,8 +213,8 @@ export class BackfillService {
           const u = rows.length
             ? await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${qualified(spec.target)}, $1::jsonb) ${upsertClause(spec)}`, [JSON.stringify(rows)])
             : { rowCount: 0 };
-          const present = new Set(rows.map((r) => JSON.stringify(spec.target.key.map((k) => String(r[k])))));
-          const gone = keys.filter((k) => !present.has(JSON.stringify([...k])));
+          const goneSql = redriveGoneKeysSql(spec, key, keys);
+          const gone = (await source.query<{ i: number }>(goneSql.sql, goneSql.params)).rows.map((r) => keys[r.i] as KeyValue);
           const remove = gone.length ? redriveDeleteByKeySql(spec, key, gone) : null;
           const d = remove ? await target.query(remove.sql, remove.params) : { rowCount: 0 };
           await target.query('COMMIT');

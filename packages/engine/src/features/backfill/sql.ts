@@ -347,6 +347,24 @@ export function redriveSelectSql(spec: MigrationSpec, key: KeyShape, keys: reado
 }
 
 /**
+ * Which of `keys` have no source row: `SELECT i` (the key's index in `keys`) for each. Compared in
+ * SQL with the key's own types, so `'1.0'` against a numeric key or an upper-case UUID match as
+ * PostgreSQL matches them (cross-datasource re-drive deletes the target rows of these keys).
+ */
+export function redriveGoneKeysSql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } {
+  const params: string[] = [];
+  const rows = keys.map((k, i) => `(${i}, ${k.map((v, c) => {
+    params.push(v);
+    return `$${params.length}::text::${key.types[c]}`;
+  }).join(', ')})`);
+  const names = key.columns.map((_, c) => `k${c}`);
+  const sql =
+    `SELECT v.i FROM (VALUES ${rows.join(', ')}) AS v(i, ${names.join(', ')}) ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${qualified(spec.source)} s WHERE ${key.columns.map((c, n) => `s.${quoteIdent(c)} = v.${names[n]}`).join(' AND ')})`;
+  return { sql, params };
+}
+
+/**
  * Deletes target rows by key values, when each target key column is mapped straight from the
  * source key column at the same position; `null` otherwise (cross-datasource re-drive of deletes).
  */

@@ -1,10 +1,14 @@
-import { LATENCY_BUCKETS_MS, latencyBucket, redact, type DualWriteReport, type ShadowResultBatch } from '@tideway/core';
+import { LATENCY_BUCKETS_MS, latencyBucket, redact, TidewayError, type DualWriteReport, type ShadowResultBatch } from '@tideway/core';
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { BackfillService } from '../backfill/backfill-service.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 
 const HIST = LATENCY_BUCKETS_MS.length + 1;
+
+/** Ledger kinds of failed best-effort writes, re-driven old → new and new → old. */
+type WriteFailureKind = 'dual_write_failure' | 'old_write_failure';
+const WRITE_FAILURE_KINDS: readonly WriteFailureKind[] = ['dual_write_failure', 'old_write_failure'];
 
 interface Bucket {
   samples: number;
@@ -109,6 +113,13 @@ export class DivergenceRecorder {
    *   {@link redrivePending} on every evaluation round.
    */
   async recordDualWrites(migration: Migration, report: DualWriteReport): Promise<{ failures: number; redriven: number }> {
+    const width = migration.spec.source.key.length;
+    const bad = report.failures.findIndex((f) => f.key.length !== width);
+    if (bad >= 0) {
+      throw new TidewayError('VALIDATION_FAILED', `failures[${bad}].key has ${report.failures[bad]?.key.length} values; the source key has ${width}`, {
+        problems: [{ field: `failures[${bad}].key`, problem: `must have ${width} value(s), one per source key column` }],
+      });
+    }
     const minute = minuteOf(new Date().toISOString());
     const bucket = emptyBucket();
     bucket.dualWrites = report.writes;
@@ -125,9 +136,27 @@ export class DivergenceRecorder {
         ledger.set(`${kind}:${key}`, { key, kind, first: f.at, last: f.at, count: 1, paths: new Set(), oldValue: null, newValue: null, error: f.error });
       }
     }
+    // The side of a key's latest failure decides the direction: a pending entry of the other side
+    // is superseded (copying it would overwrite the newer write). Report order is failure order.
+    const latestSide = new Map<string, DivergenceKind>();
+    for (const f of report.failures) latestSide.set(JSON.stringify(f.key), f.side === 'old' ? 'old_write_failure' : 'dual_write_failure');
     await this.db.transaction().execute(async (trx) => {
       await this.#upsertBuckets(trx, migration.id, new Map([[minute, bucket]]));
       await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
+      for (const kind of WRITE_FAILURE_KINDS) {
+        const other = kind === 'old_write_failure' ? 'dual_write_failure' : 'old_write_failure';
+        const keys = [...latestSide].filter(([, k]) => k === kind).map(([key]) => key);
+        if (keys.length === 0) continue;
+        // Superseded by a later failure on the other side: done, not re-driven.
+        await trx
+          .updateTable('divergences')
+          .set({ redriven_at: sql`now()`, error: sql`coalesce(error, '') || ${` (superseded by a later ${kind})`}` })
+          .where('migration_id', '=', migration.id)
+          .where('kind', '=', other)
+          .where('key', 'in', keys)
+          .where('redriven_at', 'is', null)
+          .execute();
+      }
     });
     if (report.failures.length === 0) return { failures: 0, redriven: 0 };
     return { failures: report.failures.length, redriven: await this.redrivePending(migration) };
@@ -135,13 +164,16 @@ export class DivergenceRecorder {
 
   /**
    * Re-drives the pending write failures of one migration (ledger entries not re-driven since their
-   * last failure), up to 1,000 per kind, and marks those re-driven. A kind whose re-drive fails
-   * (datasource down, constraint, phase) stays pending for the next call.
+   * last failure), up to 1,000 per kind, and marks those re-driven. When a batch fails, its keys are
+   * tried one by one, so one key that cannot be copied (a constraint, a value that does not cast)
+   * does not hold back the others; keys that still fail stay pending, with the reason in `error`,
+   * for the next call.
+   * @param kinds - which ledger kinds, default both.
    * @returns how many keys were re-driven.
    */
-  async redrivePending(migration: Migration): Promise<number> {
+  async redrivePending(migration: Migration, kinds: readonly WriteFailureKind[] = WRITE_FAILURE_KINDS): Promise<number> {
     let redriven = 0;
-    for (const kind of ['dual_write_failure', 'old_write_failure'] as const) {
+    for (const kind of kinds) {
       const pending = await this.db
         .selectFrom('divergences')
         .select(['key', 'count'])
@@ -152,22 +184,81 @@ export class DivergenceRecorder {
         .limit(1000)
         .execute();
       if (pending.length === 0) continue;
-      const keys = pending.map((p) => JSON.parse(p.key) as string[]);
+      const copy = (keys: string[][]) => (kind === 'old_write_failure' ? this.backfill.redriveReverse(migration, keys) : this.backfill.redrive(migration, keys));
+      let done = pending;
       try {
-        if (kind === 'old_write_failure') await this.backfill.redriveReverse(migration, keys);
-        else await this.backfill.redrive(migration, keys);
-      } catch {
-        continue;
+        await copy(pending.map((p) => JSON.parse(p.key) as string[]));
+      } catch (batchError) {
+        // Not now (phase), not at all (spec) or not reachable (datasource down): one by one would not help.
+        if (batchError instanceof TidewayError) continue;
+        done = [];
+        for (const entry of pending) {
+          try {
+            await copy([JSON.parse(entry.key) as string[]]);
+            done.push(entry);
+          } catch (error) {
+            await this.db
+              .updateTable('divergences')
+              .set({ error: `re-drive failed: ${error instanceof Error ? error.message : String(error)}`.slice(0, 2000) })
+              .where('migration_id', '=', migration.id)
+              .where('kind', '=', kind)
+              .where('key', '=', entry.key)
+              .where('redriven_at', 'is', null)
+              .execute();
+          }
+        }
       }
+      if (done.length === 0) continue;
       // Only entries with no failure reported since they were read (their count is unchanged): a
       // key that failed again meanwhile stays pending. Counts, not the applications' clocks, decide.
       await sql`
         UPDATE divergences d SET redriven_at = now()
-        FROM unnest(${pending.map((p) => p.key)}::text[], ${pending.map((p) => p.count)}::int[]) AS v(key, count)
+        FROM unnest(${done.map((p) => p.key)}::text[], ${done.map((p) => p.count)}::int[]) AS v(key, count)
         WHERE d.migration_id = ${migration.id} AND d.kind = ${kind} AND d.key = v.key AND d.count = v.count AND d.redriven_at IS NULL`.execute(this.db);
-      redriven += keys.length;
+      redriven += done.length;
     }
     return redriven;
+  }
+
+  /**
+   * Rollback action of `cutover`, run before reads and writes go back to old: copies every pending
+   * old-side write failure from new to old, so old is complete when it becomes authoritative again.
+   * @throws TidewayError `DEPENDENCY_UNAVAILABLE` naming the keys when some cannot be copied: the
+   *   rollback is refused and changes nothing (new stays authoritative); retry once the cause is fixed.
+   */
+  async redriveOldSideBeforeRollback(migration: Migration): Promise<void> {
+    for (let round = 0; round < 10; round++) {
+      const before = await this.#pendingCount(migration.id, 'old_write_failure');
+      if (before === 0) return;
+      await this.redrivePending(migration, ['old_write_failure']);
+      if ((await this.#pendingCount(migration.id, 'old_write_failure')) >= before) break;
+    }
+    const left = await this.db
+      .selectFrom('divergences')
+      .select(['key', 'error'])
+      .where('migration_id', '=', migration.id)
+      .where('kind', '=', 'old_write_failure')
+      .where('redriven_at', 'is', null)
+      .orderBy('last_seen')
+      .limit(20)
+      .execute();
+    if (left.length === 0) return;
+    throw new TidewayError(
+      'DEPENDENCY_UNAVAILABLE',
+      `${left.length}${left.length === 20 ? '+' : ''} old-side write(s) could not be copied back to old; rolling back now would lose them`,
+      { dependency: `datasource "${migration.spec.source.datasource}"`, keys: left.map((l) => ({ key: l.key, error: l.error })) },
+    );
+  }
+
+  async #pendingCount(migrationId: string, kind: WriteFailureKind): Promise<number> {
+    const row = await this.db
+      .selectFrom('divergences')
+      .select(sql<number>`count(*)::int`.as('n'))
+      .where('migration_id', '=', migrationId)
+      .where('kind', '=', kind)
+      .where('redriven_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return row.n;
   }
 
   /**
