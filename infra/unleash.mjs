@@ -279,7 +279,12 @@ function startServer(settings) {
 async function waitHealthy(settings, pid, timeoutMs) {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (await healthy(settings.port)) return;
+    if (await healthy(settings.port)) {
+      // Healthy, but is it ours? A server another checkout started on the same port at the same
+      // moment may have won the bind, and ours exited on EADDRINUSE.
+      if (pid !== null && !alive(pid)) throw new Error(`Unleash (pid ${pid}) exited while another process answers on port ${settings.port}. Last lines of ${files.log}:\n${logTail()}`);
+      return;
+    }
     if (pid !== null && !alive(pid)) throw new Error(`Unleash (pid ${pid}) exited during start. Last lines of ${files.log}:\n${logTail()}`);
     await sleep(250);
   }
@@ -328,13 +333,16 @@ export async function ensureUnleash(options = {}) {
   const usable = (server) => server !== null && (!settings.pinned || server.port === settings.port);
 
   const mine = ourServer();
-  if (usable(mine) && (await healthy(mine.port))) {
+  if (settings.pinned) {
+    // The asked-for port, whoever serves it.
+    if (await healthy(settings.port)) {
+      const pid = mine !== null && mine.port === settings.port ? mine.pid : null;
+      info(`healthy at ${settings.url}${pid ? ` (pid ${pid})` : ' (not started by this checkout)'}`);
+      return result(settings.port, pid, false);
+    }
+  } else if (mine !== null && (await healthy(mine.port))) {
     info(`healthy at ${on(mine.port).url} (pid ${mine.pid})`);
     return result(mine.port, mine.pid, false);
-  }
-  if (mine === null && settings.pinned && (await healthy(settings.port))) {
-    info(`healthy at ${settings.url} (not started by this checkout)`);
-    return result(settings.port, null, false);
   }
   return withLock(async () => {
     // Another caller may have started it while we waited for the lock, or our server may be booting.

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin';
 
 /** Options of the drain plugin. */
 export interface DrainPluginOptions {
-  /** Longest wait for open connections to end before the server closes the rest, ms. @defaultValue 5000 */
+  /** Longest wait for open connections to end; then the rest, busy or not, are closed, ms. @defaultValue 5000 */
   readonly drainTimeoutMs?: number;
   /** How long a connection may stay idle during the drain before it is closed, ms. @defaultValue 1000 */
   readonly idleGraceMs?: number;
@@ -18,7 +18,7 @@ export interface DrainPluginOptions {
  * `Connection: close`, so each client's next request goes to a new connection (refused here, or
  * taken by another replica). From `idleGraceMs` on, connections idle at a check (every 250 ms) are
  * closed, as Go's `http.Server.Shutdown` does; the close goes on once every connection has ended, or
- * after `drainTimeoutMs`.
+ * after `drainTimeoutMs`, when the ones still open are closed (requests still running then fail).
  *
  * Why: Node's `server.close()` closes the connections idle at that instant and leaves the busy ones
  * open; a client that sends its next request on one of them either loses it to the close race
@@ -60,7 +60,11 @@ export const drainPlugin = fp<DrainPluginOptions>(
         drained = resolve;
         ticker = setInterval(() => {
           const waited = Date.now() - started;
-          if (waited >= drainTimeoutMs) return resolve();
+          if (waited >= drainTimeoutMs) {
+            // Bounded: what is still running now is cut, so the close ends before the hard stop.
+            app.server.closeAllConnections();
+            return resolve();
+          }
           if (waited >= idleGraceMs) app.server.closeIdleConnections();
         }, 250);
         ticker.unref();

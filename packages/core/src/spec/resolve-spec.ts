@@ -18,6 +18,10 @@ function resolveTable(ref: TableRefInput): TableRef {
 export function checkSpec(spec: MigrationSpec): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const { source, target, backfill, ramp, cleanup } = spec;
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(spec.name)) {
+    // Where a migration is named (the CLI's <migration>), a UUID means an id.
+    problems.push({ field: 'name', problem: 'must not have the shape of a UUID, which names a migration by its id' });
+  }
   if (new Set(source.key).size !== source.key.length) problems.push({ field: 'source.key', problem: 'lists a column twice' });
   if (new Set(target.key).size !== target.key.length) problems.push({ field: 'target.key', problem: 'lists a column twice' });
   if (source.key.length !== target.key.length) {

@@ -54,6 +54,11 @@ describe('resolveSpec', () => {
       ]);
     }
   });
+
+  it('refuses a name shaped like a UUID: the CLI takes a UUID for an id', () => {
+    expect(() => resolveSpec({ ...input, name: 'abcdef01-2345-4678-9abc-def012345678' })).toThrow(InvalidSpecError);
+    expect(() => resolveSpec({ ...input, name: 'abcdef01-2345-orders' })).not.toThrow();
+  });
 });
 
 describe('applySpecPatch', () => {

@@ -135,7 +135,7 @@ export class CleanupService {
     if (this.deps.flags) for (const flag of RampService.flagsOf(spec)) await this.deps.flags.archive(flag);
     if (spec.syncMode === 'trigger') await this.deps.sync.uninstallAll(spec, migration.id, reverseMappingOf(spec));
     const stamp = this.deps.clock.now().toISOString().slice(0, 10).replace(/-/g, '');
-    let archived = `${spec.source.table.slice(0, 40)}_tideway_archived_${stamp}`;
+    let archived: string | null = archiveTableName(spec.source.table, stamp);
     const dropping = spec.cleanup.dropOld && spec.cleanup.dropConfirmation === spec.source.table;
     // The archive's comment starts with this line (the table's own comment, if any, follows), so a
     // retry after a crash between the rename (committed on the datasource) and the orchestrator's
@@ -149,7 +149,8 @@ export class CleanupService {
           `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND starts_with(obj_description(c.oid, 'pg_class'), $2)`,
           [spec.source.schema, marker],
         );
-        if (earlier.rows[0]) archived = earlier.rows[0].relname;
+        // Renamed by an earlier attempt (found by its marker), or gone some other way: then no archive is known.
+        archived = earlier.rows[0]?.relname ?? null;
         return;
       }
       await client.query('BEGIN');
@@ -159,8 +160,8 @@ export class CleanupService {
         else {
           const own = await client.query<{ comment: string | null }>(`SELECT obj_description($1::regclass, 'pg_class') AS comment`, [source]);
           const comment = own.rows[0]?.comment ? `${marker}\n${own.rows[0].comment}` : marker;
-          await client.query(`ALTER TABLE ${source} RENAME TO ${quoteIdent(archived)}`);
-          await client.query(`COMMENT ON TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(archived)} IS ${client.escapeLiteral(comment)}`);
+          await client.query(`ALTER TABLE ${source} RENAME TO ${quoteIdent(archived as string)}`);
+          await client.query(`COMMENT ON TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(archived as string)} IS ${client.escapeLiteral(comment)}`);
         }
         await client.query('COMMIT');
       } catch (error) {
@@ -204,4 +205,16 @@ export class CleanupService {
   static assertInCleanup(migration: Migration): void {
     if (migration.phase !== 'cleanup') throw new TidewayError('INVALID_TRANSITION', 'the migration is not in cleanup', { phase: migration.phase, status: migration.status, action: 'cleanup', allowed: [] });
   }
+}
+
+/**
+ * `<table>_tideway_archived_<yyyymmdd>`, the table name cut so the whole fits PostgreSQL's 63-byte
+ * identifiers (a longer name would be truncated by PostgreSQL, date first, and differ from the one
+ * recorded). Cuts at a character boundary.
+ */
+export function archiveTableName(table: string, stamp: string): string {
+  const suffix = `_tideway_archived_${stamp}`;
+  const chars = Array.from(table);
+  while (Buffer.byteLength(chars.join('') + suffix) > 63) chars.pop();
+  return chars.join('') + suffix;
 }
