@@ -150,15 +150,25 @@ export class BackfillService {
     const spec = migration.spec;
     const reverse = reverseMappingOf(spec);
     if (!reverse) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs a reverse mapping (spec.reverseMapping)', { field: 'reverseMapping' });
-    // Target key column i ← the source key column it maps straight from.
-    const sourceColumnOf = spec.target.key.map((t) => spec.source.key.indexOf(spec.mapping[t]?.trim() ?? ''));
-    const reverseStraight = spec.source.key.every((c) => spec.target.key.includes(reverse[c]?.trim() ?? ''));
-    if (sourceColumnOf.some((i) => i < 0) || spec.target.key.length !== spec.source.key.length || !reverseStraight) {
-      throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the keys mapped straight across, both ways (id: "id")', { field: 'mapping' });
-    }
+    const sourceColumnOf = BackfillService.reverseKeyOrder(spec);
+    if (!sourceColumnOf) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the keys mapped straight across, both ways (id: "id")', { field: 'mapping' });
     this.#assertKeyWidth(spec, keys);
     const reversed = reverseSpec(spec, reverse);
     return this.#copyKeys(reversed, keys.map((k) => sourceColumnOf.map((i) => k[i] as string)));
+  }
+
+  /** Whether {@link redriveReverse} can work for this spec at all (reverse mapping, keys straight both ways). */
+  static canRedriveReverse(spec: MigrationSpec): boolean {
+    return reverseMappingOf(spec) !== null && BackfillService.reverseKeyOrder(spec) !== null;
+  }
+
+  /** For target key column i, the index of the source key column it maps straight from; `null` when the keys do not map straight both ways. */
+  private static reverseKeyOrder(spec: MigrationSpec): number[] | null {
+    const reverse = reverseMappingOf(spec);
+    if (!reverse || spec.target.key.length !== spec.source.key.length) return null;
+    const order = spec.target.key.map((t) => spec.source.key.indexOf(spec.mapping[t]?.trim() ?? ''));
+    const reverseStraight = spec.source.key.every((c) => spec.target.key.includes(reverse[c]?.trim() ?? ''));
+    return order.some((i) => i < 0) || !reverseStraight ? null : order;
   }
 
   #assertRedrivable(migration: Migration, phases: readonly string[], action: string): void {

@@ -1,7 +1,7 @@
 import { LATENCY_BUCKETS_MS, latencyBucket, redact, TidewayError, type DualWriteReport, type ShadowResultBatch } from '@tideway/core';
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
-import type { BackfillService } from '../backfill/backfill-service.js';
+import { BackfillService } from '../backfill/backfill-service.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 
 const HIST = LATENCY_BUCKETS_MS.length + 1;
@@ -223,10 +223,15 @@ export class DivergenceRecorder {
   /**
    * Rollback action of `cutover`, run before reads and writes go back to old: copies every pending
    * old-side write failure from new to old, so old is complete when it becomes authoritative again.
+   * Does nothing when the spec has no way back (no reverse mapping, keys not straight both ways):
+   * refusing would block the rollback for good; the failures stay visible in the ledger.
    * @throws TidewayError `DEPENDENCY_UNAVAILABLE` naming the keys when some cannot be copied: the
    *   rollback is refused and changes nothing (new stays authoritative); retry once the cause is fixed.
    */
   async redriveOldSideBeforeRollback(migration: Migration): Promise<void> {
+    // No way back from new to old in this spec: refusing would block the rollback for good. The
+    // failures stay in the ledger, visible with their keys, as before old-side re-drive existed.
+    if (!BackfillService.canRedriveReverse(migration.spec)) return;
     for (let round = 0; round < 10; round++) {
       const before = await this.#pendingCount(migration.id, 'old_write_failure');
       if (before === 0) return;
