@@ -4,7 +4,16 @@
 'use strict';
 const stamp = () => new Date().toISOString();
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
-  process.prependListener(signal, () => console.error(`[tideway-guard ${stamp()}] received ${signal} (pid ${process.pid}, parent ${process.ppid})`));
+  const onSignal = () => {
+    console.error(`[tideway-guard ${stamp()}] received ${signal} (pid ${process.pid}, parent ${process.ppid})`);
+    // Listening takes the signal's default action away: when nobody else (Unleash's graceful
+    // shutdown, registered once it has booted) handles it, end the process as the signal would.
+    if (process.listenerCount(signal) === 1) {
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    }
+  };
+  process.prependListener(signal, onSignal);
 }
 process.prependListener('uncaughtExceptionMonitor', (error, origin) => console.error(`[tideway-guard ${stamp()}] ${origin}:`, error));
 process.on('exit', (code) => console.error(`[tideway-guard ${stamp()}] exiting with code ${code}`));

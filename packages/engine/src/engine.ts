@@ -175,9 +175,14 @@ export function createEngine(options: EngineOptions): Engine {
   registerVerificationGate(hooks, options.db);
   registerFlagPhases(hooks, flags, migrations);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });
-  // Registered after the cutover's own rollback action, so it runs before it (rollback actions run
-  // newest first): old gets the writes it missed while it was the best-effort side, then takes over.
-  hooks.addRollbackAction('cutover', { name: 'copy-old-side-failures-back', run: (ctx) => divergence.redriveOldSideBeforeRollback(ctx.migration) });
+  // Old gets the writes it missed while it was the best-effort side before it takes over again:
+  // copied before the transition locks the migration (a copy under the lock could wait on reports
+  // that wait on the lock), checked under it. Registered after the cutover's own rollback action,
+  // so the check runs before it (rollback actions run newest first).
+  migrations.beforeAct(async (m, action) => {
+    if (action === 'rollback' || action === 'abort') await divergence.copyOldSideBack(m);
+  });
+  hooks.addRollbackAction('cutover', { name: 'check-old-side-copied-back', run: (ctx) => divergence.assertOldSideCopiedBack(ctx.db, ctx.migration) });
   options.configureHooks?.(hooks, engine);
   return engine;
 }

@@ -106,11 +106,14 @@ export class DivergenceRecorder {
   }
 
   /**
-   * Records a dual-write report and re-drives every failed key: new-side failures are re-copied
-   * from old to new, old-side failures (after write cutover) from new to old.
-   * @returns counts; `redriven` counts the keys re-copied now. Keys that could not be re-driven (a
-   *   datasource down, a constraint failing) stay pending in the ledger and are retried by
-   *   {@link redrivePending} on every evaluation round.
+   * Records a dual-write report and re-drives its failed keys now: new-side failures are re-copied
+   * from old to new, old-side failures (after write cutover) from new to old. When a key has pending
+   * failures on both sides, the one seen last (by `at`) decides the direction and the other is
+   * superseded (copying it would overwrite the newer write).
+   * @returns counts; `redriven` counts this report's keys re-copied now. Keys that could not be (a
+   *   datasource down, a row refused) stay pending with the reason and {@link redrivePending}
+   *   retries them on every evaluation round.
+   * @throws TidewayError `VALIDATION_FAILED` for a key with the wrong number of values (nothing recorded).
    */
   async recordDualWrites(migration: Migration, report: DualWriteReport): Promise<{ failures: number; redriven: number }> {
     const width = migration.spec.source.key.length;
@@ -125,9 +128,12 @@ export class DivergenceRecorder {
     bucket.dualWrites = report.writes;
     bucket.dualWriteFailures = report.failures.length;
     const ledger = new Map<string, LedgerEntry>();
+    // Per key, the kind of its latest failure in this report (report order is failure order).
+    const latestKind = new Map<string, WriteFailureKind>();
     for (const f of report.failures) {
       const key = JSON.stringify(f.key);
-      const kind: DivergenceKind = f.side === 'old' ? 'old_write_failure' : 'dual_write_failure';
+      const kind: WriteFailureKind = f.side === 'old' ? 'old_write_failure' : 'dual_write_failure';
+      latestKind.set(key, kind);
       const entry = ledger.get(`${kind}:${key}`);
       if (entry) {
         entry.count++;
@@ -136,38 +142,49 @@ export class DivergenceRecorder {
         ledger.set(`${kind}:${key}`, { key, kind, first: f.at, last: f.at, count: 1, paths: new Set(), oldValue: null, newValue: null, error: f.error });
       }
     }
-    // The side of a key's latest failure decides the direction: a pending entry of the other side
-    // is superseded (copying it would overwrite the newer write). Report order is failure order.
-    const latestSide = new Map<string, DivergenceKind>();
-    for (const f of report.failures) latestSide.set(JSON.stringify(f.key), f.side === 'old' ? 'old_write_failure' : 'dual_write_failure');
-    await this.db.transaction().execute(async (trx) => {
+    const winners = await this.db.transaction().execute(async (trx) => {
       await this.#upsertBuckets(trx, migration.id, new Map([[minute, bucket]]));
       await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
-      for (const kind of WRITE_FAILURE_KINDS) {
-        const other = kind === 'old_write_failure' ? 'dual_write_failure' : 'old_write_failure';
-        const keys = [...latestSide].filter(([, k]) => k === kind).map(([key]) => key);
-        if (keys.length === 0) continue;
-        // Superseded by a later failure on the other side: done, not re-driven.
-        await trx
-          .updateTable('divergences')
-          .set({ redriven_at: sql`now()`, error: sql`coalesce(error, '') || ${` (superseded by a later ${kind})`}` })
-          .where('migration_id', '=', migration.id)
-          .where('kind', '=', other)
-          .where('key', 'in', keys)
-          .where('redriven_at', 'is', null)
-          .execute();
+      if (latestKind.size === 0) return [];
+      const pending = await trx
+        .selectFrom('divergences')
+        .select(['key', 'kind', 'last_seen', 'count'])
+        .where('migration_id', '=', migration.id)
+        .where('kind', 'in', WRITE_FAILURE_KINDS)
+        .where('key', 'in', [...latestKind.keys()])
+        .where('redriven_at', 'is', null)
+        .forUpdate()
+        .execute();
+      const byKey = new Map<string, typeof pending>();
+      for (const row of pending) byKey.set(row.key, [...(byKey.get(row.key) ?? []), row]);
+      const won: { key: string; kind: WriteFailureKind; count: number }[] = [];
+      for (const [key, rows] of byKey) {
+        const at = (r: (typeof rows)[number]) => new Date(r.last_seen).getTime();
+        const winner = rows.reduce((a, b) => (at(b) > at(a) || (at(b) === at(a) && b.kind === latestKind.get(key)) ? b : a));
+        won.push({ key, kind: winner.kind as WriteFailureKind, count: winner.count });
+        for (const loser of rows.filter((r) => r !== winner)) {
+          await trx
+            .updateTable('divergences')
+            .set({ redriven_at: sql`now()`, error: sql`coalesce(error, '') || ${` (superseded by a later ${winner.kind})`}` })
+            .where('migration_id', '=', migration.id)
+            .where('kind', '=', loser.kind)
+            .where('key', '=', key)
+            .execute();
+        }
       }
+      return won;
     });
-    if (report.failures.length === 0) return { failures: 0, redriven: 0 };
-    return { failures: report.failures.length, redriven: await this.redrivePending(migration) };
+    let redriven = 0;
+    for (const kind of WRITE_FAILURE_KINDS) {
+      const entries = winners.filter((w) => w.kind === kind);
+      if (entries.length > 0) redriven += await this.#redriveEntries(migration, kind, entries);
+    }
+    return { failures: report.failures.length, redriven };
   }
 
   /**
    * Re-drives the pending write failures of one migration (ledger entries not re-driven since their
-   * last failure), up to 1,000 per kind, and marks those re-driven. When a batch fails, its keys are
-   * tried one by one, so one key that cannot be copied (a constraint, a value that does not cast)
-   * does not hold back the others; keys that still fail stay pending, with the reason in `error`,
-   * for the next call.
+   * last failure), up to 1,000 per kind, and marks those re-driven.
    * @param kinds - which ledger kinds, default both.
    * @returns how many keys were re-driven.
    */
@@ -183,62 +200,79 @@ export class DivergenceRecorder {
         .orderBy('last_seen')
         .limit(1000)
         .execute();
-      if (pending.length === 0) continue;
-      const copy = (keys: string[][]) => (kind === 'old_write_failure' ? this.backfill.redriveReverse(migration, keys) : this.backfill.redrive(migration, keys));
-      let done = pending;
-      try {
-        await copy(pending.map((p) => JSON.parse(p.key) as string[]));
-      } catch (batchError) {
-        // Not now (phase), not at all (spec) or not reachable (datasource down): one by one would not help.
-        if (batchError instanceof TidewayError) continue;
-        done = [];
-        for (const entry of pending) {
-          try {
-            await copy([JSON.parse(entry.key) as string[]]);
-            done.push(entry);
-          } catch (error) {
-            await this.db
-              .updateTable('divergences')
-              .set({ error: `re-drive failed: ${error instanceof Error ? error.message : String(error)}`.slice(0, 2000) })
-              .where('migration_id', '=', migration.id)
-              .where('kind', '=', kind)
-              .where('key', '=', entry.key)
-              .where('redriven_at', 'is', null)
-              .execute();
-          }
-        }
-      }
-      if (done.length === 0) continue;
-      // Only entries with no failure reported since they were read (their count is unchanged): a
-      // key that failed again meanwhile stays pending. Counts, not the applications' clocks, decide.
-      await sql`
-        UPDATE divergences d SET redriven_at = now()
-        FROM unnest(${done.map((p) => p.key)}::text[], ${done.map((p) => p.count)}::int[]) AS v(key, count)
-        WHERE d.migration_id = ${migration.id} AND d.kind = ${kind} AND d.key = v.key AND d.count = v.count AND d.redriven_at IS NULL`.execute(this.db);
-      redriven += done.length;
+      if (pending.length > 0) redriven += await this.#redriveEntries(migration, kind, pending);
     }
     return redriven;
   }
 
   /**
-   * Rollback action of `cutover`, run before reads and writes go back to old: copies every pending
-   * old-side write failure from new to old, so old is complete when it becomes authoritative again.
+   * Copies the given ledger entries' keys (one kind) and marks them re-driven. When the batch fails,
+   * its keys are tried one by one, so one key that cannot be copied (a constraint, a value that does
+   * not cast) does not hold back the others; keys that still fail stay pending with the reason. A
+   * TidewayError (wrong phase, no way back in the spec, datasource down) leaves the whole batch pending.
+   * @returns how many keys were copied.
+   */
+  async #redriveEntries(migration: Migration, kind: WriteFailureKind, entries: readonly { key: string; count: number }[]): Promise<number> {
+    const copy = (keys: string[][]) => (kind === 'old_write_failure' ? this.backfill.redriveReverse(migration, keys) : this.backfill.redrive(migration, keys));
+    let done: { key: string; count: number }[] = [...entries];
+    try {
+      await copy(entries.map((e) => JSON.parse(e.key) as string[]));
+    } catch (batchError) {
+      // Not now (phase), not at all (spec) or not reachable (datasource down): one by one would not help.
+      if (batchError instanceof TidewayError) return 0;
+      done = [];
+      for (const entry of entries) {
+        try {
+          await copy([JSON.parse(entry.key) as string[]]);
+          done.push(entry);
+        } catch (error) {
+          await this.db
+            .updateTable('divergences')
+            .set({ error: `re-drive failed: ${error instanceof Error ? error.message : String(error)}`.slice(0, 2000) })
+            .where('migration_id', '=', migration.id)
+            .where('kind', '=', kind)
+            .where('key', '=', entry.key)
+            .where('redriven_at', 'is', null)
+            .execute();
+        }
+      }
+    }
+    if (done.length === 0) return 0;
+    // Only entries with no failure reported since they were read (their count is unchanged): a key
+    // that failed again meanwhile stays pending. Counts, not the applications' clocks, decide.
+    await sql`
+      UPDATE divergences d SET redriven_at = now()
+      FROM unnest(${done.map((p) => p.key)}::text[], ${done.map((p) => p.count)}::int[]) AS v(key, count)
+      WHERE d.migration_id = ${migration.id} AND d.kind = ${kind} AND d.key = v.key AND d.count = v.count AND d.redriven_at IS NULL`.execute(this.db);
+    return done.length;
+  }
+
+  /**
+   * Before a rollback or abort out of cutover (run outside the transition's lock, see
+   * `MigrationService.beforeAct`): copies pending old-side write failures from new to old, so old
+   * is complete when it becomes authoritative again. Best-effort; {@link assertOldSideCopiedBack}
+   * decides under the lock.
+   */
+  async copyOldSideBack(migration: Migration): Promise<void> {
+    if (!['cutover', 'cleanup'].includes(migration.phase) || !BackfillService.canRedriveReverse(migration.spec)) return;
+    for (let round = 0; round < 10; round++) {
+      const before = await this.#pendingCount(this.db, migration.id, 'old_write_failure');
+      if (before === 0 || (await this.redrivePending(migration, ['old_write_failure'])) === 0) return;
+    }
+  }
+
+  /**
+   * Rollback action of `cutover`, run before reads and writes go back to old: refuses while any
+   * old-side write failure is still pending (not copied back to old). It only reads, through the
+   * transition's own transaction: the copying happened before the lock was taken.
    * Does nothing when the spec has no way back (no reverse mapping, keys not straight both ways):
    * refusing would block the rollback for good; the failures stay visible in the ledger.
-   * @throws TidewayError `DEPENDENCY_UNAVAILABLE` naming the keys when some cannot be copied: the
+   * @throws TidewayError `DEPENDENCY_UNAVAILABLE` naming up to 20 keys with their reasons: the
    *   rollback is refused and changes nothing (new stays authoritative); retry once the cause is fixed.
    */
-  async redriveOldSideBeforeRollback(migration: Migration): Promise<void> {
-    // No way back from new to old in this spec: refusing would block the rollback for good. The
-    // failures stay in the ledger, visible with their keys, as before old-side re-drive existed.
+  async assertOldSideCopiedBack(db: Kysely<Database>, migration: Migration): Promise<void> {
     if (!BackfillService.canRedriveReverse(migration.spec)) return;
-    for (let round = 0; round < 10; round++) {
-      const before = await this.#pendingCount(migration.id, 'old_write_failure');
-      if (before === 0) return;
-      await this.redrivePending(migration, ['old_write_failure']);
-      if ((await this.#pendingCount(migration.id, 'old_write_failure')) >= before) break;
-    }
-    const left = await this.db
+    const left = await db
       .selectFrom('divergences')
       .select(['key', 'error'])
       .where('migration_id', '=', migration.id)
@@ -255,8 +289,8 @@ export class DivergenceRecorder {
     );
   }
 
-  async #pendingCount(migrationId: string, kind: WriteFailureKind): Promise<number> {
-    const row = await this.db
+  async #pendingCount(db: Kysely<Database>, migrationId: string, kind: WriteFailureKind): Promise<number> {
+    const row = await db
       .selectFrom('divergences')
       .select(sql<number>`count(*)::int`.as('n'))
       .where('migration_id', '=', migrationId)

@@ -86,6 +86,7 @@ export class MigrationService {
   /** Reads of {@link describe} in flight, shared by concurrent callers for the same id. */
   readonly #describing = new Map<string, Promise<MigrationView>>();
   readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
+  readonly #beforeAct: ((migration: Migration, action: Action) => Promise<void>)[] = [];
 
   constructor(deps: MigrationServiceDeps) {
     this.#deps = deps;
@@ -102,6 +103,16 @@ export class MigrationService {
    */
   beforeCreate(step: (spec: MigrationSpec) => Promise<void>): void {
     this.#beforeCreate.push(step);
+  }
+
+  /**
+   * Registers a step that runs before {@link act} opens its transaction (so outside the migration
+   * row's lock), with the migration as it is then. Its errors are swallowed: it prepares work the
+   * phase actions then check under the lock (e.g. copying old-side write failures back before a
+   * rollback), it decides nothing.
+   */
+  beforeAct(step: (migration: Migration, action: Action) => Promise<void>): void {
+    this.#beforeAct.push(step);
   }
 
   /** Registers a contributor to the `progress` object of the resource. */
@@ -143,6 +154,10 @@ export class MigrationService {
    */
   async act(id: string, action: Action, options: ActOptions): Promise<Migration> {
     const { repository, hooks, clock } = this.#deps;
+    if (this.#beforeAct.length > 0) {
+      const row = await this.#deps.readModel.get(id);
+      if (row) for (const step of this.#beforeAct) await step(row, action).catch(() => undefined);
+    }
     const result = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
       if (!current) throw new MigrationNotFoundError(id);
