@@ -7,10 +7,9 @@
  * Inputs: --seconds N (default 10), --connections N (default 20). Bounded in time; stops by itself.
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { createOrchestratorTestDatabase, createTestDatabase } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, freePort } from '@tideway/testing';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: number) => {
@@ -20,16 +19,6 @@ const arg = (name: string, fallback: number) => {
 const seconds = arg('seconds', 10);
 const connections = arg('connections', 20);
 const ADMIN = 'bench-admin-token-0123456789';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 const orch = await createOrchestratorTestDatabase('bench_api');
 const user = await createTestDatabase('bench_api_user');

@@ -8,10 +8,9 @@
  * Inputs: --seconds N (default 10), --connections N (default 8), --batch N (default 1000).
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { createOrchestratorTestDatabase, createTestDatabase } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, freePort } from '@tideway/testing';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: number) => {
@@ -22,14 +21,6 @@ const seconds = arg('seconds', 10);
 const connections = arg('connections', 8);
 const batch = arg('batch', 1000);
 const ADMIN = 'bench-shadow-admin-token-0123456789';
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 
 const orch = await createOrchestratorTestDatabase('bench_shadow');
 const user = await createTestDatabase('bench_shadow_user');

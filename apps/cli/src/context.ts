@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { SLUG_PATTERN } from '@tideway/core';
+import { isUuid, SLUG_PATTERN } from '@tideway/core';
 import { ApiClient } from './api-client.js';
 import { ApiError } from './api-error.js';
 import type { ExitCode } from './exit-codes.js';
@@ -109,7 +109,7 @@ export function contextOf(command: Command, cli: CliRuntime): CommandContext {
       cli.exitCode = code;
     },
     migrationId: async (ref) => {
-      if (UUID.test(ref)) return ref;
+      if (isUuid(ref)) return ref;
       if (!SLUG.test(ref)) throw new UsageError(`"${ref}" is neither a migration id (UUID) nor a migration name (lower-case slug)`);
       const page = await client.get<{ items: { id: string }[] }>('/v1/migrations', { name: ref, limit: 1 });
       const found = page.items[0];
@@ -119,7 +119,6 @@ export function contextOf(command: Command, cli: CliRuntime): CommandContext {
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Migration names, as the spec schema allows them (`SLUG_PATTERN` of @tideway/core). */
 const SLUG = new RegExp(SLUG_PATTERN);
 
@@ -140,6 +139,23 @@ export async function readJsonInput(path: string, io: Io): Promise<unknown> {
     throw new UsageError(`${path === '-' ? 'stdin' : path} is not valid JSON: ${(error as Error).message}`);
   }
 }
+
+/** `--limit`, `--cursor` and `--all` of a command that lists a keyset-paginated resource. */
+export interface PageOptions {
+  limit?: number;
+  cursor?: string;
+  all?: boolean;
+}
+
+/** Adds {@link PageOptions} to `command`; `max` is the route's largest `limit`. */
+export const pageOptions = (command: Command, max: number): Command =>
+  command
+    .addOption(new Option('--limit <n>', `items per page (1–${max})`).argParser(positiveInt))
+    .option('--cursor <cursor>', 'continue after this cursor (from a previous page)')
+    .option('--all', 'follow the cursors and print every page');
+
+/** The hint printed under a page that is not the last. */
+export const more = (nextCursor: string | null): string => (nextCursor ? `more: --cursor ${nextCursor} (or --all)\n` : '');
 
 /** How every `<migration>` argument is described in help: {@link CommandContext.migrationId} resolves it. */
 export const REF = '<migration> is its id or its name';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, cli, ordersSpec, parseJson, startControlPlane, type CliOptions, type CliResult, type ControlPlane } from './support/harness.js';
 
@@ -10,15 +10,6 @@ const BIN = fileURLToPath(new URL('../bin/tideway.mjs', import.meta.url));
 let cp: ControlPlane;
 const run = (args: string[], options?: CliOptions) => cli(cp.url, args, options);
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
-
-/** A port nothing listens on: bound by the OS, then released. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   cp = await startControlPlane('cli_migr');

@@ -1,19 +1,10 @@
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { createOrchestratorTestDatabase, createTestDatabase, ORDERS_TABLES_SQL, ordersSpec, startTsProcess, TEST_REDIS_URL, uniqueRedisPrefix, waitFor } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, freePort, ORDERS_TABLES_SQL, ordersSpec, startTsProcess, TEST_REDIS_URL, uniqueRedisPrefix, waitFor } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SERVER = fileURLToPath(new URL('../src/server.ts', import.meta.url));
 const ADMIN = 'shutdown-admin-token-0123456789';
 const CLIENTS = 20;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('graceful shutdown under keep-alive load', () => {
   let orch: Awaited<ReturnType<typeof createOrchestratorTestDatabase>>;

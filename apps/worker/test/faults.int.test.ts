@@ -1,6 +1,5 @@
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess } from '@tideway/testing';
+import { freePort, mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
@@ -109,12 +108,7 @@ describe('backfill faults', () => {
     const { source, target } = await table();
     await worker('e');
     await worker('f');
-    const port = await new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const address = s.address();
-        s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-      });
-    });
+    const port = await freePort();
     const env = { ...f.env, TIDEWAY_PORT: String(port), TIDEWAY_ADMIN_TOKEN: 'faults-admin-token-0123456789' };
     const api = async (method: string, path: string, body?: unknown) => {
       const res = await fetch(`http://127.0.0.1:${port}${path}`, {

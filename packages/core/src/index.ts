@@ -50,6 +50,7 @@ export { replayEvents, type ReplayableEvent } from './machine/replay.js';
 export {
   IDENTIFIER_PATTERN,
   SLUG_PATTERN,
+  isUuid,
   IdentifierSchema,
   SlugSchema,
   TableRefSchema,

@@ -179,9 +179,7 @@ export function createEngine(options: EngineOptions): Engine {
   // copied before the transition locks the migration (a copy under the lock could wait on reports
   // that wait on the lock), checked under it. Registered after the cutover's own rollback action,
   // so the check runs before it (rollback actions run newest first).
-  migrations.beforeAct(async (m, action) => {
-    if (action === 'rollback' || action === 'abort') await divergence.copyOldSideBack(m);
-  });
+  migrations.beforeAct(['rollback', 'abort'], (m) => divergence.copyOldSideBack(m));
   hooks.addRollbackAction('cutover', { name: 'check-old-side-copied-back', run: (ctx) => divergence.assertOldSideCopiedBack(ctx.db, ctx.migration) });
   options.configureHooks?.(hooks, engine);
   return engine;

@@ -14,7 +14,6 @@ export {
 } from './features/migrations/migration-read-model.js';
 export {
   KyselyMigrationRepository,
-  isUuid,
   type MigrationRepository,
   type NewMigrationEvent,
 } from './features/migrations/migration-repository.js';

@@ -24,15 +24,6 @@ export function keysOn(reader: FlagReader, flag: string, all: readonly string[])
   return all.filter((key) => reader.isEnabled(flag, { key }));
 }
 
-/** A port nothing listens on (bound then released). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** A local HTTP server on 127.0.0.1; `stop()` closes it and every open connection. */
 export interface LocalServer {
   readonly url: string;

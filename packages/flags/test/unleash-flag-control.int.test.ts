@@ -2,7 +2,8 @@ import { DependencyUnavailableError, TidewayError, flagNames } from '@tideway/co
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl } from '../src/index.js';
 import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
-import { freePort, startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
+import { freePort } from '@tideway/testing';
+import { startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
 
 let unleash: LocalUnleash;
 let control: UnleashFlagControl;

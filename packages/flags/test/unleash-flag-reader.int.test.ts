@@ -5,7 +5,8 @@ import { waitFor } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl, UnleashFlagReader, type UnleashFlagReaderOptions } from '../src/index.js';
 import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
-import { freePort, keys, keysOn, startHeldAnswer, startProxy, uniqueFlag, type LocalServer } from './helpers.js';
+import { freePort } from '@tideway/testing';
+import { keys, keysOn, startHeldAnswer, startProxy, uniqueFlag, type LocalServer } from './helpers.js';
 
 const KEYS = keys(10_000);
 /** A flag change reaches a reader in ~1–2 s (server cache ~1 s plus one poll); allow a loaded machine. */

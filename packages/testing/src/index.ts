@@ -10,4 +10,5 @@ export { waitFor } from './wait-for.js';
 export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
 export { startTsProcess, type TsProcess } from './child-process.js';
 export { startPrivateRedis, type PrivateRedis } from './private-redis.js';
+export { freePort } from './free-port.js';
 export { ordersSpec, ORDERS_TABLES_SQL } from './orders-spec.js';

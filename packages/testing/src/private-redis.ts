@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
+import { freePort } from './free-port.js';
 
 /** A redis-server owned by one test file, so a FLUSHALL or a restart there touches no other test. */
 export interface PrivateRedis {
@@ -8,14 +8,6 @@ export interface PrivateRedis {
   readonly pid: number;
   /** SIGTERM (SIGKILL after 5 s) and wait for exit; safe to call twice. */
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

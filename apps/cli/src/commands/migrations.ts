@@ -1,24 +1,10 @@
 import { Option, type Command } from 'commander';
 import type { Chunk, MigrationEvent, MigrationResource, Page } from '../api-types.js';
 import { CHUNK_STATUSES } from '../api-types.js';
-import { collectPages, contextOf, type CliRuntime, positiveInt, readJsonInput, REF, seg, subcommand } from '../context.js';
+import { collectPages, contextOf, more, pageOptions, type CliRuntime, type PageOptions, positiveInt, readJsonInput, REF, seg, subcommand } from '../context.js';
 import { OPERATOR_ACTIONS, PHASES, STATUSES } from '../domain.js';
 import { count, key, orDash, table } from '../format.js';
 import { renderMigration, renderOutcome } from './render-migration.js';
-
-interface PageOptions {
-  limit?: number;
-  cursor?: string;
-  all?: boolean;
-}
-
-const pageOptions = (command: Command, max: number): Command =>
-  command
-    .addOption(new Option('--limit <n>', `items per page (1–${max})`).argParser(positiveInt))
-    .option('--cursor <cursor>', 'continue after this cursor (from a previous page)')
-    .option('--all', 'follow the cursors and print every page');
-
-const more = (nextCursor: string | null) => (nextCursor ? `more: --cursor ${nextCursor} (or --all)\n` : '');
 
 const path = (id: string, rest = '') => `/v1/migrations/${seg(id)}${rest}`;
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
 import type { Page, Verification } from '../api-types.js';
-import { collectPages, contextOf, positiveInt, REF, seg, subcommand, type CliRuntime } from '../context.js';
+import { collectPages, contextOf, more, pageOptions, positiveInt, REF, seg, subcommand, type CliRuntime, type PageOptions } from '../context.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { count, key, table } from '../format.js';
 
@@ -55,11 +55,8 @@ export function registerVerifyCommand(program: Command, cli: CliRuntime): void {
 
 /** `tideway verifications <migration>`: the migration's verifications, newest first. */
 export function registerVerificationsCommand(program: Command, cli: CliRuntime): void {
-  subcommand(program, 'verifications <migration>', `a migration's verifications, newest first; ${REF}`)
-    .addOption(new Option('--limit <n>', 'items per page (1–100)').argParser(positiveInt))
-    .option('--cursor <cursor>', 'continue after this cursor (from a previous page)')
-    .option('--all', 'follow the cursors and print every page')
-    .action(async (ref: string, opts: { limit?: number; cursor?: string; all?: boolean }, command: Command) => {
+  pageOptions(subcommand(program, 'verifications <migration>', `a migration's verifications, newest first; ${REF}`), 100).action(
+    async (ref: string, opts: PageOptions, command: Command) => {
       const ctx = contextOf(command, cli);
       const id = await ctx.migrationId(ref);
       const page = await collectPages(
@@ -83,7 +80,8 @@ export function registerVerificationsCommand(program: Command, cli: CliRuntime):
                 count(v.repaired),
                 v.startedAt,
               ]),
-            ) + (page.nextCursor ? `more: --cursor ${page.nextCursor} (or --all)\n` : ''),
+            ) + more(page.nextCursor),
       );
-    });
+    },
+  );
 }

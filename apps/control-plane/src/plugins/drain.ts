@@ -43,9 +43,11 @@ export const drainPlugin = fp<DrainPluginOptions>(
         if (sockets.size === 0) drained?.();
       });
     });
-    app.addHook('onSend', async (_request, reply, payload) => {
+    // Fastify itself marks `Connection: close` on requests routed after close() began; this covers
+    // the ones already running then. A callback hook: it runs on every reply.
+    app.addHook('onSend', (_request, reply, payload, done) => {
       if (draining) reply.header('connection', 'close');
-      return payload;
+      done(null, payload);
     });
     app.addHook('preClose', async () => {
       draining = true;

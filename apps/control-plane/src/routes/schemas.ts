@@ -1,6 +1,6 @@
 import { ACTIONS, ERROR_CODES, PHASES, STATUSES } from '@tideway/core';
 import type { MigrationView } from '@tideway/engine';
-import { Type } from 'typebox';
+import { Type, type TProperties, type TSchema } from 'typebox';
 
 export const PhaseSchema = Type.Enum(PHASES);
 export const StatusSchema = Type.Enum(STATUSES);
@@ -62,6 +62,19 @@ export const MigrationEventSchema = Type.Object({
 export const IdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
 
 export const CursorSchema = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' });
+
+/** Query of a keyset-paginated list: `filters`, then `limit` (1–`max`, default `byDefault`) and `cursor`. */
+export function PageQuerySchema<F extends TProperties>(max: number, byDefault: number, filters: F = {} as F) {
+  return Type.Object(
+    { ...filters, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: max, default: byDefault })), cursor: Type.Optional(CursorSchema) },
+    { additionalProperties: false },
+  );
+}
+
+/** Answer of a keyset-paginated list: `{ items, nextCursor }`, `nextCursor` null on the last page. */
+export function PageSchema<T extends TSchema>(item: T) {
+  return Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+}
 
 /** Body of the action routes (start, advance, pause, resume, abort, rollback). */
 export const ActionBodySchema = Type.Object(

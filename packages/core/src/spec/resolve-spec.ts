@@ -1,6 +1,6 @@
 import { InvalidSpecError, type SpecProblem } from '../errors/invalid-spec-error.js';
 import { SPEC_DEFAULTS, type MigrationSpec, type TableRef } from './migration-spec.js';
-import type { MigrationSpecInput, TableRefInput } from './spec-schema.js';
+import { isUuid, type MigrationSpecInput, type TableRefInput } from './spec-schema.js';
 
 function resolveTable(ref: TableRefInput): TableRef {
   return {
@@ -18,7 +18,7 @@ function resolveTable(ref: TableRefInput): TableRef {
 export function checkSpec(spec: MigrationSpec): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const { source, target, backfill, ramp, cleanup } = spec;
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(spec.name)) {
+  if (isUuid(spec.name)) {
     // Where a migration is named (the CLI's <migration>), a UUID means an id.
     problems.push({ field: 'name', problem: 'must not have the shape of a UUID, which names a migration by its id' });
   }

@@ -10,6 +10,13 @@ export const IDENTIFIER_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,62}$';
 /** Migration and datasource names: lower-case slugs, 1–63 characters. */
 export const SLUG_PATTERN = '^[a-z][a-z0-9_-]{0,62}$';
 
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True when `text` has the shape of a UUID: a migration id. Migration names must not (see resolveSpec). */
+export function isUuid(text: string): boolean {
+  return UUID_RE.test(text);
+}
+
 export const IdentifierSchema = Type.String({ pattern: IDENTIFIER_PATTERN, description: 'PostgreSQL identifier, unquoted' });
 export const SlugSchema = Type.String({ pattern: SLUG_PATTERN, description: 'lower-case slug' });
 

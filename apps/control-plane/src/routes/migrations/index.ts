@@ -4,7 +4,8 @@ import { Type } from 'typebox';
 import {
   ActionBodySchema,
   ChunkSchema,
-  CursorSchema,
+  PageQuerySchema,
+  PageSchema,
   IdParamsSchema,
   MigrationEventSchema,
   MigrationResourceSchema,
@@ -43,17 +44,8 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: 'List migrations, newest first (keyset pagination); `name` finds one by its name',
         tags: ['migrations'],
-        querystring: Type.Object(
-          {
-            phase: Type.Optional(PhaseSchema),
-            status: Type.Optional(StatusSchema),
-            name: Type.Optional(SlugSchema),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
-            cursor: Type.Optional(CursorSchema),
-          },
-          { additionalProperties: false },
-        ),
-        response: { 200: Type.Object({ items: Type.Array(MigrationResourceSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+        querystring: PageQuerySchema(500, 50, { phase: Type.Optional(PhaseSchema), status: Type.Optional(StatusSchema), name: Type.Optional(SlugSchema) }),
+        response: { 200: PageSchema(MigrationResourceSchema), ...errorResponses },
       },
     },
     async (request) => {
@@ -167,15 +159,8 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Backfill chunks of a migration in key order (keyset pagination)',
         tags: ['backfill'],
         params: IdParamsSchema,
-        querystring: Type.Object(
-          {
-            status: Type.Optional(Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const)),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-            cursor: Type.Optional(CursorSchema),
-          },
-          { additionalProperties: false },
-        ),
-        response: { 200: Type.Object({ items: Type.Array(ChunkSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+        querystring: PageQuerySchema(1000, 100, { status: Type.Optional(Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const)) }),
+        response: { 200: PageSchema(ChunkSchema), ...errorResponses },
       },
     },
     async (request) => {
@@ -191,11 +176,8 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'The audit log of a migration, oldest first',
         tags: ['migrations'],
         params: IdParamsSchema,
-        querystring: Type.Object(
-          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })), cursor: Type.Optional(CursorSchema) },
-          { additionalProperties: false },
-        ),
-        response: { 200: Type.Object({ items: Type.Array(MigrationEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+        querystring: PageQuerySchema(1000, 100),
+        response: { 200: PageSchema(MigrationEventSchema), ...errorResponses },
       },
     },
     async (request) => {

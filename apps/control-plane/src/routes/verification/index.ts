@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TidewayError } from '@tideway/core';
 import { Type } from 'typebox';
-import { CursorSchema, IdParamsSchema, errorResponses } from '../schemas.js';
+import { IdParamsSchema, PageQuerySchema, PageSchema, errorResponses } from '../schemas.js';
 
 const VerificationSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -55,11 +55,8 @@ export const verificationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "A migration's verifications, newest first (keyset pagination)",
         tags: ['verification'],
         params: IdParamsSchema,
-        querystring: Type.Object(
-          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })), cursor: Type.Optional(CursorSchema) },
-          { additionalProperties: false },
-        ),
-        response: { 200: Type.Object({ items: Type.Array(VerificationSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
+        querystring: PageQuerySchema(100, 20),
+        response: { 200: PageSchema(VerificationSchema), ...errorResponses },
       },
     },
     async (request) => {

@@ -159,7 +159,7 @@ export class BackfillService {
 
   /** Whether {@link redriveReverse} can work for this spec at all (reverse mapping, keys straight both ways). */
   static canRedriveReverse(spec: MigrationSpec): boolean {
-    return reverseMappingOf(spec) !== null && BackfillService.reverseKeyOrder(spec) !== null;
+    return BackfillService.reverseKeyOrder(spec) !== null;
   }
 
   /** For target key column i, the index of the source key column it maps straight from; `null` when the keys do not map straight both ways. */

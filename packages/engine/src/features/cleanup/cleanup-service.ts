@@ -134,15 +134,14 @@ export class CleanupService {
     const spec = migration.spec;
     if (this.deps.flags) for (const flag of RampService.flagsOf(spec)) await this.deps.flags.archive(flag);
     if (spec.syncMode === 'trigger') await this.deps.sync.uninstallAll(spec, migration.id, reverseMappingOf(spec));
-    const stamp = this.deps.clock.now().toISOString().slice(0, 10).replace(/-/g, '');
-    let archived: string | null = archiveTableName(spec.source.table, stamp);
     const dropping = spec.cleanup.dropOld && spec.cleanup.dropConfirmation === spec.source.table;
     // The archive's comment starts with this line (the table's own comment, if any, follows), so a
     // retry after a crash between the rename (committed on the datasource) and the orchestrator's
     // commit finds the name given then, not one with the retry's date.
     const marker = `tideway:archived-by:${migration.id}`;
     const source = `${quoteIdent(spec.source.schema)}.${quoteIdent(spec.source.table)}`;
-    await this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+    // The archive's name, or null when the table was dropped (or is gone and no archive is known).
+    const archived = await this.deps.datasources.withClient(spec.source.datasource, async (client): Promise<string | null> => {
       const exists = await client.query(`SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, [spec.source.schema, spec.source.table]);
       if (!exists.rowCount) {
         const earlier = await client.query<{ relname: string }>(
@@ -150,9 +149,9 @@ export class CleanupService {
           [spec.source.schema, marker],
         );
         // Renamed by an earlier attempt (found by its marker), or gone some other way: then no archive is known.
-        archived = earlier.rows[0]?.relname ?? null;
-        return;
+        return earlier.rows[0]?.relname ?? null;
       }
+      const name = archiveTableName(spec.source.table, this.deps.clock.now().toISOString().slice(0, 10).replace(/-/g, ''));
       await client.query('BEGIN');
       try {
         await client.query('SET LOCAL lock_timeout = 5000');
@@ -160,10 +159,11 @@ export class CleanupService {
         else {
           const own = await client.query<{ comment: string | null }>(`SELECT obj_description($1::regclass, 'pg_class') AS comment`, [source]);
           const comment = own.rows[0]?.comment ? `${marker}\n${own.rows[0].comment}` : marker;
-          await client.query(`ALTER TABLE ${source} RENAME TO ${quoteIdent(archived as string)}`);
-          await client.query(`COMMENT ON TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(archived as string)} IS ${client.escapeLiteral(comment)}`);
+          await client.query(`ALTER TABLE ${source} RENAME TO ${quoteIdent(name)}`);
+          await client.query(`COMMENT ON TABLE ${quoteIdent(spec.source.schema)}.${quoteIdent(name)} IS ${client.escapeLiteral(comment)}`);
         }
         await client.query('COMMIT');
+        return dropping ? null : name;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw error;
@@ -172,8 +172,8 @@ export class CleanupService {
     await this.deps.timers.cancel(ctx.db, migration.id, ['cleanup_reminder', 'cleanup_deadline']);
     await ctx.db
       .insertInto('cleanups')
-      .values({ migration_id: migration.id, deadline: this.deps.clock.now(), executed_at: this.deps.clock.now(), archived_table: dropping ? null : archived })
-      .onConflict((oc) => oc.column('migration_id').doUpdateSet({ executed_at: this.deps.clock.now(), archived_table: dropping ? null : archived }))
+      .values({ migration_id: migration.id, deadline: this.deps.clock.now(), executed_at: this.deps.clock.now(), archived_table: archived })
+      .onConflict((oc) => oc.column('migration_id').doUpdateSet({ executed_at: this.deps.clock.now(), archived_table: archived }))
       .execute();
   }
 

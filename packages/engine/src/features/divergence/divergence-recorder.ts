@@ -254,11 +254,9 @@ export class DivergenceRecorder {
    * decides under the lock.
    */
   async copyOldSideBack(migration: Migration): Promise<void> {
-    if (!['cutover', 'cleanup'].includes(migration.phase) || !BackfillService.canRedriveReverse(migration.spec)) return;
-    for (let round = 0; round < 10; round++) {
-      const before = await this.#pendingCount(this.db, migration.id, 'old_write_failure');
-      if (before === 0 || (await this.redrivePending(migration, ['old_write_failure'])) === 0) return;
-    }
+    // Rounds of up to 1,000 keys until one copies nothing: none left, or none can be copied now
+    // (a phase without a way back, a spec without one, the datasource down).
+    for (let round = 0; round < 10; round++) if ((await this.redrivePending(migration, ['old_write_failure'])) === 0) return;
   }
 
   /**
@@ -287,17 +285,6 @@ export class DivergenceRecorder {
       `${left.length}${left.length === 20 ? '+' : ''} old-side write(s) could not be copied back to old; rolling back now would lose them`,
       { dependency: `datasource "${migration.spec.source.datasource}"`, keys: left.map((l) => ({ key: l.key, error: l.error })) },
     );
-  }
-
-  async #pendingCount(db: Kysely<Database>, migrationId: string, kind: WriteFailureKind): Promise<number> {
-    const row = await db
-      .selectFrom('divergences')
-      .select(sql<number>`count(*)::int`.as('n'))
-      .where('migration_id', '=', migrationId)
-      .where('kind', '=', kind)
-      .where('redriven_at', 'is', null)
-      .executeTakeFirstOrThrow();
-    return row.n;
   }
 
   /**

@@ -1,8 +1,7 @@
-import type { Phase, Status } from '@tideway/core';
+import { isUuid, type Phase, type Status } from '@tideway/core';
 import type { Database } from '@tideway/db';
 import type { Kysely } from 'kysely';
 import { toMigration, toMigrationEvent, type Migration, type MigrationEvent } from './migration.js';
-import { isUuid } from './migration-repository.js';
 
 /** One page of a keyset-paginated list; `nextCursor` is `null` on the last page. */
 export interface Page<T> {

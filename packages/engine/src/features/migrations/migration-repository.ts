@@ -1,4 +1,4 @@
-import { NameTakenError, type MigrationSpec, type MigrationState } from '@tideway/core';
+import { isUuid, NameTakenError, type MigrationSpec, type MigrationState } from '@tideway/core';
 import type { Database } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import { toMigration, type Migration } from './migration.js';
@@ -31,12 +31,6 @@ export interface MigrationRepository {
   appendEvent(trx: Kysely<Database>, event: NewMigrationEvent): Promise<number>;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** True when `id` has the shape of a UUID (anything else cannot name a migration). */
-export function isUuid(id: string): boolean {
-  return UUID_RE.test(id);
-}
 
 /** {@link MigrationRepository} on the orchestrator database through Kysely. */
 export class KyselyMigrationRepository implements MigrationRepository {

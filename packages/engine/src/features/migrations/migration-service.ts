@@ -86,7 +86,7 @@ export class MigrationService {
   /** Reads of {@link describe} in flight, shared by concurrent callers for the same id. */
   readonly #describing = new Map<string, Promise<MigrationView>>();
   readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
-  readonly #beforeAct: ((migration: Migration, action: Action) => Promise<void>)[] = [];
+  readonly #beforeAct: { actions: readonly Action[]; step: (migration: Migration) => Promise<void> }[] = [];
 
   constructor(deps: MigrationServiceDeps) {
     this.#deps = deps;
@@ -106,13 +106,13 @@ export class MigrationService {
   }
 
   /**
-   * Registers a step that runs before {@link act} opens its transaction (so outside the migration
-   * row's lock), with the migration as it is then. Its errors are swallowed: it prepares work the
-   * phase actions then check under the lock (e.g. copying old-side write failures back before a
-   * rollback), it decides nothing.
+   * Registers a step that runs before {@link act} opens its transaction for one of `actions` (so
+   * outside the migration row's lock), with the migration as it is then. Its errors are swallowed:
+   * it prepares work the phase actions then check under the lock (e.g. copying old-side write
+   * failures back before a rollback), it decides nothing.
    */
-  beforeAct(step: (migration: Migration, action: Action) => Promise<void>): void {
-    this.#beforeAct.push(step);
+  beforeAct(actions: readonly Action[], step: (migration: Migration) => Promise<void>): void {
+    this.#beforeAct.push({ actions, step });
   }
 
   /** Registers a contributor to the `progress` object of the resource. */
@@ -154,9 +154,10 @@ export class MigrationService {
    */
   async act(id: string, action: Action, options: ActOptions): Promise<Migration> {
     const { repository, hooks, clock } = this.#deps;
-    if (this.#beforeAct.length > 0) {
+    const before = this.#beforeAct.filter((b) => b.actions.includes(action));
+    if (before.length > 0) {
       const row = await this.#deps.readModel.get(id);
-      if (row) for (const step of this.#beforeAct) await step(row, action).catch(() => undefined);
+      if (row) for (const { step } of before) await step(row).catch(() => undefined);
     }
     const result = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);

@@ -339,35 +339,9 @@ export class VerificationService {
 
   /** The verification resource. @throws TidewayError `MIGRATION_NOT_FOUND` for an unknown id. */
   async view(verificationId: string): Promise<VerificationView> {
-    const { db } = this.deps;
-    const v = await db.selectFrom('verifications').selectAll().where('id', '=', verificationId).executeTakeFirst();
+    const v = await this.deps.db.selectFrom('verifications').selectAll().where('id', '=', verificationId).executeTakeFirst();
     if (!v) throw new TidewayError('MIGRATION_NOT_FOUND', `verification ${verificationId} does not exist`, { verificationId });
-    const counts = await db
-      .selectFrom('verification_diffs')
-      .select([
-        sql<number>`count(*) FILTER (WHERE kind = 'missing' AND NOT repaired)::int`.as('missing'),
-        sql<number>`count(*) FILTER (WHERE kind = 'extra' AND NOT repaired)::int`.as('extra'),
-        sql<number>`count(*) FILTER (WHERE kind = 'different' AND NOT repaired)::int`.as('different'),
-        sql<number>`count(*) FILTER (WHERE repaired)::int`.as('repaired'),
-      ])
-      .where('verification_id', '=', v.id)
-      .executeTakeFirstOrThrow();
-    const samples = await db.selectFrom('verification_diffs').select(['key', 'kind']).where('verification_id', '=', v.id).where('repaired', '=', false).orderBy('key').limit(SAMPLE_KEYS).execute();
-    return {
-      id: v.id,
-      migrationId: v.migration_id,
-      status: v.status,
-      rangesTotal: v.ranges_total,
-      rangesChecked: v.ranges_checked,
-      rowsCompared: Number(v.rows_compared),
-      missingInTarget: counts.missing,
-      extraInTarget: counts.extra,
-      different: counts.different,
-      repaired: counts.repaired,
-      sampleKeys: samples.map((s) => ({ key: s.key, kind: s.kind })),
-      startedAt: v.started_at.toISOString(),
-      finishedAt: v.finished_at ? v.finished_at.toISOString() : null,
-    };
+    return (await this.#views([v]))[0] as VerificationView;
   }
 
   /**
@@ -380,8 +354,9 @@ export class VerificationService {
     const limit = query.limit ?? 20;
     let q = this.deps.db
       .selectFrom('verifications')
-      // started_at as text keeps its microseconds (a JS Date would cut them and skip rows).
-      .select(['id', sql<string>`started_at::text`.as('at')])
+      .selectAll()
+      // started_at as text keeps its microseconds for the cursor (a JS Date would cut them and skip rows).
+      .select(sql<string>`started_at::text`.as('at'))
       .where('migration_id', '=', migrationId)
       .orderBy('started_at', 'desc')
       .orderBy('id', 'desc')
@@ -394,9 +369,60 @@ export class VerificationService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return {
-      items: await Promise.all(page.map((r) => this.view(r.id))),
+      items: await this.#views(page),
       nextCursor: rows.length > limit && last ? Buffer.from(`v1:${last.at}|${last.id}`).toString('base64url') : null,
     };
+  }
+
+  /** Resources of `rows`, in their order: the open diff counts and up to SAMPLE_KEYS sample keys each, two queries in all. */
+  async #views(rows: readonly VerificationRow[]): Promise<VerificationView[]> {
+    if (rows.length === 0) return [];
+    const { db } = this.deps;
+    const ids = rows.map((r) => r.id);
+    const counts = await db
+      .selectFrom('verification_diffs')
+      .select([
+        'verification_id',
+        sql<number>`count(*) FILTER (WHERE kind = 'missing' AND NOT repaired)::int`.as('missing'),
+        sql<number>`count(*) FILTER (WHERE kind = 'extra' AND NOT repaired)::int`.as('extra'),
+        sql<number>`count(*) FILTER (WHERE kind = 'different' AND NOT repaired)::int`.as('different'),
+        sql<number>`count(*) FILTER (WHERE repaired)::int`.as('repaired'),
+      ])
+      .where('verification_id', 'in', ids)
+      .groupBy('verification_id')
+      .execute();
+    const samples = await db
+      .selectFrom((eb) =>
+        eb
+          .selectFrom('verification_diffs')
+          .select(['verification_id', 'key', 'kind', sql<number>`row_number() OVER (PARTITION BY verification_id ORDER BY key)`.as('n')])
+          .where('verification_id', 'in', ids)
+          .where('repaired', '=', false)
+          .as('d'),
+      )
+      .select(['verification_id', 'key', 'kind'])
+      .where('n', '<=', SAMPLE_KEYS)
+      .orderBy('verification_id')
+      .orderBy('key')
+      .execute();
+    return rows.map((v) => {
+      const c = counts.find((x) => x.verification_id === v.id);
+      return {
+        id: v.id,
+        migrationId: v.migration_id,
+        status: v.status,
+        rangesTotal: v.ranges_total,
+        rangesChecked: v.ranges_checked,
+        rowsCompared: Number(v.rows_compared),
+        missingInTarget: c?.missing ?? 0,
+        extraInTarget: c?.extra ?? 0,
+        different: c?.different ?? 0,
+        repaired: c?.repaired ?? 0,
+        sampleKeys: samples.filter((x) => x.verification_id === v.id).map((x) => ({ key: x.key, kind: x.kind })),
+        startedAt: v.started_at.toISOString(),
+        finishedAt: v.finished_at ? v.finished_at.toISOString() : null,
+      };
+    });
   }
 
   /** The newest verification of a migration, or `undefined`. */
