@@ -1,4 +1,4 @@
-import { ConfigError, datasourcesVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -29,6 +29,10 @@ export interface ControlPlaneConfig {
   readonly webhookUrls: readonly string[];
   /** Largest accepted request body, bytes. @defaultValue 1048576 (`TIDEWAY_BODY_LIMIT_BYTES`) */
   readonly bodyLimitBytes: number;
+  /** Installation id marking what Tideway creates outside its database (`TIDEWAY_INSTALLATION`); `null` reads it from the orchestrator database. */
+  readonly installation: string | null;
+  /** Crash points for fault tests only (`TIDEWAY_FAULT_CRASH_AT`). @defaultValue null */
+  readonly crashPoints: string | null;
 }
 
 /**
@@ -52,5 +56,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlPlaneCo
     unleash: unleashVar(env),
     webhookUrls: webhookUrlsVar(env),
     bodyLimitBytes: intVar(env, 'TIDEWAY_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    installation: installationVar(env),
+    crashPoints: crashPointsVar(env),
   });
 }

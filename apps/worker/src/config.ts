@@ -1,4 +1,4 @@
-import { ConfigError, datasourcesVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -30,6 +30,10 @@ export interface WorkerConfig {
   readonly webhookSecret: string;
   /** @defaultValue 'info' (`TIDEWAY_LOG_LEVEL`) */
   readonly logLevel: string;
+  /** Installation id marking what Tideway creates outside its database (`TIDEWAY_INSTALLATION`); `null` reads it from the orchestrator database. */
+  readonly installation: string | null;
+  /** Crash points for fault tests only (`TIDEWAY_FAULT_CRASH_AT`). @defaultValue null */
+  readonly crashPoints: string | null;
 }
 
 /** Reads and checks the configuration. @throws ConfigError naming the first bad variable. */
@@ -48,5 +52,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     webhookUrls: webhookUrlsVar(env),
     webhookSecret: env['TIDEWAY_WEBHOOK_SECRET'] || 'tideway-dev-webhook-secret',
     logLevel: logLevelVar(env),
+    installation: installationVar(env),
+    crashPoints: crashPointsVar(env),
   });
 }

@@ -1,5 +1,5 @@
 import { createDb } from '@tideway/db';
-import { BullmqControlQueue, BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
+import { BullmqControlQueue, BullmqWorkQueue, createEngine, crashFaults, type Engine } from '@tideway/engine';
 import { UnleashFlagControl } from '@tideway/flags';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import { Worker } from 'bullmq';
@@ -34,6 +34,8 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     webhookUrls: config.webhookUrls,
     flags: config.unleash ? new UnleashFlagControl({ url: config.unleash.url, adminToken: config.unleash.adminToken }) : null,
     datasourceConcurrency: config.datasourceConcurrency,
+    installation: config.installation,
+    faults: crashFaults(config.crashPoints),
     ...(config.workerName ? { workerName: config.workerName } : {}),
   });
   const worker = new Worker(QUEUE_NAMES.work, workProcessor(engine.backfill, engine.verification), {
@@ -56,6 +58,8 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     reconciling = true;
     try {
       await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
+      const converged = await engine.desiredState.reconcileAll();
+      if (converged.changes.length || converged.failures.length) log('converged', { changes: converged.changes, failures: converged.failures });
       const r = await engine.backfill.reconcile();
       await engine.verification.reconcile();
       await engine.timers.fireDue();

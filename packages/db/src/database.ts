@@ -20,6 +20,17 @@ export interface MigrationsTable {
   phase_entered_at: Timestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** The `version` whose desired state was last converged outside the orchestrator database. */
+  converged_version: Generated<number>;
+  converged_at: Date | null;
+}
+
+/** `installation`: one row, the id that marks everything this orchestrator creates outside its database. */
+export interface InstallationTable {
+  singleton: Generated<boolean>;
+  /** Eight lower-case letters and digits. */
+  id: string;
+  created_at: Timestamp;
 }
 
 /** `migration_events`: the append-only audit log (a database trigger refuses UPDATE and DELETE). */
@@ -263,6 +274,7 @@ export interface Database {
   ramps: RampsTable;
   timers: TimersTable;
   cleanups: CleanupsTable;
+  installation: InstallationTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

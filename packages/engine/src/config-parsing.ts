@@ -85,3 +85,16 @@ export function unleashVar(env: NodeJS.ProcessEnv): { url: string; adminToken: s
   const url = urlVar(env, 'TIDEWAY_UNLEASH_URL', `http://127.0.0.1:${env['TIDEWAY_UNLEASH_PORT'] || 4242}`, ['http:', 'https:']);
   return { url, adminToken: env['TIDEWAY_UNLEASH_ADMIN_TOKEN'] || '*:*.tideway-admin-dev-token' };
 }
+
+/** `TIDEWAY_INSTALLATION`: 1–16 lower-case letters and digits, or `null` when unset (read from the orchestrator database). @throws ConfigError */
+export function installationVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_INSTALLATION'): string | null {
+  const raw = env[name];
+  if (!raw) return null;
+  if (!/^[a-z0-9]{1,16}$/.test(raw)) throw new ConfigError(`${name} must be 1-16 lower-case letters and digits, got "${raw}"`);
+  return raw;
+}
+
+/** `TIDEWAY_FAULT_CRASH_AT`: crash points for fault tests (comma-separated names), `null` when unset. Never set it in production. */
+export function crashPointsVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_FAULT_CRASH_AT'): string | null {
+  return env[name] || null;
+}

@@ -35,6 +35,9 @@ import { registerCutover } from './features/cutover/register-cutover.js';
 import { registerFlagPhases } from './features/cutover/register-flag-phases.js';
 import { TimerService } from './features/timers/timer-service.js';
 import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
+import { DesiredStateReconciler } from './features/desired-state/desired-state.js';
+import { Installation } from './features/installation/installation.js';
+import { noFaults, type Faults } from './faults.js';
 
 /** What {@link createEngine} needs. */
 export interface EngineOptions {
@@ -60,6 +63,10 @@ export interface EngineOptions {
   readonly workerName?: string;
   /** Lets a caller (tests, later features) register more gates and phase actions. */
   readonly configureHooks?: (hooks: PhaseHooks<MigrationContext>, engine: Engine) => void;
+  /** This installation's id (`TIDEWAY_INSTALLATION`); `null` (default) reads it from the orchestrator database. */
+  readonly installation?: string | null;
+  /** Crash points for fault tests (`TIDEWAY_FAULT_CRASH_AT`). @defaultValue none */
+  readonly faults?: Faults;
 }
 
 /** The use-cases both apps call, wired together. */
@@ -84,6 +91,10 @@ export interface Engine {
   readonly ramp: RampService;
   readonly cleanup: CleanupService;
   readonly webhooks: WebhookNotifier;
+  /** The id that marks what this installation creates outside its database. */
+  readonly installation: Installation;
+  /** Converges datasource objects and flags with each migration's state (transitions and the periodic pass). */
+  readonly desiredState: DesiredStateReconciler;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -105,14 +116,20 @@ export function createEngine(options: EngineOptions): Engine {
   const datasources = new DatasourceRegistry(options.datasources);
   const catalog = new CatalogInspector(datasources);
   const migrationReadModel = new MigrationReadModel(options.db);
+  const faults = options.faults ?? noFaults;
+  const repository = new KyselyMigrationRepository();
   const migrations = new MigrationService({
     db: options.db,
-    repository: new KyselyMigrationRepository(),
+    repository,
     readModel: migrationReadModel,
     hooks,
     datasources,
     clock,
+    faults,
   });
+  const installation = new Installation(options.db, options.installation ?? null);
+  const desiredState = new DesiredStateReconciler(options.db, repository, faults);
+  migrations.useConverger((target) => desiredState.converge(target));
   const backfillReadModel = new BackfillReadModel(options.db);
   const syncTrigger = new SyncTrigger(datasources, catalog);
   const health = new HealthProbe(datasources);
@@ -158,6 +175,8 @@ export function createEngine(options: EngineOptions): Engine {
     ramp,
     cleanup,
     webhooks,
+    installation,
+    desiredState,
     verification: new VerificationService({
       db: options.db,
       datasources,

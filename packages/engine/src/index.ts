@@ -1,4 +1,16 @@
 export { systemClock, type Clock } from './clock.js';
+export { crashFaults, noFaults, type Faults } from './faults.js';
+export { Installation, INSTALLATION_PATTERN } from './features/installation/installation.js';
+export {
+  DesiredStateReconciler,
+  CONVERGE_BATCH,
+  DRIFT_CHECK_SECONDS,
+  markConverged,
+  type ConvergeChange,
+  type ConvergeTarget,
+  type DesiredStateKind,
+  type ReconcileReport,
+} from './features/desired-state/desired-state.js';
 export { createEngine, type Engine, type EngineOptions } from './engine.js';
 export { AuditLog, type AuditEntry } from './features/audit/audit-log.js';
 export { DatasourceRegistry } from './features/datasources/datasource-registry.js';
@@ -24,6 +36,7 @@ export {
   type MigrationServiceDeps,
   type ProgressProvider,
   type TransitionNotice,
+  type Converger,
 } from './features/migrations/migration-service.js';
 export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
@@ -54,7 +67,7 @@ export { SyncTrigger } from './features/backfill/sync-trigger.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';

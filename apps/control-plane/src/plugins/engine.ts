@@ -1,5 +1,5 @@
 import { createDb } from '@tideway/db';
-import { BullmqControlQueue, BullmqWorkQueue, createEngine, type EngineOptions } from '@tideway/engine';
+import { BullmqControlQueue, BullmqWorkQueue, createEngine, crashFaults, type EngineOptions } from '@tideway/engine';
 import { UnleashFlagControl } from '@tideway/flags';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
 import type { FastifyInstance } from 'fastify';
@@ -35,6 +35,8 @@ export const enginePlugin = fp<EnginePluginOptions>(
       workerName: 'control-plane',
       datasources: options.config.datasources,
       bootstrapAdminToken: options.config.adminToken,
+      installation: options.config.installation,
+      faults: crashFaults(options.config.crashPoints),
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.configureHooks ? { configureHooks: options.configureHooks } : {}),
     });

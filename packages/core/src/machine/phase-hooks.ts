@@ -31,6 +31,13 @@ export interface Gate<C> {
  */
 export interface PhaseAction<C> {
   readonly name: string;
+  /**
+   * When the action runs relative to the converge of the desired state (datasource objects, flags):
+   * `before-converge` (the default) for checks and for changes to Tideway's own rows that the
+   * desired state is derived from; `after-converge` for steps that need the world already changed
+   * (e.g. renaming the old table once its sync triggers are gone).
+   */
+  readonly stage?: 'before-converge' | 'after-converge';
   run(ctx: C): Promise<void> | void;
 }
 

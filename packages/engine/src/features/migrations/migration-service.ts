@@ -30,6 +30,8 @@ import type { Migration } from './migration.js';
 import type { MigrationContext } from './migration-context.js';
 import type { MigrationReadModel } from './migration-read-model.js';
 import type { MigrationRepository } from './migration-repository.js';
+import { noFaults, type Faults } from '../../faults.js';
+import { markConverged, type ConvergeChange, type ConvergeTarget } from '../desired-state/desired-state.js';
 
 /** Who acts and under which optimistic-concurrency expectation. */
 export interface ActOptions {
@@ -70,7 +72,12 @@ export interface MigrationServiceDeps {
   readonly hooks: PhaseHooks<MigrationContext>;
   readonly datasources: DatasourceRegistry;
   readonly clock: Clock;
+  /** Crash points for fault tests. @defaultValue none */
+  readonly faults?: Faults;
 }
+
+/** Brings the world outside the orchestrator database in line with a migration's state (see `DesiredStateReconciler.converge`). */
+export type Converger = (target: ConvergeTarget) => Promise<ConvergeChange[]>;
 
 /**
  * The migration use-cases: create, act (start/advance/pause/resume/abort/rollback/fail), patch and
@@ -87,9 +94,19 @@ export class MigrationService {
   readonly #describing = new Map<string, Promise<MigrationView>>();
   readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
   readonly #beforeAct: { actions: readonly Action[]; step: (migration: Migration) => Promise<void> }[] = [];
+  #converge: Converger | null = null;
 
   constructor(deps: MigrationServiceDeps) {
     this.#deps = deps;
+  }
+
+  /**
+   * Sets how a transition converges the desired state: after the phase actions and the new state
+   * are written, before the commit (see `DesiredStateReconciler`). Without one, transitions change
+   * only the orchestrator database.
+   */
+  useConverger(converge: Converger): void {
+    this.#converge = converge;
   }
 
   /** Registers a listener told after every committed transition; its errors are swallowed. */
@@ -180,12 +197,24 @@ export class MigrationService {
         const failing = gates.filter((g) => !g.passed);
         if (failing.length > 0) throw new GateNotMetError(from.phase, failing);
       }
+      const faults = this.#deps.faults ?? noFaults;
       const ran: string[] = [];
-      for (const step of hooks.plan(from, action, outcome.to)) {
+      const planned = hooks.plan(from, action, outcome.to);
+      faults.crashPoint(`transition:${action}:before-actions`);
+      for (const step of planned.filter((p) => p.action.stage !== 'after-converge')) {
         await step.action.run(ctx);
         ran.push(`${step.kind}:${step.phase}:${step.action.name}`);
+        faults.crashPoint(`transition:${action}:after-action:${step.action.name}`);
       }
       const updated = await repository.updateState(trx, current, outcome.to);
+      const converged = this.#converge ? await this.#converge({ migration: updated, db: trx }) : [];
+      faults.crashPoint(`transition:${action}:after-converge`);
+      const after: MigrationContext = { ...ctx, migration: updated };
+      for (const step of planned.filter((p) => p.action.stage === 'after-converge')) {
+        await step.action.run(after);
+        ran.push(`${step.kind}:${step.phase}:${step.action.name}`);
+        faults.crashPoint(`transition:${action}:after-action:${step.action.name}`);
+      }
       await repository.appendEvent(trx, {
         migrationId: id,
         actor: options.actor,
@@ -197,11 +226,15 @@ export class MigrationService {
           ...options.details,
           ...(gates.length ? { gates } : {}),
           ...(ran.length ? { actions: ran } : {}),
+          ...(converged.length ? { converged: converged.map((c) => ({ ...c })) } : {}),
           version: updated.version,
         },
       });
+      if (this.#converge) await markConverged(trx, id, updated.version);
+      faults.crashPoint(`transition:${action}:before-commit`);
       return { updated, from };
     });
+    (this.#deps.faults ?? noFaults).crashPoint(`transition:${action}:after-commit`);
     this.#describing.delete(id);
     await this.#notify({ migration: result.updated, action, from: result.from });
     return result.updated;

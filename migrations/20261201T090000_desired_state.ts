@@ -1,0 +1,27 @@
+/**
+ * Desired state, converged (shared/DESIGN.md §2):
+ * - `installation`: one row, the id of this orchestrator database. It marks everything Tideway creates
+ *   outside its own database (datasource objects, flags), so two installations sharing a datasource
+ *   or a flag server never touch each other's objects. `TIDEWAY_INSTALLATION` may override it.
+ * - `migrations.converged_version` / `converged_at`: the version whose desired state was last
+ *   converged on datasources and the flag server; the reconciler converges migrations whose version
+ *   moved on first.
+ */
+import { sql, type Kysely } from 'kysely';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function up(db: Kysely<any>): Promise<void> {
+  await sql`CREATE TABLE IF NOT EXISTS installation (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    id text NOT NULL CHECK (id ~ '^[a-z0-9]{8}$'),
+    created_at timestamptz NOT NULL DEFAULT now())`.execute(db);
+  await sql`INSERT INTO installation (id) VALUES (substr(md5(gen_random_uuid()::text), 1, 8)) ON CONFLICT DO NOTHING`.execute(db);
+  await sql`ALTER TABLE migrations ADD COLUMN IF NOT EXISTS converged_version integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS converged_at timestamptz`.execute(db);
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql`ALTER TABLE migrations DROP COLUMN IF EXISTS converged_version, DROP COLUMN IF EXISTS converged_at`.execute(db);
+  await sql`DROP TABLE IF EXISTS installation`.execute(db);
+}
