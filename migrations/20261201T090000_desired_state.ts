@@ -6,6 +6,9 @@
  * - `migrations.converged_version` / `converged_at`: the version whose desired state was last
  *   converged on datasources and the flag server; the reconciler converges migrations whose version
  *   moved on first.
+ * - `converge_intents`: written (committed on its own) before a transition changes anything outside
+ *   the orchestrator database and deleted by the transition's own commit, so a transition that
+ *   crashed or failed halfway is found and converged back on the next pass.
  */
 import { sql, type Kysely } from 'kysely';
 
@@ -18,10 +21,16 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`INSERT INTO installation (id) VALUES (substr(md5(gen_random_uuid()::text), 1, 8)) ON CONFLICT DO NOTHING`.execute(db);
   await sql`ALTER TABLE migrations ADD COLUMN IF NOT EXISTS converged_version integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS converged_at timestamptz`.execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS converge_intents (
+    -- No foreign key: the insert runs beside a transaction holding the migration row FOR UPDATE, and
+    -- the key check would wait for that lock.
+    migration_id uuid PRIMARY KEY,
+    since timestamptz NOT NULL DEFAULT now())`.execute(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function down(db: Kysely<any>): Promise<void> {
+  await sql`DROP TABLE IF EXISTS converge_intents`.execute(db);
   await sql`ALTER TABLE migrations DROP COLUMN IF EXISTS converged_version, DROP COLUMN IF EXISTS converged_at`.execute(db);
   await sql`DROP TABLE IF EXISTS installation`.execute(db);
 }

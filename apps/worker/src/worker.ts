@@ -16,9 +16,11 @@ export interface WorkerRuntime {
 
 /**
  * Starts a worker: consumes `backfill.chunk` jobs and control jobs (abort-criteria evaluation,
- * webhook delivery) and, every `reconcileIntervalMs`, re-creates from PostgreSQL any work Redis
- * lost, re-asserts the evaluation schedule and fires due timers (ramp holds, cleanup reminders). The reconciler is a plain timer, not a repeatable job, so a
- * FLUSHALL cannot take it away.
+ * webhook delivery) and, every `reconcileIntervalMs`: converges the desired state (sync triggers,
+ * flags) of migrations that changed or are due for a drift check, moves what the sync triggers
+ * could not apply into the ledger, re-creates from PostgreSQL any work Redis lost, re-asserts the
+ * evaluation schedule and fires due timers (ramp holds, cleanup reminders). The reconciler is a
+ * plain timer, not a repeatable job, so a FLUSHALL cannot take it away.
  */
 export async function startWorker(config: WorkerConfig, log: (msg: string, extra?: unknown) => void = () => undefined): Promise<WorkerRuntime> {
   const db = createDb({ connectionString: config.databaseUrl, max: 4, applicationName: 'tideway-worker' });
@@ -60,6 +62,8 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
       await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
       const converged = await engine.desiredState.reconcileAll();
       if (converged.changes.length || converged.failures.length) log('converged', { changes: converged.changes, failures: converged.failures });
+      const syncFailures = await engine.syncFailures.collectAll();
+      if (syncFailures) log('sync failures collected', { rows: syncFailures });
       const r = await engine.backfill.reconcile();
       await engine.verification.reconcile();
       await engine.timers.fireDue();

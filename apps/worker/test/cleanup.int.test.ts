@@ -45,6 +45,7 @@ beforeAll(async () => {
     configureHooks: (phaseHooks) =>
       phaseHooks.addEntryAction('done', {
         name: 'test:crash-after-cleanup',
+        stage: 'after-converge',
         run: (ctx) => {
           if (crashAfterCleanup.delete(ctx.migration.id)) throw new Error('injected crash after the cleanup ran');
         },
@@ -136,8 +137,8 @@ async function migrationInCleanup(label: string, cleanup: Record<string, unknown
     { kind: 'cleanup_reminder', dueAt: deadline - DAY_MS, payload: { daysLeft: 1 } },
     { kind: 'cleanup_deadline', dueAt: deadline, payload: { repeat: 0 } },
   ]);
-  // Both sync triggers are in place (forward on the source, reverse on the target).
-  expect(await userTriggers([source, target])).toHaveLength(2);
+  // Both syncs are in place (forward on the source, reverse on the target), three statement triggers each.
+  expect(await userTriggers([source, target])).toHaveLength(6);
   return { id, name, source, target, deadline };
 }
 
@@ -230,7 +231,7 @@ describe('cleanup deadlines on an injected clock', () => {
     });
     // Nothing was cleaned up.
     expect(await tableExists(source)).toBe(true);
-    expect(await userTriggers([source, target])).toHaveLength(2);
+    expect(await userTriggers([source, target])).toHaveLength(6);
     expect((await f.flags.getState(flagNames(name).readNew)).rollout).toBe(100);
 
     // One more day: another reminder (overdue, repeat 1), not earlier.

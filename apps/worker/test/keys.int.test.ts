@@ -72,7 +72,7 @@ describe.each<KeyCase>([
 });
 
 describe('sync trigger', () => {
-  it('installs idempotently, syncs inserts/updates/deletes, and is removed by rollback', async () => {
+  it('is converged from the state: three statement triggers, idempotently; syncs inserts/updates/deletes; rollback removes every object', async () => {
     const spec = {
       name: 'sync-trigger',
       syncMode: 'trigger' as const,
@@ -82,24 +82,31 @@ describe('sync trigger', () => {
     };
     const m = await f.engine.migrations.create(spec, { actor: 'test' });
     await f.engine.migrations.act(m.id, 'start', { actor: 'test' });
-    await f.engine.migrations.act(m.id, 'advance', { actor: 'test' });
-    const stored = (await f.engine.migrationReadModel.get(m.id))?.spec;
-    if (!stored) throw new Error('missing spec');
-    await f.engine.syncTrigger.install(stored, m.id); // a second install is a no-op
-    const triggers = await f.user.query(`select tgname from pg_trigger where tgrelid = 'synced'::regclass and not tgisinternal`);
-    expect(triggers.rows).toEqual([{ tgname: syncTriggerName(m.id) }]);
+    const advanced = await f.engine.migrations.act(m.id, 'advance', { actor: 'test' });
+    const base = syncTriggerName(m.id);
+    const triggers = await f.user.query<{ tgname: string; comment: string }>(
+      `select tgname, obj_description(oid, 'pg_trigger') as comment from pg_trigger where tgrelid = 'synced'::regclass and not tgisinternal order by tgname`,
+    );
+    expect(triggers.rows.map((r) => r.tgname)).toEqual([`${base}_del`, `${base}_ins`, `${base}_upd`]);
+    for (const t of triggers.rows) expect(t.comment).toMatch(new RegExp(`^tideway:[a-z0-9]+:${m.id}:forward:trigger-`));
+    // Converging again changes nothing; the transition's event lists what it created.
+    expect(await f.engine.desiredState.converge({ migration: advanced, db: f.engine.db })).toEqual([]);
+    const events = await f.engine.migrationReadModel.allEvents(m.id);
+    const converged = (events.at(-1)?.details['converged'] ?? []) as { object: string; action: string }[];
+    expect(converged.map((c) => c.action)).toEqual(['created', 'created', 'created', 'created', 'created', 'created']);
 
     await f.user.query(`insert into synced values (1000, 5); update synced set v = 7 where id = 1; delete from synced where id = 2; update synced set id = 5000 where id = 3`);
     const rows = await f.user.query(`select id, v from synced_v2 order by id`);
     expect(rows.rows).toEqual([{ id: '1', v: 1007 }, { id: '1000', v: 1005 }, { id: '5000', v: 1003 }]);
 
     await f.engine.migrations.act(m.id, 'rollback', { actor: 'test' });
-    expect(await f.engine.syncTrigger.isInstalled(stored, m.id)).toBe(false);
-    await f.engine.syncTrigger.uninstall(stored, m.id); // a second uninstall is a no-op
+    const left = await f.user.query(
+      `select relname as name from pg_class where relname like $1 union all select proname from pg_proc where proname like $1 union all select tgname from pg_trigger where tgname like $1`,
+      [`tideway%${m.id.replace(/-/g, '').slice(0, 12)}%`],
+    );
+    expect(left.rows).toEqual([]);
     await f.user.query(`update synced set v = 8 where id = 1`);
     expect((await f.user.query(`select v from synced_v2 where id = 1`)).rows).toEqual([{ v: 1007 }]);
-    const fns = await f.user.query(`select proname from pg_proc where proname = $1`, [syncTriggerName(m.id)]);
-    expect(fns.rows).toEqual([]);
   });
 });
 

@@ -25,6 +25,12 @@ export interface MigrationsTable {
   converged_at: Date | null;
 }
 
+/** `converge_intents`: a transition that is changing (or crashed while changing) things outside the orchestrator database. */
+export interface ConvergeIntentsTable {
+  migration_id: string;
+  since: Timestamp;
+}
+
 /** `installation`: one row, the id that marks everything this orchestrator creates outside its database. */
 export interface InstallationTable {
   singleton: Generated<boolean>;
@@ -275,6 +281,7 @@ export interface Database {
   timers: TimersTable;
   cleanups: CleanupsTable;
   installation: InstallationTable;
+  converge_intents: ConvergeIntentsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

@@ -20,7 +20,8 @@ import { ChunkCopier } from './features/backfill/chunk-copier.js';
 import { HealthProbe } from './features/backfill/health-probe.js';
 import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
-import { SyncTrigger } from './features/backfill/sync-trigger.js';
+import { SyncObjects } from './features/sync/sync-objects.js';
+import { SyncFailureCollector } from './features/sync/sync-failure-collector.js';
 import type { WorkQueue } from './features/backfill/work-queue.js';
 import { DivergenceReadModel } from './features/divergence/divergence-read-model.js';
 import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
@@ -82,7 +83,10 @@ export interface Engine {
   readonly idempotency: IdempotencyStore;
   readonly backfill: BackfillService;
   readonly backfillReadModel: BackfillReadModel;
-  readonly syncTrigger: SyncTrigger;
+  /** The datasource kind of the desired state: each migration's trigger sync. */
+  readonly syncObjects: SyncObjects;
+  /** Moves writes the sync triggers could not apply into the divergence ledger. */
+  readonly syncFailures: SyncFailureCollector;
   readonly divergence: DivergenceRecorder;
   readonly divergenceReadModel: DivergenceReadModel;
   readonly abortEvaluator: AbortEvaluator;
@@ -131,7 +135,8 @@ export function createEngine(options: EngineOptions): Engine {
   const desiredState = new DesiredStateReconciler(options.db, repository, faults);
   migrations.useConverger((target) => desiredState.converge(target));
   const backfillReadModel = new BackfillReadModel(options.db);
-  const syncTrigger = new SyncTrigger(datasources, catalog);
+  const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
+  desiredState.register(syncObjects);
   const health = new HealthProbe(datasources);
   const backfill = new BackfillService({
     db: options.db,
@@ -140,7 +145,6 @@ export function createEngine(options: EngineOptions): Engine {
     catalog,
     copier: new ChunkCopier(datasources),
     health,
-    sync: syncTrigger,
     sweeper: new TombstoneSweeper(datasources, catalog),
     migrations,
     queue: options.queue ?? null,
@@ -153,8 +157,9 @@ export function createEngine(options: EngineOptions): Engine {
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
   const flags = options.flags ?? null;
-  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, sync: syncTrigger, webhooks, clock });
-  const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, sync: syncTrigger, datasources, webhooks, clock });
+  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, converge: (target) => desiredState.converge(target), webhooks, clock });
+  const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, datasources, webhooks, clock });
+  const syncFailures = new SyncFailureCollector({ db: options.db, datasources, recorder: divergence, migrations });
   const engine: Engine = {
     db: options.db,
     clock,
@@ -167,7 +172,8 @@ export function createEngine(options: EngineOptions): Engine {
     idempotency: new IdempotencyStore(options.db),
     backfill,
     backfillReadModel,
-    syncTrigger,
+    syncObjects,
+    syncFailures,
     divergence,
     divergenceReadModel,
     abortEvaluator,
@@ -189,7 +195,7 @@ export function createEngine(options: EngineOptions): Engine {
     close: () => datasources.close(),
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
-  registerBackfill(hooks, { backfill, readModel: backfillReadModel, sync: syncTrigger, migrations });
+  registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations });
   registerDivergenceGate(hooks, divergenceReadModel);
   registerVerificationGate(hooks, options.db);
   registerFlagPhases(hooks, flags, migrations);
@@ -198,7 +204,11 @@ export function createEngine(options: EngineOptions): Engine {
   // copied before the transition locks the migration (a copy under the lock could wait on reports
   // that wait on the lock), checked under it. Registered after the cutover's own rollback action,
   // so the check runs before it (rollback actions run newest first).
-  migrations.beforeAct(['rollback', 'abort'], (m) => divergence.copyOldSideBack(m));
+  migrations.beforeAct(['rollback', 'abort'], async (m) => {
+    // What the reverse sync could not apply joins the SDK's old-side failures first.
+    if (m.spec.syncMode === 'trigger') await syncFailures.collect(m, ['reverse']).catch(() => undefined);
+    await divergence.copyOldSideBack(m);
+  });
   hooks.addRollbackAction('cutover', { name: 'check-old-side-copied-back', run: (ctx) => divergence.assertOldSideCopiedBack(ctx.db, ctx.migration) });
   options.configureHooks?.(hooks, engine);
   return engine;

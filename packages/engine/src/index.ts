@@ -63,10 +63,12 @@ export { BackfillReadModel, type BackfillProgress, type ChunkView } from './feat
 export { ChunkCopier, type CopyOptions, type CopyResult } from './features/backfill/chunk-copier.js';
 export { LeaseLostError } from './features/backfill/lease-lost-error.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
-export { SyncTrigger } from './features/backfill/sync-trigger.js';
+export { SyncObjects, SYNC_LOCK_TIMEOUT_MS, sourceKeyFromTargetKey, type SyncObjectsDeps } from './features/sync/sync-objects.js';
+export { SyncFailureCollector, FAILURES_PER_COLLECT, type CollectOutcome } from './features/sync/sync-failure-collector.js';
+export { syncObjects, syncTriggerName, syncMarker, parseSyncMarker, failuresTableName, tombstoneTable, tombstoneTableName, idTag, type SyncDirection, type SyncObject, type SyncRole, type SyncPlanInput } from './features/sync/sync-sql.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
-export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
+export { quoteIdent, qualified, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
 export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';

@@ -25,7 +25,6 @@ import {
   type KeyShape,
   type KeyValue,
 } from './sql.js';
-import type { SyncTrigger } from './sync-trigger.js';
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { WorkQueue } from './work-queue.js';
 
@@ -63,7 +62,6 @@ export interface BackfillServiceDeps {
   readonly catalog: CatalogInspector;
   readonly copier: ChunkCopier;
   readonly health: HealthProbe;
-  readonly sync: SyncTrigger;
   readonly sweeper: TombstoneSweeper;
   readonly migrations: MigrationService;
   /** `null` where no queue is configured (then only the reconciler of a worker dispatches). */
@@ -103,8 +101,9 @@ export class BackfillService {
         Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(spec.source)}`)).rows[0]?.n ?? 0),
       );
     }
-    const lockFree =
-      spec.syncMode === 'trigger' && spec.source.datasource === spec.target.datasource && (await this.deps.sync.recordsTombstones(spec, migration.id));
+    // Trigger sync on one datasource records tombstones (its objects are converged from dual_write
+    // on, with the tombstone table, before this transition commits), so chunks run lock-free.
+    const lockFree = spec.syncMode === 'trigger' && spec.source.datasource === spec.target.datasource;
     await this.deps.repository.createRun(trx, {
       migrationId: migration.id,
       datasource: spec.source.datasource,
@@ -126,11 +125,11 @@ export class BackfillService {
    * deleted when the key maps straight across. Keys are given in `spec.source.key` order.
    *
    * @param keys - at most 1000 keys, each one text value per key column.
-   * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cutover; `INVALID_SPEC` for a key
+   * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cleanup; `INVALID_SPEC` for a key
    *   with the wrong number of values; DependencyUnavailableError when the datasource cannot be reached.
    */
   async redrive(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
-    this.#assertRedrivable(migration, ['dual_write', 'backfill', 'shadow_read', 'cutover'], 'redrive');
+    this.#assertRedrivable(migration, ['dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'], 'redrive');
     return this.#copyKeys(migration.spec, keys);
   }
 

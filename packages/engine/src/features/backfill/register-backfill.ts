@@ -3,11 +3,10 @@ import type { MigrationContext } from '../migrations/migration-context.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import type { BackfillReadModel } from './backfill-read-model.js';
 import type { BackfillService } from './backfill-service.js';
-import type { SyncTrigger } from './sync-trigger.js';
 
 /**
- * Plugs the dual_write and backfill phases into the state machine:
- * - dual_write entry (trigger mode): install the sync trigger; rollback (and abort): remove it;
+ * Plugs the backfill phase into the state machine (the trigger sync of dual_write on is desired
+ * state, converged by `SyncObjects`):
  * - backfill entry: record the run; rollback: discard it;
  * - backfill gate `backfill-complete`: planning done, every chunk done, none failed, run completed
  *   (for a lock-free run: its tombstone sweep done);
@@ -17,20 +16,8 @@ import type { SyncTrigger } from './sync-trigger.js';
  */
 export function registerBackfill(
   hooks: PhaseHooks<MigrationContext>,
-  deps: { backfill: BackfillService; readModel: BackfillReadModel; sync: SyncTrigger; migrations: MigrationService },
+  deps: { backfill: BackfillService; readModel: BackfillReadModel; migrations: MigrationService },
 ): void {
-  hooks.addEntryAction('dual_write', {
-    name: 'install-sync-trigger',
-    run: async (ctx) => {
-      if (ctx.migration.spec.syncMode === 'trigger') await deps.sync.install(ctx.migration.spec, ctx.migration.id);
-    },
-  });
-  hooks.addRollbackAction('dual_write', {
-    name: 'remove-sync-trigger',
-    run: async (ctx) => {
-      if (ctx.migration.spec.syncMode === 'trigger') await deps.sync.uninstall(ctx.migration.spec, ctx.migration.id);
-    },
-  });
   hooks.addEntryAction('backfill', { name: 'start-backfill-run', run: (ctx) => deps.backfill.startRun(ctx.db, ctx.migration) });
   hooks.addRollbackAction('backfill', { name: 'discard-backfill-run', run: (ctx) => deps.backfill.discardRun(ctx.db, ctx.migration.id) });
   hooks.addGate('backfill', {

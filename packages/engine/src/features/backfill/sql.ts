@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { MigrationSpec, TableRef } from '@tideway/core';
 
 /**
@@ -142,40 +141,19 @@ export function mappedSelectSql(spec: MigrationSpec, where: string, lock: boolea
   );
 }
 
-/** Which way a sync trigger copies: source → target during dual_write, target → source after write cutover. */
-export type SyncDirection = 'forward' | 'reverse';
-
 /** The first 12 hex digits of a migration id: the suffix of the objects Tideway creates for it. */
-function idTag(migrationId: string): string {
+export function idTag(migrationId: string): string {
   return migrationId.replace(/-/g, '').slice(0, 12);
 }
 
-/** Name of a migration's sync function and trigger: `tideway_sync_<first 12 hex of the id>` (`_rev` for reverse). */
-export function syncTriggerName(migrationId: string, direction: SyncDirection = 'forward'): string {
-  return `tideway_sync_${idTag(migrationId)}${direction === 'reverse' ? '_rev' : ''}`;
+/** Unqualified name of a migration's tombstone table: `tideway_tomb_<first 12 hex of the id>`. */
+export function tombstoneTableName(migrationId: string): string {
+  return `tideway_tomb_${idTag(migrationId)}`;
 }
 
-/** A migration's tombstone table, beside the source: `"<source schema>"."tideway_tomb_<first 12 hex of the id>"`. */
+/** A migration's tombstone table, beside the source: `"<source schema>"."tideway_tomb_<first 12 hex of the id>"` (ADR 005). */
 export function tombstoneTable(spec: MigrationSpec, migrationId: string): string {
-  return qualified({ schema: spec.source.schema, table: `tideway_tomb_${idTag(migrationId)}` });
-}
-
-/**
- * DDL of the tombstone table: the mapped target keys of source rows deleted (or re-keyed) while
- * the forward sync runs, kept so the backfill can sweep rows a lock-free chunk copied from a
- * snapshot that still held them (ADR 005). Lives beside the source table so the trigger writes it
- * in the writer's transaction.
- *
- * @param keyTypes - SQL type of each target key column (`format_type` from the live catalog), in `spec.target.key` order.
- */
-export function createTombstoneTableSql(spec: MigrationSpec, migrationId: string, keyTypes: readonly string[]): string {
-  const cols = spec.target.key.map((k, i) => `${quoteIdent(k)} ${keyTypes[i] as string} NOT NULL`);
-  return `CREATE TABLE IF NOT EXISTS ${tombstoneTable(spec, migrationId)} (${cols.join(', ')}, PRIMARY KEY (${spec.target.key.map(quoteIdent).join(', ')}))`;
-}
-
-/** `DROP TABLE IF EXISTS` of the tombstone table. */
-export function dropTombstoneTableSql(spec: MigrationSpec, migrationId: string): string {
-  return `DROP TABLE IF EXISTS ${tombstoneTable(spec, migrationId)}`;
+  return qualified({ schema: spec.source.schema, table: tombstoneTableName(migrationId) });
 }
 
 /**
@@ -224,72 +202,6 @@ export function tombstoneBatchSql(spec: MigrationSpec, migrationId: string, keyT
  */
 export function reverseSpec(spec: MigrationSpec, reverseMapping: Readonly<Record<string, string>>): MigrationSpec {
   return { ...spec, source: spec.target, target: spec.source, mapping: reverseMapping, reverseMapping: null };
-}
-
-/**
- * The trigger function that keeps the target current during dual_write: INSERT/UPDATE upsert the
- * mapped NEW row; DELETE, and UPDATE that changes the mapped target key, delete the mapped OLD key.
- * Writes made by Tideway's sync itself are not synced back (the `tideway.syncing` guard), so a
- * forward and a reverse trigger can be active together (bidirectional sync after write cutover).
- * The body's dollar-quote tag is random and checked against the body, so no mapping text can end it.
- */
-export function syncTriggerSql(
-  spec: MigrationSpec,
-  migrationId: string,
-  direction: SyncDirection = 'forward',
-  options: { tombstones?: boolean } = {},
-): { createFunction: string; createTrigger: string; dropTrigger: string; dropFunction: string } {
-  const name = syncTriggerName(migrationId, direction);
-  const fn = `${quoteIdent(spec.source.schema)}.${quoteIdent(name)}`;
-  const target = qualified(spec.target);
-  const cols = mappedColumns(spec);
-  const tk = spec.target.key;
-  const keyExprs = tk.map((k) => `(${spec.mapping[k] as string}) AS ${quoteIdent(k)}`).join(', ');
-  const keyRow = (alias: string) => row(tk.map((k) => `${alias}.${quoteIdent(k)}`));
-  // With tombstones (forward sync of a lock-free backfill), the mapped key of a deleted or
-  // re-keyed row is also recorded, so a chunk that copied it from an older snapshot is swept.
-  const tomb = options.tombstones ? tombstoneTable(spec, migrationId) : null;
-  const tkList = tk.map(quoteIdent).join(', ');
-  const recordDelete = tomb ? `\n    INSERT INTO ${tomb} (${tkList}) SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS} ON CONFLICT DO NOTHING;` : '';
-  const recordRekey = tomb
-    ? `\n      INSERT INTO ${tomb} (${tkList}) SELECT o.* FROM (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
-        WHERE ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')} ON CONFLICT DO NOTHING;`
-    : '';
-  // The guard: a write made by Tideway's own sync marks the transaction (tideway.syncing = on) so
-  // the trigger on the other table lets it pass instead of echoing it back. Writes by the
-  // application's own triggers are still synced (unlike a pg_trigger_depth() guard).
-  const body = `
-BEGIN
-  IF current_setting('tideway.syncing', true) = 'on' THEN
-    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-    RETURN NEW;
-  END IF;
-  PERFORM set_config('tideway.syncing', 'on', true);
-  IF TG_OP = 'DELETE' THEN
-    DELETE FROM ${target} t USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o WHERE ${keyRow('t')} = ${keyRow('o')};${recordDelete}
-  ELSE
-    IF TG_OP = 'UPDATE' THEN
-      DELETE FROM ${target} t
-        USING (SELECT ${keyExprs} FROM (SELECT OLD.*) AS ${SOURCE_ALIAS}) o, (SELECT ${keyExprs} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}) n
-        WHERE ${keyRow('t')} = ${keyRow('o')} AND ${keyRow('o')} IS DISTINCT FROM ${keyRow('n')};${recordRekey}
-    END IF;
-    INSERT INTO ${target} (${cols.map((c) => quoteIdent(c.column)).join(', ')})
-      SELECT ${cols.map((c) => `(${c.expression})`).join(', ')} FROM (SELECT NEW.*) AS ${SOURCE_ALIAS}
-      ${upsertClause(spec)};
-  END IF;
-  PERFORM set_config('tideway.syncing', 'off', true);
-  IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-  RETURN NEW;
-END`;
-  let tag = '';
-  do tag = `$tw_${randomBytes(6).toString('hex')}$`;
-  while (body.includes(tag));
-  return {
-    createFunction: `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${tag}${body}${tag}`,
-    dropTrigger: `DROP TRIGGER IF EXISTS ${quoteIdent(name)} ON ${qualified(spec.source)}`,
-    createTrigger: `CREATE TRIGGER ${quoteIdent(name)} AFTER INSERT OR UPDATE OR DELETE ON ${qualified(spec.source)} FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
-    dropFunction: `DROP FUNCTION IF EXISTS ${fn}()`,
-  };
 }
 
 /**

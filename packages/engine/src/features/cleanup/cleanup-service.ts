@@ -1,8 +1,7 @@
-import { TidewayError, reverseMappingOf } from '@tideway/core';
+import { TidewayError } from '@tideway/core';
 import type { Database, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
-import type { SyncTrigger } from '../backfill/sync-trigger.js';
 import { quoteIdent } from '../backfill/sql.js';
 import type { FlagControl } from '../cutover/flag-control.js';
 import { RampService } from '../cutover/ramp-service.js';
@@ -38,7 +37,6 @@ interface Deps {
   readonly timers: TimerService;
   readonly migrations: MigrationService;
   readonly flags: FlagControl | null;
-  readonly sync: SyncTrigger;
   readonly datasources: DatasourceRegistry;
   readonly webhooks: WebhookNotifier;
   readonly clock: Clock;
@@ -123,8 +121,9 @@ export class CleanupService {
   }
 
   /**
-   * Entry action of `done` (the operator's advance, or the deadline with autoExecute): archive the
-   * flags, drop every sync trigger, rename (or, with `dropOld`, drop) the old table. Idempotent.
+   * Entry action of `done` (the operator's advance, or the deadline with autoExecute), run after the
+   * converge removed the sync: archive the flags, rename (or, with `dropOld`, drop) the old table.
+   * Idempotent.
    * @throws DependencyUnavailableError when the flag server or the datasource cannot be reached.
    */
   async execute(ctx: MigrationContext): Promise<void> {
@@ -133,7 +132,7 @@ export class CleanupService {
     if (cleanup?.executed_at) return;
     const spec = migration.spec;
     if (this.deps.flags) for (const flag of RampService.flagsOf(spec)) await this.deps.flags.archive(flag);
-    if (spec.syncMode === 'trigger') await this.deps.sync.uninstallAll(spec, migration.id, reverseMappingOf(spec));
+    // The sync triggers are gone: this runs after the converge of `done` (stage after-converge).
     const dropping = spec.cleanup.dropOld && spec.cleanup.dropConfirmation === spec.source.table;
     // The archive's comment starts with this line (the table's own comment, if any, follows), so a
     // retry after a crash between the rename (committed on the datasource) and the orchestrator's

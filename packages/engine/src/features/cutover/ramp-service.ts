@@ -3,10 +3,9 @@ import type { Database, RampRow, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
 import type { AbortEvaluator } from '../abort/abort-evaluator.js';
-import type { SyncTrigger } from '../backfill/sync-trigger.js';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
-import type { MigrationService } from '../migrations/migration-service.js';
+import type { Converger, MigrationService } from '../migrations/migration-service.js';
 import type { TimerOutcome, TimerService } from '../timers/timer-service.js';
 import type { WebhookNotifier } from '../webhooks/webhook-notifier.js';
 import type { FlagControl } from './flag-control.js';
@@ -38,7 +37,8 @@ interface Deps {
   readonly timers: TimerService;
   readonly migrations: MigrationService;
   readonly abort: AbortEvaluator;
-  readonly sync: SyncTrigger;
+  /** Converges the desired state (the reverse sync at write cutover). */
+  readonly converge: Converger;
   readonly webhooks: WebhookNotifier;
   readonly clock: Clock;
 }
@@ -127,8 +127,7 @@ export class RampService {
       details: last ? { percent: 100 } : { step: ramp.step + 1, percent: steps[ramp.step + 1] ?? null, awaitingApproval: migration.spec.ramp.requireApproval },
     };
     if (last) {
-      await this.writeCutover(migration, now);
-      await this.deps.migrations.recordEvent(migration.id, 'ramp.write_cutover', event);
+      await this.writeCutover(migration, now, event);
     } else if (migration.spec.ramp.requireApproval) {
       await db.transaction().execute(async (trx) => {
         await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
@@ -165,26 +164,37 @@ export class RampService {
     return (await this.view(migration.id)) as RampView;
   }
 
-  /** Write cutover: `write-new` on; in trigger mode the sync reverses (new → old) in one transaction. */
-  async writeCutover(migration: Migration, now: Date): Promise<void> {
-    const names = flagNames(migration.name);
-    const flags = this.#flags();
-    await flags.setRollout(names.writeNew, 100);
-    await flags.enable(names.writeNew);
+  /**
+   * Write cutover. First, in one orchestrator transaction holding the migration's row lock, the ramp
+   * records the write cutover with its audit event and, in trigger mode, the desired state gains the
+   * reverse sync (new → old), converged, and then `write-new` goes on, all before the commit — so
+   * old is kept current before any instance writes new (ADR 004), and a failure anywhere changes
+   * nothing that the next converge does not take back.
+   */
+  async writeCutover(migration: Migration, now: Date, event: { actor: string; details: Record<string, unknown> } = { actor: ACTOR, details: { percent: 100 } }): Promise<void> {
     const reverse = migration.spec.syncMode === 'trigger' ? reverseMappingOf(migration.spec) : null;
-    if (reverse) await this.deps.sync.reverse(migration.spec, migration.id, reverse);
-    await this.deps.db
-      .updateTable('ramps')
-      .set({
-        status: 'write_cutover',
-        write_cutover_at: now,
-        next_at: null,
-        reverse_sync: reverse !== null,
-        updated_at: now,
-        history: sql`history || ${JSON.stringify([{ step: migration.spec.ramp.steps.length - 1, percent: 100, at: now.toISOString(), event: 'write_cutover' }])}::jsonb`,
-      })
-      .where('migration_id', '=', migration.id)
-      .execute();
+    const flags = this.#flags();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.migrations.recordEvent(migration.id, 'ramp.write_cutover', event, trx);
+      await trx
+        .updateTable('ramps')
+        .set({
+          status: 'write_cutover',
+          write_cutover_at: now,
+          next_at: null,
+          reverse_sync: reverse !== null,
+          updated_at: now,
+          history: sql`history || ${JSON.stringify([{ step: migration.spec.ramp.steps.length - 1, percent: 100, at: now.toISOString(), event: 'write_cutover' }])}::jsonb`,
+        })
+        .where('migration_id', '=', migration.id)
+        .execute();
+      const locked = await trx.selectFrom('migrations').selectAll().where('id', '=', migration.id).executeTakeFirstOrThrow();
+      await this.deps.converge({ migration: toMigration(locked), db: trx });
+      // Writes switch only once old is kept current, and the ramp says write_cutover only once they have.
+      const names = flagNames(migration.name);
+      await flags.setRollout(names.writeNew, 100);
+      await flags.enable(names.writeNew);
+    });
     await this.deps.webhooks.notify('migration.write_cutover', { migrationId: migration.id, name: migration.name, reverseSync: reverse !== null });
   }
 
@@ -199,7 +209,8 @@ export class RampService {
     const flags = this.#flags();
     await flags.setRollout(names.readNew, 0);
     await flags.setRollout(names.writeNew, 0);
-    if (ramp?.reverse_sync) await this.deps.sync.restoreForward(migration.spec, migration.id);
+    // The sync needs no DDL here: the forward direction is still desired, and the reverse one stays
+    // while old takes over again (desiredSync, ADR 004).
     const now = this.deps.clock.now();
     await this.deps.timers.cancel(ctx.db, migration.id, ['ramp_hold']);
     if (ramp) {

@@ -35,7 +35,7 @@ export function registerCutover(
   });
   hooks.addEntryAction('cleanup', { name: 'schedule-cleanup-deadline', run: (ctx) => deps.cleanup.enter(ctx) });
   hooks.addRollbackAction('cleanup', { name: 'cancel-cleanup-deadline', run: (ctx) => deps.cleanup.leave(ctx) });
-  hooks.addEntryAction('done', { name: 'execute-cleanup', run: (ctx) => deps.cleanup.execute(ctx) });
+  hooks.addEntryAction('done', { name: 'execute-cleanup', stage: 'after-converge', run: (ctx) => deps.cleanup.execute(ctx) });
 
   deps.timers.on('ramp_hold', (timer, now) => deps.ramp.onHoldEnd(timer, now));
   deps.timers.on('cleanup_reminder', (timer, now) => deps.cleanup.onReminder(timer, now));

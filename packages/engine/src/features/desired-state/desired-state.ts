@@ -73,9 +73,10 @@ export const DRIFT_CHECK_SECONDS = 20;
  *
  * - Inside a transition, {@link converge} runs after the new state is written and before the
  *   transaction commits: a failure cancels the transition, and a crash before the commit leaves
- *   the world ahead of the state, which the next periodic pass brings back.
+ *   the world ahead of the state — and a committed intent, so the next periodic pass brings it back.
  * - {@link reconcileAll}, run by every worker every reconcile interval, converges each migration
- *   whose version moved past the last converged one, and re-checks the others for drift every
+ *   whose version moved past the last converged one or that has an intent left by a transition that
+ *   did not commit, and re-checks the others for drift every
  *   {@link DRIFT_CHECK_SECONDS}, each under the migration's row lock (`FOR UPDATE SKIP LOCKED`: a
  *   migration in the middle of a transition is left to the transition). Every change it makes is
  *   an audit event `converge` with the changes; then it removes orphans of this installation.
@@ -100,10 +101,29 @@ export class DesiredStateReconciler {
   }
 
   /**
-   * Converges every kind for one migration, in order; stops at the first failure.
-   * @throws what the failing kind threw.
+   * Converges every kind for one migration inside the caller's transaction, which holds the
+   * migration's row lock (a transition, a ramp's write cutover): first an intent is committed on its
+   * own, then the kinds converge in order (stopping at the first failure), then — in the caller's
+   * transaction — the intent is deleted and `target.migration.version` marked converged. So when the
+   * caller's transaction does not commit (a crash, a failed step after this), the intent stays and
+   * the next {@link reconcileAll} converges the world back to the committed state.
+   *
+   * @throws what the failing kind threw (the caller's transaction should then roll back).
    */
   async converge(target: ConvergeTarget): Promise<ConvergeChange[]> {
+    if (this.#kinds.length === 0) return [];
+    await this.db
+      .insertInto('converge_intents')
+      .values({ migration_id: target.migration.id })
+      .onConflict((oc) => oc.column('migration_id').doUpdateSet({ since: sql`now()` }))
+      .execute();
+    const changes = await this.#convergeKinds(target);
+    await target.db.deleteFrom('converge_intents').where('migration_id', '=', target.migration.id).execute();
+    await markConverged(target.db, target.migration.id, target.migration.version);
+    return changes;
+  }
+
+  async #convergeKinds(target: ConvergeTarget): Promise<ConvergeChange[]> {
     const changes: ConvergeChange[] = [];
     for (const kind of this.#kinds) {
       changes.push(...(await kind.converge(target)));
@@ -124,6 +144,7 @@ export class DesiredStateReconciler {
       .where((eb) =>
         eb.or([
           eb('converged_version', '<', eb.ref('version')),
+          eb('id', 'in', eb.selectFrom('converge_intents').select('migration_id')),
           eb.and([
             eb('status', 'not in', ['aborted', 'completed']),
             eb.or([eb('converged_at', 'is', null), eb('converged_at', '<', sql<Date>`now() - make_interval(secs => ${drift})`)]),
@@ -162,7 +183,8 @@ export class DesiredStateReconciler {
       const row = await trx.selectFrom('migrations').selectAll().where('id', '=', id).forUpdate().skipLocked().executeTakeFirst();
       if (!row) return []; // a transition holds it: it converges for itself
       const migration = toMigration(row);
-      const changes = await this.converge({ migration, db: trx });
+      const changes = await this.#convergeKinds({ migration, db: trx });
+      await trx.deleteFrom('converge_intents').where('migration_id', '=', id).execute();
       if (changes.length > 0) {
         const state = { phase: migration.phase, status: migration.status };
         await this.repository.appendEvent(trx, {

@@ -31,7 +31,7 @@ import type { MigrationContext } from './migration-context.js';
 import type { MigrationReadModel } from './migration-read-model.js';
 import type { MigrationRepository } from './migration-repository.js';
 import { noFaults, type Faults } from '../../faults.js';
-import { markConverged, type ConvergeChange, type ConvergeTarget } from '../desired-state/desired-state.js';
+import type { ConvergeChange, ConvergeTarget } from '../desired-state/desired-state.js';
 
 /** Who acts and under which optimistic-concurrency expectation. */
 export interface ActOptions {
@@ -230,7 +230,6 @@ export class MigrationService {
           version: updated.version,
         },
       });
-      if (this.#converge) await markConverged(trx, id, updated.version);
       faults.crashPoint(`transition:${action}:before-commit`);
       return { updated, from };
     });

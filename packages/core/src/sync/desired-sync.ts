@@ -1,0 +1,45 @@
+import type { Phase, Status } from '../machine/phases.js';
+import type { SyncMode } from '../spec/spec-schema.js';
+
+/** What the desired trigger sync of a migration depends on. */
+export interface SyncState {
+  readonly phase: Phase;
+  readonly status: Status;
+  readonly syncMode: SyncMode;
+  /** Whether a write cutover reversed the sync (the ramp's `reverse_sync`). */
+  readonly reverseSync: boolean;
+}
+
+/** Which directions of trigger sync a migration's state wants installed. */
+export interface DesiredSync {
+  /** Source → target: from dual_write until cleanup is executed. */
+  readonly forward: boolean;
+  /** Target → source: after a write cutover, while old may become authoritative again (shadow_read, cutover, cleanup). */
+  readonly reverse: boolean;
+}
+
+const FORWARD_PHASES: readonly Phase[] = ['dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'];
+const REVERSE_PHASES: readonly Phase[] = ['shadow_read', 'cutover', 'cleanup'];
+
+/**
+ * The trigger sync a migration's state implies (the desired state that the datasource reconciler
+ * converges, shared/DESIGN.md §2). Nothing for application sync, for draft, prepare and done, and
+ * for aborted or completed migrations (abort unwinds everything; cleanup removed the sync).
+ * Paused and failed migrations keep their sync: the application keeps writing.
+ *
+ * The reverse direction, installed at write cutover, stays when a rollback leaves cutover for
+ * shadow_read (instances that still write new must reach old while they switch back, ADR 004)
+ * and goes when the migration is rolled back further or aborted.
+ *
+ * @example
+ * ```ts
+ * desiredSync({ phase: 'backfill', status: 'paused', syncMode: 'trigger', reverseSync: false }); // { forward: true, reverse: false }
+ * ```
+ */
+export function desiredSync(state: SyncState): DesiredSync {
+  if (state.syncMode !== 'trigger' || state.status === 'aborted' || state.status === 'completed') return { forward: false, reverse: false };
+  return {
+    forward: FORWARD_PHASES.includes(state.phase),
+    reverse: state.reverseSync && REVERSE_PHASES.includes(state.phase),
+  };
+}
