@@ -6,9 +6,9 @@
  * - `migrations.converged_version` / `converged_at`: the version whose desired state was last
  *   converged on datasources and the flag server; the reconciler converges migrations whose version
  *   moved on first.
- * - `converge_intents`: written (committed on its own) before a transition changes anything outside
- *   the orchestrator database and deleted by the transition's own commit, so a transition that
- *   crashed or failed halfway is found and converged back on the next pass.
+ * - `converge_intents`: written (committed on its own) before a transition opens its transaction and
+ *   deleted by that transaction's commit, so a transition that crashed or failed after changing
+ *   something outside the orchestrator database is found and converged back on the next pass.
  */
 import { sql, type Kysely } from 'kysely';
 
@@ -21,11 +21,12 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`INSERT INTO installation (id) VALUES (substr(md5(gen_random_uuid()::text), 1, 8)) ON CONFLICT DO NOTHING`.execute(db);
   await sql`ALTER TABLE migrations ADD COLUMN IF NOT EXISTS converged_version integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS converged_at timestamptz`.execute(db);
+  // One row per attempt; no foreign key (a key check would wait for a transition's row lock).
   await sql`CREATE TABLE IF NOT EXISTS converge_intents (
-    -- No foreign key: the insert runs beside a transaction holding the migration row FOR UPDATE, and
-    -- the key check would wait for that lock.
-    migration_id uuid PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    migration_id uuid NOT NULL,
     since timestamptz NOT NULL DEFAULT now())`.execute(db);
+  await sql`CREATE INDEX IF NOT EXISTS converge_intents_migration_idx ON converge_intents (migration_id)`.execute(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -27,6 +27,7 @@ export interface MigrationsTable {
 
 /** `converge_intents`: a transition that is changing (or crashed while changing) things outside the orchestrator database. */
 export interface ConvergeIntentsTable {
+  id: ColumnType<number, never, never>;
   migration_id: string;
   since: Timestamp;
 }

@@ -133,7 +133,7 @@ export function createEngine(options: EngineOptions): Engine {
   });
   const installation = new Installation(options.db, options.installation ?? null);
   const desiredState = new DesiredStateReconciler(options.db, repository, faults);
-  migrations.useConverger((target) => desiredState.converge(target));
+  migrations.useConverger(desiredState);
   const backfillReadModel = new BackfillReadModel(options.db);
   const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
   desiredState.register(syncObjects);
@@ -157,7 +157,7 @@ export function createEngine(options: EngineOptions): Engine {
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
   const flags = options.flags ?? null;
-  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, converge: (target) => desiredState.converge(target), webhooks, clock });
+  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, converge: desiredState, webhooks, clock });
   const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, datasources, webhooks, clock });
   const syncFailures = new SyncFailureCollector({ db: options.db, datasources, recorder: divergence, migrations });
   const engine: Engine = {

@@ -174,6 +174,7 @@ export class RampService {
   async writeCutover(migration: Migration, now: Date, event: { actor: string; details: Record<string, unknown> } = { actor: ACTOR, details: { percent: 100 } }): Promise<void> {
     const reverse = migration.spec.syncMode === 'trigger' ? reverseMappingOf(migration.spec) : null;
     const flags = this.#flags();
+    const intent = await this.deps.converge.intend(migration.id);
     await this.deps.db.transaction().execute(async (trx) => {
       await this.deps.migrations.recordEvent(migration.id, 'ramp.write_cutover', event, trx);
       await trx
@@ -189,7 +190,7 @@ export class RampService {
         .where('migration_id', '=', migration.id)
         .execute();
       const locked = await trx.selectFrom('migrations').selectAll().where('id', '=', migration.id).executeTakeFirstOrThrow();
-      await this.deps.converge({ migration: toMigration(locked), db: trx });
+      await this.deps.converge.converge({ migration: toMigration(locked), db: trx }, intent);
       // Writes switch only once old is kept current, and the ramp says write_cutover only once they have.
       const names = flagNames(migration.name);
       await flags.setRollout(names.writeNew, 100);

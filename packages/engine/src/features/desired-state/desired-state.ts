@@ -66,6 +66,12 @@ export interface ReconcileReport {
 export const CONVERGE_BATCH = 50;
 /** A migration whose world was last checked longer ago than this is checked again for drift, seconds. @defaultValue 20 */
 export const DRIFT_CHECK_SECONDS = 20;
+/**
+ * An intent younger than this may belong to a transition still waiting for the row lock, so a
+ * pass that converged the migration keeps it (and converges again next pass), seconds. Intents only
+ * make convergence prompt: the drift check converges whatever they miss. @defaultValue 60
+ */
+export const INTENT_GRACE_SECONDS = 60;
 
 /**
  * Desired state, converged (shared/DESIGN.md §2; Kubernetes controllers are the model): transitions
@@ -101,24 +107,29 @@ export class DesiredStateReconciler {
   }
 
   /**
+   * Commits an intent to converge a migration, before the caller opens the transaction that will
+   * {@link converge} (so it costs no second connection while that transaction holds the row lock).
+   * @returns the intent's id, for {@link converge}.
+   */
+  async intend(migrationId: string): Promise<number> {
+    const row = await this.db.insertInto('converge_intents').values({ migration_id: migrationId }).returning('id').executeTakeFirstOrThrow();
+    return row.id;
+  }
+
+  /**
    * Converges every kind for one migration inside the caller's transaction, which holds the
-   * migration's row lock (a transition, a ramp's write cutover): first an intent is committed on its
-   * own, then the kinds converge in order (stopping at the first failure), then — in the caller's
-   * transaction — the intent is deleted and `target.migration.version` marked converged. So when the
-   * caller's transaction does not commit (a crash, a failed step after this), the intent stays and
-   * the next {@link reconcileAll} converges the world back to the committed state.
+   * migration's row lock (a transition, a ramp's write cutover): the kinds converge in order
+   * (stopping at the first failure), then — in the caller's transaction — the intent is deleted and
+   * `target.migration.version` marked converged. So when the caller's transaction does not commit
+   * (a crash, a failed step after this), the intent stays and the next {@link reconcileAll}
+   * converges the world back to the committed state.
    *
+   * @param intent - the id {@link intend} returned, or `null` when the caller made none.
    * @throws what the failing kind threw (the caller's transaction should then roll back).
    */
-  async converge(target: ConvergeTarget): Promise<ConvergeChange[]> {
-    if (this.#kinds.length === 0) return [];
-    await this.db
-      .insertInto('converge_intents')
-      .values({ migration_id: target.migration.id })
-      .onConflict((oc) => oc.column('migration_id').doUpdateSet({ since: sql`now()` }))
-      .execute();
+  async converge(target: ConvergeTarget, intent: number | null = null): Promise<ConvergeChange[]> {
     const changes = await this.#convergeKinds(target);
-    await target.db.deleteFrom('converge_intents').where('migration_id', '=', target.migration.id).execute();
+    if (intent !== null) await target.db.deleteFrom('converge_intents').where('id', '=', intent).execute();
     await markConverged(target.db, target.migration.id, target.migration.version);
     return changes;
   }
@@ -184,7 +195,11 @@ export class DesiredStateReconciler {
       if (!row) return []; // a transition holds it: it converges for itself
       const migration = toMigration(row);
       const changes = await this.#convergeKinds({ migration, db: trx });
-      await trx.deleteFrom('converge_intents').where('migration_id', '=', id).execute();
+      await trx
+        .deleteFrom('converge_intents')
+        .where('migration_id', '=', id)
+        .where('since', '<', sql<Date>`now() - make_interval(secs => ${INTENT_GRACE_SECONDS})`)
+        .execute();
       if (changes.length > 0) {
         const state = { phase: migration.phase, status: migration.status };
         await this.repository.appendEvent(trx, {

@@ -20,6 +20,7 @@ import {
   NameTakenError,
   TidewayError,
   isTerminal,
+  isUuid,
 } from '@tideway/core';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import type { Database } from '@tideway/db';
@@ -76,8 +77,15 @@ export interface MigrationServiceDeps {
   readonly faults?: Faults;
 }
 
-/** Brings the world outside the orchestrator database in line with a migration's state (see `DesiredStateReconciler.converge`). */
-export type Converger = (target: ConvergeTarget) => Promise<ConvergeChange[]>;
+/**
+ * Brings the world outside the orchestrator database in line with a migration's state (see
+ * `DesiredStateReconciler`): `intend` commits an intent before the caller's transaction,
+ * `converge` runs inside it.
+ */
+export interface Converger {
+  intend(migrationId: string): Promise<number>;
+  converge(target: ConvergeTarget, intent: number | null): Promise<ConvergeChange[]>;
+}
 
 /**
  * The migration use-cases: create, act (start/advance/pause/resume/abort/rollback/fail), patch and
@@ -176,6 +184,7 @@ export class MigrationService {
       const row = await this.#deps.readModel.get(id);
       if (row) for (const { step } of before) await step(row).catch(() => undefined);
     }
+    const intent = this.#converge && isUuid(id) ? await this.#converge.intend(id) : null;
     const result = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
       if (!current) throw new MigrationNotFoundError(id);
@@ -207,7 +216,7 @@ export class MigrationService {
         faults.crashPoint(`transition:${action}:after-action:${step.action.name}`);
       }
       const updated = await repository.updateState(trx, current, outcome.to);
-      const converged = this.#converge ? await this.#converge({ migration: updated, db: trx }) : [];
+      const converged = this.#converge ? await this.#converge.converge({ migration: updated, db: trx }, intent) : [];
       faults.crashPoint(`transition:${action}:after-converge`);
       const after: MigrationContext = { ...ctx, migration: updated };
       for (const step of planned.filter((p) => p.action.stage === 'after-converge')) {

@@ -19,6 +19,8 @@ interface Observed {
   readonly table: string | null;
   readonly comment: string | null;
   readonly enabled: boolean;
+  /** Functions: md5 of the body. */
+  readonly srcMd5: string | null;
 }
 
 /*
@@ -30,17 +32,17 @@ interface Observed {
  */
 const OBSERVE_SQL = `
 SELECT 'function' AS kind, n.nspname AS schema, p.proname AS name, NULL::text AS table_name,
-       pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, true AS enabled
+       pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, true AS enabled, pg_catalog.md5(p.prosrc) AS src_md5
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE p.pronargs = 0 AND (p.proname LIKE $1 OR pg_catalog.starts_with(coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''), $3))
 UNION ALL
 SELECT 'trigger', n.nspname, t.tgname, c.relname,
        (SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = t.oid AND d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass),
-       t.tgenabled IN ('O', 'A')
+       t.tgenabled IN ('O', 'A'), NULL
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE NOT t.tgisinternal AND (t.tgname LIKE $1 OR pg_catalog.starts_with(coalesce((SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = t.oid AND d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass), ''), $3))
 UNION ALL
-SELECT 'table', n.nspname, c.relname, NULL, pg_catalog.obj_description(c.oid, 'pg_class'), true
+SELECT 'table', n.nspname, c.relname, NULL, pg_catalog.obj_description(c.oid, 'pg_class'), true, NULL
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND (c.relname LIKE $2 OR pg_catalog.starts_with(coalesce(pg_catalog.obj_description(c.oid, 'pg_class'), ''), $3))`;
 
@@ -122,7 +124,7 @@ export class SyncObjects implements DesiredStateKind {
       const foreign = observed.filter((o) => !mine.includes(o));
       const create = desired.filter((d) => {
         const found = mine.find((o) => sameObject(o, d));
-        return !found || found.comment !== d.marker || !found.enabled;
+        return !found || found.comment !== d.marker || !found.enabled || (d.bodyMd5 !== undefined && found.srcMd5 !== d.bodyMd5);
       });
       const remove = mine.filter((o) => !desired.some((d) => sameObject(o, d)));
       for (const d of create) {
@@ -213,14 +215,14 @@ export class SyncObjects implements DesiredStateKind {
   }
 
   async #observe(client: pg.ClientBase, migrationId: string | null, installation: string): Promise<Observed[]> {
-    const tag = migrationId ? idTag(migrationId) : '\u0000';
+    const tag = migrationId ? idTag(migrationId) : '-'; // '-' is in no tag: match by marker only
     const prefix = migrationId ? `tideway:${installation}:${migrationId}:` : `tideway:${installation}:`;
-    const r = await client.query<{ kind: Observed['kind']; schema: string; name: string; table_name: string | null; comment: string | null; enabled: boolean }>(OBSERVE_SQL, [
+    const r = await client.query<{ kind: Observed['kind']; schema: string; name: string; table_name: string | null; comment: string | null; enabled: boolean; src_md5: string | null }>(OBSERVE_SQL, [
       `tideway\\_sync\\_${tag}%`,
       `tideway\\_%\\_${tag}%`,
       prefix,
     ]);
-    return r.rows.map((row) => ({ kind: row.kind, schema: row.schema, name: row.name, table: row.table_name, comment: row.comment, enabled: row.enabled }));
+    return r.rows.map((row) => ({ kind: row.kind, schema: row.schema, name: row.name, table: row.table_name, comment: row.comment, enabled: row.enabled, srcMd5: row.src_md5 }));
   }
 }
 

@@ -69,6 +69,8 @@ export interface SyncObject {
   /** Statements that create it (or replace a drifted one) and set its marker. */
   readonly create: readonly string[];
   readonly drop: string;
+  /** For functions: md5 of the body (`pg_proc.prosrc`), which a `CREATE OR REPLACE` by hand changes while the comment stays. */
+  readonly bodyMd5?: string;
   /** How a person reads it in the audit log: `trigger "public"."orders".tideway_sync_0b1c2d3e4f50_ins`. */
   readonly label: string;
 }
@@ -218,6 +220,7 @@ END`;
   objects.push({
     kind: 'function', direction, role: 'function', schema: from.schema, name: fnName, table: null, marker: fnMarker,
     create: [createFunction, comment(`FUNCTION ${fn}()`, fnMarker)], drop: `DROP FUNCTION IF EXISTS ${fn}()`, label: `function ${fn}()`,
+    bodyMd5: createHash('md5').update(body).digest('hex'),
   });
 
   // The triggers, last: once they exist, the function and its tables must.
