@@ -22,7 +22,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await f?.close();
-  // eslint-disable-next-line no-console
   console.log(`crash convergence times (ms): ${converged.join(', ')}`);
 });
 
