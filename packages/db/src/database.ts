@@ -114,6 +114,11 @@ export interface BackfillRunsTable {
   rate_tat: Date | null;
   /** Chunks run without source row locks and the run ends with a tombstone sweep (ADR 005). */
   lock_free: Generated<boolean>;
+  /** Keyset position (target key, text values) of the purge of what an earlier run left in the target. */
+  purged_through: Json<string[]> | null;
+  /** When the target was emptied of rows no chunk of this run wrote; chunks are planned only after it. */
+  target_purged_at: Date | null;
+  rows_purged: Generated<number>;
 }
 
 /** Chunk statuses; `split` chunks were replaced by two halves after repeated timeouts. */

@@ -19,6 +19,7 @@ import { BackfillService } from './features/backfill/backfill-service.js';
 import { ChunkCopier } from './features/backfill/chunk-copier.js';
 import { HealthProbe } from './features/backfill/health-probe.js';
 import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
+import { TargetPurger } from './features/backfill/target-purger.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncObjects } from './features/sync/sync-objects.js';
 import { SyncFailureCollector } from './features/sync/sync-failure-collector.js';
@@ -138,7 +139,7 @@ export function createEngine(options: EngineOptions): Engine {
   const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
   desiredState.register(syncObjects);
   const health = new HealthProbe(datasources);
-  const backfill = new BackfillService({
+  const backfill: BackfillService = new BackfillService({
     db: options.db,
     repository: new BackfillRepository(),
     datasources,
@@ -146,13 +147,15 @@ export function createEngine(options: EngineOptions): Engine {
     copier: new ChunkCopier(datasources),
     health,
     sweeper: new TombstoneSweeper(datasources, catalog),
+    purger: new TargetPurger(datasources, catalog),
+    redriveSyncFailuresSince: (m, since): Promise<void> => divergence.redriveSince(m, since),
     migrations,
     queue: options.queue ?? null,
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
   const divergenceReadModel = new DivergenceReadModel(options.db);
-  const divergence = new DivergenceRecorder(options.db, backfill);
+  const divergence: DivergenceRecorder = new DivergenceRecorder(options.db, backfill);
   const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null, clock);
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);

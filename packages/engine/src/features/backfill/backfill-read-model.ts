@@ -22,6 +22,10 @@ export interface BackfillProgress {
   readonly throttled: { readonly reason: string; readonly since: string } | null;
   readonly startedAt: string;
   readonly completedAt: string | null;
+  /** The purge of what an earlier run left in the target, which precedes the first chunk. */
+  readonly targetPurge: { readonly done: boolean; readonly rowsRemoved: number };
+  /** New-side write failures (the SDK's or the sync trigger's) not re-driven yet. */
+  readonly writeFailuresPending: number;
 }
 
 /** A chunk as listed by `GET /v1/migrations/:id/chunks`. */
@@ -60,6 +64,7 @@ export class BackfillReadModel {
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done'), 0)::bigint`.as('rows'),
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done' AND finished_at > now() - make_interval(secs => ${WINDOW_SECONDS})), 0)::bigint`.as('recent'),
         sql<number>`extract(epoch FROM now() - ${run.started_at})::float8`.as('elapsed'),
+        sql<number>`(SELECT count(*)::int FROM divergences d WHERE d.migration_id = ${migrationId} AND d.kind = 'dual_write_failure' AND d.redriven_at IS NULL)`.as('write_failures'),
       ])
       .where('migration_id', '=', migrationId)
       .executeTakeFirstOrThrow();
@@ -84,6 +89,8 @@ export class BackfillReadModel {
       throttled: run.throttled_reason && run.throttled_since ? { reason: run.throttled_reason, since: run.throttled_since.toISOString() } : null,
       startedAt: run.started_at.toISOString(),
       completedAt: run.completed_at ? run.completed_at.toISOString() : null,
+      targetPurge: { done: run.target_purged_at !== null, rowsRemoved: Number(run.rows_purged) },
+      writeFailuresPending: agg.write_failures,
     };
   }
 

@@ -26,6 +26,7 @@ import {
   type KeyValue,
 } from './sql.js';
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
+import type { TargetPurger } from './target-purger.js';
 import type { WorkQueue } from './work-queue.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
@@ -63,6 +64,14 @@ export interface BackfillServiceDeps {
   readonly copier: ChunkCopier;
   readonly health: HealthProbe;
   readonly sweeper: TombstoneSweeper;
+  /** Empties the target before a run's first chunk (re-runs start clean). */
+  readonly purger: TargetPurger;
+  /**
+   * Re-drives the keys whose sync failed since `since` (the run's start), once every chunk
+   * transaction has ended (after the sweep's fence): a re-drive done earlier may have been undone
+   * by a chunk copying an older snapshot of the key. Throws to keep the run open. @defaultValue none
+   */
+  readonly redriveSyncFailuresSince?: (migration: Migration, since: Date) => Promise<void>;
   readonly migrations: MigrationService;
   /** `null` where no queue is configured (then only the reconciler of a worker dispatches). */
   readonly queue: WorkQueue | null;
@@ -112,6 +121,33 @@ export class BackfillService {
       rowsEstimated,
       lockFree,
     });
+  }
+
+  /**
+   * Empties the target of what an earlier run (or anyone) left there, before the run's first chunk
+   * is planned ({@link TargetPurger}); for at most `budgetMs`, then the next call goes on. Does
+   * nothing once purged, or unless the migration is in backfill and active. Pumps when done.
+   * @throws the database error (the reconciler calls again).
+   */
+  async purgeTarget(migrationId: string, budgetMs?: number): Promise<void> {
+    const { db, repository } = this.deps;
+    const run = await repository.getRun(db, migrationId);
+    if (!run || run.target_purged_at) return;
+    const row = await db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
+    if (!row || row.phase !== 'backfill' || row.status !== 'active') return;
+    const outcome = await this.deps.purger.purge(toMigration(row).spec, migrationId, run.purged_through, budgetMs);
+    if (outcome.kind === 'busy') return;
+    await db
+      .updateTable('backfill_runs')
+      .set({
+        purged_through: outcome.through ? JSON.stringify(outcome.through) : null,
+        rows_purged: sql`rows_purged + ${outcome.rows}`,
+        ...(outcome.done ? { target_purged_at: sql`now()` } : {}),
+      })
+      .where('migration_id', '=', migrationId)
+      .where('target_purged_at', 'is', null)
+      .execute();
+    if (outcome.done) await this.pump(migrationId);
   }
 
   /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */
@@ -257,6 +293,8 @@ export class BackfillService {
       if (!run || !row) return [];
       const migration = toMigration(row);
       if (migration.phase !== 'backfill' || migration.status !== 'active') return [];
+      // No chunk before the target is purged (purgeTarget pumps once it is).
+      if (!run.target_purged_at) return [];
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`tideway:datasource:${run.datasource}`}))`.execute(trx);
       const inFlight = await repository.inFlight(trx, migrationId, run.datasource);
       // One chunk planned ahead of the concurrency, so a worker that finishes finds the next job
@@ -409,6 +447,9 @@ export class BackfillService {
         return;
       }
       if (run.throttled_reason) await repository.setThrottled(db, migrationId, null);
+      // Every chunk transaction has ended (the sweep's fence): now a re-drive of a key whose sync
+      // failed during the run is final.
+      await this.deps.redriveSyncFailuresSince?.(toMigration(row), run.started_at);
     }
     await repository.completeRunIfDone(db, migrationId);
   }
@@ -482,6 +523,7 @@ export class BackfillService {
     }
     let enqueued = 0;
     for (const migrationId of await repository.activeRuns(db)) {
+      await this.purgeTarget(migrationId).catch(() => undefined);
       enqueued += await this.pump(migrationId);
       await this.finishRun(migrationId).catch(() => undefined);
     }

@@ -7,9 +7,11 @@ import type { BackfillService } from './backfill-service.js';
 /**
  * Plugs the backfill phase into the state machine (the trigger sync of dual_write on is desired
  * state, converged by `SyncObjects`):
- * - backfill entry: record the run; rollback: discard it;
- * - backfill gate `backfill-complete`: planning done, every chunk done, none failed, run completed
- *   (for a lock-free run: its tombstone sweep done);
+ * - backfill entry (and a rollback from shadow_read back into backfill): record a new run; rollback:
+ *   discard it; the run first empties the target (a re-run starts clean), then plans chunks;
+ * - backfill gate `backfill-complete`: target purged, planning done, every chunk done, none failed,
+ *   run completed (for a lock-free run: its tombstone sweep done and the keys whose sync failed
+ *   re-driven after it), and no write failure pending;
  * - `progress` of the migration resource: the backfill figures;
  * - after a committed transition into backfill/active: pump chunks at once; a resume out of
  *   `failed` first gives the failed chunks a fresh start.
@@ -20,12 +22,20 @@ export function registerBackfill(
 ): void {
   hooks.addEntryAction('backfill', { name: 'start-backfill-run', run: (ctx) => deps.backfill.startRun(ctx.db, ctx.migration) });
   hooks.addRollbackAction('backfill', { name: 'discard-backfill-run', run: (ctx) => deps.backfill.discardRun(ctx.db, ctx.migration.id) });
+  // Back into backfill from shadow_read is a re-run: it starts clean, like a new entry.
+  hooks.addRollbackAction('shadow_read', {
+    name: 'restart-backfill-run',
+    run: async (ctx) => {
+      await deps.backfill.discardRun(ctx.db, ctx.migration.id);
+      await deps.backfill.startRun(ctx.db, ctx.migration);
+    },
+  });
   hooks.addGate('backfill', {
     name: 'backfill-complete',
     evaluate: async (ctx) => {
       const p = await deps.readModel.progress(ctx.migration.id);
       const chunksFinished = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0;
-      const passed = chunksFinished && p.chunksFailed === 0 && p.completedAt !== null;
+      const passed = chunksFinished && p.chunksFailed === 0 && p.completedAt !== null && p.writeFailuresPending === 0;
       return {
         name: 'backfill-complete',
         passed,
@@ -33,17 +43,23 @@ export function registerBackfill(
           ? 'backfill has not started'
           : passed
             ? `all ${p.chunksDone} chunks done, ${p.rowsCopied} rows copied`
-            : p.chunksFailed > 0
-              ? `${p.chunksFailed} chunk(s) failed`
-              : chunksFinished
-                ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
-                : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
+            : !p.targetPurge.done
+              ? `removing what an earlier run left in the target (${p.targetPurge.rowsRemoved} rows so far)`
+              : p.chunksFailed > 0
+                ? `${p.chunksFailed} chunk(s) failed`
+                : p.writeFailuresPending > 0
+                  ? `${p.writeFailuresPending} failed write(s) to the target are not re-driven yet (see the divergences ledger)`
+                  : chunksFinished
+                    ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
+                    : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
         observed: {
           rowsCopied: p?.rowsCopied ?? 0,
           chunksDone: p?.chunksDone ?? 0,
           chunksPending: p ? p.chunksPending + p.chunksRunning : 0,
           chunksFailed: p?.chunksFailed ?? 0,
           planningDone: p?.planningDone ?? false,
+          targetPurged: p?.targetPurge.done ?? false,
+          writeFailuresPending: p?.writeFailuresPending ?? 0,
         },
       };
     },
@@ -54,6 +70,8 @@ export function registerBackfill(
   });
   deps.migrations.onTransition(async ({ migration, action, from }) => {
     if (migration.phase !== 'backfill' || migration.status !== 'active') return;
+    // A small target is purged at once (a large one continues in the workers' reconcile rounds).
+    await deps.backfill.purgeTarget(migration.id, 500).catch(() => undefined);
     if (action === 'resume' && from.status === 'failed') await deps.backfill.retryFailedChunks(migration.id);
     else await deps.backfill.pump(migration.id);
   });

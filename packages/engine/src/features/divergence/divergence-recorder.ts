@@ -248,6 +248,44 @@ export class DivergenceRecorder {
   }
 
   /**
+   * Re-drives again every new-side write failure seen since `since`, whether re-driven already or
+   * not (the end of a lock-free backfill: a chunk that copied an older snapshot after an earlier
+   * re-drive may have undone it). The entries go back to pending first, so one that fails now
+   * stays visible and holds the backfill gate.
+   * @throws TidewayError when any of them could not be copied (the run stays open; the reconciler retries).
+   */
+  async redriveSince(migration: Migration, since: Date): Promise<void> {
+    let after = '';
+    for (;;) {
+      const entries = await this.db
+        .selectFrom('divergences')
+        .select(['key', 'count'])
+        .where('migration_id', '=', migration.id)
+        .where('kind', '=', 'dual_write_failure')
+        .where('last_seen', '>=', since)
+        .where('key', '>', after)
+        .orderBy('key')
+        .limit(1000)
+        .execute();
+      if (entries.length === 0) return;
+      await this.db
+        .updateTable('divergences')
+        .set({ redriven_at: null })
+        .where('migration_id', '=', migration.id)
+        .where('kind', '=', 'dual_write_failure')
+        .where('key', 'in', entries.map((e) => e.key))
+        .execute();
+      const done = await this.#redriveEntries(migration, 'dual_write_failure', entries);
+      if (done < entries.length) {
+        throw new TidewayError('DEPENDENCY_UNAVAILABLE', `${entries.length - done} write(s) whose sync failed during the backfill could not be re-driven yet`, {
+          dependency: `datasource "${migration.spec.target.datasource}"`,
+        });
+      }
+      after = entries[entries.length - 1]?.key ?? after;
+    }
+  }
+
+  /**
    * Before a rollback or abort out of cutover (run outside the transition's lock, see
    * `MigrationService.beforeAct`): copies pending old-side write failures from new to old, so old
    * is complete when it becomes authoritative again. Best-effort; {@link assertOldSideCopiedBack}
