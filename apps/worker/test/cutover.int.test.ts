@@ -162,11 +162,79 @@ describe('ramp on real Unleash flags', () => {
     const event = await waitFor('automatic rollback', async () => (await f.engine.migrationReadModel.allEvents(id)).find((e) => e.actor === 'tideway:abort-criteria') ?? null, 10_000, 20);
     expect(event.at.getTime() - injected).toBeLessThanOrEqual(1000 + 500);
     expect(event).toMatchObject({ action: 'rollback', fromPhase: 'cutover', toPhase: 'shadow_read', toStatus: 'active' });
-    expect((event.details['breaches'] as { criterion: string; samples: number; observed: number }[])[0]).toMatchObject({ criterion: 'maxDivergenceRate', samples: 6000 });
+    // Judged on the evidence of this step only (its window): the 5,000 clean reads of shadow_read do not dilute it.
+    expect((event.details['breaches'] as { criterion: string; samples: number; observed: number }[])[0]).toMatchObject({ criterion: 'maxDivergenceRate', samples: 1000 });
+    expect(event.details['evidenceWindow']).toMatchObject({ reason: 'ramp.step' });
     expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(0);
     const reader = await f.reader();
     await waitFor('readers see 0 %', () => keysOn(reader, flagNames(name).readNew).size === 0, 15_000, 100);
     expect((await ramp(f, id)).status).toBe('rolled_back');
+
+    // One breach, one action (issue 12 §2): the rollback opened a new window, so the next rounds
+    // judge nothing and nothing cascades back through shadow_read, backfill, dual_write.
+    for (let round = 0; round < 3; round++) {
+      const results = await f.engine.abortEvaluator.evaluateAll();
+      expect(results.find((r) => r.migrationId === id)).toMatchObject({ breaches: [], acted: null });
+    }
+    const automatic = (await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.actor === 'tideway:abort-criteria');
+    expect(automatic).toHaveLength(1);
+    expect((await f.api('GET', `/v1/migrations/${id}`)).body).toMatchObject({ phase: 'shadow_read', status: 'active' });
+
+    // Back into cutover with fresh clean evidence: the old breach does not stop it again.
+    const clean = Array.from({ length: 1000 }, (_, i) => ({ key: String(i + 1), outcome: 'match', oldLatencyMs: 1, newLatencyMs: 1, at: new Date().toISOString() }));
+    for (let b = 0; b < 5; b++) expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results: clean })).status).toBe(202);
+    const v = await f.api('POST', `/v1/migrations/${id}/verifications`);
+    await waitFor('verification passed', async () => (await f.api('GET', `/v1/migrations/${id}/verifications/${v.body['id'] as string}`)).body['status'] === 'passed', 60_000, 50);
+    const again = await f.api('POST', `/v1/migrations/${id}/advance`, {});
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(again.body['phase']).toBe('cutover');
+    const judged = await f.engine.abortEvaluator.evaluateAll();
+    expect(judged.find((r) => r.migrationId === id)).toMatchObject({ breaches: [], acted: null });
+    expect((await f.api('GET', `/v1/migrations/${id}`)).body).toMatchObject({ phase: 'cutover', status: 'active' });
+  });
+
+  it('every ramp step needs fresh evidence: a step whose hold ended waits for samples gathered at that step', async () => {
+    const target = await freshTarget();
+    const name = `evidence-${f.suffix}`;
+    const clean = (n: number) => Array.from({ length: n }, (_, i) => ({ key: String(i + 1), outcome: 'match', oldLatencyMs: 1, newLatencyMs: 1, at: new Date().toISOString() }));
+    const id = await driveToCutover(
+      f,
+      {
+        name,
+        syncMode: 'trigger',
+        source: { datasource: 'main', table: 'src', key: 'id' },
+        target: { datasource: 'main', table: target, key: 'id' },
+        mapping,
+        reverseMapping,
+        ramp: { steps: [10, 100], holdSeconds: 1 },
+        // 400 clean reads prove a rate under 1 % (Wilson upper bound 0.0095).
+        abortCriteria: { minSamples: 400, maxDivergenceRate: 0.01 },
+      },
+      async (mid) => {
+        expect((await f.api('POST', `/v1/migrations/${mid}/shadow-results`, { results: clean(400) })).status).toBe(202);
+      },
+    );
+    // Step 0 (10 %) holds 1 s, then waits: the 400 reads of shadow_read were another window.
+    const waiting = await waitFor('waiting for samples', async () => {
+      const r = (await f.api('GET', `/v1/migrations/${id}`)).body['progress'] as { ramp: { step: number; waitsFor: string | null; waitsMessage: string | null } };
+      return r.ramp.waitsFor === 'samples' ? r.ramp : null;
+    }, 15_000, 50);
+    expect(waiting).toMatchObject({ step: 0, waitsMessage: '0 of 400 shadow reads at this step' });
+    const dry = await f.api('POST', `/v1/migrations/${id}/cutover/dry-run`);
+    expect(dry.body).toMatchObject({ next: { kind: 'ramp-step', step: 1, percent: 100 }, waitsFor: 'samples', waitsMessage: '0 of 400 shadow reads at this step' });
+    expect((await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'ramp.waiting')).toHaveLength(1);
+    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(10);
+
+    // Enough clean reads at this step: the ramp takes the next step, which waits for its own.
+    expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results: clean(400) })).status).toBe(202);
+    await waitFor('step 1 waiting for its own samples', async () => {
+      const r = await ramp(f, id);
+      return r.step === 1 && (r as { waitsFor?: string }).waitsFor === 'samples' ? true : null;
+    }, 15_000, 50);
+    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(100);
+    expect((await ramp(f, id)).status).toBe('holding');
+    expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results: clean(400) })).status).toBe(202);
+    await waitFor('write cutover', async () => ((await ramp(f, id)).status === 'write_cutover' ? true : null), 15_000, 50);
   });
 
   it('write cutover in trigger mode keeps both sides current while writes go on, and rollback loses nothing', async () => {

@@ -23,6 +23,20 @@ export interface MigrationsTable {
   /** The `version` whose desired state was last converged outside the orchestrator database. */
   converged_version: Generated<number>;
   converged_at: Date | null;
+  /** The current evidence window's id (0: the window opened at creation). */
+  evidence_window: Generated<number>;
+}
+
+/** `evidence_windows`: the windows observations are judged in; a transition or a ramp step opens one. */
+export interface EvidenceWindowsTable {
+  migration_id: string;
+  /** 1, 2, 3 … per migration; 0 (no row) is the window opened at creation. */
+  id: number;
+  opened_at: Timestamp;
+  /** What opened it: a transition's action (`advance`, `rollback`, …) or `ramp.step`. */
+  reason: string;
+  phase: string;
+  ramp_step: number | null;
 }
 
 /** `converge_intents`: a transition that is changing (or crashed while changing) things outside the orchestrator database. */
@@ -149,6 +163,8 @@ export interface BackfillChunksTable {
 /** `observation_buckets`: per-minute shadow-read and dual-write evidence of a migration. */
 export interface ObservationBucketsTable {
   migration_id: string;
+  /** The evidence window the observations belong to. */
+  window_id: Generated<number>;
   minute: Date | string;
   samples: Generated<number>;
   matches: Generated<number>;
@@ -239,6 +255,9 @@ export interface RampsTable {
   paused_at: Date | null;
   write_cutover_at: Date | null;
   reverse_sync: Generated<boolean>;
+  /** What a due step waits for in its window's evidence (`samples`, `divergence`, …), or null. */
+  waits_for: string | null;
+  waits_since: Date | null;
   history: ColumnType<{ step: number; percent: number; at: string; event: string }[], string | undefined, string>;
   updated_at: Timestamp;
 }
@@ -288,6 +307,7 @@ export interface Database {
   cleanups: CleanupsTable;
   installation: InstallationTable;
   converge_intents: ConvergeIntentsTable;
+  evidence_windows: EvidenceWindowsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

@@ -26,6 +26,7 @@ import { SyncFailureCollector } from './features/sync/sync-failure-collector.js'
 import type { WorkQueue } from './features/backfill/work-queue.js';
 import { DivergenceReadModel } from './features/divergence/divergence-read-model.js';
 import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
+import { EvidenceWindows } from './features/divergence/evidence-windows.js';
 import { registerDivergenceGate } from './features/divergence/register-divergence.js';
 import { AbortEvaluator } from './features/abort/abort-evaluator.js';
 import { VerificationService } from './features/verification/verification-service.js';
@@ -90,6 +91,8 @@ export interface Engine {
   readonly syncFailures: SyncFailureCollector;
   readonly divergence: DivergenceRecorder;
   readonly divergenceReadModel: DivergenceReadModel;
+  /** The windows evidence is judged in (a transition or a ramp step opens one). */
+  readonly evidenceWindows: EvidenceWindows;
   readonly abortEvaluator: AbortEvaluator;
   readonly verification: VerificationService;
   readonly timers: TimerService;
@@ -155,12 +158,16 @@ export function createEngine(options: EngineOptions): Engine {
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
   const divergenceReadModel = new DivergenceReadModel(options.db);
-  const divergence: DivergenceRecorder = new DivergenceRecorder(options.db, backfill);
+  const evidenceWindows = new EvidenceWindows();
+  migrations.duringTransition(async (trx, m, action, to) => {
+    await evidenceWindows.open(trx, m.id, action, to.phase);
+  });
+  const divergence: DivergenceRecorder = new DivergenceRecorder(options.db, backfill, evidenceWindows);
   const webhooks = new WebhookNotifier(options.webhookUrls ?? [], options.controlQueue ?? null, clock);
   const timers = new TimerService(options.db, clock);
-  const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks);
+  const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks, evidenceWindows);
   const flags = options.flags ?? null;
-  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, converge: desiredState, webhooks, clock });
+  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, evidence: divergenceReadModel, windows: evidenceWindows, converge: desiredState, webhooks, clock });
   const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, datasources, webhooks, clock });
   const syncFailures = new SyncFailureCollector({ db: options.db, datasources, recorder: divergence, migrations });
   const engine: Engine = {
@@ -179,6 +186,7 @@ export function createEngine(options: EngineOptions): Engine {
     syncFailures,
     divergence,
     divergenceReadModel,
+    evidenceWindows,
     abortEvaluator,
     timers,
     ramp,
@@ -199,7 +207,7 @@ export function createEngine(options: EngineOptions): Engine {
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations });
-  registerDivergenceGate(hooks, divergenceReadModel);
+  registerDivergenceGate(hooks, divergenceReadModel, evidenceWindows);
   registerVerificationGate(hooks, options.db);
   registerFlagPhases(hooks, flags, migrations);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });

@@ -74,6 +74,7 @@ export { quoteIdent, qualified, chunkUpsertSql, mappedSelectSql, rangePredicate,
 export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
+export { EvidenceWindows, type EvidenceWindow } from './features/divergence/evidence-windows.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';
 export { WebhookNotifier, BullmqControlQueue, deliverWebhook, signWebhook, WEBHOOK_TIMEOUT_MS, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 export {

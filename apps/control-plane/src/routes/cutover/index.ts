@@ -2,6 +2,14 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GateSchema, IdParamsSchema, errorResponses } from '../schemas.js';
 
+/** What a ramp waits for (see RampView.waitsFor in @tideway/engine). */
+const WaitsForSchema = Type.Union([
+  Type.Enum(['hold', 'approval', 'samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'] as const, {
+    description: 'hold: the step is held; approval: an operator must approve; the others: what the evidence of the step still lacks',
+  }),
+  Type.Null(),
+]);
+
 const RampSchema = Type.Object({
   step: Type.Integer({ description: 'index into spec.ramp.steps; -1 before the first' }),
   percent: Type.Number(),
@@ -9,6 +17,8 @@ const RampSchema = Type.Object({
   nextAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   writeCutoverAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   reverseSync: Type.Boolean(),
+  waitsFor: WaitsForSchema,
+  waitsMessage: Type.Union([Type.String(), Type.Null()]),
   history: Type.Array(Type.Object({ step: Type.Integer(), percent: Type.Number(), at: Type.String(), event: Type.String() })),
 });
 
@@ -53,7 +63,8 @@ export const cutoverRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: Type.Object({
             current: Type.Union([Type.Object({ step: Type.Integer(), percent: Type.Number(), status: Type.String() }), Type.Null()]),
             next: Type.Object({ kind: Type.String(), step: Type.Optional(Type.Integer()), percent: Type.Optional(Type.Number()), reason: Type.Optional(Type.String()) }),
-            waitsFor: Type.Union([Type.Enum(['hold', 'approval'] as const), Type.Null()]),
+            waitsFor: WaitsForSchema,
+            waitsMessage: Type.Union([Type.String(), Type.Null()]),
             nextAt: Type.Union([Type.String(), Type.Null()]),
             gates: Type.Array(GateSchema),
           }),

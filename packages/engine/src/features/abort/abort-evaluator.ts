@@ -2,11 +2,12 @@ import { evaluateAbortCriteria, type Breach } from '@tideway/core';
 import type { Database } from '@tideway/db';
 import type { Kysely } from 'kysely';
 import type { DivergenceReadModel } from '../divergence/divergence-read-model.js';
+import type { EvidenceWindows } from '../divergence/evidence-windows.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import type { WebhookNotifier } from '../webhooks/webhook-notifier.js';
 
-/** Evidence window of the periodic evaluation, seconds (the last 5 minutes of buckets). */
+/** How far back the periodic evaluation looks inside the current evidence window, seconds (the last 5 minutes of buckets). */
 export const EVALUATION_WINDOW_SECONDS = 300;
 /** Phases in which abort criteria are watched. */
 export const WATCHED_PHASES = ['dual_write', 'backfill', 'shadow_read', 'cutover'] as const;
@@ -20,9 +21,12 @@ export interface EvaluationResult {
 }
 
 /**
- * Judges `spec.abortCriteria` on the evidence of the last 5 minutes and, on a breach, runs
- * `abortCriteria.action` automatically (actor `tideway:abort-criteria`, the breaches and the
- * evidence in the audit event) and notifies the webhooks (`migration.abort_criteria_breached`).
+ * Judges `spec.abortCriteria` on the last 5 minutes of the current evidence window (see
+ * `EvidenceWindows`) and, on a breach, runs `abortCriteria.action` automatically (actor
+ * `tideway:abort-criteria`; the breaches, the evidence and the window acted on in the audit event)
+ * and notifies the webhooks once (`migration.abort_criteria_breached`). The action is a transition,
+ * which opens a new, empty window: the same evidence never judges the phase after it, so one breach
+ * is acted on once (issue 12 §2). `rollback` goes back exactly one phase.
  */
 export class AbortEvaluator {
   constructor(
@@ -30,6 +34,7 @@ export class AbortEvaluator {
     private readonly migrations: MigrationService,
     private readonly divergence: DivergenceReadModel,
     private readonly webhooks: WebhookNotifier,
+    private readonly windows: EvidenceWindows,
   ) {}
 
   /** Evaluates every active migration in a watched phase. */
@@ -41,11 +46,15 @@ export class AbortEvaluator {
   }
 
   async evaluate(migration: Migration): Promise<EvaluationResult> {
-    const evidence = await this.divergence.evidence(migration.id, EVALUATION_WINDOW_SECONDS);
+    const [evidence, window] = await Promise.all([this.divergence.evidence(migration.id, EVALUATION_WINDOW_SECONDS), this.windows.current(this.db, migration.id)]);
     const breaches = evaluateAbortCriteria(evidence, migration.spec.abortCriteria);
     if (breaches.length === 0) return { migrationId: migration.id, breaches, acted: null };
     const action = migration.spec.abortCriteria.action;
-    const details = { breaches: breaches.map((b) => ({ ...b })), evidence: { ...evidence.window, failedChunks: evidence.failedChunks } };
+    const details = {
+      breaches: breaches.map((b) => ({ ...b })),
+      evidence: { ...evidence.window, failedChunks: evidence.failedChunks },
+      evidenceWindow: window ? { id: window.id, openedAt: window.openedAt.toISOString(), reason: window.reason } : null,
+    };
     try {
       await this.migrations.act(migration.id, action, {
         actor: 'tideway:abort-criteria',

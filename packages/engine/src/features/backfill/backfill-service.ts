@@ -135,7 +135,17 @@ export class BackfillService {
     if (!run || run.target_purged_at) return;
     const row = await db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
     if (!row || row.phase !== 'backfill' || row.status !== 'active') return;
-    const outcome = await this.deps.purger.purge(toMigration(row).spec, migrationId, run.purged_through, budgetMs);
+    const spec = toMigration(row).spec;
+    // Background work on the datasource like a chunk: it holds back while the datasource is unhealthy.
+    if (spec.throttle.enabled) {
+      const unhealthy = judgeHealth(await this.deps.health.read(run.datasource), spec.throttle, run.throttled_reason as ThrottleReason | null);
+      if (unhealthy) {
+        if (run.throttled_reason !== unhealthy) await repository.setThrottled(db, migrationId, unhealthy);
+        return;
+      }
+      if (run.throttled_reason) await repository.setThrottled(db, migrationId, null);
+    }
+    const outcome = await this.deps.purger.purge(spec, migrationId, run.purged_through, budgetMs);
     if (outcome.kind === 'busy') return;
     await db
       .updateTable('backfill_runs')

@@ -10,6 +10,8 @@ export const PURGE_BATCH = 5000;
 export const PURGE_BUDGET_MS = 2000;
 /** Statement timeout of one purge batch, milliseconds. */
 export const PURGE_STATEMENT_TIMEOUT_MS = 30_000;
+/** How long a purge batch may wait for a lock someone holds on the target, milliseconds (it tries again next round). */
+export const PURGE_LOCK_TIMEOUT_MS = 1000;
 
 /** What a purge call did. */
 export type PurgeOutcome =
@@ -56,7 +58,7 @@ export class TargetPurger {
         for (;;) {
           const range = rangePredicate(key, through, null);
           const r = await client.query<Record<string, string | number>>(
-            `BEGIN; SET LOCAL statement_timeout = ${PURGE_STATEMENT_TIMEOUT_MS}`,
+            `BEGIN; SET LOCAL statement_timeout = ${PURGE_STATEMENT_TIMEOUT_MS}; SET LOCAL lock_timeout = ${PURGE_LOCK_TIMEOUT_MS}`,
           ).then(() =>
             client.query<Record<string, string | number>>(
               `WITH batch AS (SELECT ${cols.join(', ')} FROM ${target} WHERE ${range.sql} ORDER BY ${cols.join(', ')} LIMIT ${PURGE_BATCH}),

@@ -1,8 +1,10 @@
-import { DependencyUnavailableError, TidewayError, flagNames, reverseMappingOf, type GateResult, type MigrationSpec } from '@tideway/core';
+import { DependencyUnavailableError, TidewayError, evaluateAbortCriteria, flagNames, reverseMappingOf, type Breach, type GateResult, type MigrationSpec } from '@tideway/core';
 import type { Database, RampRow, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
 import type { AbortEvaluator } from '../abort/abort-evaluator.js';
+import type { DivergenceReadModel } from '../divergence/divergence-read-model.js';
+import type { EvidenceWindows } from '../divergence/evidence-windows.js';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import type { Converger, MigrationService } from '../migrations/migration-service.js';
@@ -19,14 +21,47 @@ export interface RampView {
   readonly nextAt: string | null;
   readonly writeCutoverAt: string | null;
   readonly reverseSync: boolean;
+  /**
+   * What the ramp waits for now: `hold` (the step's hold has not ended), `approval`, or — for a
+   * step whose hold ended — what its evidence still lacks (see {@link RampWait}); `null` when
+   * nothing holds it (write cutover done, rolled back, or about to move).
+   */
+  readonly waitsFor: RampWait | 'hold' | 'approval' | null;
+  /** Why, for a person, when `waitsFor` is about evidence. */
+  readonly waitsMessage: string | null;
   readonly history: { step: number; percent: number; at: string; event: string }[];
 }
+
+/**
+ * What a step whose hold ended still waits for in the evidence gathered during that hold (its
+ * evidence window): `samples` (fewer than `minSamples` shadow reads), `divergence` (the Wilson
+ * upper bound is not under `maxDivergenceRate`), `new-errors`, `latency` (p99 ratio),
+ * `dual-write-failures`, `failed-chunks`.
+ */
+export type RampWait = 'samples' | 'divergence' | 'new-errors' | 'latency' | 'dual-write-failures' | 'failed-chunks';
+
+/** The judgement of the current step's evidence (its window): what the next step waits for, or `null` when it may go. */
+export interface StepJudgement {
+  readonly waitsFor: RampWait | null;
+  readonly message: string;
+  readonly observed: Readonly<Record<string, number | string | null>>;
+}
+
+const WAIT_OF: Record<Breach['criterion'], RampWait> = {
+  maxDivergenceRate: 'divergence',
+  maxNewErrorRate: 'new-errors',
+  maxP99LatencyRatio: 'latency',
+  maxDualWriteFailureRate: 'dual-write-failures',
+  maxFailedChunks: 'failed-chunks',
+};
 
 /** What `POST /cutover/dry-run` answers: the next change and the gates, changing nothing. */
 export interface CutoverDryRun {
   readonly current: { step: number; percent: number; status: string } | null;
   readonly next: { kind: 'ramp-step'; step: number; percent: number } | { kind: 'write-cutover' } | { kind: 'none'; reason: string };
-  readonly waitsFor: 'hold' | 'approval' | null;
+  /** As {@link RampView.waitsFor}; the same judgement the ramp itself makes at the end of a hold. */
+  readonly waitsFor: RampView['waitsFor'];
+  readonly waitsMessage: string | null;
   readonly nextAt: string | null;
   readonly gates: GateResult[];
 }
@@ -37,6 +72,9 @@ interface Deps {
   readonly timers: TimerService;
   readonly migrations: MigrationService;
   readonly abort: AbortEvaluator;
+  /** The evidence of the current window (a step's hold). */
+  readonly evidence: DivergenceReadModel;
+  readonly windows: EvidenceWindows;
   /** Converges the desired state (the reverse sync at write cutover). */
   readonly converge: Converger;
   readonly webhooks: WebhookNotifier;
@@ -103,6 +141,50 @@ export class RampService {
       .execute();
     await this.deps.timers.cancel(db, migration.id, ['ramp_hold']);
     await this.deps.timers.schedule(db, migration.id, 'ramp_hold', nextAt, { step: index });
+    // Every step judges only what was seen while it was in force.
+    await this.deps.windows.open(db, migration.id, 'ramp.step', 'cutover', index);
+  }
+
+  /**
+   * Judges the evidence of the current step (its evidence window, opened when the step was taken):
+   * at least `abortCriteria.minSamples` shadow reads and every criterion within bounds, divergence
+   * on the Wilson upper bound (a gate must prove the rate is low). Issue 12 §4: every ramp step
+   * needs fresh evidence.
+   */
+  async judgeStep(migration: Migration): Promise<StepJudgement> {
+    const criteria = migration.spec.abortCriteria;
+    const evidence = await this.deps.evidence.evidence(migration.id, null);
+    const observed = {
+      samples: evidence.samples,
+      minSamples: criteria.minSamples,
+      mismatches: evidence.mismatches,
+      rateUpper95: Number(evidence.window.rateUpper95.toFixed(6)),
+      maxDivergenceRate: criteria.maxDivergenceRate,
+      newErrors: evidence.newErrors,
+    };
+    if (evidence.samples < criteria.minSamples) {
+      return { waitsFor: 'samples', message: `${evidence.samples} of ${criteria.minSamples} shadow reads at this step`, observed };
+    }
+    const breach = evaluateAbortCriteria(evidence, criteria, 'gate')[0];
+    if (breach) return { waitsFor: WAIT_OF[breach.criterion], message: breach.message, observed };
+    return { waitsFor: null, message: `${evidence.samples} shadow reads at this step, divergence upper bound ${evidence.window.rateUpper95.toFixed(5)} ≤ ${criteria.maxDivergenceRate}`, observed };
+  }
+
+  /** Records what a due step waits for (an audit event when it starts waiting, or waits for something else). */
+  async #wait(migration: Migration, waitsFor: RampWait | null, judgement: StepJudgement | null, now: Date): Promise<void> {
+    const { db } = this.deps;
+    const ramp = await db.selectFrom('ramps').select(['waits_for']).where('migration_id', '=', migration.id).executeTakeFirst();
+    if ((ramp?.waits_for ?? null) === waitsFor) return;
+    await db.transaction().execute(async (trx) => {
+      if (waitsFor && judgement) {
+        await this.deps.migrations.recordEvent(migration.id, 'ramp.waiting', { actor: ACTOR, reason: judgement.message, details: { waitsFor, ...judgement.observed } }, trx);
+      }
+      await trx
+        .updateTable('ramps')
+        .set({ waits_for: waitsFor, waits_since: waitsFor ? now : null, updated_at: now })
+        .where('migration_id', '=', migration.id)
+        .execute();
+    });
   }
 
   /** Timer handler: a hold ended. Judges the criteria, then the next step, an approval wait, or the write cutover. */
@@ -120,6 +202,10 @@ export class RampService {
     // again). When it could not run (flag server down, a concurrent change), the hold is judged
     // again on a later poll: the breach may be gone by then, and nothing else would move the ramp on.
     if (evaluation.breaches.length > 0) return evaluation.acted ? 'fired' : 'later';
+    // Not proven bad is not proven good: the next step waits for fresh evidence of this one.
+    const judgement = await this.judgeStep(migration);
+    await this.#wait(migration, judgement.waitsFor, judgement, now);
+    if (judgement.waitsFor) return 'later';
     const steps = migration.spec.ramp.steps;
     const last = ramp.step >= steps.length - 1;
     const event = {
@@ -252,6 +338,21 @@ export class RampService {
   async view(migrationId: string): Promise<RampView | null> {
     const r = await this.deps.db.selectFrom('ramps').selectAll().where('migration_id', '=', migrationId).executeTakeFirst();
     if (!r) return null;
+    const now = this.deps.clock.now().getTime();
+    const holding = r.status === 'holding' && !r.paused_at;
+    const waitsFor: RampView['waitsFor'] =
+      r.status === 'awaiting_approval'
+        ? 'approval'
+        : holding && r.next_at && r.next_at.getTime() > now
+          ? 'hold'
+          : holding && r.waits_for
+            ? (r.waits_for as RampWait)
+            : null;
+    let waitsMessage: string | null = null;
+    if (holding && r.waits_for && waitsFor === r.waits_for) {
+      const row = await this.deps.db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
+      if (row) waitsMessage = (await this.judgeStep(toMigration(row))).message;
+    }
     return {
       step: r.step,
       percent: r.percent,
@@ -259,6 +360,8 @@ export class RampService {
       nextAt: r.next_at ? r.next_at.toISOString() : null,
       writeCutoverAt: r.write_cutover_at ? r.write_cutover_at.toISOString() : null,
       reverseSync: r.reverse_sync,
+      waitsFor,
+      waitsMessage,
       history: r.history,
     };
   }
@@ -275,8 +378,16 @@ export class RampService {
     else if (ramp.status === 'rolled_back') next = { kind: 'none', reason: 'ramp was rolled back' };
     else if (ramp.step >= steps.length - 1) next = { kind: 'write-cutover' };
     else next = { kind: 'ramp-step', step: ramp.step + 1, percent: steps[ramp.step + 1] as number };
-    const waitsFor = ramp?.status === 'awaiting_approval' ? 'approval' : ramp?.status === 'holding' ? 'hold' : null;
-    return { current, next, waitsFor, nextAt: ramp?.nextAt ?? null, gates };
+    // The same judgement the ramp makes when the hold ends, so the dry run never promises a step
+    // the ramp would refuse.
+    let waitsFor = ramp?.waitsFor ?? null;
+    let waitsMessage = ramp?.waitsMessage ?? null;
+    if (ramp && migration.phase === 'cutover' && (ramp.status === 'holding' || ramp.status === 'awaiting_approval') && (waitsFor === 'hold' || waitsFor === null)) {
+      const judgement = await this.judgeStep(migration);
+      if (judgement.waitsFor && waitsFor === null) waitsFor = judgement.waitsFor;
+      waitsMessage = judgement.message;
+    }
+    return { current, next, waitsFor, waitsMessage, nextAt: ramp?.nextAt ?? null, gates };
   }
 
   /** The spec's flag names, for callers that archive them. */

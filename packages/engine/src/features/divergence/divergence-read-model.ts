@@ -73,20 +73,28 @@ function summarize(rows: BucketRow[]): DivergenceWindow {
 export class DivergenceReadModel {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Buckets whose minute is within the last `seconds` (all buckets when `null`). */
-  async window(migrationId: string, seconds: number | null): Promise<DivergenceWindow> {
+  /**
+   * Buckets whose minute is within the last `seconds` (all when `null`), of every evidence window
+   * (`scope: 'all'`, the default) or of the current one only (`'current'`, what gates and abort
+   * criteria judge, see `EvidenceWindows`).
+   */
+  async window(migrationId: string, seconds: number | null, scope: 'all' | 'current' = 'all'): Promise<DivergenceWindow> {
     let q = this.db
       .selectFrom('observation_buckets')
       .select(['samples', 'mismatches', 'new_errors', 'dropped', 'dual_writes', 'dual_write_failures', 'old_latency', 'new_latency'])
       .where('migration_id', '=', migrationId);
     if (seconds !== null) q = q.where('minute', '>=', sql<Date>`date_trunc('minute', now() - make_interval(secs => ${seconds}))`);
+    if (scope === 'current') q = q.where('window_id', '=', (eb) => eb.selectFrom('migrations').select('evidence_window').where('id', '=', migrationId));
     return summarize((await q.execute()) as unknown as BucketRow[]);
   }
 
-  /** Evidence for the abort criteria over the last `seconds` (failed chunks count over the whole run). */
-  async evidence(migrationId: string, seconds: number): Promise<DivergenceEvidence & { window: DivergenceWindow }> {
+  /**
+   * Evidence for the abort criteria and gates: the current evidence window, over its last `seconds`
+   * (all of it when `null`); failed chunks count over the whole backfill run.
+   */
+  async evidence(migrationId: string, seconds: number | null): Promise<DivergenceEvidence & { window: DivergenceWindow }> {
     const [w, failed] = await Promise.all([
-      this.window(migrationId, seconds),
+      this.window(migrationId, seconds, 'current'),
       this.db
         .selectFrom('backfill_chunks')
         .select(sql<number>`count(*)::int`.as('n'))

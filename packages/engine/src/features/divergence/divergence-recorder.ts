@@ -2,6 +2,7 @@ import { LATENCY_BUCKETS_MS, latencyBucket, redact, TidewayError, type DualWrite
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import { BackfillService } from '../backfill/backfill-service.js';
+import type { EvidenceWindows } from './evidence-windows.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 
 const HIST = LATENCY_BUCKETS_MS.length + 1;
@@ -54,6 +55,7 @@ export class DivergenceRecorder {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly backfill: BackfillService,
+    private readonly windows: EvidenceWindows,
   ) {}
 
   /** Records a batch (≤ 1,000 results). @returns how many results were stored. */
@@ -61,10 +63,13 @@ export class DivergenceRecorder {
     const buckets = new Map<string, Bucket>();
     const ledger = new Map<string, LedgerEntry>();
     const redactPaths = migration.spec.shadowRead.redact;
+    const windowOf = await this.windows.attributor(this.db, migration.id);
     for (const r of batch.results) {
       const minute = minuteOf(r.at);
-      let b = buckets.get(minute);
-      if (!b) buckets.set(minute, (b = emptyBucket()));
+      const parsed = Date.parse(r.at);
+      const slot = `${windowOf(new Date(Number.isFinite(parsed) ? parsed : Date.now()))}|${minute}`;
+      let b = buckets.get(slot);
+      if (!b) buckets.set(slot, (b = emptyBucket()));
       b.samples++;
       (b.old[latencyBucket(r.oldLatencyMs)] as number)++;
       if (r.newLatencyMs !== undefined) (b.new[latencyBucket(r.newLatencyMs)] as number)++;
@@ -123,7 +128,8 @@ export class DivergenceRecorder {
         problems: [{ field: `failures[${bad}].key`, problem: `must have ${width} value(s), one per source key column` }],
       });
     }
-    const minute = minuteOf(new Date().toISOString());
+    const now = new Date();
+    const slot = `${(await this.windows.attributor(this.db, migration.id))(now)}|${minuteOf(now.toISOString())}`;
     const bucket = emptyBucket();
     bucket.dualWrites = report.writes;
     bucket.dualWriteFailures = report.failures.length;
@@ -143,7 +149,7 @@ export class DivergenceRecorder {
       }
     }
     const winners = await this.db.transaction().execute(async (trx) => {
-      await this.#upsertBuckets(trx, migration.id, new Map([[minute, bucket]]));
+      await this.#upsertBuckets(trx, migration.id, new Map([[slot, bucket]]));
       await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
       if (latestKind.size === 0) return [];
       const pending = await trx
@@ -352,14 +358,16 @@ export class DivergenceRecorder {
     return redriven;
   }
 
+  /** Upserts buckets keyed `<window>|<minute ISO>`. */
   async #upsertBuckets(trx: Kysely<Database>, migrationId: string, buckets: Map<string, Bucket>): Promise<void> {
     if (buckets.size === 0) return;
     await trx
       .insertInto('observation_buckets')
       .values(
-        [...buckets].map(([minute, b]) => ({
+        [...buckets].map(([slot, b]) => ({
           migration_id: migrationId,
-          minute,
+          window_id: Number(slot.slice(0, slot.indexOf('|'))),
+          minute: slot.slice(slot.indexOf('|') + 1),
           samples: b.samples,
           matches: b.matches,
           mismatches: b.mismatches,
@@ -372,7 +380,7 @@ export class DivergenceRecorder {
         })),
       )
       .onConflict((oc) =>
-        oc.columns(['migration_id', 'minute']).doUpdateSet({
+        oc.columns(['migration_id', 'window_id', 'minute']).doUpdateSet({
           samples: sql`observation_buckets.samples + excluded.samples`,
           matches: sql`observation_buckets.matches + excluded.matches`,
           mismatches: sql`observation_buckets.mismatches + excluded.mismatches`,

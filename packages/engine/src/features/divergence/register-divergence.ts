@@ -1,35 +1,36 @@
 import { evaluateAbortCriteria, type PhaseHooks } from '@tideway/core';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import type { DivergenceReadModel } from './divergence-read-model.js';
+import type { EvidenceWindows } from './evidence-windows.js';
 
 /**
- * The shadow_read gate `divergence-within-criteria`: the migration has been in shadow_read for at
- * least `shadowRead.minWindowSeconds`, and over that window at least `abortCriteria.minSamples`
- * comparisons were made and no abort criterion is breached (divergence judged on the Wilson upper
- * bound).
+ * The shadow_read gate `divergence-within-criteria`, judged on the current evidence window only
+ * (opened by the last transition, see `EvidenceWindows`): the window is at least
+ * `shadowRead.minWindowSeconds` old, holds at least `abortCriteria.minSamples` comparisons, and no
+ * abort criterion is breached on its evidence (divergence judged on the Wilson upper bound).
  */
-export function registerDivergenceGate(hooks: PhaseHooks<MigrationContext>, readModel: DivergenceReadModel): void {
+export function registerDivergenceGate(hooks: PhaseHooks<MigrationContext>, readModel: DivergenceReadModel, windows: EvidenceWindows): void {
   hooks.addGate('shadow_read', {
     name: 'divergence-within-criteria',
     evaluate: async (ctx) => {
       const { spec } = ctx.migration;
       const now = ctx.clock.now().getTime();
-      const inPhaseSeconds = Math.floor((now - ctx.migration.phaseEnteredAt.getTime()) / 1000);
-      const windowSeconds = Math.max(60, spec.shadowRead.minWindowSeconds);
-      const evidence = await readModel.evidence(ctx.migration.id, windowSeconds);
+      const [window, evidence] = await Promise.all([windows.current(ctx.db, ctx.migration.id), readModel.evidence(ctx.migration.id, null)]);
+      const opened = window?.openedAt ?? ctx.migration.phaseEnteredAt;
+      const inWindowSeconds = Math.max(0, Math.floor((now - opened.getTime()) / 1000));
       const breaches = evaluateAbortCriteria(evidence, spec.abortCriteria, 'gate');
-      const enoughTime = inPhaseSeconds >= spec.shadowRead.minWindowSeconds;
+      const enoughTime = inWindowSeconds >= spec.shadowRead.minWindowSeconds;
       const enoughSamples = evidence.samples >= spec.abortCriteria.minSamples;
       const passed = enoughTime && enoughSamples && breaches.length === 0;
       return {
         name: 'divergence-within-criteria',
         passed,
         message: passed
-          ? `${evidence.samples} samples, divergence upper bound ${evidence.window.rateUpper95.toFixed(5)} ≤ ${spec.abortCriteria.maxDivergenceRate}`
+          ? `${evidence.samples} samples in this evidence window, divergence upper bound ${evidence.window.rateUpper95.toFixed(5)} ≤ ${spec.abortCriteria.maxDivergenceRate}`
           : !enoughTime
-            ? `in shadow_read for ${inPhaseSeconds} s of ${spec.shadowRead.minWindowSeconds} s`
+            ? `evidence window open for ${inWindowSeconds} s of ${spec.shadowRead.minWindowSeconds} s`
             : !enoughSamples
-              ? `${evidence.samples} of ${spec.abortCriteria.minSamples} samples`
+              ? `${evidence.samples} of ${spec.abortCriteria.minSamples} samples in this evidence window`
               : breaches.map((b) => b.message).join('; '),
         observed: {
           samples: evidence.samples,
@@ -37,7 +38,9 @@ export function registerDivergenceGate(hooks: PhaseHooks<MigrationContext>, read
           newErrors: evidence.newErrors,
           rateUpper95: Number(evidence.window.rateUpper95.toFixed(6)),
           maxDivergenceRate: spec.abortCriteria.maxDivergenceRate,
-          inPhaseSeconds,
+          evidenceWindow: window?.id ?? 0,
+          windowOpenedAt: opened.toISOString(),
+          inWindowSeconds,
           minWindowSeconds: spec.shadowRead.minWindowSeconds,
           breaches: breaches.length,
         },

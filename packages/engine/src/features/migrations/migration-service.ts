@@ -103,6 +103,7 @@ export class MigrationService {
   readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
   readonly #beforeAct: { actions: readonly Action[]; step: (migration: Migration) => Promise<void> }[] = [];
   #converge: Converger | null = null;
+  readonly #during: ((trx: Kysely<Database>, migration: Migration, action: Action, to: MigrationState) => Promise<void>)[] = [];
 
   constructor(deps: MigrationServiceDeps) {
     this.#deps = deps;
@@ -138,6 +139,15 @@ export class MigrationService {
    */
   beforeAct(actions: readonly Action[], step: (migration: Migration) => Promise<void>): void {
     this.#beforeAct.push({ actions, step });
+  }
+
+  /**
+   * Registers a step that runs inside every allowed transition's transaction, before its phase
+   * actions (e.g. opening a new evidence window, so windows the actions open come after it), with
+   * the migration as it was and the state it goes to. A throw cancels the transition.
+   */
+  duringTransition(step: (trx: Kysely<Database>, migration: Migration, action: Action, to: MigrationState) => Promise<void>): void {
+    this.#during.push(step);
   }
 
   /** Registers a contributor to the `progress` object of the resource. */
@@ -209,6 +219,7 @@ export class MigrationService {
       const faults = this.#deps.faults ?? noFaults;
       const ran: string[] = [];
       const planned = hooks.plan(from, action, outcome.to);
+      for (const step of this.#during) await step(trx, current, action, outcome.to);
       faults.crashPoint(`transition:${action}:before-actions`);
       for (const step of planned.filter((p) => p.action.stage !== 'after-converge')) {
         await step.action.run(ctx);
