@@ -67,7 +67,7 @@ export { SyncTrigger } from './features/backfill/sync-trigger.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, webhookSecretVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';
