@@ -32,6 +32,7 @@ export {
 export {
   MigrationService,
   type ActOptions,
+  type PatchOptions,
   type MigrationView,
   type MigrationServiceDeps,
   type ProgressProvider,
