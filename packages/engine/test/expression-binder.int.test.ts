@@ -1,4 +1,5 @@
-import { resolveSpec, type MigrationSpec, type MigrationSpecInput, type TableRef } from '@tideway/core';
+import { DependencyUnavailableError, resolveSpec, type MigrationSpec, type MigrationSpecInput, type TableRef } from '@tideway/core';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '@tideway/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DatasourceRegistry, describeSignatureChange, ExpressionBinder } from '../src/index.js';
@@ -352,5 +353,31 @@ describe('describeSignatureChange on real DDL', () => {
     expect(describeSignatureChange(before, await binder.catalogSignature(s))).toContain('table public.orders_v2 was dropped or replaced');
     await main.query(`alter table orders rename to orders_old`);
     expect(describeSignatureChange(before, await binder.catalogSignature(s))).toEqual(['table public.orders was dropped or renamed', 'table public.orders_v2 was dropped or replaced']);
+  });
+});
+
+describe('a table locked by DDL', () => {
+  it('answers DependencyUnavailableError after the lock timeout, leaves nothing behind, and binds once the lock is gone', async () => {
+    const ddl = new pg.Client({ connectionString: main.url });
+    await ddl.connect();
+    const quick = new ExpressionBinder(registry, { lockTimeoutMs: 200 });
+    try {
+      await ddl.query('BEGIN');
+      await ddl.query('LOCK TABLE users_v2 IN ACCESS EXCLUSIVE MODE');
+      const t0 = Date.now();
+      const error = await quick.bindSpec(spec()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect((error as Error).message).toMatch(/^datasource "main" is unavailable: binding timed out waiting for a table under migration/);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      await ddl.query('ROLLBACK');
+    } finally {
+      await ddl.end();
+    }
+    // The pool's session was rolled back: no transaction, no temporary object, no lock left.
+    const leftovers = await main.query<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = 'tideway:main' and state <> 'idle'`,
+    );
+    expect(leftovers.rows[0]?.n).toBe(0);
+    expect((await quick.bindSpec(spec())).problems).toEqual([]);
   });
 });

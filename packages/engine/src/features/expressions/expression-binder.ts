@@ -79,9 +79,9 @@ class BindSession {
    * Opens the transaction with the fixed search_path (again, whatever the pool set: `pg_temp` last,
    * so a temporary object can never shadow a built-in) and the timeouts, in one round trip.
    */
-  static async begin(datasource: string, client: pg.ClientBase): Promise<BindSession> {
+  static async begin(datasource: string, client: pg.ClientBase, lockTimeoutMs: number): Promise<BindSession> {
     await client.query(
-      `BEGIN; SET LOCAL search_path = ${DATASOURCE_SEARCH_PATH}; SET LOCAL lock_timeout = ${BIND_LOCK_TIMEOUT_MS}; ` +
+      `BEGIN; SET LOCAL search_path = ${DATASOURCE_SEARCH_PATH}; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}; ` +
         `SET LOCAL statement_timeout = ${BIND_STATEMENT_TIMEOUT_MS}; SET LOCAL check_function_bodies = on`,
     );
     return new BindSession(datasource, client);
@@ -199,9 +199,14 @@ interface EntryContext {
  */
 export class ExpressionBinder {
   readonly #datasources: DatasourceRegistry;
+  readonly #lockTimeoutMs: number;
 
-  constructor(datasources: DatasourceRegistry) {
+  /**
+   * @param options.lockTimeoutMs - how long binding waits for a table's lock. @defaultValue {@link BIND_LOCK_TIMEOUT_MS}
+   */
+  constructor(datasources: DatasourceRegistry, options: { lockTimeoutMs?: number } = {}) {
     this.#datasources = datasources;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? BIND_LOCK_TIMEOUT_MS;
   }
 
   /**
@@ -212,7 +217,7 @@ export class ExpressionBinder {
    *   `[bind-error]`, `[bound:missing-type]`, or a text-level construct such as `[result-size:repeat]`),
    *   what bound, and the two tables as bound.
    * @throws DependencyUnavailableError when a datasource cannot be reached or a table stays locked
-   *   longer than {@link BIND_LOCK_TIMEOUT_MS}.
+   *   longer than the lock timeout ({@link BIND_LOCK_TIMEOUT_MS} by default); nothing was left behind.
    * @example
    * ```ts
    * const binding = await binder.bindMapping({ email: 'lower(email)' }, spec.source, spec.target);
@@ -326,7 +331,7 @@ export class ExpressionBinder {
       const name = unique[index];
       if (name === undefined) return fn(sessions);
       return this.#datasources.withClient(name, async (client) => {
-        const session = await BindSession.begin(name, client);
+        const session = await BindSession.begin(name, client, this.#lockTimeoutMs);
         try {
           return await open(index + 1, new Map(sessions).set(name, session));
         } catch (error) {
