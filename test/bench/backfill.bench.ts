@@ -569,7 +569,7 @@ async function sectionPgbench(b: Bench) {
 
   // Finish at full speed through a live PATCH, then check the result exactly.
   log('un-throttling (PATCH), resuming and finishing the throttled backfill');
-  await engine.migrations.patch(id, { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: null }, throttle: { enabled: false } }, { actor: 'bench', reason: 'pgbench finished' });
+  await engine.migrations.patch(id, { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: null }, throttle: { enabled: false } }, { actor: 'bench', role: 'admin', reason: 'pgbench finished' });
   await engine.migrations.act(id, 'resume', { actor: 'bench', reason: 'pgbench finished' });
   await waitForCompletion(engine, id, TIMEOUT_MS);
   const totalMs = performance.now() - t0;

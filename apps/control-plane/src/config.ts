@@ -1,4 +1,4 @@
-import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookSecretVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -25,7 +25,10 @@ export interface ControlPlaneConfig {
   readonly logLevel: string;
   /** The flag server's admin API (`TIDEWAY_UNLEASH_URL`, `TIDEWAY_UNLEASH_ADMIN_TOKEN`); `null` when `TIDEWAY_UNLEASH_URL=off`. @defaultValue http://127.0.0.1:4242 */
   readonly unleash: { readonly url: string; readonly adminToken: string } | null;
-  /** Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue [] */
+  /**
+   * Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue []
+   * Setting them without `TIDEWAY_WEBHOOK_SECRET` (which the workers sign with) is refused at boot.
+   */
   readonly webhookUrls: readonly string[];
   /** Largest accepted request body, bytes. @defaultValue 1048576 (`TIDEWAY_BODY_LIMIT_BYTES`) */
   readonly bodyLimitBytes: number;
@@ -44,6 +47,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlPlaneCo
   const adminToken = env['TIDEWAY_ADMIN_TOKEN'] || null;
   if (adminToken !== null && adminToken.length < 16) throw new ConfigError('TIDEWAY_ADMIN_TOKEN must be at least 16 characters');
   const redisPrefix = env['TIDEWAY_REDIS_PREFIX'] || '{tideway}';
+  const webhookUrls = webhookUrlsVar(env);
+  // The control plane only enqueues deliveries; workers sign them. Refusing here too means a
+  // deployment never runs with webhooks that some process cannot sign.
+  webhookSecretVar(env, webhookUrls);
   return Object.freeze({
     host: env['TIDEWAY_HOST'] || '127.0.0.1',
     port: intVar(env, 'TIDEWAY_PORT', 7070, 0, 65535),
@@ -54,7 +61,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlPlaneCo
     adminToken,
     logLevel,
     unleash: unleashVar(env),
-    webhookUrls: webhookUrlsVar(env),
+    webhookUrls,
     bodyLimitBytes: intVar(env, 'TIDEWAY_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     installation: installationVar(env),
     crashPoints: crashPointsVar(env),

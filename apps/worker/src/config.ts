@@ -1,4 +1,4 @@
-import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookSecretVar, webhookUrlsVar } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -26,8 +26,11 @@ export interface WorkerConfig {
   readonly unleash: { readonly url: string; readonly adminToken: string } | null;
   /** Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue [] */
   readonly webhookUrls: readonly string[];
-  /** HMAC key of `X-Tideway-Signature` (`TIDEWAY_WEBHOOK_SECRET`). @defaultValue 'tideway-dev-webhook-secret' */
-  readonly webhookSecret: string;
+  /**
+   * HMAC key of `X-Tideway-Signature` (`TIDEWAY_WEBHOOK_SECRET`); required when `TIDEWAY_WEBHOOK_URLS`
+   * is set, `null` otherwise (a webhook job then fails without retry). No default.
+   */
+  readonly webhookSecret: string | null;
   /** @defaultValue 'info' (`TIDEWAY_LOG_LEVEL`) */
   readonly logLevel: string;
   /** Installation id marking what Tideway creates outside its database (`TIDEWAY_INSTALLATION`); `null` reads it from the orchestrator database. */
@@ -38,6 +41,7 @@ export interface WorkerConfig {
 
 /** Reads and checks the configuration. @throws ConfigError naming the first bad variable. */
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const webhookUrls = webhookUrlsVar(env);
   return Object.freeze({
     databaseUrl: urlVar(env, 'TIDEWAY_DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tideway', ['postgres:', 'postgresql:']),
     redisUrl: urlVar(env, 'TIDEWAY_REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
@@ -49,8 +53,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     workerName: env['TIDEWAY_WORKER_NAME'] || null,
     evaluationIntervalMs: intVar(env, 'TIDEWAY_EVALUATION_INTERVAL_MS', 10_000, 100, 3_600_000),
     unleash: unleashVar(env),
-    webhookUrls: webhookUrlsVar(env),
-    webhookSecret: env['TIDEWAY_WEBHOOK_SECRET'] || 'tideway-dev-webhook-secret',
+    webhookUrls,
+    webhookSecret: webhookSecretVar(env, webhookUrls),
     logLevel: logLevelVar(env),
     installation: installationVar(env),
     crashPoints: crashPointsVar(env),

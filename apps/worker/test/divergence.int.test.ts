@@ -35,7 +35,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
   await f.startWorker({ TIDEWAY_EVALUATION_INTERVAL_MS: String(INTERVAL_MS), TIDEWAY_WEBHOOK_URLS: hook, TIDEWAY_WEBHOOK_SECRET: SECRET });
-  app = await buildApp(loadConfig({ ...f.env, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent', TIDEWAY_WEBHOOK_URLS: hook }));
+  app = await buildApp(loadConfig({ ...f.env, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent', TIDEWAY_WEBHOOK_URLS: hook, TIDEWAY_WEBHOOK_SECRET: SECRET }));
 });
 
 afterAll(async () => {

@@ -58,7 +58,7 @@ describe('pause, resume and live PATCH', () => {
 
     await f.engine.migrations.act(id, 'resume', { actor: 'test' });
     await waitFor('2 more chunks done', async () => (await done()) >= doneWhenPaused + 2, 60_000, 5);
-    await f.engine.migrations.patch(id, { backfill: { initialChunkRows: 700, minChunkRows: 700, maxChunkRows: 700 } }, { actor: 'test' });
+    await f.engine.migrations.patch(id, { backfill: { initialChunkRows: 700, minChunkRows: 700, maxChunkRows: 700 } }, { actor: 'test', role: 'operator' });
     const p = await waitForBackfill(f.engine, id, 90_000);
     expect(p.rowsCopied).toBe(ROWS);
 

@@ -90,23 +90,30 @@ describe('retries, timeouts and splits', () => {
 
 describe('throttling', () => {
   it('holds back while a health threshold is crossed, shows why, and continues when it clears', async () => {
+    const mapping = { id: 'id', v: 'v' };
+    // Started first: start binds the mapping against both tables, which needs their locks.
+    const created = await f.engine.migrations.create(
+      {
+        name: 'throttled',
+        syncMode: 'application',
+        source: { datasource: 'main', table: 'calm', key: 'id' },
+        target: { datasource: 'main', table: 'calm_v2', key: 'id' },
+        mapping,
+        throttle: { maxLockWaiters: 0 },
+      },
+      { actor: 'test' },
+    );
+    await f.engine.migrations.act(created.id, 'start', { actor: 'test' });
     const blocker = await client();
     const waiter = await client();
     await blocker.query('begin');
     await blocker.query('lock table calm_v2 in access exclusive mode');
     // A session waiting on that lock: one lock waiter, over maxLockWaiters 0. (Not awaited: it blocks.)
     const waiting = waiter.query('select count(*) from calm_v2');
-    const mapping = { id: 'id', v: 'v' };
-    await waitFor('a lock waiter', async () => (await f.user.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock'`)).rowCount);
+    await waitFor('a lock waiter', async () => (await f.user.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`)).rowCount);
     // Target must not be locked for the copy itself: copy into calm_v2 only after the release.
-    const id = await driveToBackfill(f.engine, {
-      name: 'throttled',
-      syncMode: 'application',
-      source: { datasource: 'main', table: 'calm', key: 'id' },
-      target: { datasource: 'main', table: 'calm_v2', key: 'id' },
-      mapping,
-      throttle: { maxLockWaiters: 0 },
-    });
+    const id = created.id;
+    for (const action of ['advance', 'advance'] as const) await f.engine.migrations.act(id, action, { actor: 'test' });
     const throttled = await waitFor('throttled shown in progress', async () => {
       const p = (await f.engine.migrations.describe(id)).progress as { throttled?: { reason: string; since: string } | null };
       return p.throttled ?? null;

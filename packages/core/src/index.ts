@@ -81,7 +81,7 @@ export {
 } from './spec/migration-spec.js';
 export { resolveSpec, checkSpec, reverseMappingOf } from './spec/resolve-spec.js';
 export { desiredSync, type SyncState, type DesiredSync } from './sync/desired-sync.js';
-export { applySpecPatch, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
+export { applySpecPatch, adminOnlyChanges, ADMIN_ONLY_SPEC_FIELDS, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';
 export { judgeHealth, rateCapSeconds, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
 export {

@@ -12,6 +12,12 @@ export interface DbOptions {
   readonly applicationName?: string;
   /** Per-statement timeout, milliseconds; 0 for none. @defaultValue 0 */
   readonly statementTimeoutMs?: number;
+  /**
+   * `search_path` of every session, set at connection time (`options=-c search_path=…`), so no
+   * statement runs before it applies; schema names separated by commas, no spaces
+   * (`pg_catalog,pg_temp`). @defaultValue the server's (or the role's or database's) setting
+   */
+  readonly searchPath?: string;
   /** Told when an idle pooled client fails (it is discarded). @defaultValue ignore */
   readonly onIdleClientError?: (error: Error) => void;
 }
@@ -38,7 +44,15 @@ export const typeParsers = {
   },
 } as pg.CustomTypesConfig;
 
-/** A `pg` pool with Tideway's type parsers. The caller ends it (`pool.end()`). */
+function searchPathOption(searchPath: string): string {
+  if (!/^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$/.test(searchPath)) throw new Error(`searchPath must be schema names separated by commas, got "${searchPath}"`);
+  return searchPath;
+}
+
+/**
+ * A `pg` pool with Tideway's type parsers. The caller ends it (`pool.end()`).
+ * @throws Error when `searchPath` is not a comma-separated list of plain schema names.
+ */
 export function createPool(options: DbOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
@@ -46,6 +60,7 @@ export function createPool(options: DbOptions): pg.Pool {
     application_name: options.applicationName ?? 'tideway',
     types: typeParsers,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    ...(options.searchPath ? { options: `-c search_path=${searchPathOption(options.searchPath)}` } : {}),
   });
   // An idle client that loses its server (restart, terminated backend) emits 'error' on the pool;
   // without a listener that crashes the process. The client is discarded and the next query reconnects.

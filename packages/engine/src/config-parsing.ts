@@ -79,6 +79,27 @@ export function webhookUrlsVar(env: NodeJS.ProcessEnv, name = 'TIDEWAY_WEBHOOK_U
   return Object.freeze(urls);
 }
 
+/**
+ * `TIDEWAY_WEBHOOK_SECRET`, the HMAC-SHA256 key of `X-Tideway-Signature`: `null` when unset. There is
+ * no default: a published default key would let anyone forge signed events.
+ *
+ * @param urls - the parsed `TIDEWAY_WEBHOOK_URLS` ({@link webhookUrlsVar}).
+ * @throws ConfigError naming `TIDEWAY_WEBHOOK_SECRET` when `urls` is not empty and the secret is unset.
+ * @example
+ * ```ts
+ * webhookSecretVar({ TIDEWAY_WEBHOOK_SECRET: 's3cret' }, ['https://hooks.example/t']); // 's3cret'
+ * webhookSecretVar({}, []); // null
+ * webhookSecretVar({}, ['https://hooks.example/t']); // throws ConfigError
+ * ```
+ */
+export function webhookSecretVar(env: NodeJS.ProcessEnv, urls: readonly string[], name = 'TIDEWAY_WEBHOOK_SECRET'): string | null {
+  const secret = env[name] || null;
+  if (secret === null && urls.length > 0) {
+    throw new ConfigError(`${name} must be set when TIDEWAY_WEBHOOK_URLS is set: it is the HMAC key that signs every webhook (X-Tideway-Signature)`);
+  }
+  return secret;
+}
+
 /** Where the flag server is: `TIDEWAY_UNLEASH_URL` and `TIDEWAY_UNLEASH_ADMIN_TOKEN` (`null` URL disables flags). */
 export function unleashVar(env: NodeJS.ProcessEnv): { url: string; adminToken: string } | null {
   if (env['TIDEWAY_UNLEASH_URL'] === 'off') return null;

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import { systemClock, type Clock } from './clock.js';
 import { AuditLog } from './features/audit/audit-log.js';
 import { CatalogInspector } from './features/datasources/catalog-inspector.js';
+import { ExpressionBinder } from './features/expressions/expression-binder.js';
 import { DatasourceRegistry } from './features/datasources/datasource-registry.js';
 import { IdempotencyStore } from './features/idempotency/idempotency-store.js';
 import type { MigrationContext } from './features/migrations/migration-context.js';
@@ -79,6 +80,8 @@ export interface Engine {
   readonly hooks: PhaseHooks<MigrationContext>;
   readonly datasources: DatasourceRegistry;
   readonly catalog: CatalogInspector;
+  /** Binds user-written SQL expressions against the datasources' live catalogs (ADR 006). */
+  readonly expressions: ExpressionBinder;
   readonly migrations: MigrationService;
   readonly migrationReadModel: MigrationReadModel;
   readonly tokens: TokenService;
@@ -122,7 +125,8 @@ export function createEngine(options: EngineOptions): Engine {
   const clock = options.clock ?? systemClock;
   const hooks = new PhaseHooks<MigrationContext>();
   const datasources = new DatasourceRegistry(options.datasources);
-  const catalog = new CatalogInspector(datasources);
+  const expressions = new ExpressionBinder(datasources);
+  const catalog = new CatalogInspector(datasources, expressions);
   const migrationReadModel = new MigrationReadModel(options.db);
   const faults = options.faults ?? noFaults;
   const repository = new KyselyMigrationRepository();
@@ -176,6 +180,7 @@ export function createEngine(options: EngineOptions): Engine {
     hooks,
     datasources,
     catalog,
+    expressions,
     migrations,
     migrationReadModel,
     tokens: new TokenService(options.db, new AuditLog(), clock, options.bootstrapAdminToken ?? null),

@@ -14,8 +14,26 @@ export {
 } from './features/desired-state/desired-state.js';
 export { createEngine, type Engine, type EngineOptions } from './engine.js';
 export { AuditLog, type AuditEntry } from './features/audit/audit-log.js';
-export { DatasourceRegistry } from './features/datasources/datasource-registry.js';
-export { CatalogInspector, type CatalogTable, type CatalogColumn } from './features/datasources/catalog-inspector.js';
+export { DatasourceRegistry, DATASOURCE_SEARCH_PATH } from './features/datasources/datasource-registry.js';
+export { CatalogInspector, type CatalogTable, type CatalogColumn, type SpecInspection } from './features/datasources/catalog-inspector.js';
+export {
+  ExpressionBinder,
+  BIND_LOCK_TIMEOUT_MS,
+  BIND_STATEMENT_TIMEOUT_MS,
+  type BoundExpression,
+  type MappingBinding,
+  type SpecBinding,
+  type BindOptions,
+} from './features/expressions/expression-binder.js';
+export {
+  describeSignatureChange,
+  signatureUses,
+  type CatalogSignature,
+  type TableSignature,
+  type SignatureColumn,
+  type ColumnUse,
+} from './features/expressions/catalog-signature.js';
+export { DependencyJudge, FIRST_UNPINNED_OBJECT_ID, type Dependency, type Refusal } from './features/expressions/dependency-judge.js';
 export { IdempotencyStore, IDEMPOTENCY_TTL_HOURS, type IdempotencyClaim } from './features/idempotency/idempotency-store.js';
 export { toMigration, toMigrationEvent, type Migration, type MigrationEvent } from './features/migrations/migration.js';
 export type { MigrationContext } from './features/migrations/migration-context.js';
@@ -33,6 +51,7 @@ export {
 export {
   MigrationService,
   type ActOptions,
+  type PatchOptions,
   type MigrationView,
   type MigrationServiceDeps,
   type ProgressProvider,
@@ -42,14 +61,25 @@ export {
 export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
 export { TokenService, BOOTSTRAP_ADMIN_NAME, TOKEN_CACHE_TTL_MS, type Principal, type TokenInfo } from './features/tokens/token-service.js';
-export { MAPPING_FUNCTIONS } from './features/mapping/mapping-functions.js';
+export {
+  MAPPING_FUNCTIONS,
+  MAPPING_FUNCTION_GROWTH,
+  MAX_REPEAT_COUNT,
+  MAX_PAD_LENGTH,
+  MAX_RESULT_GROWTH,
+  MAX_RESULT_CONSTANT_CHARS,
+} from './features/mapping/mapping-functions.js';
 export {
   loadSqlParser,
   validateMappingExpression,
+  analyzeMappingExpression,
   validateMapping,
   MAX_MAPPING_EXPRESSION_LENGTH,
   MAX_MAPPING_EXPRESSION_DEPTH,
   type MappingExpressionResult,
+  type MappingExpressionAnalysis,
+  type CastTypeName,
+  type ResultSize,
 } from './features/mapping/mapping-validator.js';
 export {
   BackfillService,
@@ -71,7 +101,7 @@ export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombsto
 export { TargetPurger, PURGE_BATCH, PURGE_BUDGET_MS, type PurgeOutcome } from './features/backfill/target-purger.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, webhookSecretVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { EvidenceWindows, type EvidenceWindow } from './features/divergence/evidence-windows.js';

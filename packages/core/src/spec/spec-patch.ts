@@ -18,6 +18,37 @@ const ALWAYS_IMMUTABLE = ['name'] as const;
 /** Parts of a spec that are fixed once the migration has started (left `draft`). */
 const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode', 'reverseMapping'] as const;
 
+/**
+ * Spec fields only an admin may set or change: what decides the SQL Tideway runs on datasources
+ * (`source`, `target`, `mapping`, `reverseMapping`, `syncMode`) and what destroys data
+ * (`cleanup.dropOld`, `cleanup.autoExecute`, `cleanup.dropConfirmation`). Operators run actions and
+ * tune pace (every other field). A name covers its sub-fields (`source` covers `source.table`).
+ */
+export const ADMIN_ONLY_SPEC_FIELDS = [
+  'source',
+  'target',
+  'mapping',
+  'reverseMapping',
+  'syncMode',
+  'cleanup.dropOld',
+  'cleanup.autoExecute',
+  'cleanup.dropConfirmation',
+] as const;
+
+/**
+ * Which of the changed fields (as {@link applySpecPatch} lists them: `source.table`, `mapping`,
+ * `cleanup.dropOld`, …) are {@link ADMIN_ONLY_SPEC_FIELDS}, each reported once by the admin-only name
+ * that covers it, in the order of that list.
+ *
+ * @example
+ * ```ts
+ * adminOnlyChanges(['backfill.maxChunkRows', 'source.table', 'cleanup.dropOld']); // ['source', 'cleanup.dropOld']
+ * ```
+ */
+export function adminOnlyChanges(changed: readonly string[]): string[] {
+  return ADMIN_ONLY_SPEC_FIELDS.filter((field) => changed.some((c) => c === field || c.startsWith(`${field}.`)));
+}
+
 /** The stored spec as the input it resolves from again (nulls dropped, everything else as is). */
 function toInput(spec: MigrationSpec): Record<string, unknown> {
   const plain = JSON.parse(JSON.stringify(spec)) as Record<string, unknown> & { cleanup: Record<string, unknown> };

@@ -3,7 +3,7 @@ import { ImmutableFieldError } from '../errors/immutable-field-error.js';
 import { InvalidSpecError } from '../errors/invalid-spec-error.js';
 import { SPEC_DEFAULTS } from './migration-spec.js';
 import { resolveSpec, reverseMappingOf } from './resolve-spec.js';
-import { applySpecPatch } from './spec-patch.js';
+import { adminOnlyChanges, applySpecPatch } from './spec-patch.js';
 import type { MigrationSpecInput } from './spec-schema.js';
 
 const input: MigrationSpecInput = {
@@ -93,6 +93,15 @@ describe('applySpecPatch', () => {
 
   it('re-checks the merged spec', () => {
     expect(() => applySpecPatch(spec, { backfill: { minChunkRows: 100_000 } }, 'backfill')).toThrow(InvalidSpecError);
+  });
+});
+
+describe('adminOnlyChanges', () => {
+  it('names each admin-only field a change list touches, once, and nothing else', () => {
+    expect(adminOnlyChanges(['backfill.maxChunkRows', 'source.table', 'source.key', 'cleanup.deadlineDays'])).toEqual(['source']);
+    expect(adminOnlyChanges(['mapping', 'reverseMapping.total', 'syncMode'])).toEqual(['mapping', 'reverseMapping', 'syncMode']);
+    expect(adminOnlyChanges(['cleanup.dropConfirmation', 'cleanup.autoExecute', 'cleanup.dropOld'])).toEqual(['cleanup.dropOld', 'cleanup.autoExecute', 'cleanup.dropConfirmation']);
+    expect(adminOnlyChanges(['sourceX', 'cleanup.dropOldish', 'ramp.steps', 'throttle.enabled'])).toEqual([]);
   });
 });
 

@@ -90,6 +90,8 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const updated = await migrations.patch(request.params.id, request.body.spec, {
         actor: actor(request.principal?.name),
+        // The auth hook set the principal (operator or admin); admin-only fields are checked in the engine.
+        role: request.principal?.role ?? 'viewer',
         expectedVersion: request.body.expectedVersion,
         reason: request.body.reason,
       });

@@ -1,4 +1,5 @@
 import type { MigrationSpec, SpecProblem, TableRef } from '@tideway/core';
+import { ExpressionBinder, type SpecBinding } from '../expressions/expression-binder.js';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import type { DatasourceRegistry } from './datasource-registry.js';
 
@@ -33,9 +34,26 @@ const UNIQUE_SQL = `
   FROM pg_catalog.pg_index i
   WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisunique) AND i.indpred IS NULL AND i.indexprs IS NULL`;
 
+/** What {@link CatalogInspector.inspectSpec} found: every problem, and the binding when both tables exist. */
+export interface SpecInspection {
+  readonly problems: SpecProblem[];
+  /** The expressions and tables as bound; `null` when the source or the target table is missing. */
+  readonly binding: SpecBinding | null;
+}
+
 /** Reads tables, columns and unique keys of user databases from the live PostgreSQL catalog. */
 export class CatalogInspector {
-  constructor(private readonly datasources: DatasourceRegistry) {}
+  readonly #binder: ExpressionBinder;
+
+  /**
+   * @param binder - binds the spec's expressions at start. @defaultValue an {@link ExpressionBinder} on `datasources`
+   */
+  constructor(
+    private readonly datasources: DatasourceRegistry,
+    binder?: ExpressionBinder,
+  ) {
+    this.#binder = binder ?? new ExpressionBinder(datasources);
+  }
 
   /**
    * Describes a table, or returns `null` when it does not exist (tables and partitioned tables only).
@@ -73,17 +91,32 @@ export class CatalogInspector {
 
   /**
    * The prepare-phase check: both tables exist, each key is the primary key or a unique index over
-   * NOT NULL columns, every mapping expression reads only existing source columns, and every
-   * mapped target column exists. Returns every problem at once.
+   * NOT NULL columns, and — bound against the live catalog by the {@link ExpressionBinder} — every
+   * `mapping` and `reverseMapping` expression passes the allowlist, reads only existing columns,
+   * writes an existing column, and binds to nothing but built-ins and safe types (key casts too).
+   * Returns every problem at once.
    * @throws DependencyUnavailableError when a datasource cannot be reached.
    */
   async checkSpec(spec: MigrationSpec): Promise<SpecProblem[]> {
+    return (await this.inspectSpec(spec)).problems;
+  }
+
+  /**
+   * {@link checkSpec} with what was bound (result types, columns read, the tables' signature).
+   * @throws DependencyUnavailableError when a datasource cannot be reached.
+   */
+  async inspectSpec(spec: MigrationSpec): Promise<SpecInspection> {
     const problems: SpecProblem[] = [];
     const [source, target] = await Promise.all([this.describe(spec.source), this.describe(spec.target)]);
     checkTable('source', spec.source, source, problems);
     checkTable('target', spec.target, target, problems);
+    if (source && target) {
+      const binding = await this.#binder.bindSpec(spec);
+      problems.push(...binding.problems);
+      return { problems, binding };
+    }
+    // Without both tables nothing can be bound; say what can be said of the side that exists.
     if (source) {
-      // Expressions passed the allowlist at create; now every column they read must exist.
       await loadSqlParser();
       problems.push(...validateMapping({ ...spec.mapping }, new Set(source.columns.keys())));
     }
@@ -94,7 +127,7 @@ export class CatalogInspector {
         }
       }
     }
-    return problems;
+    return { problems, binding: null };
   }
 }
 

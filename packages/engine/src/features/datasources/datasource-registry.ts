@@ -3,8 +3,18 @@ import { createPool } from '@tideway/db';
 import { DependencyUnavailableError } from '@tideway/core';
 
 /**
+ * The `search_path` of every Tideway connection to a datasource: built-ins only, then the session's
+ * temporary schema. Names in generated SQL are schema-qualified; an unqualified function, operator
+ * or type in a mapping resolves to pg_catalog whatever the database's or role's own `search_path`
+ * says (`ALTER DATABASE … SET search_path = public, pg_catalog` cannot put a shadowing
+ * `public.lower` in front). `format_type` then qualifies every other type (`public.mood`).
+ */
+export const DATASOURCE_SEARCH_PATH = 'pg_catalog,pg_temp';
+
+/**
  * The user databases Tideway may touch, by name. Datasources are server configuration only (a name
- * → a connection string); specs refer to them by name and never carry credentials.
+ * → a connection string); specs refer to them by name and never carry credentials. Every connection
+ * runs with `search_path = pg_catalog, pg_temp` ({@link DATASOURCE_SEARCH_PATH}).
  */
 export class DatasourceRegistry {
   readonly #urls: ReadonlyMap<string, string>;
@@ -38,7 +48,7 @@ export class DatasourceRegistry {
     if (existing) return existing;
     const url = this.#urls.get(name);
     if (!url) throw new Error(`datasource "${name}" is not configured`);
-    const pool = createPool({ connectionString: url, max: this.#poolSize, applicationName: `tideway:${name}` });
+    const pool = createPool({ connectionString: url, max: this.#poolSize, applicationName: `tideway:${name}`, searchPath: DATASOURCE_SEARCH_PATH });
     this.#pools.set(name, pool);
     return pool;
   }

@@ -36,6 +36,19 @@
  * - Dates and times: make_date, make_time, make_timestamp, make_interval, timezone (two arguments)
  * - Nulls: num_nonnulls, num_nulls
  *
+ * Amplifying functions take constant size parameters within bounds (see
+ * {@link MAPPING_FUNCTION_GROWTH}): `repeat(s, n)` with an integer literal n ≤ 1,000, `lpad`/`rpad`
+ * with a literal length ≤ 10,000, `replace`/`regexp_replace`/`array_replace` with a constant
+ * replacement, `regexp_match` with a constant pattern, `concat_ws` of several values with a constant
+ * separator; the whole result may be at most 10,000 × the source values it reads plus 100,000
+ * characters.
+ *
+ * The allowlist is by name; which object a name binds to is checked against the datasource's
+ * catalog at start (`features/expressions`): under Tideway's fixed `search_path`
+ * (`pg_catalog, pg_temp`) a name resolves only to built-in `pg_catalog` objects, and anything the
+ * expression binds to outside them (a user function, operator, cast function or unsafe type) is
+ * refused.
+ *
  * `COALESCE`, `NULLIF`, `GREATEST` and `LEAST` are not function calls in the parse tree
  * (`CoalesceExpr`, `A_Expr` NULLIF, `MinMaxExpr`) and are always allowed.
  *
@@ -67,6 +80,55 @@ export const MAPPING_FUNCTIONS: ReadonlySet<string> = new Set([
   'make_date', 'make_time', 'make_timestamp', 'make_interval', 'timezone',
   // nulls
   'num_nonnulls', 'num_nulls',
+]);
+
+/** The largest constant count `repeat(s, n)` accepts. */
+export const MAX_REPEAT_COUNT = 1000;
+
+/** The largest constant length `lpad(s, n)` / `rpad(s, n)` accept, in characters. */
+export const MAX_PAD_LENGTH = 10_000;
+
+/**
+ * The largest growth an expression may have: its result is at most this many times as long as the
+ * source values it reads (plus {@link MAX_RESULT_CONSTANT_CHARS}). Generous for real mappings
+ * (`to_jsonb(x)::text` is 12), small enough that no expression turns a row into gigabytes.
+ */
+export const MAX_RESULT_GROWTH = 10_000;
+
+/** The most characters an expression may produce of its own (literals, padding, fixed-size results). */
+export const MAX_RESULT_CONSTANT_CHARS = 100_000;
+
+/** Growth of a cast: a value's text form is at most about twice as long (bytea → hex). */
+export const CAST_GROWTH = 2;
+
+/** Characters assumed for a result of fixed size (a length, a hash, a date, a number of nulls). */
+export const FIXED_RESULT_CHARS = 160;
+
+/**
+ * How each allowlisted function's result size follows from its arguments', for the result-size
+ * bound of {@link MAPPING_FUNCTIONS}: `'fixed'` for results of bounded size whatever the input
+ * (lengths, positions, hashes, dates), or a factor applied to the sum of the arguments' sizes (JSON
+ * escapes a control character as `\u0000`, six characters; `encode(b, 'escape')` writes `\ooo`, four).
+ * Functions not listed return at most the sum of their arguments (text and array functions that
+ * cut, trim, translate, concatenate or change case; numeric functions, whose results PostgreSQL
+ * also caps at 131,072 digits before and 16,383 after the decimal point). Amplifiers whose factor
+ * is a parameter are judged by the validator itself: `repeat` (count ≤ {@link MAX_REPEAT_COUNT}),
+ * `lpad`/`rpad` (length ≤ {@link MAX_PAD_LENGTH}), `replace`/`regexp_replace`/`array_replace`
+ * (constant replacement; factor its length, +1 for a regular expression that matches the empty
+ * string), `regexp_match` (constant pattern; factor its groups + 1) and `concat_ws` (constant
+ * separator; factor its length + 1). `overlay(s placing t ...)` is additive (at most
+ * `length(s) + length(t)`) and needs no constant.
+ */
+export const MAPPING_FUNCTION_GROWTH: ReadonlyMap<string, number | 'fixed'> = new Map<string, number | 'fixed'>([
+  ...['length', 'char_length', 'character_length', 'octet_length', 'bit_length', 'strpos', 'position', 'ascii',
+    'chr', 'md5', 'sha256', 'sha512', 'to_hex', 'starts_with', 'jsonb_typeof', 'jsonb_array_length', 'array_length',
+    'array_position', 'cardinality', 'array_upper', 'array_lower', 'make_date', 'make_time', 'make_timestamp',
+    'make_interval', 'timezone', 'width_bucket', 'scale', 'sign', 'num_nonnulls', 'num_nulls'].map((n) => [n, 'fixed'] as const),
+  ...['to_json', 'to_jsonb', 'json_build_object', 'jsonb_build_object', 'json_build_array', 'jsonb_build_array', 'jsonb_object'].map((n) => [n, 6] as const),
+  ['encode', 4],
+  ['string_to_array', 4],
+  ['similar_to_escape', 4],
+  ['quote_ident', 2],
 ]);
 
 /** Functions on {@link MAPPING_FUNCTIONS} that take an exact number of arguments here. */

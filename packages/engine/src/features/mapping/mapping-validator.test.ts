@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { MAPPING_FUNCTIONS } from './mapping-functions.js';
 import {
   MAX_MAPPING_EXPRESSION_LENGTH,
+  analyzeMappingExpression,
   loadSqlParser,
   validateMapping,
   validateMappingExpression,
@@ -103,6 +104,21 @@ const ACCEPTED: ReadonlyArray<readonly [string, string[]]> = [
   ["regexp_replace(email, '@.*$', '')", ['email']],
   ["lpad(id::text, 8, '0')", ['id']],
   ['make_date(2024, qty, 1)', ['qty']],
+  // amplifying functions with constant size parameters within bounds
+  ['repeat(name, 3)', ['name']],
+  ['repeat(name, 1000)', ['name']],
+  ['repeat(name, -1)', ['name']],
+  ["lpad(name, 10000, email)", ['name', 'email']],
+  ["rpad(name, 0)", ['name']],
+  ["replace(name, 'a', 'bb')", ['name']],
+  ["replace(name, email, '')", ['name', 'email']],
+  ["regexp_replace(email, '@.*$', '\\1', 'g')", ['email']],
+  ["array_replace(tags, name, NULL)", ['tags', 'name']],
+  ["regexp_match(email, '(.*)@(.*)')", ['email']],
+  ["concat_ws(', ', name, email, code)", ['name', 'email', 'code']],
+  ['concat_ws(name, email)', ['name', 'email']],
+  ["overlay(name placing email from 1 for 2)", ['name', 'email']],
+  ["repeat(repeat(name, 100), 100)", ['name']],
 ];
 
 /** Every refused construct, with the `construct` it must be reported as. */
@@ -181,6 +197,23 @@ const REJECTED: ReadonlyArray<readonly [string, string]> = [
   ['default', 'node:SetToDefault'],
   ['merge_action()', 'node:MergeSupportFunc'],
   ["lower(a => 'x')", 'node:NamedArgExpr'],
+  // result size: amplifiers need constant parameters within bounds
+  ['repeat(name, 200000000)', 'result-size:repeat'],
+  ['repeat(name, 1001)', 'result-size:repeat'],
+  ['repeat(name, qty)', 'result-size:repeat'],
+  ['repeat(name, 2 + 3)', 'result-size:repeat'],
+  ['repeat(name, 20000000000)', 'result-size:repeat'],
+  ['lpad(name, 10001)', 'result-size:lpad'],
+  ["rpad(name, length(email), 'x')", 'result-size:rpad'],
+  ["replace(name, 'a', name)", 'result-size:replace'],
+  ["regexp_replace(name, '', email, 'g')", 'result-size:regexp_replace'],
+  ["array_replace(tags, 'a', name)", 'result-size:array_replace'],
+  ['regexp_match(name, email)', 'result-size:regexp_match'],
+  ['concat_ws(name, email, code)', 'result-size:concat_ws'],
+  ['concat_ws(name, VARIADIC tags)', 'result-size:concat_ws'],
+  ['repeat(repeat(name, 1000), 1000)', 'result-size'],
+  ["repeat(repeat('ab', 1000), 1000)", 'result-size'],
+  [Array.from({ length: 11 }, () => 'lpad(name, 10000)').join(' || '), 'result-size'],
   // size limits
   ['x'.repeat(MAX_MAPPING_EXPRESSION_LENGTH + 1), 'too-long'],
   [`${'1+'.repeat(300)}1`, 'too-deep'],
@@ -212,6 +245,29 @@ describe('validateMappingExpression', () => {
       'the expression does not parse: syntax error at the end of the expression',
     );
     expect(rejection(validateMappingExpression("'unterminated")).message).toMatch(/unterminated quoted string .* at character 1 of/);
+  });
+
+  it('says why an amplifying call is refused, with its bound', () => {
+    expect(rejection(validateMappingExpression('repeat(name, 200000000)')).message).toBe(
+      'repeat() needs an integer constant count from 0 to 1,000, so the result size is bounded',
+    );
+    expect(rejection(validateMappingExpression("replace(name, 'a', name)")).message).toMatch(/^replace\(\) needs a constant replacement/);
+    expect(rejection(validateMappingExpression('repeat(repeat(name, 1000), 1000)')).message).toMatch(/1,000,000 times the size of the source values it reads; at most 10,000/);
+  });
+
+  it('reports the types it names, string literals and the size bound', () => {
+    expect(analyzeMappingExpression("(email::public.evil)::text[] || 'x'")).toEqual({
+      ok: true,
+      columns: ['email'],
+      typeNames: [
+        { names: ['text'], arrayDimensions: 1 },
+        { names: ['public', 'evil'], arrayDimensions: 0 },
+      ],
+      hasStringLiteral: true,
+      size: { growth: 4, constant: 7 },
+    });
+    expect(analyzeMappingExpression('id::int')).toMatchObject({ typeNames: [{ names: ['pg_catalog', 'int4'], arrayDimensions: 0 }], hasStringLiteral: false });
+    expect(analyzeMappingExpression('repeat(name, 3)')).toMatchObject({ size: { growth: 3, constant: 0 } });
   });
 
   it('names the function in the message', () => {

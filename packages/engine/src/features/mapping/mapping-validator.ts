@@ -2,8 +2,15 @@ import type { SpecProblem } from '@tideway/core';
 import { hasSqlDetails, loadModule, parseSync, scanSync } from 'libpg-query';
 import {
   AGGREGATE_FUNCTIONS,
+  CAST_GROWTH,
+  FIXED_RESULT_CHARS,
   MAPPING_FUNCTIONS,
   MAPPING_FUNCTION_ARITY,
+  MAPPING_FUNCTION_GROWTH,
+  MAX_PAD_LENGTH,
+  MAX_REPEAT_COUNT,
+  MAX_RESULT_CONSTANT_CHARS,
+  MAX_RESULT_GROWTH,
   SET_RETURNING_FUNCTIONS,
   VOLATILE_FUNCTIONS,
   WINDOW_FUNCTIONS,
@@ -22,6 +29,41 @@ import {
 export type MappingExpressionResult =
   | { readonly ok: true; readonly columns: string[] }
   | { readonly ok: false; readonly construct: string; readonly message: string };
+
+/**
+ * A bound on the length of an expression's result, in characters: at most `growth` × the length of
+ * the source values it reads, plus `constant` characters of its own (literals, padding, fixed-size
+ * results). A model, conservative by construction (see {@link validateMappingExpression}).
+ */
+export interface ResultSize {
+  readonly growth: number;
+  readonly constant: number;
+}
+
+/**
+ * A type named in a cast or typed literal, as written: `names` with SQL-syntax names resolved by the
+ * parser (`int` → `['pg_catalog', 'int4']`, `public.evil` → `['public', 'evil']`), and the number of
+ * array dimensions (`text[]` → 1). Type modifiers are left out: resolving them runs the type's
+ * modifier-input function.
+ */
+export interface CastTypeName {
+  readonly names: readonly string[];
+  readonly arrayDimensions: number;
+}
+
+/**
+ * What {@link analyzeMappingExpression} found in an allowed expression: its source columns (as in
+ * {@link MappingExpressionResult}), the types it names, whether it has a string literal (whose type
+ * the parser resolves from context, running that type's input function at parse time), and the
+ * bound on its result size.
+ */
+export interface MappingExpressionAnalysis {
+  readonly ok: true;
+  readonly columns: string[];
+  readonly typeNames: readonly CastTypeName[];
+  readonly hasStringLiteral: boolean;
+  readonly size: ResultSize;
+}
 
 /**
  * The longest expression accepted, in characters. The WASM parser overflows the JavaScript stack on
@@ -140,11 +182,57 @@ const CLAUSE_NAMES: Readonly<Record<string, string>> = {
   limitCount: 'LIMIT', limitOption: 'LIMIT', lockingClause: 'FOR UPDATE/SHARE', withClause: 'WITH', valuesLists: 'VALUES',
 };
 
+/** Operators whose result is a boolean (or another value of fixed size), whatever their operands. */
+const FIXED_SIZE_OPERATORS: ReadonlySet<string> = new Set([
+  '=', '<>', '!=', '<', '>', '<=', '>=', '~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*', '@>', '<@', '&&',
+  '?', '?|', '?&', '@@', '@?', '^@',
+]);
+
+/** A_Expr kinds whose result is a boolean. */
+const BOOLEAN_A_EXPR_KINDS: ReadonlySet<string> = new Set([
+  'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE',
+  'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
+]);
+
+const SIZE_ZERO: ResultSize = { growth: 0, constant: 0 };
+const fixedSize = (chars: number): ResultSize => ({ growth: 0, constant: chars });
+const sumSizes = (sizes: readonly ResultSize[]): ResultSize =>
+  sizes.reduce((a, b) => ({ growth: a.growth + b.growth, constant: a.constant + b.constant }), SIZE_ZERO);
+const maxSizes = (sizes: readonly ResultSize[]): ResultSize =>
+  sizes.reduce((a, b) => ({ growth: Math.max(a.growth, b.growth), constant: Math.max(a.constant, b.constant) }), SIZE_ZERO);
+const scaleSize = (size: ResultSize, factor: number, plus = 0): ResultSize => ({ growth: size.growth * factor, constant: size.constant * factor + plus });
+
+/** The literal of an `A_Const` node as text (`null` for NULL), or `undefined` for any other node. */
+function constantText(node: Json | undefined): string | null | undefined {
+  if (!isObject(node) || !isObject(node['A_Const'])) return undefined;
+  const c = node['A_Const'];
+  if (c['isnull'] === true) return null;
+  for (const key of ['sval', 'fval', 'bsval'] as const) {
+    const inner = c[key];
+    if (isObject(inner)) return typeof inner[key] === 'string' ? inner[key] : '';
+  }
+  if (isObject(c['ival'])) return String(typeof c['ival']['ival'] === 'number' ? c['ival']['ival'] : 0);
+  if (isObject(c['boolval'])) return c['boolval']['boolval'] === true ? 'true' : 'false';
+  return undefined;
+}
+
+/** The value of an integer literal (`ival`, negative ones included), or `undefined` for anything else. */
+function integerConstant(node: Json | undefined): number | undefined {
+  if (!isObject(node) || !isObject(node['A_Const'])) return undefined;
+  const ival = node['A_Const']['ival'];
+  if (!isObject(ival)) return undefined;
+  return typeof ival['ival'] === 'number' ? ival['ival'] : 0;
+}
+
 /** Walks one expression tree, collecting column names; throws a Rejection at the first bad node. */
 class ExpressionWalker {
   readonly columns: string[] = [];
+  /** Types named in casts and typed literals, in order of appearance. */
+  readonly typeNames: CastTypeName[] = [];
+  /** Whether a string literal (a constant of type `unknown` until the parser resolves it) appears. */
+  stringLiteral = false;
 
-  walk(node: Json | undefined, depth: number): void {
+  walk(node: Json | undefined, depth: number): ResultSize {
     if (depth > MAX_MAPPING_EXPRESSION_DEPTH) {
       reject('too-deep', `the expression nests deeper than ${MAX_MAPPING_EXPRESSION_DEPTH} levels`);
     }
@@ -153,10 +241,13 @@ class ExpressionWalker {
     switch (type) {
       case 'ColumnRef':
         onlyFields(type, f, ['fields', 'location']);
-        return this.columnRef(f);
-      case 'A_Const':
+        this.columnRef(f);
+        return { growth: 1, constant: 0 };
+      case 'A_Const': {
         onlyFields(type, f, ['isnull', 'ival', 'fval', 'boolval', 'sval', 'bsval', 'location']);
-        return;
+        if (f['sval'] !== undefined) this.stringLiteral = true;
+        return fixedSize(constantText(node)?.length ?? 0);
+      }
       case 'A_Expr': {
         onlyFields(type, f, ['kind', 'name', 'lexpr', 'rexpr', 'location', 'rexpr_list_start', 'rexpr_list_end']);
         const kind = String(f['kind']);
@@ -165,59 +256,76 @@ class ExpressionWalker {
         if (operator.length > 1 && !(operator.length === 2 && operator[0] === 'pg_catalog')) {
           reject(`operator:${operator.join('.')}`, `operator ${operator.join('.')} is outside pg_catalog`);
         }
-        if (f['lexpr'] !== undefined) this.walk(f['lexpr'], next);
+        const sizes: ResultSize[] = [];
+        if (f['lexpr'] !== undefined) sizes.push(this.walk(f['lexpr'], next));
         const rexpr = f['rexpr'];
         // IN (...) and BETWEEN carry their operands as a bare List.
         if (isObject(rexpr) && isObject(rexpr['List'])) {
           onlyFields('List', rexpr['List'], ['items']);
-          for (const item of asArray(rexpr['List']['items'])) this.walk(item, next);
+          for (const item of asArray(rexpr['List']['items'])) sizes.push(this.walk(item, next));
         } else if (rexpr !== undefined) {
-          this.walk(rexpr, next);
+          sizes.push(this.walk(rexpr, next));
         }
-        return;
+        if (BOOLEAN_A_EXPR_KINDS.has(kind)) return fixedSize(5);
+        if (kind === 'AEXPR_NULLIF') return sizes[0] ?? SIZE_ZERO;
+        if (FIXED_SIZE_OPERATORS.has(operator[operator.length - 1] ?? '')) return fixedSize(5);
+        // Concatenation and arithmetic add their operands' sizes (numeric results are also capped
+        // by PostgreSQL's numeric range).
+        return sumSizes(sizes);
       }
       case 'BoolExpr':
         onlyFields(type, f, ['boolop', 'args', 'location']);
-        return this.walkAll(f['args'], next);
+        this.walkAll(f['args'], next);
+        return fixedSize(5);
       case 'NullTest':
         onlyFields(type, f, ['arg', 'nulltesttype', 'argisrow', 'location']);
-        return this.walk(f['arg'], next);
+        this.walk(f['arg'], next);
+        return fixedSize(5);
       case 'BooleanTest':
         onlyFields(type, f, ['arg', 'booltesttype', 'location']);
-        return this.walk(f['arg'], next);
-      case 'CaseExpr':
+        this.walk(f['arg'], next);
+        return fixedSize(5);
+      case 'CaseExpr': {
         onlyFields(type, f, ['arg', 'args', 'defresult', 'location']);
         if (f['arg'] !== undefined) this.walk(f['arg'], next);
-        this.walkAll(f['args'], next);
-        if (f['defresult'] !== undefined) this.walk(f['defresult'], next);
-        return;
+        const results = this.walkAll(f['args'], next);
+        if (f['defresult'] !== undefined) results.push(this.walk(f['defresult'], next));
+        return maxSizes(results);
+      }
       case 'CaseWhen':
         onlyFields(type, f, ['expr', 'result', 'location']);
         this.walk(f['expr'], next);
         return this.walk(f['result'], next);
       case 'CoalesceExpr':
         onlyFields(type, f, ['args', 'location']);
-        return this.walkAll(f['args'], next);
+        return maxSizes(this.walkAll(f['args'], next));
       case 'MinMaxExpr':
         onlyFields(type, f, ['op', 'args', 'location']);
-        return this.walkAll(f['args'], next);
+        return maxSizes(this.walkAll(f['args'], next));
       case 'TypeCast':
         onlyFields(type, f, ['arg', 'typeName', 'location']);
         this.typeName(f['typeName']);
-        return this.walk(f['arg'], next);
+        // A value's text form may be longer than the value (bytea → hex text doubles it).
+        return scaleSize(this.walk(f['arg'], next), CAST_GROWTH, 2);
       case 'CollateClause':
         onlyFields(type, f, ['arg', 'collname', 'location']);
         return this.walk(f['arg'], next);
-      case 'A_ArrayExpr':
+      case 'A_ArrayExpr': {
         onlyFields(type, f, ['elements', 'location', 'list_start', 'list_end']);
-        return this.walkAll(f['elements'], next);
-      case 'RowExpr':
+        const elements = this.walkAll(f['elements'], next);
+        return scaleSize(sumSizes(elements), CAST_GROWTH, 8 * elements.length + 2);
+      }
+      case 'RowExpr': {
         onlyFields(type, f, ['args', 'row_format', 'colnames', 'location']);
-        return this.walkAll(f['args'], next);
-      case 'A_Indirection':
+        const fields = this.walkAll(f['args'], next);
+        return scaleSize(sumSizes(fields), CAST_GROWTH, 8 * fields.length + 2);
+      }
+      case 'A_Indirection': {
         onlyFields(type, f, ['arg', 'indirection']);
-        this.walk(f['arg'], next);
-        return this.indirection(f['indirection'], next);
+        const size = this.walk(f['arg'], next);
+        this.indirection(f['indirection'], next);
+        return size;
+      }
       case 'FuncCall':
         return this.funcCall(f, next);
       case 'SubLink':
@@ -235,8 +343,8 @@ class ExpressionWalker {
     }
   }
 
-  private walkAll(list: Json | undefined, depth: number): void {
-    for (const item of asArray(list)) this.walk(item, depth);
+  private walkAll(list: Json | undefined, depth: number): ResultSize[] {
+    return asArray(list).map((item) => this.walk(item, depth));
   }
 
   private columnRef(f: JsonObject): void {
@@ -259,6 +367,7 @@ class ExpressionWalker {
         reject('type-modifier', `type modifiers of ${names(node['names']).join('.')} must be constants`);
       }
     }
+    this.typeNames.push({ names: names(node['names']), arrayDimensions: asArray(node['arrayBounds']).length });
   }
 
   private indirection(list: Json | undefined, depth: number): void {
@@ -273,7 +382,7 @@ class ExpressionWalker {
     }
   }
 
-  private funcCall(f: JsonObject, depth: number): void {
+  private funcCall(f: JsonObject, depth: number): ResultSize {
     const parts = names(f['funcname']);
     const shown = parts.join('.');
     const name = catalogName(parts);
@@ -303,7 +412,79 @@ class ExpressionWalker {
     if (arity !== undefined && args.length !== arity) {
       reject(`function:${name}`, `${name}() is allowed only with ${arity} arguments`);
     }
-    for (const arg of args) this.walk(arg, depth);
+    const sizes = args.map((arg) => this.walk(arg, depth));
+    return resultSizeOfCall(name, args, sizes, f['func_variadic'] === true);
+  }
+}
+
+/**
+ * The result size of an allowlisted call (see {@link MAPPING_FUNCTION_GROWTH}), refusing an
+ * amplifying call whose count, length or replacement is not a constant within bounds.
+ */
+function resultSizeOfCall(name: string, args: readonly Json[], sizes: readonly ResultSize[], variadic: boolean): ResultSize {
+  const first = sizes[0] ?? SIZE_ZERO;
+  const constantArg = (index: number, what: string): string | null => {
+    const text = constantText(args[index]);
+    if (text === undefined) {
+      reject(`result-size:${name}`, `${name}() needs a constant ${what}: a value from the row could make the result arbitrarily large`);
+    }
+    return text;
+  };
+  const countArg = (index: number, what: string, max: number): number => {
+    const n = integerConstant(args[index]);
+    if (n === undefined || n > max) {
+      reject(`result-size:${name}`, `${name}() needs an integer constant ${what} from 0 to ${max.toLocaleString('en-US')}, so the result size is bounded`);
+    }
+    return Math.max(0, n);
+  };
+  switch (name) {
+    case 'repeat':
+      // A missing argument does not bind at start; only a present count is judged here.
+      return args.length < 2 ? first : scaleSize(first, countArg(1, 'count', MAX_REPEAT_COUNT));
+    case 'lpad':
+    case 'rpad':
+      // The result has exactly that many characters, whatever the input and the fill.
+      return args.length < 2 ? first : fixedSize(countArg(1, 'length', MAX_PAD_LENGTH));
+    case 'replace':
+    case 'regexp_replace':
+    case 'array_replace': {
+      if (args.length < 3) return sumSizes(sizes);
+      // Every match (a regular expression may match the empty string between characters) becomes
+      // the replacement, whose back references repeat at most the matched text.
+      const replacement = constantArg(2, 'replacement') ?? '';
+      return scaleSize(first, Math.max(1, replacement.length) + (name === 'regexp_replace' ? 1 : 0), replacement.length);
+    }
+    case 'regexp_match': {
+      if (args.length < 2) return first;
+      // One element per capture group; the groups may overlap, each at most the whole input.
+      const pattern = constantArg(1, 'pattern') ?? '';
+      const groups = (pattern.match(/\(/g) ?? []).length;
+      return scaleSize(first, groups + 1, 8 * (groups + 1));
+    }
+    case 'concat_ws': {
+      // The separator is inserted between every two values, a VARIADIC array's elements included.
+      if (args.length > 2 || (variadic && args.length > 1)) {
+        const separator = constantArg(0, 'separator') ?? '';
+        return scaleSize(sumSizes(sizes.slice(1)), separator.length + 1);
+      }
+      return sumSizes(sizes);
+    }
+    default: {
+      const growth = MAPPING_FUNCTION_GROWTH.get(name);
+      if (growth === undefined) return sumSizes(sizes);
+      if (growth === 'fixed') return fixedSize(FIXED_RESULT_CHARS);
+      return scaleSize(sumSizes(sizes), growth, 4 * sizes.length + 2);
+    }
+  }
+}
+
+/** The size model's verdict on a whole expression; refuses one over the bounds. */
+function checkResultSize(size: ResultSize): void {
+  if (size.growth > MAX_RESULT_GROWTH) {
+    reject('result-size', `the result may be ${size.growth.toLocaleString('en-US')} times the size of the source values it reads; at most ${MAX_RESULT_GROWTH.toLocaleString('en-US')} is allowed`);
+  }
+  if (size.constant > MAX_RESULT_CONSTANT_CHARS) {
+    reject('result-size', `the result may hold ${size.constant.toLocaleString('en-US')} characters of its own; at most ${MAX_RESULT_CONSTANT_CHARS.toLocaleString('en-US')} are allowed`);
   }
 }
 
@@ -395,9 +576,20 @@ function parseErrorResult(error: unknown, expr: string): MappingExpressionResult
  * - `function:<name>` for anything not on the allowlist: volatile calls (`now()`, `random()`,
  *   `nextval('s')`, `pg_sleep(1)`), SQL value functions (`current_timestamp`, `current_user`),
  *   unknown or schema-qualified functions (`function:public.f`);
+ * - `result-size:<name>` for an amplifying call whose size parameter is not a constant within
+ *   bounds: `repeat(s, n)` needs an integer literal n ≤ {@link MAX_REPEAT_COUNT}, `lpad`/`rpad(s, n)`
+ *   an integer literal n ≤ {@link MAX_PAD_LENGTH}; `replace`, `regexp_replace` and `array_replace`
+ *   a constant replacement, `regexp_match` a constant pattern, `concat_ws` with several values a
+ *   constant separator (`repeat(name, 200000000)`, `replace(a, 'x', name)` are refused);
+ * - `result-size` when the whole result may exceed {@link MAX_RESULT_GROWTH} × the source values it
+ *   reads or {@link MAX_RESULT_CONSTANT_CHARS} characters of its own (nested amplifiers multiply:
+ *   `repeat(repeat(name, 1000), 1000)`); the model is in {@link MAPPING_FUNCTION_GROWTH};
  * - `operator:<schema.op>` for `OPERATOR(myschema.+)`, `type-modifier` for a non-constant one;
  * - `node:<Type>` for every other node (`node:XmlExpr`, `node:NamedArgExpr`, `node:GroupingFunc`,
  *   `node:JsonObjectConstructor`...) and `node:<Type>.<field>` for an unknown field.
+ *
+ * This check is textual: which function, operator, cast or type a name resolves to is decided by
+ * the datasource's catalog, which the expression binder (`features/expressions`) checks at start.
  *
  * The validator never throws for any input string (a parser failure, even a stack overflow, is a
  * `parse-error`), except when the parser was not loaded.
@@ -416,6 +608,26 @@ function parseErrorResult(error: unknown, expr: string): MappingExpressionResult
  * ```
  */
 export function validateMappingExpression(expr: string): MappingExpressionResult {
+  const result = analyzeMappingExpression(expr);
+  return result.ok ? { ok: true, columns: result.columns } : result;
+}
+
+/**
+ * {@link validateMappingExpression} with what the walk found besides the columns: the types named
+ * in casts, whether a string literal appears, and the result-size bound. The expression binder
+ * (`features/expressions`) resolves the type names against the live catalog before it lets
+ * PostgreSQL analyse the expression.
+ *
+ * @throws Error when {@link loadSqlParser} has not completed yet.
+ * @example
+ * ```ts
+ * await loadSqlParser();
+ * analyzeMappingExpression("email::public.address || 'x'");
+ * // { ok: true, columns: ['email'], typeNames: [{ names: ['public', 'address'], arrayDimensions: 0 }],
+ * //   hasStringLiteral: true, size: { growth: 2, constant: 3 } }
+ * ```
+ */
+export function analyzeMappingExpression(expr: string): MappingExpressionAnalysis | Extract<MappingExpressionResult, { ok: false }> {
   if (!loaded) throw new Error('the SQL parser is not loaded: await loadSqlParser() once before validating mappings');
   if (expr.length > MAX_MAPPING_EXPRESSION_LENGTH) {
     return { ok: false, construct: 'too-long', message: `the expression is longer than ${MAX_MAPPING_EXPRESSION_LENGTH} characters` };
@@ -427,7 +639,7 @@ export function validateMappingExpression(expr: string): MappingExpressionResult
   try {
     tree = parseSync(sql);
   } catch (error) {
-    return parseErrorResult(error, expr);
+    return parseErrorResult(error, expr) as Extract<MappingExpressionResult, { ok: false }>;
   }
   try {
     const comment = scanSync(sql).tokens.find((token) => token.tokenName === 'SQL_COMMENT' || token.tokenName === 'C_COMMENT');
@@ -435,8 +647,9 @@ export function validateMappingExpression(expr: string): MappingExpressionResult
     if (!isObject(tree as Json)) reject('parse-error', 'the parser returned no tree');
     const root = singleTarget(tree as JsonObject, expr);
     const walker = new ExpressionWalker();
-    walker.walk(root, 0);
-    return { ok: true, columns: walker.columns };
+    const size = walker.walk(root, 0);
+    checkResultSize(size);
+    return { ok: true, columns: walker.columns, typeNames: walker.typeNames, hasStringLiteral: walker.stringLiteral, size };
   } catch (error) {
     if (error instanceof Rejection) return { ok: false, construct: error.construct, message: error.message };
     // Fail closed: whatever could not be checked is refused.

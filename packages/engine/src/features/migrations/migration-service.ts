@@ -1,6 +1,7 @@
 import type {
   PhaseHooks} from '@tideway/core';
 import {
+  adminOnlyChanges,
   GateNotMetError,
   InvalidSpecError,
   InvalidTransitionError,
@@ -33,6 +34,7 @@ import type { MigrationReadModel } from './migration-read-model.js';
 import type { MigrationRepository } from './migration-repository.js';
 import { noFaults, type Faults } from '../../faults.js';
 import type { ConvergeChange, ConvergeTarget } from '../desired-state/desired-state.js';
+import { roleAllows, type Role } from '../tokens/roles.js';
 
 /** Who acts and under which optimistic-concurrency expectation. */
 export interface ActOptions {
@@ -43,6 +45,16 @@ export interface ActOptions {
   readonly reason?: string | undefined;
   /** Extra facts for the audit event (e.g. the numbers behind an automatic abort). */
   readonly details?: Record<string, unknown> | undefined;
+}
+
+/** {@link ActOptions} of {@link MigrationService.patch}, with the caller's role. */
+export interface PatchOptions extends ActOptions {
+  /**
+   * The caller's role. Changing an admin-only field (`ADMIN_ONLY_SPEC_FIELDS` of `@tideway/core`:
+   * source, target, mapping, reverseMapping, syncMode, cleanup.dropOld/autoExecute/dropConfirmation)
+   * needs `admin`; every other field needs `operator`. Required, so no caller path skips the check.
+   */
+  readonly role: Role;
 }
 
 /** Told after a transition committed. */
@@ -261,9 +273,12 @@ export class MigrationService {
 
   /**
    * Changes tunable parts of the spec, with a `patch` audit event listing the changed fields.
+   * @throws TidewayError `FORBIDDEN` (details `field`, `fields`, `required: 'admin'`, `role`) when a
+   *   caller below `admin` would change an admin-only field, or `role` is below `operator`; checked
+   *   before the phase's immutability, so an operator learns the field is not theirs at all.
    * @throws MigrationNotFoundError, VersionConflictError, ImmutableFieldError, InvalidSpecError.
    */
-  async patch(id: string, patch: MigrationSpecPatch, options: ActOptions): Promise<Migration> {
+  async patch(id: string, patch: MigrationSpecPatch, options: PatchOptions): Promise<Migration> {
     const { repository } = this.#deps;
     const updated = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
@@ -278,6 +293,12 @@ export class MigrationService {
           action: 'patch',
           allowed: [],
         });
+      }
+      if (!roleAllows(options.role, 'operator')) throw forbidden(['spec'], 'operator', options.role);
+      if (!roleAllows(options.role, 'admin')) {
+        // What the patch would change whatever the phase (the phase's own rules come next).
+        const adminOnly = adminOnlyChanges(applySpecPatch(current.spec, patch, 'draft').changed);
+        if (adminOnly.length > 0) throw forbidden(adminOnly, 'admin', options.role);
       }
       const { spec, changed } = applySpecPatch(current.spec, patch, current.phase);
       if (changed.length === 0) return current;
@@ -409,4 +430,14 @@ export class MigrationService {
       }
     }
   }
+}
+
+function forbidden(fields: readonly string[], required: Role, role: Role): TidewayError {
+  const [field] = fields;
+  return new TidewayError('FORBIDDEN', `changing ${fields.join(', ')} needs role "${required}"; the caller has "${role}"`, {
+    field,
+    fields: [...fields],
+    required,
+    role,
+  });
 }

@@ -4,7 +4,9 @@ import type { MigrationContext } from './migration-context.js';
 
 /**
  * Entry action of `prepare`: checks the spec against the live catalogs of the source and target
- * datasources (tables exist, keys are primary or unique NOT NULL, mapped target columns exist).
+ * datasources (tables exist, keys are primary or unique NOT NULL, mapped target columns exist, and
+ * every mapping and reverse-mapping expression binds to built-ins and safe types only — see
+ * `ExpressionBinder`), every problem in one list.
  * Throwing cancels `start`, so a migration with a broken spec never leaves `draft`.
  *
  * @throws InvalidSpecError listing every problem at once.
