@@ -21,7 +21,9 @@ import { HealthProbe } from './features/backfill/health-probe.js';
 import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncTrigger } from './features/backfill/sync-trigger.js';
-import type { WorkQueue } from './features/backfill/work-queue.js';
+import type { WorkQueue } from './features/leases/work-queue.js';
+import { CHUNK_WORK, LeasedWork, RANGE_WORK } from './features/leases/leased-work.js';
+import { WorkBlocks } from './features/leases/work-blocks.js';
 import { DivergenceReadModel } from './features/divergence/divergence-read-model.js';
 import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 import { registerDivergenceGate } from './features/divergence/register-divergence.js';
@@ -95,6 +97,8 @@ export interface Engine {
   readonly installation: Installation;
   /** Converges datasource objects and flags with each migration's state (transitions and the periodic pass). */
   readonly desiredState: DesiredStateReconciler;
+  /** Which migrations' leased work cannot make progress (`progress.blocked`). */
+  readonly workBlocks: WorkBlocks;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -133,6 +137,9 @@ export function createEngine(options: EngineOptions): Engine {
   const backfillReadModel = new BackfillReadModel(options.db);
   const syncTrigger = new SyncTrigger(datasources, catalog);
   const health = new HealthProbe(datasources);
+  const queue = options.queue ?? null;
+  const workBlocks = new WorkBlocks(options.db, migrations);
+  migrations.addProgressProvider(async (migration) => ({ blocked: await workBlocks.current(migration.id) }));
   const backfill = new BackfillService({
     db: options.db,
     repository: new BackfillRepository(),
@@ -143,7 +150,7 @@ export function createEngine(options: EngineOptions): Engine {
     sync: syncTrigger,
     sweeper: new TombstoneSweeper(datasources, catalog),
     migrations,
-    queue: options.queue ?? null,
+    chunks: new LeasedWork(CHUNK_WORK, options.db, queue, workBlocks),
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
@@ -177,13 +184,15 @@ export function createEngine(options: EngineOptions): Engine {
     webhooks,
     installation,
     desiredState,
+    workBlocks,
     verification: new VerificationService({
       db: options.db,
       datasources,
       catalog,
       health,
       backfill,
-      queue: options.queue ?? null,
+      ranges: new LeasedWork(RANGE_WORK, options.db, queue, workBlocks),
+      queue,
       workerName: options.workerName ?? `${hostname()}:${process.pid}`,
     }),
     close: () => datasources.close(),
