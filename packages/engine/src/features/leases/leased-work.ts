@@ -190,11 +190,7 @@ export class LeasedWork {
       } catch (error) {
         const rest = units.slice(i);
         await Promise.all(rest.map((u) => this.markUnqueued(u.id, u.enqueues).catch(() => undefined)));
-        for (const migrationId of new Set(rest.map((u) => u.migrationId))) {
-          await this.blocks
-            .block(migrationId, this.kind.work, { reason: 'queue-unavailable', dependency: dependencyOf(error, 'redis'), message: errorMessage(error) })
-            .catch(() => undefined);
-        }
+        await this.#blockOnQueue(rest, error);
         throw error;
       }
     }
@@ -308,12 +304,30 @@ export class LeasedWork {
       SELECT u.id, u.${sql.ref(k.parentColumn)} AS parent, ${sql.raw(k.migrationSql)} AS migration_id, u.attempts, u.enqueues, u.not_before
         FROM ${sql.table(k.table)} AS u
        WHERE u.status = 'pending' AND u.enqueued_at < now() - make_interval(secs => ${LOST_JOB_AFTER_SECONDS}) AND ${sql.raw(k.liveSql)}`.execute(this.db);
+    const units = r.rows.map(toUnit);
     const lost: QueuedUnit[] = [];
-    for (const unit of r.rows.map(toUnit)) {
-      if (await this.queue.has(this.kind.jobOf(unit))) continue;
+    for (const unit of units) {
+      let live: boolean;
+      try {
+        live = await this.queue.has(this.kind.jobOf(unit));
+      } catch (error) {
+        // The queue does not answer: no queued unit can reach a worker.
+        await this.#blockOnQueue(units, error);
+        throw error;
+      }
+      if (live) continue;
       await this.markUnqueued(unit.id, unit.enqueues);
       lost.push(unit);
     }
     return lost;
+  }
+
+  /** Marks the migrations of `units` blocked on the queue (best effort: this runs while something is already failing). */
+  async #blockOnQueue(units: readonly QueuedUnit[], error: unknown): Promise<void> {
+    for (const migrationId of new Set(units.map((u) => u.migrationId))) {
+      await this.blocks
+        .block(migrationId, this.kind.work, { reason: 'queue-unavailable', dependency: dependencyOf(error, 'redis'), message: errorMessage(error) })
+        .catch(() => undefined);
+    }
   }
 }
