@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks';
-
 /** Timing of a {@link Heartbeat}, milliseconds. */
 export interface HeartbeatTiming {
   /** Lease length; each successful renewal makes the lease good for this long again. */

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import type { Database, WorkKind } from '@tideway/db';
 import type { WorkJob, WorkJobName } from '@tideway/queue';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
