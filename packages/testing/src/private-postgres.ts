@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -79,6 +79,45 @@ function asServerUser(bin: string, args: string[]): [string, string[]] {
   return isRoot() ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
+/** Name prefix of cluster directories under the temporary directory. */
+const DIR_PREFIX = 'tw-pg-';
+/** File in a cluster directory naming the pid of the test process that owns it. */
+const OWNER_FILE = 'owner.pid';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * Stops and removes clusters left by test processes that died without cleaning up (a killed vitest
+ * worker runs no exit hook): those whose owner pid is gone. Only directories this helper made.
+ */
+function reapOrphans(bin: string): void {
+  const root = tmpdir();
+  for (const name of readdirSync(root)) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const dir = join(root, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, OWNER_FILE), 'utf8'));
+    } catch {
+      continue; // not ours, or still being made
+    }
+    if (!Number.isInteger(owner) || owner <= 0 || alive(owner)) continue;
+    const data = join(dir, 'data');
+    if (existsSync(join(data, 'postmaster.pid'))) {
+      const [command, argv] = asServerUser(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', '-t', '10', 'stop']);
+      spawnSync(command, argv, { timeout: 15_000, stdio: 'ignore', cwd: '/' });
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Clusters to stop if the test process exits without stopping them. */
 const live = new Map<string, () => void>();
 let exitHookInstalled = false;
@@ -98,7 +137,9 @@ function installExitHook(): void {
  * (`runuser -u postgres --`), as PostgreSQL refuses to run as root. Durability settings are off
  * (`fsync`, `full_page_writes`): a crash of the server (`-m immediate`) still recovers from WAL,
  * only an OS crash could lose data, which a test does not survive anyway. If the test process
- * exits without {@link PrivatePostgres.stop}, an exit hook stops the server and removes the directory.
+ * exits without {@link PrivatePostgres.stop}, an exit hook stops the server and removes the directory;
+ * should the process be killed before it could run, the next start reaps the cluster (its
+ * directory names the owner pid, which is gone).
  *
  * Recipe from /work/shared/STACK.md (logical replication and pg_stat_statements need a private
  * cluster: `walLevel: 'logical'`, `sharedPreloadLibraries: ['pg_stat_statements']`).
@@ -117,7 +158,9 @@ function installExitHook(): void {
 export async function startPrivatePostgres(options: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
   const bin = options.binDir ?? defaultBinDir();
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const dir = mkdtempSync(join(tmpdir(), 'tw-pg-'));
+  reapOrphans(bin);
+  const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+  writeFileSync(join(dir, OWNER_FILE), String(process.pid));
   const data = join(dir, 'data');
   const log = join(dir, 'server.log');
   if (isRoot()) {

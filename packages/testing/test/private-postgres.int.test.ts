@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPrivatePostgres, type PrivatePostgres } from '../src/index.js';
+import { startPrivatePostgres, startTsProcess, waitFor, type PrivatePostgres } from '../src/index.js';
 
 let server: PrivatePostgres;
 
@@ -66,5 +67,21 @@ describe('startPrivatePostgres', () => {
     expect(existsSync(other.dir)).toBe(false);
     await expect(query(other.url, 'select 1')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     await other.stop();
+  });
+
+  it('reaps the cluster of a test process that was killed before it could clean up', async () => {
+    const child = await startTsProcess(fileURLToPath(new URL('./support/orphan-cluster.ts', import.meta.url)), {});
+    const line = await waitFor('the orphan cluster reported', () => /ORPHAN (\{.*\})/.exec(child.output())?.[1], 10_000);
+    const info = JSON.parse(line) as { dir: string; url: string };
+    await child.kill('SIGKILL');
+    expect(existsSync(info.dir)).toBe(true);
+    expect(await query(info.url, 'select 1 as one')).toEqual([{ one: 1 }]);
+    const next = await startPrivatePostgres();
+    try {
+      expect(existsSync(info.dir)).toBe(false);
+      await expect(query(info.url, 'select 1')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    } finally {
+      await next.stop();
+    }
   });
 });
