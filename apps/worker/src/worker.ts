@@ -1,7 +1,7 @@
 import { createDb } from '@tideway/db';
 import { BullmqControlQueue, BullmqWorkQueue, createEngine, crashFaults, type Engine } from '@tideway/engine';
 import { UnleashFlagControl } from '@tideway/flags';
-import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
+import { QUEUE_NAMES, createProducerConnection, createRedisConnection, openQueue } from '@tideway/queue';
 import { Worker } from 'bullmq';
 import type { WorkerConfig } from './config.js';
 import { workProcessor } from './processors/backfill-chunk.js';
@@ -23,10 +23,16 @@ export interface WorkerRuntime {
  * plain timer, not a repeatable job, so a FLUSHALL cannot take it away.
  */
 export async function startWorker(config: WorkerConfig, log: (msg: string, extra?: unknown) => void = () => undefined): Promise<WorkerRuntime> {
-  const db = createDb({ connectionString: config.databaseUrl, max: 4, applicationName: 'tideway-worker' });
-  const producer = createRedisConnection(config.redisUrl);
+  // Every connection error is an event with a listener or a failed call, never an uncaught
+  // exception: pg clients (createPool), ioredis connections (createRedisConnection), BullMQ
+  // queues and workers (below). A restart of PostgreSQL or Redis must not end the process.
+  const db = createDb({ connectionString: config.databaseUrl, max: 4, applicationName: 'tideway-worker', onIdleClientError: (error) => log('orchestrator connection error', { error: error.message }) });
+  // The producer fails commands at once while Redis is down, so a reconcile round is not held up.
+  const producer = createProducerConnection(config.redisUrl);
   const queue = openQueue(QUEUE_NAMES.work, { redisUrl: config.redisUrl, prefix: config.redisPrefix }, producer);
   const control = openQueue(QUEUE_NAMES.control, { redisUrl: config.redisUrl, prefix: config.redisPrefix }, producer);
+  queue.on('error', (error) => log('work queue error', { error: error.message }));
+  control.on('error', (error) => log('control queue error', { error: error.message }));
   const controlQueue = new BullmqControlQueue(control);
   const engine = createEngine({
     db,
@@ -55,21 +61,38 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
   worker.on('error', (error) => log('worker error', { error: error.message }));
 
   let reconciling = false;
+  // Each step on its own: Redis down must not stop leases from being released or timers from
+  // firing, nor a datasource down the evaluation schedule.
+  const step = async (name: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (error) {
+      log(`reconcile: ${name} failed`, { error: error instanceof Error ? error.message : String(error) });
+    }
+  };
   const reconcile = async () => {
     if (reconciling) return;
     reconciling = true;
     try {
-      await controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs);
-      const converged = await engine.desiredState.reconcileAll();
-      if (converged.changes.length || converged.failures.length) log('converged', { changes: converged.changes, failures: converged.failures });
-      const syncFailures = await engine.syncFailures.collectAll();
-      if (syncFailures) log('sync failures collected', { rows: syncFailures });
-      const r = await engine.backfill.reconcile();
-      await engine.verification.reconcile();
-      await engine.timers.fireDue();
-      if (r.releasedLeases || r.lostJobs) log('reconciled', r);
-    } catch (error) {
-      log('reconcile failed', { error: error instanceof Error ? error.message : String(error) });
+      await step('evaluation schedule', () => controlQueue.ensureEvaluateSchedule(config.evaluationIntervalMs));
+      await step('desired state', async () => {
+        const converged = await engine.desiredState.reconcileAll();
+        if (converged.changes.length || converged.failures.length) log('converged', { changes: converged.changes, failures: converged.failures });
+      });
+      await step('sync failures', async () => {
+        const rows = await engine.syncFailures.collectAll();
+        if (rows) log('sync failures collected', { rows });
+      });
+      await step('backfill', async () => {
+        const r = await engine.backfill.reconcile();
+        if (r.releasedLeases || r.lostJobs) log('reconciled', r);
+      });
+      await step('verification', async () => {
+        await engine.verification.reconcile();
+      });
+      await step('timers', async () => {
+        await engine.timers.fireDue();
+      });
     } finally {
       reconciling = false;
     }

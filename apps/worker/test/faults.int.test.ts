@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { freePort, mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -48,6 +49,23 @@ async function worker(name: string): Promise<TsProcess> {
 // Fixed-size chunks that take a while, so a fault lands while chunks are in flight.
 const backfill = { initialChunkRows: 15_000, minChunkRows: 15_000, maxChunkRows: 15_000, concurrency: 2, chunkTimeoutMs: 2000 };
 
+/** An ACCESS EXCLUSIVE lock on `name` in an open transaction: statements on it wait until release(). */
+async function holdTable(name: string): Promise<{ since: Date; release(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: f.user.url });
+  client.on('error', () => undefined);
+  await client.connect();
+  await client.query(`begin; lock table ${name} in access exclusive mode`);
+  // The server's clock (orchestrator and user databases share the test server).
+  const since = (await client.query<{ t: Date }>('select clock_timestamp() as t')).rows[0]?.t as Date;
+  return {
+    since,
+    release: async () => {
+      await client.query('rollback');
+      await client.end();
+    },
+  };
+}
+
 async function chunkStats(id: string) {
   const r = await f.orch.query<{ redone: number; done: number; max_attempts: number }>(
     `select count(*) filter (where attempts > 1)::int as redone, count(*) filter (where status = 'done')::int as done, max(attempts)::int as max_attempts
@@ -58,7 +76,7 @@ async function chunkStats(id: string) {
 }
 
 describe('backfill faults', () => {
-  it('SIGKILL of a worker mid-chunk: ends exact, only the killed chunk is redone', async () => {
+  it('SIGKILL of a worker mid-chunk: the chunk is re-leased and done within 15 s, ends exact, only the killed chunk is redone', async () => {
     const { source, target } = await table();
     const a = await worker('a');
     await worker('b');
@@ -70,16 +88,68 @@ describe('backfill faults', () => {
       mapping,
       backfill,
     });
-    await waitFor('a chunk running on worker a after some progress', async () => {
-      const r = await f.orch.query(`select 1 from backfill_chunks where migration_id = $1 and status = 'running' and worker = 'a' and (select count(*) from backfill_chunks where migration_id = $1 and status = 'done') >= 2`, [id]);
-      return (r.rowCount ?? 0) > 0;
+    await waitFor('some chunks done', async () => (await chunkStats(id)).done >= 2, 60_000, 5);
+    // Hold the target so the copies in flight wait: the kill then lands mid-chunk for sure.
+    const lock = await holdTable(target);
+    // Leased after the lock was taken, so its copy waits on the lock: killed mid-chunk, not after.
+    const killed = await waitFor('a chunk leased by worker a', async () => {
+      const r = await f.orch.query<{ id: number }>(`select id from backfill_chunks where migration_id = $1 and status = 'running' and worker = 'a' and started_at > $2`, [id, lock.since]);
+      return r.rows[0]?.id;
     }, 60_000, 5);
     await a.kill('SIGKILL');
+    const t0 = Date.now();
+    await lock.release();
+    const relet = await waitFor('the killed chunk re-leased', async () => {
+      const r = await f.orch.query<{ status: string; worker: string | null }>(`select status, worker from backfill_chunks where id = $1`, [killed]);
+      const c = r.rows[0];
+      return c && (c.status === 'done' || (c.status === 'running' && c.worker !== 'a')) ? Date.now() - t0 : null;
+    }, 20_000, 10);
+    await waitFor('the killed chunk done', async () => (await f.orch.query(`select 1 from backfill_chunks where id = $1 and status = 'done'`, [killed])).rowCount, 20_000, 10);
+    const doneMs = Date.now() - t0;
+    console.info(`faults: chunk of a SIGKILLed worker re-leased after ${relet} ms, done after ${doneMs} ms`);
+    expect(doneMs).toBeLessThan(15_000);
     await waitForBackfill(f.engine, id, 90_000);
     const stats = await chunkStats(id);
     expect(stats.redone).toBeLessThanOrEqual(1);
     expect(stats.done).toBe(ROWS / 15_000 + 1); // 20 full chunks and the empty open-ended last one
     expect(await mappingDiff(f.user, { source, target, mapping })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+  });
+
+  it('SIGKILL of a worker mid-range: the verification range is re-leased and done within 15 s, the verification passes', async () => {
+    const { source, target } = await table();
+    const g = await worker('g');
+    await worker('h');
+    const id = await driveToBackfill(f.engine, {
+      name: `kill-range-${n}`,
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: source, key: 'id' },
+      target: { datasource: 'main', table: target, key: 'id' },
+      mapping,
+      backfill: { ...backfill, initialChunkRows: 50_000, maxChunkRows: 50_000, minChunkRows: 50_000 },
+    });
+    await waitForBackfill(f.engine, id, 90_000);
+    await f.engine.migrations.act(id, 'advance', { actor: 'test' });
+    // Hold the target so the range checks in flight wait; the kill lands mid-range.
+    const lock = await holdTable(target);
+    const v = await f.engine.verification.start((await f.engine.migrations.describeLite(id)).migration, 'test');
+    const killed = await waitFor('a range running on worker g', async () => {
+      const r = await f.orch.query<{ id: number }>(`select id from verification_ranges where verification_id = $1 and status = 'running' and worker = 'g'`, [v.id]);
+      return r.rows[0]?.id;
+    }, 30_000, 5);
+    await g.kill('SIGKILL');
+    const t0 = Date.now();
+    await lock.release();
+    await waitFor('the killed range done', async () => (await f.orch.query(`select 1 from verification_ranges where id = $1 and status = 'done'`, [killed])).rowCount, 20_000, 10);
+    const doneMs = Date.now() - t0;
+    console.info(`faults: verification range of a SIGKILLed worker done after ${doneMs} ms`);
+    expect(doneMs).toBeLessThan(15_000);
+    const final = await waitFor('verification finished', async () => {
+      const view = await f.engine.verification.view(v.id);
+      return view.status === 'running' ? null : view;
+    }, 30_000, 50);
+    expect(final).toMatchObject({ status: 'passed', missingInTarget: 0, extraInTarget: 0, different: 0 });
+    const redone = await f.orch.query<{ n: number }>(`select count(*)::int as n from verification_ranges where verification_id = $1 and attempts > 1`, [v.id]);
+    expect(redone.rows[0]?.n).toBe(1);
   });
 
   it('FLUSHALL on Redis mid-backfill: jobs are re-created from PostgreSQL, nothing is redone', async () => {

@@ -18,9 +18,23 @@ export interface DbOptions {
    * (`pg_catalog,pg_temp`). @defaultValue the server's (or the role's or database's) setting
    */
   readonly searchPath?: string;
-  /** Told when an idle pooled client fails (it is discarded). @defaultValue ignore */
+  /**
+   * Longest wait for a connection, milliseconds: to open a new one or for a busy pool to hand one
+   * over. A server that is down, hung or unreachable then fails a query within this time (pg-pool's
+   * "timeout exceeded when trying to connect") instead of hanging it. 0 waits forever.
+   * @defaultValue 5000 ({@link DEFAULT_CONNECTION_TIMEOUT_MS})
+   */
+  readonly connectionTimeoutMs?: number;
+  /**
+   * Told when a pooled client fails, idle or checked out (the server restarted, the backend was
+   * terminated, the socket was reset). Idle clients are discarded; a checked-out one fails its
+   * query and is discarded when released. @defaultValue ignore
+   */
   readonly onIdleClientError?: (error: Error) => void;
 }
+
+/** Default of {@link DbOptions.connectionTimeoutMs}, milliseconds. */
+export const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
@@ -50,7 +64,16 @@ function searchPathOption(searchPath: string): string {
 }
 
 /**
- * A `pg` pool with Tideway's type parsers. The caller ends it (`pool.end()`).
+ * A `pg` pool with Tideway's type parsers, a bounded connection wait, and an error listener on the
+ * pool and on every client it opens. The caller ends it (`pool.end()`).
+ *
+ * Why every client: node-postgres emits `'error'` on a client whose connection dies (a restart
+ * sends 57P01 and closes the socket; a reset socket gives ECONNRESET), even while a query is
+ * running, and pg-pool listens only while the client is idle. A checked-out client without a
+ * listener turns a PostgreSQL restart into an uncaught exception that ends the process. With one,
+ * the running query fails with the error (callers retry it as transient, see
+ * {@link isConnectionError}) and the broken client is discarded when released.
+ *
  * @throws Error when `searchPath` is not a comma-separated list of plain schema names.
  */
 export function createPool(options: DbOptions): pg.Pool {
@@ -59,12 +82,15 @@ export function createPool(options: DbOptions): pg.Pool {
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'tideway',
     types: typeParsers,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     ...(options.searchPath ? { options: `-c search_path=${searchPathOption(options.searchPath)}` } : {}),
   });
-  // An idle client that loses its server (restart, terminated backend) emits 'error' on the pool;
-  // without a listener that crashes the process. The client is discarded and the next query reconnects.
-  pool.on('error', options.onIdleClientError ?? (() => undefined));
+  const onError = options.onIdleClientError ?? (() => undefined);
+  pool.on('error', onError);
+  pool.on('connect', (client) => {
+    client.on('error', onError);
+  });
   return pool;
 }
 

@@ -154,6 +154,10 @@ export interface BackfillChunksTable {
   lease_expires_at: Date | null;
   not_before: Date | null;
   enqueued_at: Date | null;
+  /** Times the chunk was handed to the queue; part of its job id (ADR 007). */
+  enqueues: Generated<number>;
+  /** Attempts ended by a transient error; they do not count toward `maxAttempts` (ADR 007). */
+  interruptions: Generated<number>;
   last_error: string | null;
   created_at: Timestamp;
   started_at: Date | null;
@@ -227,10 +231,34 @@ export interface VerificationRangesTable {
   lease_token: string | null;
   lease_expires_at: Date | null;
   enqueued_at: Date | null;
+  /** Times the range was handed to the queue; part of its job id (ADR 007). */
+  enqueues: Generated<number>;
+  /** Attempts ended by a transient error (ADR 007). */
+  interruptions: Generated<number>;
+  /** Runnable again from then on (backoff after a failed attempt); null = now. */
+  not_before: Date | null;
+  worker: string | null;
+  last_error: string | null;
+  started_at: Date | null;
   source_rows: number | null;
   target_rows: number | null;
   outcome: 'matched' | 'diffed' | 'split' | null;
   finished_at: Date | null;
+}
+
+/** Kinds of leased work (shared/DESIGN.md §3). */
+export type WorkKind = 'backfill' | 'verification';
+
+/** `work_blocks`: leased work of a migration that cannot make progress, one row per kind. */
+export interface WorkBlocksTable {
+  migration_id: string;
+  kind: WorkKind;
+  /** `datasource-unavailable` or `queue-unavailable`. */
+  reason: string;
+  /** What does not answer: `datasource "main"`, `redis`, `postgres`. */
+  dependency: string;
+  message: string;
+  since: Timestamp;
 }
 
 /** `verification_diffs`: a key found missing in target, extra in target, or different. */
@@ -302,6 +330,7 @@ export interface Database {
   verifications: VerificationsTable;
   verification_ranges: VerificationRangesTable;
   verification_diffs: VerificationDiffsTable;
+  work_blocks: WorkBlocksTable;
   ramps: RampsTable;
   timers: TimersTable;
   cleanups: CleanupsTable;

@@ -26,6 +26,8 @@ export type {
   VerificationsTable,
   VerificationRangesTable,
   VerificationDiffsTable,
+  WorkBlocksTable,
+  WorkKind,
   VerificationRow,
   RampsTable,
   RampStatus,
@@ -36,5 +38,6 @@ export type {
   TimerRow,
   CleanupRow,
 } from './database.js';
-export { createDb, createPool, typeParsers, type DbOptions } from './create-db.js';
+export { createDb, createPool, typeParsers, DEFAULT_CONNECTION_TIMEOUT_MS, type DbOptions } from './create-db.js';
+export { isConnectionError } from './connection-errors.js';
 export { migrateToLatest, FolderMigrationProvider, MIGRATIONS_FOLDER } from './migrate.js';

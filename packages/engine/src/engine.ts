@@ -24,7 +24,9 @@ import { TargetPurger } from './features/backfill/target-purger.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncObjects } from './features/sync/sync-objects.js';
 import { SyncFailureCollector } from './features/sync/sync-failure-collector.js';
-import type { WorkQueue } from './features/backfill/work-queue.js';
+import type { WorkQueue } from './features/leases/work-queue.js';
+import { CHUNK_WORK, LeasedWork, RANGE_WORK } from './features/leases/leased-work.js';
+import { WorkBlocks } from './features/leases/work-blocks.js';
 import { DivergenceReadModel } from './features/divergence/divergence-read-model.js';
 import { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 import { EvidenceWindows } from './features/divergence/evidence-windows.js';
@@ -106,6 +108,8 @@ export interface Engine {
   readonly installation: Installation;
   /** Converges datasource objects and flags with each migration's state (transitions and the periodic pass). */
   readonly desiredState: DesiredStateReconciler;
+  /** Which migrations' leased work cannot make progress (`progress.blocked`). */
+  readonly workBlocks: WorkBlocks;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -146,6 +150,9 @@ export function createEngine(options: EngineOptions): Engine {
   const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
   desiredState.register(syncObjects);
   const health = new HealthProbe(datasources);
+  const queue = options.queue ?? null;
+  const workBlocks = new WorkBlocks(options.db, migrations);
+  migrations.addProgressProvider(async (migration) => ({ blocked: await workBlocks.current(migration.id) }));
   const backfill: BackfillService = new BackfillService({
     db: options.db,
     repository: new BackfillRepository(),
@@ -157,7 +164,7 @@ export function createEngine(options: EngineOptions): Engine {
     purger: new TargetPurger(datasources, catalog),
     redriveSyncFailuresSince: (m, since): Promise<void> => divergence.redriveSince(m, since),
     migrations,
-    queue: options.queue ?? null,
+    chunks: new LeasedWork(CHUNK_WORK, options.db, queue, workBlocks),
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
     workerName: options.workerName ?? `${hostname()}:${process.pid}`,
   });
@@ -199,13 +206,15 @@ export function createEngine(options: EngineOptions): Engine {
     webhooks,
     installation,
     desiredState,
+    workBlocks,
     verification: new VerificationService({
       db: options.db,
       datasources,
       catalog,
       health,
       backfill,
-      queue: options.queue ?? null,
+      ranges: new LeasedWork(RANGE_WORK, options.db, queue, workBlocks),
+      queue,
       workerName: options.workerName ?? `${hostname()}:${process.pid}`,
     }),
     close: () => datasources.close(),

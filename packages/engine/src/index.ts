@@ -84,7 +84,6 @@ export {
 export {
   BackfillService,
   SPLIT_AFTER_TIMEOUTS,
-  LEASE_MARGIN_MS,
   THROTTLE_RECHECK_MS,
   type ChunkOutcome,
   type BackfillServiceDeps,
@@ -92,14 +91,38 @@ export {
 export { BackfillRepository, type ClaimedChunk } from './features/backfill/backfill-repository.js';
 export { BackfillReadModel, type BackfillProgress, type ChunkView } from './features/backfill/backfill-read-model.js';
 export { ChunkCopier, type CopyOptions, type CopyResult } from './features/backfill/chunk-copier.js';
-export { LeaseLostError } from './features/backfill/lease-lost-error.js';
+export { LeaseLostError } from './features/leases/lease-lost-error.js';
+export {
+  LeasedWork,
+  CHUNK_WORK,
+  RANGE_WORK,
+  LEASE_MS,
+  HEARTBEAT_MS,
+  LOST_JOB_AFTER_SECONDS,
+  type LeasedWorkKind,
+  type Lease,
+  type QueuedUnit,
+  type RetryLater,
+} from './features/leases/leased-work.js';
+export { Heartbeat, type HeartbeatTiming } from './features/leases/heartbeat.js';
+export { WorkBlocks, type WorkBlock, type WorkBlockReason } from './features/leases/work-blocks.js';
+export {
+  isTransientError,
+  dependencyOf,
+  asDependencyError,
+  errorMessage,
+  transientRetryDelayMs,
+  TRANSIENT_RETRY_BASE_MS,
+  TRANSIENT_RETRY_CAP_MS,
+} from './features/leases/transient-error.js';
+export { cancelOnAbort } from './features/leases/cancel-on-abort.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
 export { SyncObjects, SYNC_LOCK_TIMEOUT_MS, sourceKeyFromTargetKey, type SyncObjectsDeps } from './features/sync/sync-objects.js';
 export { SyncFailureCollector, FAILURES_PER_COLLECT, type CollectOutcome } from './features/sync/sync-failure-collector.js';
 export { syncObjects, syncTriggerName, syncMarker, parseSyncMarker, failuresTableName, tombstoneTable, tombstoneTableName, idTag, type SyncDirection, type SyncObject, type SyncRole, type SyncPlanInput } from './features/sync/sync-sql.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { TargetPurger, PURGE_BATCH, PURGE_BUDGET_MS, type PurgeOutcome } from './features/backfill/target-purger.js';
-export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
+export { BullmqWorkQueue, boundedRedis, QUEUE_TIMEOUT_MS, type WorkQueue, type BullmqWorkQueueOptions } from './features/leases/work-queue.js';
 export { quoteIdent, qualified, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
 export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, webhookSecretVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';

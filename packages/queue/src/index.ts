@@ -5,6 +5,9 @@ export {
   EVALUATE_SCHEDULER_ID,
   chunkJobId,
   rangeJobId,
+  workJobId,
+  type WorkJob,
+  type WorkJobName,
   type VerificationRangeJob,
   type QueueName,
   type JobName,
@@ -12,4 +15,4 @@ export {
   type EvaluateJob,
   type WebhookJob,
 } from './job-catalog.js';
-export { createRedisConnection, openQueue, type QueueConnectionOptions } from './connection.js';
+export { createRedisConnection, createProducerConnection, openQueue, type QueueConnectionOptions } from './connection.js';

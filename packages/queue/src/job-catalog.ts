@@ -21,13 +21,25 @@ export interface BackfillChunkJob {
   readonly chunkId: number;
   /** The chunk attempt this job is for (attempts + 1 at enqueue time); part of the job id. */
   readonly attempt: number;
+  /**
+   * The chunk's enqueue generation (`backfill_chunks.enqueues` after this enqueue); part of the job
+   * id. Only the job of the chunk's current generation may lease it (ADR 007).
+   */
+  readonly enqueue: number;
+  /** Transient failures of this job before it reached its chunk (orchestrator database down); set by the worker. */
+  readonly transientRetries?: number;
 }
 
 /** Data of a `verification.range` job: ids only. */
 export interface VerificationRangeJob {
   readonly verificationId: string;
   readonly rangeId: number;
+  /** The range attempt this job is for (attempts + 1 at enqueue time). */
   readonly attempt: number;
+  /** The range's enqueue generation (`verification_ranges.enqueues`), as for chunks. */
+  readonly enqueue: number;
+  /** As {@link BackfillChunkJob.transientRetries}. */
+  readonly transientRetries?: number;
 }
 
 /** Data of a `control.evaluate` job: judge the abort criteria of every active migration. */
@@ -47,7 +59,8 @@ export const JOB_CATALOG = {
     options: {
       priority: PRIORITIES.backfill,
       // Retries are counted in PostgreSQL (backfill_chunks.attempts) and re-enqueued with backoff
-      // by the engine, so a FLUSHALL cannot reset them: one BullMQ attempt per job.
+      // by the engine, so a FLUSHALL cannot reset them: one BullMQ attempt per job. A failed job is
+      // kept (for inspection) and replaced under a new id by the reconciler (ADR 007).
       attempts: 1,
       removeOnComplete: true,
       removeOnFail: { count: 1000 },
@@ -72,12 +85,40 @@ export const JOB_CATALOG = {
 export const EVALUATE_SCHEDULER_ID = 'abort-criteria';
 export type JobName = keyof typeof JOB_CATALOG;
 
-/** Deterministic job id of a verification range attempt. */
-export function rangeJobId(rangeId: number, attempt: number): string {
-  return `vrange-${rangeId}-a${attempt}`;
+/**
+ * Deterministic job id of one enqueue of a verification range: `vrange-<id>-a<attempt>-e<enqueue>`.
+ * @see chunkJobId
+ */
+export function rangeJobId(rangeId: number, attempt: number, enqueue: number): string {
+  return `vrange-${rangeId}-a${attempt}-e${enqueue}`;
 }
 
-/** Deterministic job id of a chunk attempt: adding it twice is a no-op in BullMQ. */
-export function chunkJobId(chunkId: number, attempt: number): string {
-  return `chunk-${chunkId}-a${attempt}`;
+/**
+ * Deterministic job id of one enqueue of a chunk: `chunk-<id>-a<attempt>-e<enqueue>`. Adding the
+ * same id twice is a no-op in BullMQ (two reconcilers cannot queue one enqueue twice), and every
+ * re-drive from PostgreSQL takes a new enqueue generation first, so a job that failed or completed
+ * and still sits in BullMQ under its id never swallows the replacement (ADR 007).
+ *
+ * @example
+ * ```ts
+ * chunkJobId(42, 1, 3); // 'chunk-42-a1-e3'
+ * ```
+ */
+export function chunkJobId(chunkId: number, attempt: number, enqueue: number): string {
+  return `chunk-${chunkId}-a${attempt}-e${enqueue}`;
+}
+
+/** The job names on the work queue: one per kind of leased work. */
+export type WorkJobName = 'backfill.chunk' | 'verification.range';
+
+/** A job on the work queue: its name and data. */
+export type WorkJob =
+  | { readonly name: 'backfill.chunk'; readonly data: BackfillChunkJob }
+  | { readonly name: 'verification.range'; readonly data: VerificationRangeJob };
+
+/** The deterministic id of a work-queue job ({@link chunkJobId} or {@link rangeJobId}). */
+export function workJobId(job: WorkJob): string {
+  return job.name === 'backfill.chunk'
+    ? chunkJobId(job.data.chunkId, job.data.attempt, job.data.enqueue)
+    : rangeJobId(job.data.rangeId, job.data.attempt, job.data.enqueue);
 }

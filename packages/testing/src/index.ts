@@ -9,6 +9,7 @@ export { uniqueRedisPrefix, TEST_REDIS_URL, unleashTestEnv } from './test-env.js
 export { waitFor } from './wait-for.js';
 export { mappingDiff, type MappingDiffInput } from './mapping-diff.js';
 export { startTsProcess, type TsProcess } from './child-process.js';
-export { startPrivateRedis, type PrivateRedis } from './private-redis.js';
+export { startPrivateRedis, type PrivateRedis, type PrivateRedisOptions } from './private-redis.js';
+export { startPrivatePostgres, type PrivatePostgres, type PrivatePostgresOptions, type PostgresStopMode } from './private-postgres.js';
 export { freePort } from './free-port.js';
 export { ordersSpec, ORDERS_TABLES_SQL } from './orders-spec.js';

@@ -10,16 +10,27 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
+/** Options of {@link startPrivateRedis}. */
+export interface PrivateRedisOptions {
+  /** Port to listen on (to bring a stopped server back where its clients reconnect). @defaultValue a free port */
+  readonly port?: number;
+  /** @defaultValue 15000 */
+  readonly readyTimeoutMs?: number;
+}
+
 /**
- * Starts `redis-server` on a free loopback port with persistence off and resolves when it logs
+ * Starts `redis-server` on a free loopback port (or `options.port`) with persistence off and resolves when it logs
  * "Ready to accept connections". Tests that FLUSHALL use it: the shared Redis also carries the queues
  * of test files running in other packages at the same time.
+ *
+ * `options` may also be the ready timeout alone, milliseconds (as before).
  *
  * @throws Error when redis-server is not on PATH (infra/bootstrap.mjs installs it with the Redis it
  *   starts) or exits or is not ready within `readyTimeoutMs` (default 15 000 ms), with its output.
  */
-export async function startPrivateRedis(readyTimeoutMs = 15_000): Promise<PrivateRedis> {
-  const port = await freePort();
+export async function startPrivateRedis(options: PrivateRedisOptions | number = {}): Promise<PrivateRedis> {
+  const { port: wanted, readyTimeoutMs = 15_000 } = typeof options === 'number' ? { readyTimeoutMs: options } : options;
+  const port = wanted ?? (await freePort());
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'notice'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -23,6 +23,8 @@ function urlFor(name: string): string {
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: PG_ADMIN_URL });
+  // A dropped connection is the query's error, not an uncaught 'error' event.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     return await fn(client);

@@ -1,4 +1,5 @@
-import { TidewayError, type ErrorCode } from '@tideway/core';
+import { DependencyUnavailableError, TidewayError, type ErrorCode } from '@tideway/core';
+import { isConnectionError } from '@tideway/db';
 import { InvalidCursorError } from '@tideway/engine';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
@@ -83,16 +84,30 @@ function validationBody(error: FastifyError): ErrorBody {
 }
 
 /**
+ * A lost or refused PostgreSQL connection that no engine code named (a datasource that cannot be
+ * reached is already a {@link DependencyUnavailableError} naming it): the orchestrator database,
+ * `postgres` as `/readyz` calls it. `null` for any other error.
+ */
+function asOrchestratorUnavailable(error: unknown): DependencyUnavailableError | null {
+  if (!isConnectionError(error)) return null;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new DependencyUnavailableError('postgres', `the orchestrator database does not answer (${reason.slice(0, 200)})`, { cause: error });
+}
+
+/**
  * Installs the error handler and the 404 handler. Every error answer is
  * `{ error: { code, message, details } }`; 5xx answers say nothing about internals (no stack, no
- * SQL) and carry the request id to find the log line.
+ * SQL) and carry the request id to find the log line. A dependency that does not answer is 503
+ * `DEPENDENCY_UNAVAILABLE` with `details.dependency` (`postgres`, `redis`, `unleash`,
+ * `datasource "<name>"`), never 500: pg connection errors are mapped here, once.
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(body('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  app.setErrorHandler((raw: FastifyError, request, reply) => {
+    const error = raw instanceof TidewayError ? raw : ((asOrchestratorUnavailable(raw) ?? raw) as FastifyError);
     if (error instanceof TidewayError) {
       const status = HTTP_STATUS[error.code];
       if (status >= 500) request.log.warn({ err: error }, 'dependency unavailable');

@@ -1,16 +1,13 @@
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import type { Lease } from '../leases/leased-work.js';
 import type { KeyShape, KeyValue } from './sql.js';
 
-/** A chunk whose lease this worker holds. */
-export interface ClaimedChunk {
-  readonly id: number;
-  readonly migrationId: string;
+/** A chunk whose lease this worker holds (leased through `LeasedWork` with `CHUNK_WORK`). */
+export interface ClaimedChunk extends Lease {
   readonly lower: KeyValue | null;
   readonly upper: KeyValue | null;
-  readonly attempts: number;
   readonly timeouts: number;
-  readonly leaseToken: string;
 }
 
 /** Writes backfill runs and chunks. Methods take the executor of the caller's transaction. */
@@ -87,90 +84,20 @@ export class BackfillRepository {
     return { migration: r.migration, datasource: r.datasource };
   }
 
-  /** Pending chunks of a migration that no job points at yet. */
-  async unqueued(trx: Kysely<Database>, migrationId: string): Promise<{ id: number; attempts: number; not_before: Date | null }[]> {
-    return trx
-      .selectFrom('backfill_chunks')
-      .select(['id', 'attempts', 'not_before'])
-      .where('migration_id', '=', migrationId)
-      .where('status', '=', 'pending')
-      .where('enqueued_at', 'is', null)
-      .orderBy('id')
-      .execute();
-  }
-
-  async markEnqueued(db: Kysely<Database>, ids: number[]): Promise<void> {
-    if (ids.length === 0) return;
-    await db.updateTable('backfill_chunks').set({ enqueued_at: sql`now()` }).where('id', 'in', ids).where('status', '=', 'pending').execute();
-  }
-
-  async markUnqueued(db: Kysely<Database>, id: number): Promise<void> {
-    await db.updateTable('backfill_chunks').set({ enqueued_at: null }).where('id', '=', id).where('status', '=', 'pending').execute();
-  }
-
   /**
-   * Takes the lease of a pending chunk whose backoff has passed: status running, attempts + 1,
-   * a fresh lease token. Returns `undefined` when someone else has it or it is not runnable.
+   * Checkpoint, fenced by the lease token. `kept` is false when the lease was lost (the copy was
+   * idempotent anyway); `blocked` says whether the migration's backfill is marked blocked (the
+   * caller clears it: work moves again).
    */
-  async claim(db: Kysely<Database>, id: number, worker: string, leaseMs: number): Promise<ClaimedChunk | undefined> {
-    const row = await db
-      .updateTable('backfill_chunks')
-      .set({
-        status: 'running',
-        attempts: sql`attempts + 1`,
-        worker,
-        lease_token: sql`gen_random_uuid()`,
-        lease_expires_at: sql`now() + make_interval(secs => ${leaseMs / 1000})`,
-        started_at: sql`now()`,
-      })
-      .where('id', '=', id)
-      .where('status', '=', 'pending')
-      .where((eb) => eb.or([eb('not_before', 'is', null), eb('not_before', '<=', sql<Date>`now()`)]))
-      // Checked in the same statement, so a committed pause stops every later claim.
-      .where(({ exists, selectFrom }) =>
-        exists(
-          selectFrom('migrations as m')
-            .select(sql`1`.as('x'))
-            .whereRef('m.id', '=', 'backfill_chunks.migration_id')
-            .where('m.phase', '=', 'backfill')
-            .where('m.status', '=', 'active'),
-        ),
-      )
-      .returning(['id', 'migration_id', 'lower_key', 'upper_key', 'attempts', 'timeouts', 'lease_token'])
-      .executeTakeFirst();
-    if (!row?.lease_token) return undefined;
-    return {
-      id: row.id,
-      migrationId: row.migration_id,
-      lower: row.lower_key,
-      upper: row.upper_key,
-      attempts: row.attempts,
-      timeouts: row.timeouts,
-      leaseToken: row.lease_token,
-    };
-  }
-
-  /** Checkpoint, fenced by the lease: false when the lease was lost (the copy was idempotent anyway). */
-  async complete(db: Kysely<Database>, chunk: ClaimedChunk, rows: number, durationMs: number): Promise<boolean> {
+  async complete(db: Kysely<Database>, chunk: ClaimedChunk, rows: number, durationMs: number, blocked: RawBuilder<boolean>): Promise<{ kept: boolean; blocked: boolean }> {
     const r = await db
       .updateTable('backfill_chunks')
       .set({ status: 'done', rows_copied: rows, duration_ms: Math.round(durationMs), finished_at: sql`now()`, lease_token: null, lease_expires_at: null, last_error: null })
       .where('id', '=', chunk.id)
-      .where('lease_token', '=', chunk.leaseToken)
+      .where('lease_token', '=', chunk.token)
+      .returning(blocked.as('blocked'))
       .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
-  }
-
-  /** True while `chunk`'s lease is still this worker's (nobody released or re-claimed it). */
-  async holdsLease(db: Kysely<Database>, chunk: ClaimedChunk): Promise<boolean> {
-    const r = await db
-      .selectFrom('backfill_chunks')
-      .select('id')
-      .where('id', '=', chunk.id)
-      .where('lease_token', '=', chunk.leaseToken)
-      .where('status', '=', 'running')
-      .executeTakeFirst();
-    return r !== undefined;
+    return { kept: r !== undefined, blocked: r?.blocked === true };
   }
 
   /** True when planning is done and no chunk of the run is pending or running. */
@@ -183,24 +110,6 @@ export class BackfillRepository {
       .where('r.migration_id', '=', migrationId)
       .executeTakeFirst();
     return r?.finished === true;
-  }
-
-  /** Back to pending after a failed attempt, runnable again after `delayMs`. */
-  async retryLater(db: Kysely<Database>, chunk: ClaimedChunk, error: string, timedOut: boolean, delayMs: number): Promise<void> {
-    await db
-      .updateTable('backfill_chunks')
-      .set({
-        status: 'pending',
-        lease_token: null,
-        lease_expires_at: null,
-        enqueued_at: null,
-        not_before: sql`now() + make_interval(secs => ${delayMs / 1000})`,
-        last_error: error,
-        timeouts: timedOut ? sql`timeouts + 1` : sql`timeouts`,
-      })
-      .where('id', '=', chunk.id)
-      .where('lease_token', '=', chunk.leaseToken)
-      .execute();
   }
 
   /** The last attempt failed: the chunk is listed as failed with its error. */
@@ -216,19 +125,25 @@ export class BackfillRepository {
         timeouts: timedOut ? sql`timeouts + 1` : sql`timeouts`,
       })
       .where('id', '=', chunk.id)
-      .where('lease_token', '=', chunk.leaseToken)
+      .where('lease_token', '=', chunk.token)
       .execute();
   }
 
-  /** Replaces a chunk by two halves split at `middle` (inclusive upper of the first half). */
-  async split(trx: Kysely<Database>, chunk: ClaimedChunk, middle: KeyValue, error: string): Promise<void> {
-    await trx
+  /**
+   * Replaces a chunk by two halves split at `middle` (inclusive upper of the first half), fenced by
+   * the lease. @returns false (and nothing changed) when the lease was lost.
+   */
+  async split(trx: Kysely<Database>, chunk: ClaimedChunk, middle: KeyValue, error: string): Promise<boolean> {
+    const r = await trx
       .updateTable('backfill_chunks')
       .set({ status: 'split', lease_token: null, lease_expires_at: null, last_error: error, finished_at: sql`now()` })
       .where('id', '=', chunk.id)
-      .execute();
+      .where('lease_token', '=', chunk.token)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) return false;
     await this.insertChunk(trx, chunk.migrationId, chunk.lower, middle);
     await this.insertChunk(trx, chunk.migrationId, middle, chunk.upper);
+    return true;
   }
 
   /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
@@ -236,7 +151,7 @@ export class BackfillRepository {
     return db.transaction().execute(async (trx) => {
       const r = await trx
         .updateTable('backfill_chunks')
-        .set({ status: 'pending', attempts: 0, timeouts: 0, not_before: null, enqueued_at: null, finished_at: null })
+        .set({ status: 'pending', attempts: 0, timeouts: 0, interruptions: 0, not_before: null, enqueued_at: null, finished_at: null })
         .where('migration_id', '=', migrationId)
         .where('status', '=', 'failed')
         .executeTakeFirst();
@@ -327,31 +242,6 @@ export class BackfillRepository {
       .where(({ not, exists, selectFrom }) =>
         not(exists(selectFrom('backfill_chunks').select(sql`1`.as('x')).where('migration_id', '=', migrationId).where('status', 'in', ['pending', 'running']))),
       )
-      .execute();
-  }
-
-  /** Leases that ran out (a worker died): back to pending and unqueued. Returns the chunks released. */
-  async releaseExpiredLeases(db: Kysely<Database>): Promise<{ id: number; migration_id: string }[]> {
-    const rows = await db
-      .updateTable('backfill_chunks')
-      .set({ status: 'pending', lease_token: null, lease_expires_at: null, worker: null, enqueued_at: null, last_error: 'lease expired' })
-      .where('status', '=', 'running')
-      .where('lease_expires_at', '<', sql<Date>`now()`)
-      .returning(['id', 'migration_id'])
-      .execute();
-    return rows;
-  }
-
-  /** Pending chunks that were enqueued more than `seconds` ago (their job may be gone). */
-  async staleQueued(db: Kysely<Database>, seconds: number): Promise<{ id: number; attempts: number }[]> {
-    return db
-      .selectFrom('backfill_chunks as c')
-      .innerJoin('migrations as m', 'm.id', 'c.migration_id')
-      .select(['c.id', 'c.attempts'])
-      .where('c.status', '=', 'pending')
-      .where('c.enqueued_at', '<', sql<Date>`now() - make_interval(secs => ${seconds})`)
-      .where('m.phase', '=', 'backfill')
-      .where('m.status', '=', 'active')
       .execute();
   }
 

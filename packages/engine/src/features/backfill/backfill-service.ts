@@ -1,5 +1,5 @@
 import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, reverseMappingOf, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
-import type { BackfillRunRow, Database } from '@tideway/db';
+import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
@@ -10,7 +10,9 @@ import { toMigration } from '../migrations/migration.js';
 import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
 import type { ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
-import { LeaseLostError } from './lease-lost-error.js';
+import { LeaseLostError } from '../leases/lease-lost-error.js';
+import type { LeasedWork } from '../leases/leased-work.js';
+import { asDependencyError, dependencyOf, errorMessage, isTransientError, transientRetryDelayMs } from '../leases/transient-error.js';
 import {
   quoteIdent,
   qualified,
@@ -27,18 +29,13 @@ import {
 } from './sql.js';
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { TargetPurger } from './target-purger.js';
-import type { WorkQueue } from './work-queue.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
 export const PLAN_AHEAD = 1;
 /** A chunk that timed out this many times is split in half. */
 export const SPLIT_AFTER_TIMEOUTS = 3;
-/** Lease = chunk timeout + this margin, milliseconds. */
-export const LEASE_MARGIN_MS = 5000;
 /** How long a throttled chunk waits before it looks again, milliseconds. */
 export const THROTTLE_RECHECK_MS = 1000;
-/** A pending chunk's job is checked for in Redis when it was enqueued longer ago than this, seconds. */
-export const LOST_JOB_AFTER_SECONDS = 5;
 const PG_QUERY_CANCELED = '57014';
 
 /** Rows the next chunk is planned (and paced) for: the adaptive size within `maxChunkRows`, at least 1. */
@@ -73,8 +70,8 @@ export interface BackfillServiceDeps {
    */
   readonly redriveSyncFailuresSince?: (migration: Migration, since: Date) => Promise<void>;
   readonly migrations: MigrationService;
-  /** `null` where no queue is configured (then only the reconciler of a worker dispatches). */
-  readonly queue: WorkQueue | null;
+  /** The chunks' leased-work lifecycle (`CHUNK_WORK`): enqueue, lease, heartbeat, re-drive; its queue is `null` where none is configured. */
+  readonly chunks: LeasedWork;
   /** Chunks in flight at once per datasource, shared by every migration on it. */
   readonly datasourceConcurrency: number;
   /** Name recorded on claimed chunks (host:pid). */
@@ -292,12 +289,17 @@ export class BackfillService {
   }
 
   /**
-   * Plans chunks up to the migration's concurrency and the datasource's budget, and enqueues every
-   * pending chunk no job points at. Safe to call from anywhere at any time (serialised on the run row).
+   * Plans chunks up to the migration's concurrency and the datasource's budget, and sends a job for
+   * every pending chunk no job points at (each under a new enqueue generation, ADR 007). Safe to
+   * call from anywhere at any time (serialised on the run row).
+   *
+   * @returns the number of jobs sent.
+   * @throws DependencyUnavailableError naming `redis` when a job could not be queued (the chunks
+   *   stay pending and unqueued; the migration is marked blocked on the queue until work moves).
    */
   async pump(migrationId: string): Promise<number> {
-    const { db, repository } = this.deps;
-    const toEnqueue = await db.transaction().execute(async (trx) => {
+    const { db, repository, chunks } = this.deps;
+    const taken = await db.transaction().execute(async (trx) => {
       const run = await repository.lockRun(trx, migrationId);
       const row = await trx.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
       if (!run || !row) return [];
@@ -322,22 +324,21 @@ export class BackfillService {
         slots--;
       }
       if (through !== run.planned_through || done !== run.planning_done) await repository.advancePlanning(trx, migrationId, through, done);
-      const chunks = await repository.unqueued(trx, migrationId);
+      const units = await chunks.take(trx, sql<boolean>`u.migration_id = ${migrationId}`);
       // Under a rows/s cap each job is scheduled for its own slot, so it does not wake up early
-      // only to be turned away by the pacing check (which stays the authority).
+      // only to be turned away by the pacing check (which stays the authority). The schedule
+      // counts the units just taken among the queued ones: they come after those queued before.
       const cap = migration.spec.backfill.maxRowsPerSecond;
-      const pacing = cap !== null && chunks.length > 0 ? await repository.pacingSchedule(trx, migrationId) : null;
+      const pacing = cap !== null && units.length > 0 ? await repository.pacingSchedule(trx, migrationId) : null;
       const slotMs = cap !== null ? rateCapSeconds(size, cap) * 1000 : 0;
-      return chunks.map((c, i) => ({ ...c, rateDelayMs: pacing ? pacing.waitMs + (pacing.queuedAhead + i) * slotMs : 0 }));
+      const ahead = pacing ? Math.max(0, pacing.queuedAhead - units.length) : 0;
+      return units.map((unit, i) => ({ unit, rateDelayMs: pacing ? pacing.waitMs + (ahead + i) * slotMs : 0 }));
     });
-    if (!this.deps.queue || toEnqueue.length === 0) return 0;
     const now = Date.now();
-    for (const chunk of toEnqueue) {
-      const delay = Math.max(chunk.not_before ? chunk.not_before.getTime() - now : 0, chunk.rateDelayMs);
-      await this.deps.queue.enqueueChunk({ migrationId, chunkId: chunk.id, attempt: chunk.attempts + 1 }, delay);
-    }
-    await repository.markEnqueued(db, toEnqueue.map((c) => c.id));
-    return toEnqueue.length;
+    return chunks.send(
+      taken.map((t) => t.unit),
+      (unit, i) => Math.max(unit.notBefore ? unit.notBefore.getTime() - now : 0, taken[i]?.rateDelayMs ?? 0),
+    );
   }
 
   /** The inclusive upper key `size` rows past `after`, or `null` when fewer rows remain (last chunk). */
@@ -353,11 +354,16 @@ export class BackfillService {
   }
 
   /**
-   * Runs one chunk job: checks the migration is active in backfill, checks datasource health,
-   * takes the lease, copies, checkpoints, adapts the next chunk size and pumps more work.
+   * Runs one chunk job: checks the job is the chunk's current enqueue and the migration active in
+   * backfill, checks datasource health, takes the lease, copies under a heartbeat (the copier checks
+   * the lease right before COMMIT), checkpoints, adapts the next chunk size and pumps more work.
+   *
+   * @throws a transient error (the orchestrator database or the datasource not answering) met
+   *   before the chunk was leased, or while handing a failed attempt back; the worker retries the
+   *   job with backoff, and a chunk left leased is released when its lease runs out (ADR 007).
    */
   async runChunk(job: BackfillChunkJob): Promise<ChunkOutcome> {
-    const { db, repository } = this.deps;
+    const { db, repository, chunks } = this.deps;
     const [chunk, run, row] = await Promise.all([
       repository.getChunk(db, job.chunkId),
       repository.getRun(db, job.migrationId),
@@ -365,18 +371,18 @@ export class BackfillService {
     ]);
     if (!chunk || !run || !row) return { kind: 'skipped', reason: 'chunk or run no longer exists' };
     if (chunk.status !== 'pending') return { kind: 'skipped', reason: `chunk is ${chunk.status}` };
-    if (chunk.attempts + 1 !== job.attempt) return { kind: 'skipped', reason: 'stale job for an earlier attempt' };
+    if (chunk.enqueues !== job.enqueue) return { kind: 'skipped', reason: 'stale job for an earlier enqueue' };
     const migration = toMigration(row);
     if (migration.phase !== 'backfill' || migration.status !== 'active') {
       // Leave the chunk pending and unqueued: resume (through pump) enqueues it again.
-      await repository.markUnqueued(db, chunk.id);
+      await chunks.markUnqueued(chunk.id, chunk.enqueues);
       return { kind: 'skipped', reason: `migration is ${migration.phase}/${migration.status}` };
     }
     const spec = migration.spec;
 
     // Health is read only when throttling is on (one query per chunk saved otherwise).
     const unhealthy = spec.throttle.enabled
-      ? judgeHealth(await this.deps.health.read(run.datasource), spec.throttle, run.throttled_reason as ThrottleReason | null)
+      ? judgeHealth(await this.#readHealth(migration.id, run.datasource), spec.throttle, run.throttled_reason as ThrottleReason | null)
       : null;
     if (unhealthy) {
       await repository.setThrottled(db, migration.id, unhealthy);
@@ -397,23 +403,29 @@ export class BackfillService {
     // `throttled` stays 'rate-cap' while the cap sets the pace, so progress does not flap.
     if (run.throttled_reason && !(pacing && run.throttled_reason === 'rate-cap')) await repository.setThrottled(db, migration.id, null);
 
-    const claimed = await repository.claim(db, chunk.id, this.deps.workerName, spec.backfill.chunkTimeoutMs + LEASE_MARGIN_MS);
-    if (!claimed) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
+    const taken = await chunks.claim<BackfillChunkRow>(chunk.id, job.enqueue, this.deps.workerName);
+    if (!taken) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
+    const claimed: ClaimedChunk = { ...taken.lease, lower: taken.row.lower_key, upper: taken.row.upper_key, timeouts: taken.row.timeouts };
     const key: KeyShape = { columns: run.key_columns, types: run.key_types };
     let result: { rows: number; durationMs: number };
     try {
-      result = await this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, {
-        timeoutMs: spec.backfill.chunkTimeoutMs,
-        locking: run.lock_free ? 'none' : 'share',
-        stillLeased: () => repository.holdsLease(db, claimed),
-      });
+      result = await chunks.run(claimed, (signal) =>
+        this.deps.copier.copy(spec, key, claimed.lower, claimed.upper, {
+          timeoutMs: spec.backfill.chunkTimeoutMs,
+          locking: run.lock_free ? 'none' : 'share',
+          signal,
+          // The orchestrator answers this one: a connection error here names it, not the datasource.
+          stillLeased: () => chunks.holds(claimed).catch((error: unknown) => Promise.reject(asDependencyError('postgres', error))),
+        }),
+      );
     } catch (error) {
       if (error instanceof LeaseLostError) return { kind: 'skipped', reason: `chunk ${claimed.id}: ${error.message}` };
       return this.#handleFailure(migration, key, claimed, error);
     }
-    const kept = await repository.complete(db, claimed, result.rows, result.durationMs);
+    const done = await repository.complete(db, claimed, result.rows, result.durationMs, chunks.blockedSql(claimed));
+    if (done.blocked) await chunks.blocks.clear(migration.id, 'backfill', `chunk ${claimed.id} finished`).catch(() => undefined);
     if (cap !== null) await repository.adjustRate(db, migration.id, rateCapSeconds(result.rows, cap) - rateCapSeconds(expectedRows, cap));
-    if (kept) {
+    if (done.kept) {
       const sizing = nextChunkRows({
         rows: result.rows,
         durationMs: result.durationMs,
@@ -430,6 +442,23 @@ export class BackfillService {
     void this.pump(migration.id).catch(() => undefined);
     await this.finishRun(migration.id, run).catch(() => undefined);
     return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+  }
+
+  /** The datasource's health reading; a datasource that does not answer marks the backfill blocked before the error goes on. */
+  async #readHealth(migrationId: string, datasource: string) {
+    try {
+      return await this.deps.health.read(datasource);
+    } catch (error) {
+      if (isTransientError(error)) await this.#blockOn(migrationId, error, `datasource "${datasource}"`);
+      throw error;
+    }
+  }
+
+  /** Marks the backfill blocked on what `error` names (`fallback` for a bare connection error); never for the orchestrator, which is where it would be written. */
+  async #blockOn(migrationId: string, error: unknown, fallback: string): Promise<void> {
+    const dependency = dependencyOf(error, fallback);
+    if (dependency === 'postgres') return;
+    await this.deps.chunks.blocks.block(migrationId, 'backfill', { reason: 'datasource-unavailable', dependency, message: errorMessage(error) }).catch(() => undefined);
   }
 
   /**
@@ -464,20 +493,35 @@ export class BackfillService {
     await repository.completeRunIfDone(db, migrationId);
   }
 
+  /**
+   * A failed attempt. A transient error (a datasource or the orchestrator not answering) is an
+   * interruption: the chunk goes back to pending with a short backoff, the attempt does not count
+   * toward `maxAttempts`, and the backfill is marked blocked until a chunk finishes. Any other error
+   * is a counted attempt: split after repeated timeouts, retried with exponential backoff and
+   * jitter, failed after `maxAttempts` (and the migration failed past `abortCriteria.maxFailedChunks`).
+   */
   async #handleFailure(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown): Promise<ChunkOutcome> {
-    const { db, repository } = this.deps;
+    const { db, repository, chunks } = this.deps;
     const spec = migration.spec;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
+    if (isTransientError(error)) {
+      const delay = transientRetryDelayMs(chunk.interruptions + 1);
+      await chunks.retryLater(chunk, { error: message, delayMs: delay, interrupted: true });
+      await this.#blockOn(migration.id, error, `datasource "${spec.source.datasource}"`);
+      await this.pump(migration.id).catch(() => undefined);
+      return { kind: 'retrying', error: message, retryInMs: delay };
+    }
     const timedOut = (error as { code?: string }).code === PG_QUERY_CANCELED;
     if (timedOut && chunk.timeouts + 1 >= SPLIT_AFTER_TIMEOUTS) {
       const middle = await this.#middle(spec, key, chunk).catch(() => null);
       if (middle) {
-        await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message));
-        await this.pump(migration.id);
+        if (!(await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message)))) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
+        await this.pump(migration.id).catch(() => undefined);
         return { kind: 'split', error: message };
       }
     }
-    if (chunk.attempts >= spec.backfill.maxAttempts) {
+    const counted = chunk.attempts - chunk.interruptions;
+    if (counted >= spec.backfill.maxAttempts) {
       await repository.fail(db, chunk, message, timedOut);
       const failed = await repository.countFailed(db, migration.id);
       if (failed > spec.abortCriteria.maxFailedChunks) {
@@ -491,9 +535,9 @@ export class BackfillService {
       }
       return { kind: 'failed', error: message };
     }
-    const delay = retryDelayMs(chunk.attempts);
-    await repository.retryLater(db, chunk, message, timedOut, delay);
-    await this.pump(migration.id);
+    const delay = retryDelayMs(counted);
+    await chunks.retryLater(chunk, { error: message, delayMs: delay, interrupted: false, ...(timedOut ? { extraSet: sql`timeouts = timeouts + 1` } : {}) });
+    await this.pump(migration.id).catch(() => undefined);
     return { kind: 'retrying', error: message, retryInMs: delay };
   }
 
@@ -515,28 +559,35 @@ export class BackfillService {
   }
 
   /**
-   * Re-creates lost work from PostgreSQL: leases that expired go back to pending; pending chunks
-   * whose job is no longer in Redis are marked unqueued; then every active backfill is pumped.
-   * Cheap enough to run every few seconds in every worker.
+   * Re-creates lost work from PostgreSQL: leases that ran out go back to pending; queued chunks whose
+   * job is not live in Redis any more are marked unqueued; then every active backfill is pumped
+   * (sending those under a new enqueue generation) and finished when it can be; blocks of migrations
+   * with no live chunk left are cleared. Cheap enough to run every few seconds in every worker.
+   * One migration's failure does not stop the others.
+   *
+   * @throws the first error met (Redis or a datasource down), after doing everything else it could.
    */
   async reconcile(): Promise<{ releasedLeases: number; lostJobs: number; enqueued: number }> {
-    const { db, repository, queue } = this.deps;
-    const released = await repository.releaseExpiredLeases(db);
-    let lost = 0;
-    if (queue) {
-      for (const chunk of await repository.staleQueued(db, LOST_JOB_AFTER_SECONDS)) {
-        if (!(await queue.hasChunkJob(chunk.id, chunk.attempts + 1))) {
-          await repository.markUnqueued(db, chunk.id);
-          lost++;
-        }
-      }
-    }
+    const { db, repository, chunks } = this.deps;
+    const errors: unknown[] = [];
+    const released = await chunks.releaseExpired();
+    const lost = await chunks.findLost().catch((error: unknown) => {
+      errors.push(error);
+      return [];
+    });
     let enqueued = 0;
     for (const migrationId of await repository.activeRuns(db)) {
-      await this.purgeTarget(migrationId).catch(() => undefined);
-      enqueued += await this.pump(migrationId);
+      await this.purgeTarget(migrationId).catch((error: unknown) => {
+        errors.push(error);
+      });
+      enqueued += await this.pump(migrationId).catch((error: unknown) => {
+        errors.push(error);
+        return 0;
+      });
       await this.finishRun(migrationId).catch(() => undefined);
     }
-    return { releasedLeases: released.length, lostJobs: lost, enqueued };
+    await chunks.blocks.sweep(chunks.kind).catch((error: unknown) => errors.push(error));
+    if (errors.length > 0) throw errors[0];
+    return { releasedLeases: released.length, lostJobs: lost.length, enqueued };
   }
 }

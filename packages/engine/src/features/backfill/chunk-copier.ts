@@ -4,7 +4,8 @@ import type { MigrationSpec } from '@tideway/core';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
-import { LeaseLostError } from './lease-lost-error.js';
+import { cancelOnAbort } from '../leases/cancel-on-abort.js';
+import { LeaseLostError } from '../leases/lease-lost-error.js';
 import {
   chunkInsertSql,
   chunkUpsertSql,
@@ -40,6 +41,11 @@ export interface CopyOptions {
    * lease expired while it ran (a stalled worker) then never commits after the chunk was redone.
    */
   readonly stillLeased?: () => Promise<boolean>;
+  /**
+   * Aborted when the chunk's lease is given up (its heartbeat could not renew it): the running copy
+   * statement is cancelled (`pg_cancel_backend`) and rolled back, failing with SQLSTATE 57014.
+   */
+  readonly signal?: AbortSignal;
 }
 
 async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
@@ -53,6 +59,16 @@ async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: ()
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
+  }
+}
+
+/** Runs `fn` with `client`'s statements cancelled when `signal` aborts. */
+async function withCancel<T>(signal: AbortSignal | undefined, pool: pg.Pool, client: pg.PoolClient, fn: () => Promise<T>): Promise<T> {
+  const stop = cancelOnAbort(signal, pool, client);
+  try {
+    return await fn();
+  } finally {
+    stop();
   }
 }
 
@@ -85,7 +101,7 @@ export class ChunkCopier {
       const insert = chunkInsertSql(spec, key, lower, upper, locking);
       const upsert = chunkUpsertSql(spec, key, lower, upper, locking);
       return this.datasources.withClient(spec.source.datasource, (client) =>
-        inTransaction(client, timeoutMs, async () => {
+        withCancel(options.signal, this.datasources.pool(spec.source.datasource), client, () => inTransaction(client, timeoutMs, async () => {
           const t0 = performance.now();
           // A plain insert first (no speculative insertion per row); the locked rows can only
           // conflict with rows already in the target (synced meanwhile), then the upsert decides.
@@ -100,12 +116,12 @@ export class ChunkCopier {
             const r = await client.query<{ n?: number }>(upsert.sql, upsert.params);
             return { rows: locking === 'none' ? Number(r.rows[0]?.n ?? 0) : (r.rowCount ?? 0), durationMs: performance.now() - t0 };
           }
-        }, beforeCommit),
+        }, beforeCommit)),
       );
     }
     return this.datasources.withClient(spec.source.datasource, (source) =>
       this.datasources.withClient(spec.target.datasource, (target) =>
-        inTransaction(source, timeoutMs, () =>
+        withCancel(options.signal, this.datasources.pool(spec.source.datasource), source, () => withCancel(options.signal, this.datasources.pool(spec.target.datasource), target, () => inTransaction(source, timeoutMs, () =>
           inTransaction(target, timeoutMs, async () => {
             const t0 = performance.now();
             const cols = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
@@ -128,7 +144,7 @@ export class ChunkCopier {
             const r = await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
           }, beforeCommit),
-        ),
+        ))),
       ),
     );
   }

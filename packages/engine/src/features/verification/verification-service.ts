@@ -1,24 +1,27 @@
-import { judgeHealth, TidewayError, type MigrationSpec, type ThrottleReason } from '@tideway/core';
-import type { Database, VerificationRow } from '@tideway/db';
+import { judgeHealth, retryDelayMs, TidewayError, type MigrationSpec, type ThrottleReason } from '@tideway/core';
+import type { Database, VerificationRangesTable, VerificationRow } from '@tideway/db';
 import type { VerificationRangeJob } from '@tideway/queue';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type pg from 'pg';
 import type { BackfillService } from '../backfill/backfill-service.js';
 import type { HealthProbe } from '../backfill/health-probe.js';
 import { qualified, type KeyShape, type KeyValue } from '../backfill/sql.js';
-import type { WorkQueue } from '../backfill/work-queue.js';
+import type { LeasedWork } from '../leases/leased-work.js';
+import { LeaseLostError } from '../leases/lease-lost-error.js';
+import { dependencyOf, errorMessage, isTransientError, transientRetryDelayMs } from '../leases/transient-error.js';
+import type { WorkQueue } from '../leases/work-queue.js';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import { InvalidCursorError } from '../migrations/migration-read-model.js';
 import { keyAtSql, sourceFingerprintSql, sourceRowsSql, targetFingerprintSql, targetRowsSql, type VerifyShape } from './verification-sql.js';
 
+type VerificationRangeRow = Selectable<VerificationRangesTable>;
+
 /** Rows per initial range. */
 export const VERIFY_RANGE_ROWS = 20_000;
 /** A mismatching range with at most this many rows on either side is diffed key by key. */
 export const EXACT_DIFF_ROWS = 500;
-/** Lease of a range, milliseconds. */
-export const RANGE_LEASE_MS = 60_000;
 /** Keys kept as samples in the verification resource. */
 export const SAMPLE_KEYS = 20;
 
@@ -43,6 +46,7 @@ export interface VerificationView {
 export type RangeOutcome =
   | { readonly kind: 'matched' | 'diffed' | 'split'; readonly sourceRows: number; readonly targetRows: number }
   | { readonly kind: 'skipped'; readonly reason: string }
+  | { readonly kind: 'retrying'; readonly error: string; readonly retryInMs: number }
   | { readonly kind: 'throttled'; readonly reason: ThrottleReason; readonly retryInMs: number };
 
 interface Deps {
@@ -51,6 +55,9 @@ interface Deps {
   readonly catalog: CatalogInspector;
   readonly health: HealthProbe;
   readonly backfill: BackfillService;
+  /** The ranges' leased-work lifecycle (`RANGE_WORK`). */
+  readonly ranges: LeasedWork;
+  /** Checked before a verification is created; `null` where no queue is configured. */
   readonly queue: WorkQueue | null;
   readonly workerName: string;
 }
@@ -74,9 +81,12 @@ export class VerificationService {
   constructor(private readonly deps: Deps) {}
 
   /**
-   * Starts a verification: checks the keys map straight across, plans the ranges and enqueues them.
+   * Starts a verification: checks the keys map straight across and that the work queue answers,
+   * plans the ranges and enqueues them. A verification is work for workers: with Redis down none is
+   * created (503), rather than one nobody can run yet.
    * @throws TidewayError `INVALID_SPEC` when a key column is not mapped straight across;
-   *   `INVALID_TRANSITION` before the backfill phase or on a finished migration.
+   *   `INVALID_TRANSITION` before the backfill phase or on a finished migration;
+   *   DependencyUnavailableError naming `redis` (within `QUEUE_TIMEOUT_MS`) or a datasource; nothing is created then.
    */
   async start(migration: Migration, actor: string): Promise<VerificationView> {
     const spec = migration.spec;
@@ -98,6 +108,7 @@ export class VerificationService {
     }
     const targetTypes = Object.fromEntries(Object.keys(spec.mapping).map((c) => [c, target.columns.get(c)?.type ?? 'text']));
     const key: KeyShape = { columns: [...order], types: order.map((c) => source.columns.get(c)?.type ?? 'text') };
+    await this.deps.queue?.ping();
     const boundaries = await this.#plan(spec, key);
     const id = await this.deps.db.transaction().execute(async (trx) => {
       const v = await trx
@@ -122,7 +133,8 @@ export class VerificationService {
         .execute();
       return v.id;
     });
-    await this.pump(id);
+    // Recorded: should Redis fail right now, the reconciler sends the ranges once it answers.
+    await this.pump(id).catch(() => undefined);
     return this.view(id);
   }
 
@@ -140,73 +152,73 @@ export class VerificationService {
     });
   }
 
-  /** Enqueues every pending range no job points at. */
+  /**
+   * Sends a job for every pending range of the verification no job points at, each under a new
+   * enqueue generation (ADR 007). @returns the number sent.
+   * @throws DependencyUnavailableError naming `redis` (the ranges stay unqueued for the next pump).
+   */
   async pump(verificationId: string): Promise<number> {
-    if (!this.deps.queue) return 0;
-    const pending = await this.deps.db
-      .selectFrom('verification_ranges')
-      .select(['id', 'attempts'])
-      .where('verification_id', '=', verificationId)
-      .where('status', '=', 'pending')
-      .where('enqueued_at', 'is', null)
-      .execute();
-    for (const r of pending) await this.deps.queue.enqueueRange({ verificationId, rangeId: r.id, attempt: r.attempts + 1 });
-    if (pending.length) await this.deps.db.updateTable('verification_ranges').set({ enqueued_at: sql`now()` }).where('id', 'in', pending.map((p) => p.id)).execute();
-    return pending.length;
+    const units = await this.deps.ranges.take(this.deps.db, sql<boolean>`u.verification_id = ${verificationId}`);
+    return this.deps.ranges.send(units);
   }
 
-  /** Runs one range job: throttle check, lease, fingerprints, then match / exact diff / split. */
+  /**
+   * Runs one range job: throttle check, lease, then under a heartbeat the fingerprints and a match /
+   * exact diff / split, recorded behind the lease token. A failed attempt goes back to pending with
+   * backoff (an interruption when the error is transient, see ADR 007).
+   *
+   * @throws a transient error met before the range was leased (the worker retries the job).
+   */
   async runRange(job: VerificationRangeJob): Promise<RangeOutcome> {
-    const { db } = this.deps;
-    const v = await db.selectFrom('verifications').selectAll().where('id', '=', job.verificationId).executeTakeFirst();
+    const { db, ranges } = this.deps;
+    const [v, range] = await Promise.all([
+      db.selectFrom('verifications').selectAll().where('id', '=', job.verificationId).executeTakeFirst(),
+      db.selectFrom('verification_ranges').select(['status', 'enqueues']).where('id', '=', job.rangeId).executeTakeFirst(),
+    ]);
     if (!v || v.status !== 'running') return { kind: 'skipped', reason: 'verification is not running' };
+    if (!range || range.status !== 'pending') return { kind: 'skipped', reason: `range is ${range?.status ?? 'gone'}` };
+    if (range.enqueues !== job.enqueue) return { kind: 'skipped', reason: 'stale job for an earlier enqueue' };
     const row = await db.selectFrom('migrations').selectAll().where('id', '=', v.migration_id).executeTakeFirstOrThrow();
     const migration = toMigration(row);
     const spec = migration.spec;
-    const reading = await this.deps.health.read(spec.source.datasource);
+    let reading;
+    try {
+      reading = await this.deps.health.read(spec.source.datasource);
+    } catch (error) {
+      if (isTransientError(error)) await this.#blockOn(migration.id, error, `datasource "${spec.source.datasource}"`);
+      throw error;
+    }
     const reason = judgeHealth(reading, spec.throttle, null);
     if (reason) return { kind: 'throttled', reason, retryInMs: 1000 };
-    const claimed = await db
-      .updateTable('verification_ranges')
-      .set({ status: 'running', attempts: sql`attempts + 1`, lease_token: sql`gen_random_uuid()`, lease_expires_at: sql`now() + make_interval(secs => ${RANGE_LEASE_MS / 1000})` })
-      .where('id', '=', job.rangeId)
-      .where('status', '=', 'pending')
-      .where('attempts', '=', job.attempt - 1)
-      .returning(['id', 'lower_key', 'upper_key', 'depth', 'lease_token'])
-      .executeTakeFirst();
-    if (!claimed?.lease_token) return { kind: 'skipped', reason: 'range not claimable' };
+    const taken = await ranges.claim<VerificationRangeRow>(job.rangeId, job.enqueue, this.deps.workerName);
+    if (!taken) return { kind: 'skipped', reason: 'range not claimable (leased elsewhere or backing off)' };
+    const { lease, row: claimed } = taken;
     const shape = shapeOf(v);
     const lower = claimed.lower_key;
     const upper = claimed.upper_key;
-    const [src, tgt] = await Promise.all([
-      this.#one(spec.source.datasource, sourceFingerprintSql(spec, shape, lower, upper)),
-      this.#one(spec.target.datasource, targetFingerprintSql(spec, shape, lower, upper)),
-    ]);
-    const sourceRows = Number(src.n);
-    const targetRows = Number(tgt.n);
-    let outcome: 'matched' | 'diffed' | 'split';
-    let children: [KeyValue | null, KeyValue | null][] = [];
-    const diffs: { key: string[]; kind: 'missing' | 'extra' | 'different' }[] = [];
-    if (sourceRows === targetRows && src.h === tgt.h) outcome = 'matched';
-    else if (Math.max(sourceRows, targetRows) <= EXACT_DIFF_ROWS) {
-      outcome = 'diffed';
-      diffs.push(...(await this.#exactDiff(spec, shape, lower, upper)));
-    } else {
-      outcome = 'split';
-      const middle = await this.#middle(spec, shape, lower, upper, sourceRows, targetRows);
-      children = [
-        [lower, middle],
-        [middle, upper],
-      ];
+    let checked: { sourceRows: number; targetRows: number; outcome: 'matched' | 'diffed' | 'split'; children: [KeyValue | null, KeyValue | null][]; diffs: { key: string[]; kind: 'missing' | 'extra' | 'different' }[] };
+    try {
+      checked = await ranges.run(lease, () => this.#check(spec, shape, lower, upper));
+    } catch (error) {
+      if (error instanceof LeaseLostError) return { kind: 'skipped', reason: `range ${lease.id}: ${error.message}` };
+      const message = errorMessage(error);
+      const transient = isTransientError(error);
+      const delay = transient ? transientRetryDelayMs(lease.interruptions + 1) : retryDelayMs(lease.attempts - lease.interruptions);
+      await ranges.retryLater(lease, { error: message, delayMs: delay, interrupted: transient });
+      if (transient) await this.#blockOn(migration.id, error, `datasource "${spec.source.datasource}"`);
+      await this.pump(v.id).catch(() => undefined);
+      return { kind: 'retrying', error: message, retryInMs: delay };
     }
-    await db.transaction().execute(async (trx) => {
+    const { sourceRows, targetRows, outcome, children, diffs } = checked;
+    const blocked = await db.transaction().execute(async (trx) => {
       const done = await trx
         .updateTable('verification_ranges')
-        .set({ status: 'done', outcome, source_rows: sourceRows, target_rows: targetRows, finished_at: sql`now()`, lease_token: null })
-        .where('id', '=', claimed.id)
-        .where('lease_token', '=', claimed.lease_token)
+        .set({ status: 'done', outcome, source_rows: sourceRows, target_rows: targetRows, finished_at: sql`now()`, lease_token: null, lease_expires_at: null, last_error: null })
+        .where('id', '=', lease.id)
+        .where('lease_token', '=', lease.token)
+        .returning(ranges.blockedSql(lease).as('blocked'))
         .executeTakeFirst();
-      if (Number(done.numUpdatedRows) !== 1) return;
+      if (!done) return false;
       if (children.length) {
         await trx
           .insertInto('verification_ranges')
@@ -229,10 +241,45 @@ export class VerificationService {
         })
         .where('id', '=', v.id)
         .execute();
+      return done.blocked;
     });
-    await this.pump(v.id);
+    if (blocked) await ranges.blocks.clear(migration.id, 'verification', `range ${lease.id} finished`).catch(() => undefined);
+    await this.pump(v.id).catch(() => undefined);
     await this.finishIfDone(v.id);
     return { kind: outcome, sourceRows, targetRows };
+  }
+
+  /** Fingerprints a range on both sides, then: matched, diffed key by key, or split in two. */
+  async #check(spec: MigrationSpec, shape: VerifyShape, lower: KeyValue | null, upper: KeyValue | null) {
+    const [src, tgt] = await Promise.all([
+      this.#one(spec.source.datasource, sourceFingerprintSql(spec, shape, lower, upper)),
+      this.#one(spec.target.datasource, targetFingerprintSql(spec, shape, lower, upper)),
+    ]);
+    const sourceRows = Number(src.n);
+    const targetRows = Number(tgt.n);
+    let outcome: 'matched' | 'diffed' | 'split';
+    let children: [KeyValue | null, KeyValue | null][] = [];
+    const diffs: { key: string[]; kind: 'missing' | 'extra' | 'different' }[] = [];
+    if (sourceRows === targetRows && src.h === tgt.h) outcome = 'matched';
+    else if (Math.max(sourceRows, targetRows) <= EXACT_DIFF_ROWS) {
+      outcome = 'diffed';
+      diffs.push(...(await this.#exactDiff(spec, shape, lower, upper)));
+    } else {
+      outcome = 'split';
+      const middle = await this.#middle(spec, shape, lower, upper, sourceRows, targetRows);
+      children = [
+        [lower, middle],
+        [middle, upper],
+      ];
+    }
+    return { sourceRows, targetRows, outcome, children, diffs };
+  }
+
+  /** Marks the migration's verification work blocked on what `error` names (not the orchestrator: that is where it would be written). */
+  async #blockOn(migrationId: string, error: unknown, fallback: string): Promise<void> {
+    const dependency = dependencyOf(error, fallback);
+    if (dependency === 'postgres') return;
+    await this.deps.ranges.blocks.block(migrationId, 'verification', { reason: 'datasource-unavailable', dependency, message: errorMessage(error) }).catch(() => undefined);
   }
 
   async #one(datasource: string, q: { sql: string; params: string[] }): Promise<{ n: string; h: string }> {
@@ -430,30 +477,37 @@ export class VerificationService {
     return this.deps.db.selectFrom('verifications').selectAll().where('migration_id', '=', migrationId).orderBy('started_at', 'desc').limit(1).executeTakeFirst();
   }
 
-  /** Re-creates lost range work: expired leases back to pending; pending ranges whose job is gone re-enqueued. */
+  /**
+   * Re-creates lost range work from PostgreSQL: leases that ran out go back to pending, queued ranges
+   * whose job is not live in Redis are marked unqueued, then every running verification with
+   * unqueued ranges is pumped (new enqueue generations); blocks with no live range left are cleared.
+   *
+   * @returns the number of ranges sent.
+   * @throws the first error met (Redis down), after doing everything else it could.
+   */
   async reconcile(): Promise<number> {
-    const { db, queue } = this.deps;
-    await db
-      .updateTable('verification_ranges')
-      .set({ status: 'pending', lease_token: null, enqueued_at: null })
-      .where('status', '=', 'running')
-      .where('lease_expires_at', '<', sql<Date>`now()`)
-      .execute();
-    const stale = await db
+    const { db, ranges } = this.deps;
+    const errors: unknown[] = [];
+    await ranges.releaseExpired();
+    await ranges.findLost().catch((error: unknown) => errors.push(error));
+    const owners = await db
       .selectFrom('verification_ranges as r')
       .innerJoin('verifications as v', 'v.id', 'r.verification_id')
-      .select(['r.id', 'r.attempts', 'r.verification_id'])
+      .select('r.verification_id')
+      .distinct()
       .where('v.status', '=', 'running')
       .where('r.status', '=', 'pending')
-      .where((eb) => eb.or([eb('r.enqueued_at', 'is', null), eb('r.enqueued_at', '<', sql<Date>`now() - interval '5 seconds'`)]))
+      .where('r.enqueued_at', 'is', null)
       .execute();
     let n = 0;
-    for (const r of stale) {
-      if (queue && (await queue.hasRangeJob(r.id, r.attempts + 1))) continue;
-      await db.updateTable('verification_ranges').set({ enqueued_at: null }).where('id', '=', r.id).execute();
-      n++;
+    for (const { verification_id } of owners) {
+      n += await this.pump(verification_id).catch((error: unknown) => {
+        errors.push(error);
+        return 0;
+      });
     }
-    for (const vid of new Set(stale.map((r) => r.verification_id))) await this.pump(vid);
+    await ranges.blocks.sweep(ranges.kind).catch((error: unknown) => errors.push(error));
+    if (errors.length > 0) throw errors[0];
     return n;
   }
 }

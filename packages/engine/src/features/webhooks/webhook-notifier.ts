@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { EVALUATE_SCHEDULER_ID, JOB_CATALOG, type WebhookJob } from '@tideway/queue';
 import type { Queue } from 'bullmq';
 import { systemClock, type Clock } from '../../clock.js';
+import { boundedRedis } from '../leases/work-queue.js';
 
 /** Where control work goes (webhook deliveries, the evaluation schedule). */
 export interface ControlQueue {
@@ -10,19 +11,21 @@ export interface ControlQueue {
   ensureEvaluateSchedule(everyMs: number): Promise<void>;
 }
 
-/** {@link ControlQueue} on a BullMQ queue with the catalog's options. */
+/** {@link ControlQueue} on a BullMQ queue with the catalog's options; each operation bounded by `boundedRedis` (DependencyUnavailableError naming `redis`). */
 export class BullmqControlQueue implements ControlQueue {
   constructor(private readonly queue: Queue) {}
 
   async enqueueWebhook(job: WebhookJob): Promise<void> {
-    await this.queue.add('webhook.deliver', job, JOB_CATALOG['webhook.deliver'].options);
+    await boundedRedis('add webhook.deliver', () => this.queue.add('webhook.deliver', job, JOB_CATALOG['webhook.deliver'].options));
   }
 
   async ensureEvaluateSchedule(everyMs: number): Promise<void> {
     // Only when missing or changed: upserting an existing scheduler would restart its interval.
-    const existing = await this.queue.getJobScheduler(EVALUATE_SCHEDULER_ID);
+    const existing = await boundedRedis('get the evaluation schedule', () => this.queue.getJobScheduler(EVALUATE_SCHEDULER_ID));
     if (existing && Number(existing.every) === everyMs) return;
-    await this.queue.upsertJobScheduler(EVALUATE_SCHEDULER_ID, { every: everyMs }, { name: 'control.evaluate', data: {}, opts: JOB_CATALOG['control.evaluate'].options });
+    await boundedRedis('set the evaluation schedule', () =>
+      this.queue.upsertJobScheduler(EVALUATE_SCHEDULER_ID, { every: everyMs }, { name: 'control.evaluate', data: {}, opts: JOB_CATALOG['control.evaluate'].options }),
+    );
   }
 }
 
