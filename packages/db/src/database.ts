@@ -229,6 +229,26 @@ export interface RampsTable {
   reverse_sync: Generated<boolean>;
   history: ColumnType<{ step: number; percent: number; at: string; event: string }[], string | undefined, string>;
   updated_at: Timestamp;
+  /** What a hold that ended waits for before its step can be taken (`flag-server`: unreachable), or null. */
+  waits_for: 'flag-server' | null;
+  waiting_since: Date | null;
+  /** The last error behind {@link RampsTable.waits_for}. */
+  waiting_reason: string | null;
+}
+
+/** `flag_states`: per migration, the desired flag states last converged on the flag server. */
+export interface FlagStatesTable {
+  migration_id: string;
+  /** `DesiredFlags` of `@tideway/core`, as JSON. */
+  applied: ColumnType<Record<string, unknown>, string, string>;
+  updated_at: Timestamp;
+}
+
+/** `flag_intents`: committed before Tideway changes a migration's flags, deleted by the transaction that recorded the change. */
+export interface FlagIntentsTable {
+  id: ColumnType<string, never, never>;
+  migration_id: string;
+  created_at: Timestamp;
 }
 
 /** Timer kinds: a ramp hold ending, a cleanup reminder, the cleanup deadline. */
@@ -272,6 +292,8 @@ export interface Database {
   verification_ranges: VerificationRangesTable;
   verification_diffs: VerificationDiffsTable;
   ramps: RampsTable;
+  flag_states: FlagStatesTable;
+  flag_intents: FlagIntentsTable;
   timers: TimersTable;
   cleanups: CleanupsTable;
   installation: InstallationTable;

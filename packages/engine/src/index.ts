@@ -37,6 +37,7 @@ export {
   type ProgressProvider,
   type TransitionNotice,
   type Converger,
+  type PatchStep,
 } from './features/migrations/migration-service.js';
 export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
@@ -67,7 +68,7 @@ export { SyncTrigger } from './features/backfill/sync-trigger.js';
 export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombstone-sweeper.js';
 export { BullmqWorkQueue, type WorkQueue } from './features/backfill/work-queue.js';
 export { quoteIdent, qualified, syncTriggerName, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, unleashVar, installationVar, crashPointsVar, type UnleashSettings } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { AbortEvaluator, EVALUATION_WINDOW_SECONDS, WATCHED_PHASES, type EvaluationResult } from './features/abort/abort-evaluator.js';
@@ -80,6 +81,7 @@ export {
   type RangeOutcome,
 } from './features/verification/verification-service.js';
 export { TimerService, TIMERS_PER_POLL, type TimerHandler, type TimerOutcome } from './features/timers/timer-service.js';
-export type { FlagControl } from './features/cutover/flag-control.js';
-export { RampService, type RampView, type CutoverDryRun } from './features/cutover/ramp-service.js';
+export type { FlagControl } from '@tideway/core';
+export { RampService, type RampView, type RampWaitsFor, type RampWaitNotice, type CutoverDryRun } from './features/cutover/ramp-service.js';
+export { FlagsKind, ORPHAN_FLAG_GRACE_SECONDS, type FlagsKindDeps } from './features/flags/flags-kind.js';
 export { CleanupService, REMINDER_DAYS, type CleanupView } from './features/cleanup/cleanup-service.js';

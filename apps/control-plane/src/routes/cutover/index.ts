@@ -2,10 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GateSchema, IdParamsSchema, errorResponses } from '../schemas.js';
 
+/** What the ramp's next change waits for; `flag-server`: the hold ended, the step waits for the flag server to answer. */
+const WaitsForSchema = Type.Union([Type.Enum(['hold', 'approval', 'flag-server'] as const), Type.Null()]);
+
 const RampSchema = Type.Object({
   step: Type.Integer({ description: 'index into spec.ramp.steps; -1 before the first' }),
   percent: Type.Number(),
   status: Type.Enum(['holding', 'awaiting_approval', 'write_cutover', 'rolled_back'] as const),
+  waitsFor: WaitsForSchema,
+  waiting: Type.Union([Type.Object({ since: Type.String({ format: 'date-time' }), reason: Type.String() }), Type.Null()], { description: 'since when the step waits for the flag server, and its last error' }),
   nextAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   writeCutoverAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   reverseSync: Type.Boolean(),
@@ -53,7 +58,7 @@ export const cutoverRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: Type.Object({
             current: Type.Union([Type.Object({ step: Type.Integer(), percent: Type.Number(), status: Type.String() }), Type.Null()]),
             next: Type.Object({ kind: Type.String(), step: Type.Optional(Type.Integer()), percent: Type.Optional(Type.Number()), reason: Type.Optional(Type.String()) }),
-            waitsFor: Type.Union([Type.Enum(['hold', 'approval'] as const), Type.Null()]),
+            waitsFor: WaitsForSchema,
             nextAt: Type.Union([Type.String(), Type.Null()]),
             gates: Type.Array(GateSchema),
           }),

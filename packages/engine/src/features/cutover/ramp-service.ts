@@ -1,15 +1,22 @@
-import { DependencyUnavailableError, TidewayError, flagNames, reverseMappingOf, type GateResult, type MigrationSpec } from '@tideway/core';
+import { DependencyUnavailableError, TidewayError, reverseMappingOf, type FlagControl, type GateResult } from '@tideway/core';
 import type { Database, RampRow, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
+import { noFaults, type Faults } from '../../faults.js';
 import type { AbortEvaluator } from '../abort/abort-evaluator.js';
 import type { SyncTrigger } from '../backfill/sync-trigger.js';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
-import type { MigrationService } from '../migrations/migration-service.js';
+import type { Converger, MigrationService, PatchStep } from '../migrations/migration-service.js';
 import type { TimerOutcome, TimerService } from '../timers/timer-service.js';
 import type { WebhookNotifier } from '../webhooks/webhook-notifier.js';
-import type { FlagControl } from './flag-control.js';
+
+/**
+ * What the ramp waits for before its next change: the end of the hold, an operator's approval, or
+ * the flag server (`flag-server`: the hold ended but the step could not be applied because the flag
+ * server is unreachable; it is taken once the server answers).
+ */
+export type RampWaitsFor = 'hold' | 'approval' | 'flag-server';
 
 /** The ramp as shown on the migration resource. */
 export interface RampView {
@@ -17,6 +24,10 @@ export interface RampView {
   readonly step: number;
   readonly percent: number;
   readonly status: RampRow['status'];
+  /** What the next change waits for (`null` after write cutover or a rollback). */
+  readonly waitsFor: RampWaitsFor | null;
+  /** Since when it waits for the flag server, with the last error; `null` unless `waitsFor` is `flag-server`. */
+  readonly waiting: { readonly since: string; readonly reason: string } | null;
   readonly nextAt: string | null;
   readonly writeCutoverAt: string | null;
   readonly reverseSync: boolean;
@@ -27,14 +38,31 @@ export interface RampView {
 export interface CutoverDryRun {
   readonly current: { step: number; percent: number; status: string } | null;
   readonly next: { kind: 'ramp-step'; step: number; percent: number } | { kind: 'write-cutover' } | { kind: 'none'; reason: string };
-  readonly waitsFor: 'hold' | 'approval' | null;
+  readonly waitsFor: RampWaitsFor | null;
   readonly nextAt: string | null;
   readonly gates: GateResult[];
 }
 
+/** Told when a ramp starts or stops waiting for the flag server (the worker logs it). */
+export interface RampWaitNotice {
+  readonly migrationId: string;
+  readonly name: string;
+  /** `flag-server` when it starts waiting, `null` when the wait cleared. */
+  readonly waitsFor: 'flag-server' | null;
+  /** When the wait started. */
+  readonly since: Date;
+  /** The flag server's error (start), or how long the wait lasted (clear). */
+  readonly reason: string;
+}
+
 interface Deps {
   readonly db: Kysely<Database>;
+  /** Only checked for presence: a cutover needs a flag server; flags change through {@link Deps.converge}. */
   readonly flags: FlagControl | null;
+  /** Converges the desired state (datasource objects, flags) of a migration inside the caller's transaction. */
+  readonly converge: Converger;
+  /** Crash points for fault tests. @defaultValue none */
+  readonly faults?: Faults;
   readonly timers: TimerService;
   readonly migrations: MigrationService;
   readonly abort: AbortEvaluator;
@@ -52,41 +80,65 @@ const ACTOR = 'tideway:ramp';
  * with `requireApproval` each step waits for an operator. After 100 % has held, the write cutover
  * turns `write-new` on and, in trigger mode, reverses the sync in one transaction, so rollback stays
  * possible until cleanup. Rolling back (or an automatic rollback) sends reads and writes back to old.
+ *
+ * The ramp changes only its `ramps` row; the flags follow it through the desired-state converge
+ * (ADR 008), in the same orchestrator transaction, which holds the migration's row lock: a step
+ * whose flag change fails (flag server down) changes nothing and is tried again by the timer, with
+ * `waitsFor: 'flag-server'` shown (and audited once when it starts and once when it clears).
  */
 export class RampService {
+  readonly #waitListeners: ((notice: RampWaitNotice) => void)[] = [];
+
   constructor(private readonly deps: Deps) {}
 
-  #flags(): FlagControl {
-    if (!this.deps.flags) throw new DependencyUnavailableError('unleash', 'no flag server is configured (TIDEWAY_UNLEASH_URL)');
-    return this.deps.flags;
+  /** Registers a listener told when a ramp starts or stops waiting for the flag server; its errors are swallowed. */
+  onWaitChange(listener: (notice: RampWaitNotice) => void): void {
+    this.#waitListeners.push(listener);
   }
 
-  /** Entry action of `cutover`: flags exist, reads at 0 %, then the first step (or wait for approval). */
+  #crashPoint(name: string): void {
+    (this.deps.faults ?? noFaults).crashPoint(name);
+  }
+
+  /** The migration row, locked, inside `trx` (already locked by `recordEvent` in the same transaction). */
+  async #locked(trx: Kysely<Database>, id: string): Promise<Migration> {
+    return toMigration(await trx.selectFrom('migrations').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow());
+  }
+
+  /** @throws DependencyUnavailableError when no flag server is configured: a cutover cannot move without one. */
+  #requireFlagServer(): void {
+    if (!this.deps.flags) throw new DependencyUnavailableError('unleash', 'no flag server is configured (TIDEWAY_UNLEASH_URL)');
+  }
+
+  /**
+   * Entry action of `cutover`: the ramp row at 0 %, then the first step (or wait for approval). The
+   * transition's converge then sets the flags to what the row says.
+   */
   async enter(ctx: MigrationContext): Promise<void> {
     const { migration } = ctx;
-    const names = flagNames(migration.name);
-    const flags = this.#flags();
+    this.#requireFlagServer();
     if (migration.spec.syncMode === 'trigger' && !reverseMappingOf(migration.spec)) {
       throw new TidewayError('INVALID_SPEC', 'write cutover in trigger mode reverses the sync: give reverseMapping (source column → expression over the target row)', { field: 'reverseMapping' });
     }
-    await flags.ensureFlags([names.dualWrite, names.shadowRead, names.readNew, names.writeNew]);
-    await flags.setRollout(names.readNew, 0);
-    await flags.setRollout(names.writeNew, 0);
     const now = this.deps.clock.now();
     await ctx.db
       .insertInto('ramps')
       .values({ migration_id: migration.id, step: -1, percent: 0, status: 'awaiting_approval', history: JSON.stringify([{ step: -1, percent: 0, at: now.toISOString(), event: 'entered' }]) })
-      .onConflict((oc) => oc.column('migration_id').doUpdateSet({ step: -1, percent: 0, status: 'awaiting_approval', next_at: null, paused_at: null, write_cutover_at: null, reverse_sync: false, history: sql`ramps.history || excluded.history` }))
+      .onConflict((oc) =>
+        oc.column('migration_id').doUpdateSet({ step: -1, percent: 0, status: 'awaiting_approval', next_at: null, paused_at: null, write_cutover_at: null, reverse_sync: false, waits_for: null, waiting_since: null, waiting_reason: null, history: sql`ramps.history || excluded.history` }),
+      )
       .execute();
     if (!migration.spec.ramp.requireApproval) await this.#applyStep(ctx.db, migration, 0, now);
   }
 
-  /** Sets step `index` on the flag server and records it, with its hold timer. */
+  /**
+   * Records step `index` on the ramp row, with its hold timer (and ends a wait for the flag server).
+   * The flags follow through the converge: the transition's, or {@link #takeStep}'s.
+   */
   async #applyStep(db: Kysely<Database>, migration: Migration, index: number, now: Date): Promise<void> {
     const steps = migration.spec.ramp.steps;
     const percent = steps[index];
     if (percent === undefined) throw new Error(`ramp has no step ${index}`);
-    await this.#flags().setRollout(flagNames(migration.name).readNew, percent);
     const nextAt = new Date(now.getTime() + migration.spec.ramp.holdSeconds * 1000);
     await db
       .updateTable('ramps')
@@ -97,12 +149,80 @@ export class RampService {
         hold_started_at: now,
         next_at: nextAt,
         updated_at: now,
+        waits_for: null,
+        waiting_since: null,
+        waiting_reason: null,
         history: sql`history || ${JSON.stringify([{ step: index, percent, at: now.toISOString(), event: 'step' }])}::jsonb`,
       })
       .where('migration_id', '=', migration.id)
       .execute();
     await this.deps.timers.cancel(db, migration.id, ['ramp_hold']);
     await this.deps.timers.schedule(db, migration.id, 'ramp_hold', nextAt, { step: index });
+  }
+
+  /**
+   * A change of the ramp outside a transition (a step after a hold, an approval, the write cutover):
+   * in one orchestrator transaction, the audit event (which locks the migration row first, the order
+   * a transition takes its locks in), the ramp row via `apply`, then the converge of the flags. A
+   * crash or a failure anywhere before the commit changes nothing in the orchestrator database, and
+   * the periodic pass brings any flag already changed back to the row.
+   * @throws DependencyUnavailableError when the flag server cannot be reached (nothing changed).
+   */
+  async #takeStep(
+    migrationId: string,
+    event: { action: string; actor: string; details: Record<string, unknown> },
+    apply: (trx: Kysely<Database>, migration: Migration) => Promise<void>,
+    waited: { since: Date } | null,
+    now: Date,
+  ): Promise<void> {
+    const name = await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.migrations.recordEvent(migrationId, event.action, { actor: event.actor, details: event.details }, trx);
+      const migration = await this.#locked(trx, migrationId);
+      await apply(trx, migration);
+      this.#crashPoint('ramp:step:after-row-update');
+      await this.deps.converge({ migration, db: trx });
+      this.#crashPoint('ramp:step:after-converge');
+      if (waited) {
+        const seconds = Math.round((now.getTime() - waited.since.getTime()) / 1000);
+        await this.deps.migrations.recordEvent(migrationId, 'ramp.wait_cleared', { actor: ACTOR, details: { waitsFor: 'flag-server', since: waited.since.toISOString(), waitedSeconds: seconds } }, trx);
+      }
+      return migration.name;
+    });
+    if (waited) this.#tell({ migrationId, name, waitsFor: null, since: waited.since, reason: `the flag server answered again after ${Math.round((now.getTime() - waited.since.getTime()) / 1000)} s` });
+  }
+
+  /**
+   * The hold ended but its step could not reach the flag server: marks the ramp as waiting for it
+   * (one audit event `ramp.waiting` when the wait starts; later attempts only update the reason).
+   */
+  async #waitForFlagServer(migrationId: string, error: DependencyUnavailableError, now: Date): Promise<void> {
+    const started = await this.deps.db.transaction().execute(async (trx) => {
+      const migration = await this.#locked(trx, migrationId);
+      const row = await trx
+        .updateTable('ramps')
+        .set({ waits_for: 'flag-server', waiting_since: now, waiting_reason: error.message })
+        .where('migration_id', '=', migrationId)
+        .where('waits_for', 'is', null)
+        .returning('waiting_since')
+        .executeTakeFirst();
+      if (!row) {
+        await trx.updateTable('ramps').set({ waiting_reason: error.message }).where('migration_id', '=', migrationId).execute();
+        return null;
+      }
+      await this.deps.migrations.recordEvent(migrationId, 'ramp.waiting', { actor: ACTOR, reason: error.message, details: { waitsFor: 'flag-server', dependency: error.details['dependency'] ?? 'unleash' } }, trx);
+      return migration;
+    });
+    if (started) this.#tell({ migrationId, name: started.name, waitsFor: 'flag-server', since: now, reason: error.message });
+  }
+
+  #tell(notice: RampWaitNotice): void {
+    for (const listener of this.#waitListeners) {
+      try {
+        listener(notice);
+      } catch {
+        // A listener's failure must not change what the ramp did.
+      }
+    }
   }
 
   /** Timer handler: a hold ended. Judges the criteria, then the next step, an approval wait, or the write cutover. */
@@ -126,9 +246,16 @@ export class RampService {
       actor: ACTOR,
       details: last ? { percent: 100 } : { step: ramp.step + 1, percent: steps[ramp.step + 1] ?? null, awaitingApproval: migration.spec.ramp.requireApproval },
     };
+    const waited = ramp.waits_for === 'flag-server' && ramp.waiting_since ? { since: ramp.waiting_since } : null;
     if (last) {
-      await this.writeCutover(migration, now);
-      await this.deps.migrations.recordEvent(migration.id, 'ramp.write_cutover', event);
+      try {
+        await this.#takeStep(migration.id, { action: 'ramp.write_cutover', ...event }, (trx, locked) => this.writeCutover(trx, locked, now), waited, now);
+      } catch (error) {
+        if (!isFlagServerDown(error)) throw error;
+        await this.#waitForFlagServer(migration.id, error, now);
+        return 'later';
+      }
+      await this.deps.webhooks.notify('migration.write_cutover', { migrationId: migration.id, name: migration.name, reverseSync: migration.spec.syncMode === 'trigger' && reverseMappingOf(migration.spec) !== null });
     } else if (migration.spec.ramp.requireApproval) {
       await db.transaction().execute(async (trx) => {
         await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
@@ -136,14 +263,15 @@ export class RampService {
       });
       await this.deps.webhooks.notify('migration.ramp_awaiting_approval', { migrationId: migration.id, name: migration.name, nextPercent: steps[ramp.step + 1] });
     } else {
-      // The step and its audit event commit together: a crash between them cannot leave a step
-      // the audit log does not show (the re-fired timer would find the step taken and say nothing).
-      // The event comes first: it locks the migration row before the ramp row, the order a
-      // transition takes them in, so the two cannot deadlock.
-      await db.transaction().execute(async (trx) => {
-        await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
-        await this.#applyStep(trx, migration, ramp.step + 1, now);
-      });
+      // The step, its audit event and its flags commit together: a crash between them cannot leave
+      // a step the audit log does not show, nor a flag the row does not (see #takeStep).
+      try {
+        await this.#takeStep(migration.id, { action: 'ramp.step', ...event }, (trx, locked) => this.#applyStep(trx, locked, ramp.step + 1, now), waited, now);
+      } catch (error) {
+        if (!isFlagServerDown(error)) throw error;
+        await this.#waitForFlagServer(migration.id, error, now);
+        return 'later';
+      }
     }
     return 'fired';
   }
@@ -158,22 +286,20 @@ export class RampService {
       throw new TidewayError('INVALID_TRANSITION', 'the ramp is not waiting for an approval', { phase: migration.phase, status: migration.status, action: 'approve', allowed: [], ramp: ramp?.status ?? null });
     }
     const now = this.deps.clock.now();
-    await this.deps.db.transaction().execute(async (trx) => {
-      await this.deps.migrations.recordEvent(migration.id, 'ramp.approved', { actor, details: { step: ramp.step + 1, percent: migration.spec.ramp.steps[ramp.step + 1] ?? null } }, trx);
-      await this.#applyStep(trx, migration, ramp.step + 1, now);
-    });
+    const details = { step: ramp.step + 1, percent: migration.spec.ramp.steps[ramp.step + 1] ?? null };
+    await this.#takeStep(migration.id, { action: 'ramp.approved', actor, details }, (trx, locked) => this.#applyStep(trx, locked, ramp.step + 1, now), null, now);
     return (await this.view(migration.id)) as RampView;
   }
 
-  /** Write cutover: `write-new` on; in trigger mode the sync reverses (new → old) in one transaction. */
-  async writeCutover(migration: Migration, now: Date): Promise<void> {
-    const names = flagNames(migration.name);
-    const flags = this.#flags();
-    await flags.setRollout(names.writeNew, 100);
-    await flags.enable(names.writeNew);
+  /**
+   * Write cutover, on the ramp row inside `db` (a transaction holding the migration's row lock): in
+   * trigger mode the sync reverses (new → old) in one datasource transaction; the converge that
+   * follows turns `write-new` on.
+   */
+  async writeCutover(db: Kysely<Database>, migration: Migration, now: Date): Promise<void> {
     const reverse = migration.spec.syncMode === 'trigger' ? reverseMappingOf(migration.spec) : null;
     if (reverse) await this.deps.sync.reverse(migration.spec, migration.id, reverse);
-    await this.deps.db
+    await db
       .updateTable('ramps')
       .set({
         status: 'write_cutover',
@@ -181,24 +307,24 @@ export class RampService {
         next_at: null,
         reverse_sync: reverse !== null,
         updated_at: now,
+        waits_for: null,
+        waiting_since: null,
+        waiting_reason: null,
         history: sql`history || ${JSON.stringify([{ step: migration.spec.ramp.steps.length - 1, percent: 100, at: now.toISOString(), event: 'write_cutover' }])}::jsonb`,
       })
       .where('migration_id', '=', migration.id)
       .execute();
-    await this.deps.webhooks.notify('migration.write_cutover', { migrationId: migration.id, name: migration.name, reverseSync: reverse !== null });
   }
 
   /**
-   * Rollback action of `cutover` (rollback, abort, automatic rollback): reads to 0 %, writes back to
-   * old, and — after a write cutover — the sync turned forward again in one transaction.
+   * Rollback action of `cutover` (rollback, abort, automatic rollback): the ramp row rolled back (the
+   * transition's converge then sends reads and writes back to old) and — after a write cutover — the
+   * sync turned forward again in one transaction.
    */
   async rollback(ctx: MigrationContext): Promise<void> {
     const { migration } = ctx;
     const ramp = await ctx.db.selectFrom('ramps').selectAll().where('migration_id', '=', migration.id).executeTakeFirst();
-    const names = flagNames(migration.name);
-    const flags = this.#flags();
-    await flags.setRollout(names.readNew, 0);
-    await flags.setRollout(names.writeNew, 0);
+    this.#requireFlagServer();
     if (ramp?.reverse_sync) await this.deps.sync.restoreForward(migration.spec, migration.id);
     const now = this.deps.clock.now();
     await this.deps.timers.cancel(ctx.db, migration.id, ['ramp_hold']);
@@ -210,12 +336,60 @@ export class RampService {
           percent: 0,
           next_at: null,
           updated_at: now,
+          waits_for: null,
+          waiting_since: null,
+          waiting_reason: null,
           history: sql`history || ${JSON.stringify([{ step: ramp.step, percent: 0, at: now.toISOString(), event: 'rolled_back' }])}::jsonb`,
         })
         .where('migration_id', '=', migration.id)
         .execute();
     }
   }
+
+  /**
+   * {@link PatchStep} for `ramp.*`, inside the patch's transaction:
+   * - `ramp.holdSeconds` during a hold moves the end of the current hold by the difference
+   *   (`hold_started_at + holdSeconds`, plus the time the hold was paused) and reschedules its timer;
+   *   an end already past is due at once. Before and after a hold it applies from the next hold.
+   * - `ramp.steps` while the ramp runs (cutover, holding or awaiting approval) is refused with 409
+   *   `INVALID_TRANSITION`: the step in force, its percent and the history are positions in the old
+   *   list. It can change before cutover, after the write cutover, or after a rollback.
+   * - `ramp.requireApproval: false` while a step awaits approval is refused likewise (approve it:
+   *   the setting applies from the next step); turning it on applies at the end of the current hold.
+   */
+  readonly onPatch: PatchStep = async ({ before, after, changed, db }) => {
+    const touches = changed.filter((c) => c === 'ramp' || c.startsWith('ramp.'));
+    if (touches.length === 0 || after.phase !== 'cutover') return;
+    const ramp = await db.selectFrom('ramps').selectAll().where('migration_id', '=', after.id).executeTakeFirst();
+    if (!ramp || (ramp.status !== 'holding' && ramp.status !== 'awaiting_approval')) return;
+    const refuse = (field: string, message: string, canApply: string): never => {
+      throw new TidewayError('INVALID_TRANSITION', `${message}; ${field} can change ${canApply}`, {
+        phase: after.phase,
+        status: after.status,
+        action: 'patch',
+        allowed: [],
+        field,
+        ramp: { step: ramp.step, percent: ramp.percent, status: ramp.status },
+        canApply,
+      });
+    };
+    if (touches.includes('ramp.steps')) {
+      refuse('ramp.steps', `the ramp is running (step ${ramp.step} at ${ramp.percent} %, ${ramp.status})`, 'before cutover, after the write cutover, or after a rollback');
+    }
+    if (touches.includes('ramp.requireApproval') && !after.spec.ramp.requireApproval && ramp.status === 'awaiting_approval') {
+      refuse('ramp.requireApproval', `step ${ramp.step + 1} is waiting for an approval`, 'once it is approved (POST /v1/migrations/:id/ramp/approve); it then applies from the next step');
+    }
+    if (!touches.includes('ramp.holdSeconds') || ramp.status !== 'holding' || !ramp.next_at) return;
+    const deltaMs = (after.spec.ramp.holdSeconds - before.spec.ramp.holdSeconds) * 1000;
+    const nextAt = new Date(ramp.next_at.getTime() + deltaMs);
+    await db.updateTable('ramps').set({ next_at: nextAt, updated_at: this.deps.clock.now() }).where('migration_id', '=', after.id).execute();
+    // Paused: the timer was left as it was and resume reschedules from next_at.
+    if (!ramp.paused_at) {
+      await this.deps.timers.cancel(db, after.id, ['ramp_hold']);
+      await this.deps.timers.schedule(db, after.id, 'ramp_hold', nextAt, { step: ramp.step });
+    }
+    return { ramp: { holdRescheduled: { step: ramp.step, from: ramp.next_at.toISOString(), to: nextAt.toISOString() } } };
+  };
 
   /** After a pause in cutover: the hold freezes. */
   async onPause(migrationId: string): Promise<void> {
@@ -244,6 +418,8 @@ export class RampService {
       step: r.step,
       percent: r.percent,
       status: r.status,
+      waitsFor: waitsForOf(r),
+      waiting: r.waits_for && r.waiting_since ? { since: r.waiting_since.toISOString(), reason: r.waiting_reason ?? '' } : null,
       nextAt: r.next_at ? r.next_at.toISOString() : null,
       writeCutoverAt: r.write_cutover_at ? r.write_cutover_at.toISOString() : null,
       reverseSync: r.reverse_sync,
@@ -263,13 +439,19 @@ export class RampService {
     else if (ramp.status === 'rolled_back') next = { kind: 'none', reason: 'ramp was rolled back' };
     else if (ramp.step >= steps.length - 1) next = { kind: 'write-cutover' };
     else next = { kind: 'ramp-step', step: ramp.step + 1, percent: steps[ramp.step + 1] as number };
-    const waitsFor = ramp?.status === 'awaiting_approval' ? 'approval' : ramp?.status === 'holding' ? 'hold' : null;
-    return { current, next, waitsFor, nextAt: ramp?.nextAt ?? null, gates };
+    return { current, next, waitsFor: ramp?.waitsFor ?? null, nextAt: ramp?.nextAt ?? null, gates };
   }
+}
 
-  /** The spec's flag names, for callers that archive them. */
-  static flagsOf(spec: Pick<MigrationSpec, 'name'>): string[] {
-    const n = flagNames(spec.name);
-    return [n.dualWrite, n.shadowRead, n.readNew, n.writeNew];
-  }
+/** What a ramp row waits for: the flag server (recorded when a due step could not reach it), an approval, the hold. */
+function waitsForOf(r: RampRow): RampWaitsFor | null {
+  if (r.waits_for === 'flag-server' && (r.status === 'holding' || r.status === 'awaiting_approval')) return 'flag-server';
+  if (r.status === 'awaiting_approval') return 'approval';
+  if (r.status === 'holding') return 'hold';
+  return null;
+}
+
+/** A failure to reach the flag server (as opposed to a refusal, a conflict or a database error). */
+function isFlagServerDown(error: unknown): error is DependencyUnavailableError {
+  return error instanceof DependencyUnavailableError && error.details['dependency'] === 'unleash';
 }
