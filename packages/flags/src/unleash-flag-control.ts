@@ -152,6 +152,22 @@ export class UnleashFlagControl implements FlagControl {
       }));
   }
 
+  /**
+   * {@inheritDoc FlagControl.listArchived}
+   * `GET /api/admin/search/features?query=<prefix>&archived=IS:true&project=IS:<project>` (a
+   * substring search; names are filtered here to those starting with `prefix`), up to 1,000 flags.
+   */
+  async listArchived(prefix: string): Promise<FlagSummary[]> {
+    const path = `/api/admin/search/features?query=${encodeURIComponent(prefix)}&archived=IS:true&project=IS:${encodeURIComponent(this.#project)}&limit=1000`;
+    const answer = await this.#request('GET', path);
+    this.#expectOk(answer, 'list the archived', `${prefix}*`);
+    const features = (answer.body as { features?: unknown } | null)?.features;
+    if (!Array.isArray(features)) throw new TidewayError('INTERNAL', `unleash answered an unexpected shape listing archived flags ${prefix}*`, { dependency: 'unleash', prefix });
+    return (features as ListedFeature[])
+      .filter((f) => typeof f.name === 'string' && f.name.startsWith(prefix))
+      .map((f) => ({ name: f.name, description: f.description ?? '', enabled: false, createdAt: new Date(f.createdAt ?? 0) }));
+  }
+
   #stateOf(feature: FeatureBody): FlagState {
     const environment = this.#environmentOf(feature);
     const strategy = environment.strategies.find((s) => s.name === STRATEGY);
@@ -219,12 +235,8 @@ export class UnleashFlagControl implements FlagControl {
 
   /** The description of the archived flag of this name (`''` when it has none), or `null` when the archive has no such flag. */
   async #archivedDescription(name: string): Promise<string | null> {
-    const path = `/api/admin/search/features?query=${encodeURIComponent(name)}&archived=IS:true&project=IS:${encodeURIComponent(this.#project)}&limit=100`;
-    const answer = await this.#request('GET', path);
-    this.#expectOk(answer, 'look up the archived', name);
-    const features = (answer.body as { features?: ListedFeature[] } | null)?.features ?? [];
-    const found = features.find((f) => f.name === name);
-    return found ? (found.description ?? '') : null;
+    const found = (await this.listArchived(name)).find((f) => f.name === name);
+    return found ? found.description : null;
   }
 
   async #findFeature(flag: string): Promise<FeatureBody | null> {

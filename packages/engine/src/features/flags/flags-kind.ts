@@ -36,6 +36,8 @@ export interface FlagsKindDeps {
   readonly db: Kysely<Database>;
   readonly flags: FlagControl;
   readonly installation: Installation;
+  /** See {@link ORPHAN_FLAG_GRACE_SECONDS}. @defaultValue 60 */
+  readonly orphanGraceSeconds?: number;
 }
 
 /**
@@ -72,6 +74,10 @@ export class FlagsKind implements DesiredStateKind {
   #listed: { readonly at: number; readonly flags: readonly FlagSummary[] } | null = null;
 
   constructor(private readonly deps: FlagsKindDeps) {}
+
+  get #graceSeconds(): number {
+    return this.deps.orphanGraceSeconds ?? ORPHAN_FLAG_GRACE_SECONDS;
+  }
 
   /** The desired flag states of a migration as it is in `db` (its ramp row is read through it). */
   async desired(db: Kysely<Database>, migration: Migration): Promise<DesiredFlags> {
@@ -113,6 +119,14 @@ export class FlagsKind implements DesiredStateKind {
       const verdict = await this.#ownership(db, state.description, installation, migration.id);
       if (verdict === 'foreign') throw new FlagConflictError(names[k], flagOwnerOf(state.description));
       if (verdict === 'orphan') adopt.add(k);
+    }
+    // A flag to create whose name an archived flag holds: the archive is looked at too (one request).
+    if (keys.some((k) => !seen.get(k) && desired[k].state === 'active')) {
+      const archived = new Map((await flags.listArchived(`${flagPrefix(installation)}${migration.name}.`)).map((f) => [f.name, f]));
+      for (const k of keys) {
+        const held = !seen.get(k) && desired[k].state === 'active' ? archived.get(names[k]) : undefined;
+        if (held && (await this.#ownership(db, held.description, installation, migration.id)) === 'foreign') throw new FlagConflictError(names[k], flagOwnerOf(held.description), true);
+      }
     }
 
     const lowering = (k: FlagKey) => isLowering(seen.get(k) ?? null, desired[k]);
@@ -189,7 +203,7 @@ export class FlagsKind implements DesiredStateKind {
     const { db } = this.deps;
     await db
       .deleteFrom('flag_intents')
-      .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${ORPHAN_FLAG_GRACE_SECONDS})`)
+      .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${this.#graceSeconds})`)
       .where(({ not, exists, selectFrom }) => not(exists(selectFrom('migrations').select('id').whereRef('migrations.id', '=', 'flag_intents.migration_id'))))
       .execute();
     const out = new Set((await db.selectFrom('flag_intents').select('migration_id').distinct().execute()).map((r) => r.migration_id));
@@ -239,7 +253,7 @@ export class FlagsKind implements DesiredStateKind {
     const installation = await this.deps.installation.id();
     const listed = this.#listed && Date.now() - this.#listed.at < 10_000 ? this.#listed.flags : await this.deps.flags.listFlags(flagPrefix(installation));
     const changes: ConvergeChange[] = [];
-    const before = Date.now() - ORPHAN_FLAG_GRACE_SECONDS * 1000;
+    const before = Date.now() - this.#graceSeconds * 1000;
     for (const flag of listed) {
       const owner = flagOwnerOf(flag.description);
       if (owner?.installation !== installation || known.has(owner.migrationId) || flag.createdAt.getTime() > before) continue;
