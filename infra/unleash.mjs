@@ -238,6 +238,8 @@ function serverEnv(settings, extra = {}) {
     SEND_TELEMETRY: 'false',
     INIT_ADMIN_API_TOKENS: settings.adminToken,
     INIT_BACKEND_API_TOKENS: settings.clientToken,
+    // Unleash allows 15 flag searches a minute by default; parallel test files share this server.
+    SEARCH_FEATURES_RATE_LIMIT_PER_MINUTE: '600',
     NODE_NO_WARNINGS: '1',
     ...extra,
   });

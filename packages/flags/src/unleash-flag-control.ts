@@ -153,19 +153,18 @@ export class UnleashFlagControl implements FlagControl {
   }
 
   /**
-   * {@inheritDoc FlagControl.listArchived}
-   * `GET /api/admin/search/features?query=<prefix>&archived=IS:true&project=IS:<project>` (a
-   * substring search; names are filtered here to those starting with `prefix`), up to 1,000 flags.
+   * {@inheritDoc FlagControl.archivedDescription}
+   * `POST /api/admin/features/validate` says whether the name is free (200), held by an archived flag
+   * (409 "archived") or by an active one (409: `null` here, see `findState`); only in the archived
+   * case is the description read, with `GET /api/admin/search/features` (Unleash allows 15 searches a
+   * minute by default; a 429 is a DependencyUnavailableError to retry).
    */
-  async listArchived(prefix: string): Promise<FlagSummary[]> {
-    const path = `/api/admin/search/features?query=${encodeURIComponent(prefix)}&archived=IS:true&project=IS:${encodeURIComponent(this.#project)}&limit=1000`;
-    const answer = await this.#request('GET', path);
-    this.#expectOk(answer, 'list the archived', `${prefix}*`);
-    const features = (answer.body as { features?: unknown } | null)?.features;
-    if (!Array.isArray(features)) throw new TidewayError('INTERNAL', `unleash answered an unexpected shape listing archived flags ${prefix}*`, { dependency: 'unleash', prefix });
-    return (features as ListedFeature[])
-      .filter((f) => typeof f.name === 'string' && f.name.startsWith(prefix))
-      .map((f) => ({ name: f.name, description: f.description ?? '', enabled: false, createdAt: new Date(f.createdAt ?? 0) }));
+  async archivedDescription(name: string): Promise<string | null> {
+    const answer = await this.#request('POST', '/api/admin/features/validate', { name });
+    if (answer.status === 200) return null;
+    if (answer.status !== 409) this.#expectOk(answer, 'validate the name of', name);
+    if (!/archived/i.test(messageOf(answer.body))) return null;
+    return this.#archivedDescription(name);
   }
 
   #stateOf(feature: FeatureBody): FlagState {
@@ -233,10 +232,14 @@ export class UnleashFlagControl implements FlagControl {
     return { name, description, environments: [{ name: this.#environment, enabled: false, strategies: [] }] };
   }
 
-  /** The description of the archived flag of this name (`''` when it has none), or `null` when the archive has no such flag. */
+  /** The description of the archived flag of this name (`''` when it has none), or `null` when the archive has no such flag (one search request). */
   async #archivedDescription(name: string): Promise<string | null> {
-    const found = (await this.listArchived(name)).find((f) => f.name === name);
-    return found ? found.description : null;
+    const path = `/api/admin/search/features?query=${encodeURIComponent(name)}&archived=IS:true&project=IS:${encodeURIComponent(this.#project)}&limit=100`;
+    const answer = await this.#request('GET', path);
+    this.#expectOk(answer, 'look up the archived', name);
+    const features = (answer.body as { features?: ListedFeature[] } | null)?.features ?? [];
+    const found = features.find((f) => f.name === name);
+    return found ? (found.description ?? '') : null;
   }
 
   async #findFeature(flag: string): Promise<FeatureBody | null> {
@@ -277,7 +280,7 @@ export class UnleashFlagControl implements FlagControl {
     return `${this.#featurePath(flag)}/environments/${encodeURIComponent(this.#environment)}`;
   }
 
-  /** One admin API call. Unreachable, timed out or 5xx → DependencyUnavailableError; 4xx is returned. */
+  /** One admin API call. Unreachable, timed out, 5xx or 429 → DependencyUnavailableError; other 4xx are returned. */
   async #request(method: string, path: string, body?: unknown): Promise<Answer> {
     const what = `${method} ${path}`;
     const signal = AbortSignal.timeout(this.#requestTimeoutMs);
@@ -301,7 +304,8 @@ export class UnleashFlagControl implements FlagControl {
     } catch {
       // Not JSON (a proxy's error page): keep the text for the message.
     }
-    if (response.status >= 500) {
+    if (response.status >= 500 || response.status === 429) {
+      // 429: Unleash's rate limit (searches: 15 a minute by default); like an outage, retry later.
       throw new DependencyUnavailableError('unleash', `${what} answered ${response.status}: ${messageOf(parsed)}`);
     }
     return { status: response.status, body: parsed };

@@ -181,8 +181,18 @@ describe('UnleashFlagControl against a real Unleash', () => {
     expect(error).toMatchObject({ code: 'FLAG_CONFLICT', details: { flag, owner: null, archived: true } });
     expect(await control.findState(flag)).toBeNull();
     // Still in the archive, as it was.
-    const res = await fetch(`${unleash.url}/api/admin/search/features?query=${encodeURIComponent(flag)}&archived=IS:true`, { headers: { authorization: unleash.adminToken } });
-    expect(((await res.json()) as { features: { name: string; description: string }[] }).features.filter((f) => f.name === flag)).toMatchObject([{ description: 'made by someone else' }]);
+    expect(await control.archivedDescription(flag)).toBe('made by someone else');
+  });
+
+  it('archivedDescription: null for a free name and for an active flag, the description for an archived one', async () => {
+    const free = uniqueFlag('free');
+    expect(await control.archivedDescription(free)).toBeNull();
+    const active = uniqueFlag('active');
+    created.push(active);
+    await control.ensureFlags([active], { descriptions: { [active]: 'an active one' } });
+    expect(await control.archivedDescription(active)).toBeNull();
+    await control.archive(active);
+    expect(await control.archivedDescription(active)).toBe('an active one');
   });
 
   it('drives the configured environment only', async () => {
@@ -222,7 +232,7 @@ describe('UnleashFlagControl when Unleash is unavailable', () => {
   it('a closed port is DependencyUnavailableError, quickly', async () => {
     const dead = new UnleashFlagControl({ url: `http://127.0.0.1:${await freePort()}`, adminToken: 'x' });
     const started = Date.now();
-    for (const call of [() => dead.ensureFlags(['tideway.x.y.read-new']), () => dead.setRollout('tideway.x.y.read-new', 5), () => dead.getRollout('f'), () => dead.listFlags('tideway.x.'), () => dead.findState('f'), () => dead.disable('f'), () => dead.archive('f')]) {
+    for (const call of [() => dead.ensureFlags(['tideway.x.y.read-new']), () => dead.setRollout('tideway.x.y.read-new', 5), () => dead.getRollout('f'), () => dead.listFlags('tideway.x.'), () => dead.findState('f'), () => dead.archivedDescription('f'), () => dead.disable('f'), () => dead.archive('f')]) {
       const error = await call().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DependencyUnavailableError);
       expect(error).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'unleash' } });
@@ -244,6 +254,17 @@ describe('UnleashFlagControl when Unleash is unavailable', () => {
       expect(elapsed).toBeLessThan(2000);
     } finally {
       await silent.stop();
+    }
+  });
+
+  it('a 429 answer (Unleash rate limit) is DependencyUnavailableError, to retry', async () => {
+    const limited = await startFixedAnswer(429);
+    try {
+      const error = await new UnleashFlagControl({ url: limited.url, adminToken: 'x' }).archivedDescription('f').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect((error as Error).message).toMatch(/answered 429: fixed answer 429/);
+    } finally {
+      await limited.stop();
     }
   });
 

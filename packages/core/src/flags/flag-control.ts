@@ -80,8 +80,12 @@ export interface FlagControl {
   findState(flag: string): Promise<FlagState | null>;
   /** Every flag of the project (archived ones left out) whose name starts with `prefix`, in one request. */
   listFlags(prefix: string): Promise<FlagSummary[]>;
-  /** Every archived flag of the project whose name starts with `prefix`, in one request (`enabled` is false). */
-  listArchived(prefix: string): Promise<FlagSummary[]>;
+  /**
+   * The description (`''` when none) of the archived flag that holds `name`, or `null` when no
+   * archived flag holds it. One cheap request when none does; a search (rate-limited by Unleash)
+   * only when one does.
+   */
+  archivedDescription(name: string): Promise<string | null>;
   /** Switches the flag on in the environment (the rollout decides for whom). */
   enable(flag: string): Promise<void>;
   /** Switches the flag off in the environment: off for every key, whatever the rollout. */

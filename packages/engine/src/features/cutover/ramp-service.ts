@@ -259,7 +259,7 @@ export class RampService {
     } else if (migration.spec.ramp.requireApproval) {
       await db.transaction().execute(async (trx) => {
         await this.deps.migrations.recordEvent(migration.id, 'ramp.step', event, trx);
-        await trx.updateTable('ramps').set({ status: 'awaiting_approval', next_at: null, updated_at: now }).where('migration_id', '=', migration.id).execute();
+        await trx.updateTable('ramps').set({ status: 'awaiting_approval', next_at: null, updated_at: now, waits_for: null, waiting_since: null, waiting_reason: null }).where('migration_id', '=', migration.id).execute();
       });
       await this.deps.webhooks.notify('migration.ramp_awaiting_approval', { migrationId: migration.id, name: migration.name, nextPercent: steps[ramp.step + 1] });
     } else {
@@ -445,7 +445,7 @@ export class RampService {
 
 /** What a ramp row waits for: the flag server (recorded when a due step could not reach it), an approval, the hold. */
 function waitsForOf(r: RampRow): RampWaitsFor | null {
-  if (r.waits_for === 'flag-server' && (r.status === 'holding' || r.status === 'awaiting_approval')) return 'flag-server';
+  if (r.waits_for === 'flag-server' && r.status === 'holding') return 'flag-server';
   if (r.status === 'awaiting_approval') return 'approval';
   if (r.status === 'holding') return 'hold';
   return null;

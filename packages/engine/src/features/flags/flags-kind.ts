@@ -120,13 +120,11 @@ export class FlagsKind implements DesiredStateKind {
       if (verdict === 'foreign') throw new FlagConflictError(names[k], flagOwnerOf(state.description));
       if (verdict === 'orphan') adopt.add(k);
     }
-    // A flag to create whose name an archived flag holds: the archive is looked at too (one request).
-    if (keys.some((k) => !seen.get(k) && desired[k].state === 'active')) {
-      const archived = new Map((await flags.listArchived(`${flagPrefix(installation)}${migration.name}.`)).map((f) => [f.name, f]));
-      for (const k of keys) {
-        const held = !seen.get(k) && desired[k].state === 'active' ? archived.get(names[k]) : undefined;
-        if (held && (await this.#ownership(db, held.description, installation, migration.id)) === 'foreign') throw new FlagConflictError(names[k], flagOwnerOf(held.description), true);
-      }
+    // A flag to create whose name an archived flag holds: the archive is asked too (one request per flag to create).
+    for (const k of keys) {
+      if (seen.get(k) || desired[k].state !== 'active') continue;
+      const held = await flags.archivedDescription(names[k]);
+      if (held !== null && (await this.#ownership(db, held, installation, migration.id)) === 'foreign') throw new FlagConflictError(names[k], flagOwnerOf(held), true);
     }
 
     const lowering = (k: FlagKey) => isLowering(seen.get(k) ?? null, desired[k]);
