@@ -7,6 +7,7 @@ import type { SyncMode } from '../spec/spec-schema.js';
  * converge them with the migration's state (docs/adr/008-flags-as-desired-state.md).
  */
 export const FLAG_PURPOSES = ['dual-write', 'shadow-read', 'read-new', 'write-new'] as const;
+/** One of {@link FLAG_PURPOSES}: the last part of a flag's name. */
 export type FlagPurpose = (typeof FLAG_PURPOSES)[number];
 
 /** The flag names of one migration, by purpose. */
@@ -23,6 +24,7 @@ export interface FlagNames {
 
 /** The keys of {@link FlagNames} in the order the flags are created and listed. */
 export const FLAG_KEYS = ['dualWrite', 'shadowRead', 'readNew', 'writeNew'] as const satisfies readonly (keyof FlagNames)[];
+/** One of {@link FLAG_KEYS}: a key of {@link FlagNames} and {@link DesiredFlags}. */
 export type FlagKey = (typeof FLAG_KEYS)[number];
 
 /** Longest flag name Unleash accepts (its `nameType`: URL-friendly, 1–100 characters). */

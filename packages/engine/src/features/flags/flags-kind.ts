@@ -67,6 +67,12 @@ export interface FlagsKindDeps {
  * Changes are made in an order that never gives new more keys than the target state: first those
  * taking keys away (read-new, write-new, shadow-read, dual-write), then those giving keys (in the
  * reverse order); a flag is created at 0 % and switched on before its rollout is raised.
+ *
+ * @example
+ * ```ts
+ * // createEngine registers it when a flag server is configured:
+ * desiredState.register(new FlagsKind({ db, flags: new UnleashFlagControl(settings), installation }));
+ * ```
  */
 export class FlagsKind implements DesiredStateKind {
   readonly name = 'flags';
