@@ -15,16 +15,21 @@
 //   TIDEWAY_UNLEASH_ADMIN_TOKEN    admin API token created at first boot (default *:*.tideway-admin-dev-token)
 //   TIDEWAY_UNLEASH_CLIENT_TOKEN   backend (client) token created at first boot
 //                                  (default default:development.tideway-client-dev-token)
-//   TIDEWAY_UNLEASH_DATABASE_URL   Unleash's own database (default postgres://postgres@127.0.0.1:5432/unleash)
+//   TIDEWAY_UNLEASH_DATABASE_URL   Unleash's own database (default postgres://postgres@127.0.0.1:5432/unleash_<hash>,
+//                                  <hash> = first 10 hex digits of SHA-256 of this checkout's path: every checkout's
+//                                  Unleash has a database of its own, so no checkout sees or changes another's flags)
 //   TIDEWAY_BOOTSTRAP_VERBOSE=1    say what is checked
 //
 // Files (all under .tideway/unleash/, gitignored): package.json + node_modules (unleash-server),
-// server.log (truncated at each start), server.pid (pid and port of the server this script started), .lock (held while
-// installing or starting, so concurrent callers such as parallel test files do not race).
+// server.log (truncated at each start), server.pid (pid, port and database of the server this script started), .lock
+// (held while installing or starting, so concurrent callers such as parallel test files do not race).
 //
-// Unleash creates INIT_*_API_TOKENS only on its first boot against an empty database; changing the
-// token variables later needs `DROP DATABASE unleash` (or creating the tokens in the admin UI).
+// Unleash creates INIT_*_API_TOKENS only on its first boot against an empty database (a new database gets them on its
+// first boot); changing the token variables later needs dropping that database (or creating the tokens in the admin UI).
+// A server this script started against another database (an older checkout used the shared `unleash` one) is stopped
+// and started again against the configured one.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -46,6 +51,8 @@ const files = {
   guard: path.join(root, 'infra', 'unleash-guard.cjs'),
 };
 const HOST = '127.0.0.1';
+/** This checkout's own Unleash database: `unleash_` + 10 hex digits of SHA-256 of the checkout's path. */
+export const CHECKOUT_DATABASE = `unleash_${createHash('sha256').update(root).digest('hex').slice(0, 10)}`;
 
 /**
  * The settings ensureUnleash uses, from the environment (see the header for the variables).
@@ -62,7 +69,7 @@ export function unleashSettings(env = process.env) {
     url: `http://${HOST}:${port}`,
     adminToken: env.TIDEWAY_UNLEASH_ADMIN_TOKEN || '*:*.tideway-admin-dev-token',
     clientToken: env.TIDEWAY_UNLEASH_CLIENT_TOKEN || 'default:development.tideway-client-dev-token',
-    databaseUrl: env.TIDEWAY_UNLEASH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/unleash',
+    databaseUrl: env.TIDEWAY_UNLEASH_DATABASE_URL || `postgres://postgres@127.0.0.1:5432/${CHECKOUT_DATABASE}`,
   };
 }
 
@@ -113,12 +120,13 @@ function logTail(lines = 40) {
   return readFileSync(files.log, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') || '(server.log is empty)';
 }
 
-// server.pid holds the pid on its first line and the port it serves on the second.
+// server.pid holds the pid on its first line, the port it serves on the second and its database URL on the third
+// (absent in files written before databases were per checkout: such a server used the shared `unleash` database).
 function readPidFile() {
   if (!existsSync(files.pid)) return null;
-  const [pidLine, portLine] = readFileSync(files.pid, 'utf8').split('\n');
+  const [pidLine, portLine, databaseLine] = readFileSync(files.pid, 'utf8').split('\n');
   const pid = Number(pidLine);
-  return Number.isInteger(pid) && pid > 0 ? { pid, port: Number(portLine) || null } : null;
+  return Number.isInteger(pid) && pid > 0 ? { pid, port: Number(portLine) || null, databaseUrl: databaseLine || null } : null;
 }
 
 function alive(pid) {
@@ -130,7 +138,7 @@ function alive(pid) {
   }
 }
 
-/** `{ pid, port }` from server.pid when that process is alive and is our Unleash server (guards against pid reuse). */
+/** `{ pid, port, databaseUrl }` from server.pid when that process is alive and is our Unleash server (guards against pid reuse). */
 function ourServer() {
   const recorded = readPidFile();
   if (recorded === null || !alive(recorded.pid)) return null;
@@ -230,6 +238,8 @@ function serverEnv(settings, extra = {}) {
     SEND_TELEMETRY: 'false',
     INIT_ADMIN_API_TOKENS: settings.adminToken,
     INIT_BACKEND_API_TOKENS: settings.clientToken,
+    // Unleash allows 15 flag searches a minute by default; parallel test files share this server.
+    SEARCH_FEATURES_RATE_LIMIT_PER_MINUTE: '600',
     NODE_NO_WARNINGS: '1',
     ...extra,
   });
@@ -269,7 +279,7 @@ function startServer(settings) {
       env: serverEnv(settings, { DATABASE_DISABLE_MIGRATION: 'true' }),
     });
     child.unref();
-    writeFileSync(files.pid, `${child.pid}\n${settings.port}\n`);
+    writeFileSync(files.pid, `${child.pid}\n${settings.port}\n${settings.databaseUrl}\n`);
     return child.pid;
   } finally {
     closeSync(log);
@@ -332,7 +342,17 @@ export async function ensureUnleash(options = {}) {
   const result = (port, pid, started) => ({ url: on(port).url, adminToken: settings.adminToken, clientToken: settings.clientToken, pid, started });
   const usable = (server) => server !== null && (!settings.pinned || server.port === settings.port);
 
-  const mine = ourServer();
+  let mine = ourServer();
+  if (mine !== null && mine.databaseUrl !== settings.databaseUrl) {
+    // Ours, but on another database (the shared one of older checkouts, or a changed setting): restart it on this one.
+    say(`the Unleash server this checkout started (pid ${mine.pid}) uses ${mine.databaseUrl ?? 'the shared unleash database'}: restarting it on ${settings.databaseUrl}`);
+    await withLock(async () => {
+      // Another caller may have restarted it meanwhile.
+      const again = ourServer();
+      if (again !== null && again.databaseUrl !== settings.databaseUrl) await stopUnleash();
+    });
+    mine = ourServer();
+  }
   if (settings.pinned) {
     // The asked-for port, whoever serves it.
     if (await healthy(settings.port)) {

@@ -41,7 +41,7 @@ const clientFor = (shadow: boolean) =>
   createMigrationClient({
     baseUrl: 'http://control-plane.invalid',
     token: 'bench',
-    migration: { id: 'bench-migration', name: 'orders-v2' },
+    migration: { id: 'bench-migration', name: 'orders-v2', installation: 'bench' },
     flags: { isEnabled: (flag) => shadow && flag.endsWith('.shadow-read') } satisfies FlagReader,
     fetch: fetchStub,
   });

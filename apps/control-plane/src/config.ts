@@ -1,4 +1,4 @@
-import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookSecretVar, webhookUrlsVar } from '@tideway/engine';
+import { ConfigError, crashPointsVar, datasourcesVar, installationVar, intVar, logLevelVar, unleashVar, urlVar, webhookSecretVar, webhookUrlsVar, type UnleashSettings } from '@tideway/engine';
 
 export { ConfigError };
 
@@ -23,8 +23,8 @@ export interface ControlPlaneConfig {
   readonly adminToken: string | null;
   /** pino level, or 'silent'. @defaultValue 'info' (`TIDEWAY_LOG_LEVEL`) */
   readonly logLevel: string;
-  /** The flag server's admin API (`TIDEWAY_UNLEASH_URL`, `TIDEWAY_UNLEASH_ADMIN_TOKEN`); `null` when `TIDEWAY_UNLEASH_URL=off`. @defaultValue http://127.0.0.1:4242 */
-  readonly unleash: { readonly url: string; readonly adminToken: string } | null;
+  /** The flag server (`TIDEWAY_UNLEASH_URL`, `_ADMIN_TOKEN`, `_PROJECT` default `default`, `_ENVIRONMENT` default `development`); `null` when `TIDEWAY_UNLEASH_URL=off`. @defaultValue http://127.0.0.1:4242 */
+  readonly unleash: UnleashSettings | null;
   /**
    * Webhook receivers (`TIDEWAY_WEBHOOK_URLS`, comma-separated). @defaultValue []
    * Setting them without `TIDEWAY_WEBHOOK_SECRET` (which the workers sign with) is refused at boot.

@@ -42,9 +42,13 @@ describe('POST /v1/migrations', () => {
     expect(res.status).toBe(201);
     const m = res.body as MigrationResource;
     expect(Object.keys(m).sort()).toEqual(
-      ['allowedActions', 'createdAt', 'gates', 'id', 'name', 'phase', 'phaseEnteredAt', 'progress', 'spec', 'status', 'updatedAt', 'version'].sort(),
+      ['allowedActions', 'createdAt', 'flags', 'gates', 'id', 'installation', 'name', 'phase', 'phaseEnteredAt', 'progress', 'spec', 'status', 'updatedAt', 'version'].sort(),
     );
     expect(m.id).toMatch(UUID);
+    // The flag names the SDK reads: the installation (the orchestrator database's id) and the name.
+    expect(m.installation).toMatch(/^[a-z0-9]{8}$/);
+    const base = `tideway.${m.installation}.create-shape`;
+    expect(m.flags).toEqual({ dualWrite: `${base}.dual-write`, shadowRead: `${base}.shadow-read`, readNew: `${base}.read-new`, writeNew: `${base}.write-new` });
     expect(m).toMatchObject({ name: 'create-shape', phase: 'draft', status: 'active', version: 1, progress: {}, gates: [] });
     expect(m.allowedActions).toEqual(['start', 'abort']);
     expect(m.spec).toEqual({
@@ -71,7 +75,11 @@ describe('POST /v1/migrations', () => {
     const row = await stored(m.id);
     expect(row).toMatchObject({ phase: 'draft', status: 'active', version: 1 });
     expect(row.spec).toEqual(m.spec);
-    expect(await events(m.id)).toEqual([{ seq: 1, actor: 'bootstrap-admin', action: 'create', reason: null, details: {} }]);
+    // The create converged the migration's flags in its own transaction: all four made, at 0 %.
+    const flagCreated = (flag: string) => ({ kind: 'flags', action: 'created', object: `flag ${flag}`, detail: 'rollout 0 %' });
+    expect(await events(m.id)).toEqual([
+      { seq: 1, actor: 'bootstrap-admin', action: 'create', reason: null, details: { converged: [m.flags.dualWrite, m.flags.shadowRead, m.flags.readNew, m.flags.writeNew].map(flagCreated) } },
+    ]);
   });
 
   it('answers 409 NAME_TAKEN for a name in use and creates nothing', async () => {

@@ -148,6 +148,7 @@ async function main(): Promise<number> {
       TIDEWAY_TOKEN: appToken,
       TIDEWAY_MIGRATION_ID: id,
       TIDEWAY_MIGRATION_NAME: 'accounts-v2',
+      TIDEWAY_MIGRATION_INSTALLATION: migration['installation'] as string,
       TIDEWAY_UNLEASH_URL: UNLEASH_URL,
       TIDEWAY_UNLEASH_CLIENT_TOKEN: UNLEASH_CLIENT_TOKEN,
     },

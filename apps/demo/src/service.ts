@@ -4,7 +4,8 @@
  * it over. `GET /accounts/:aid`, `POST /accounts/:aid/deposit {"amount": n}`, `GET /stats`.
  *
  * Inputs (environment): DEMO_PORT, DEMO_DATABASE_URL, TIDEWAY_URL, TIDEWAY_TOKEN,
- * TIDEWAY_MIGRATION_ID, TIDEWAY_MIGRATION_NAME, TIDEWAY_UNLEASH_URL, TIDEWAY_UNLEASH_CLIENT_TOKEN.
+ * TIDEWAY_MIGRATION_ID, TIDEWAY_MIGRATION_NAME, TIDEWAY_MIGRATION_INSTALLATION (the resource's
+ * `installation`), TIDEWAY_UNLEASH_URL, TIDEWAY_UNLEASH_CLIENT_TOKEN.
  */
 import Fastify from 'fastify';
 import pg from 'pg';
@@ -29,7 +30,7 @@ let sdkErrors = 0;
 const tideway = createMigrationClient({
   baseUrl: env('TIDEWAY_URL'),
   token: env('TIDEWAY_TOKEN'),
-  migration: { id: env('TIDEWAY_MIGRATION_ID'), name: env('TIDEWAY_MIGRATION_NAME') },
+  migration: { id: env('TIDEWAY_MIGRATION_ID'), name: env('TIDEWAY_MIGRATION_NAME'), installation: env('TIDEWAY_MIGRATION_INSTALLATION') },
   flags,
   onError: () => void sdkErrors++,
 });

@@ -40,7 +40,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     queue: new BullmqWorkQueue(queue),
     controlQueue,
     webhookUrls: config.webhookUrls,
-    flags: config.unleash ? new UnleashFlagControl({ url: config.unleash.url, adminToken: config.unleash.adminToken }) : null,
+    flags: config.unleash ? new UnleashFlagControl(config.unleash) : null,
     datasourceConcurrency: config.datasourceConcurrency,
     installation: config.installation,
     faults: crashFaults(config.crashPoints),
@@ -57,6 +57,14 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     concurrency: 4,
   });
   controlWorker.on('error', (error) => log('control worker error', { error: error.message }));
+  engine.ramp.onWaitChange((notice) =>
+    log(notice.waitsFor ? 'ramp step waits for the flag server' : 'ramp step no longer waits for the flag server', {
+      migrationId: notice.migrationId,
+      name: notice.name,
+      since: notice.since.toISOString(),
+      reason: notice.reason,
+    }),
+  );
   worker.on('failed', (job, error) => log('job failed', { job: job?.id, error: error.message }));
   worker.on('error', (error) => log('worker error', { error: error.message }));
 

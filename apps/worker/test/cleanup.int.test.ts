@@ -1,13 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { buildApp, loadConfig } from '@tideway/control-plane';
-import { flagNames } from '@tideway/core';
 import { BullmqControlQueue, createEngine, type CleanupView, type Engine } from '@tideway/engine';
 import { QUEUE_NAMES, openQueue } from '@tideway/queue';
 import { TEST_REDIS_URL, waitFor } from '@tideway/testing';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, createCutoverFixture, driveToCutover, ramp, type CutoverFixture } from './cutover-fixture.js';
+import { ADMIN, createCutoverFixture, driveToCutover, flagsOf, ramp, type CutoverFixture } from './cutover-fixture.js';
 import { ManualClock } from './support/manual-clock.js';
 import { WebhookReceiver, type ReceivedWebhook } from './support/webhook-receiver.js';
 
@@ -176,7 +175,7 @@ describe('cleanup deadlines on an injected clock', () => {
   it('with autoExecute: reminders at −7 d and −1 d, then the deadline archives the flags, drops the triggers, renames the old table and ends the migration', async () => {
     const { id, name, source, target, deadline } = await migrationInCleanup('auto', { autoExecute: true });
     await expectReminders(id, deadline);
-    const flags = Object.values(flagNames(name));
+    const flags = Object.values((await flagsOf(f, name)));
     expect(flags).toHaveLength(4);
     for (const flag of flags) expect((await f.flags.getState(flag)).name).toBe(flag);
 
@@ -232,7 +231,7 @@ describe('cleanup deadlines on an injected clock', () => {
     // Nothing was cleaned up.
     expect(await tableExists(source)).toBe(true);
     expect(await userTriggers([source, target])).toHaveLength(6);
-    expect((await f.flags.getState(flagNames(name).readNew)).rollout).toBe(100);
+    expect((await f.flags.getState((await flagsOf(f, name)).readNew)).rollout).toBe(100);
 
     // One more day: another reminder (overdue, repeat 1), not earlier.
     expect(await fireAt(deadline + DAY_MS - 1000)).toBe(0);

@@ -1,11 +1,10 @@
-import { flagNames } from '@tideway/core';
 import { UnleashFlagReader } from '@tideway/flags';
 import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { createMigrationClient, type SdkErrorEvent } from '@tideway/sdk';
 import { startPrivateRedis, waitFor, type PrivateRedis } from '@tideway/testing';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, createCutoverFixture, driveToCutover, keysOn, waitForShare, type CutoverFixture } from './cutover-fixture.js';
+import { ADMIN, createCutoverFixture, driveToCutover, flagsOf, keysOn, waitForShare, type CutoverFixture } from './cutover-fixture.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 /** Hold of every ramp step here, seconds. */
@@ -20,8 +19,16 @@ interface RampResource {
   step: number;
   percent: number;
   status: string;
+  waitsFor: string | null;
+  waiting: { since: string; reason: string } | null;
   nextAt: string | null;
   history: { step: number; percent: number; at: string; event: string }[];
+}
+
+/** The ramp without what it waits for: what a hold that could not take its step leaves unchanged. */
+function rampRow(r: RampResource): Omit<RampResource, 'waitsFor' | 'waiting'> {
+  const { waitsFor: _waitsFor, waiting: _waiting, ...rest } = r;
+  return rest;
 }
 
 /** The ramp on the resource, history included. */
@@ -110,7 +117,7 @@ async function expectStepOne(f: CutoverFixture, id: string, name: string, held: 
   expect(steps[0]?.at.getTime()).toBeGreaterThanOrEqual(nextAt);
   expect(steps[0]?.at.getTime()).toBeLessThanOrEqual(due + SLACK_MS);
 
-  expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(100);
+  expect(await f.flags.getRollout((await flagsOf(f, name)).readNew)).toBe(100);
   expect(timers.map((t) => t.payload.step)).toEqual([0, 1]);
   expect(timers[0]?.due_at.getTime()).toBe(nextAt);
   expect(timers[0]?.fired_at?.getTime()).toBe(at);
@@ -142,7 +149,7 @@ describe('ramp holds are durable timers', () => {
     // The flush landed inside the hold, with nothing applied early.
     expect(Date.now()).toBeLessThan(Date.parse(held.nextAt));
     expect(await rampOf(f, id)).toMatchObject({ step: 0, percent: 10, status: 'holding', nextAt: held.nextAt });
-    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(10);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).readNew)).toBe(10);
     await expectStepOne(f, id, name, held);
   });
 
@@ -167,13 +174,17 @@ describe('Unleash unreachable mid-ramp', () => {
   const OUTAGE_HOLD_SECONDS = 8;
   let g: CutoverFixture;
   let proxy: TcpProxy;
+  /** What the worker logged. */
+  const logged: { msg: string; extra: Record<string, unknown> }[] = [];
 
   beforeAll(async () => {
     const unleash = await ensureLocalUnleash();
     proxy = new TcpProxy(unleash.url);
     await proxy.start();
     // The control plane and the worker of this test reach Unleash only through the proxy.
-    g = await createCutoverFixture('cutover_outage', { TIDEWAY_UNLEASH_URL: proxy.url }, { TIDEWAY_UNLEASH_URL: proxy.url });
+    g = await createCutoverFixture('cutover_outage', { TIDEWAY_UNLEASH_URL: proxy.url }, { TIDEWAY_UNLEASH_URL: proxy.url }, {
+      workerLog: (msg, extra) => logged.push({ msg, extra: (extra ?? {}) as Record<string, unknown> }),
+    });
     await seed(g);
   });
 
@@ -182,9 +193,9 @@ describe('Unleash unreachable mid-ramp', () => {
     await proxy?.stop();
   });
 
-  it('the SDK keeps serving, flag actions answer 503 and change nothing, the due hold waits for Unleash', async () => {
+  it('the SDK keeps serving, flag actions answer 503 and change nothing, the due hold waits for Unleash (waitsFor flag-server, audited and logged once each way)', async () => {
     const name = `outage-${g.suffix}`;
-    const flag = flagNames(name).readNew;
+    const flag = (await flagsOf(g, name)).readNew;
     const id = await migrationToCutover(g, name, [20, 100], OUTAGE_HOLD_SECONDS);
     const held = await firstHold(g, id, OUTAGE_HOLD_SECONDS);
     const nextAt = Date.parse(held.nextAt);
@@ -200,7 +211,7 @@ describe('Unleash unreachable mid-ramp', () => {
     const sdk = createMigrationClient({
       baseUrl: `http://127.0.0.1:${(g.app.server.address() as AddressInfo).port}`,
       token: ADMIN,
-      migration: { id, name },
+      migration: { id, name, installation: await g.engine.installation.id() },
       flags: sdkReader,
       shadowSamplePercent: 0,
       onError: (e) => sdkErrors.push(e),
@@ -243,21 +254,38 @@ describe('Unleash unreachable mid-ramp', () => {
 
       // The hold comes due while Unleash is away. What is awaited is the timer's due time passing,
       // plus four worker polls (250 ms each) that try it and must leave it for later.
+      expect(held.waitsFor).toBe('hold');
       await waitFor('the hold due for four polls', () => Date.now() >= nextAt + 1000, OUTAGE_HOLD_SECONDS * 1000 + 5000, 50);
-      expect(await rampOf(g, id)).toEqual(held);
+      const waiting = await rampOf(g, id);
+      expect(rampRow(waiting)).toEqual(rampRow(held));
+      expect(waiting.waitsFor).toBe('flag-server');
+      expect(waiting.waiting?.reason).toMatch(/^unleash is unavailable: .*ECONNREFUSED/);
+      const since = Date.parse(waiting.waiting?.since ?? '');
+      expect(since).toBeGreaterThanOrEqual(nextAt);
+      expect(since).toBeLessThanOrEqual(nextAt + SLACK_MS);
+      const dryWaiting = await g.api('POST', `/v1/migrations/${id}/cutover/dry-run`);
+      expect(dryWaiting.body).toMatchObject({ current: { step: 0, percent: 20, status: 'holding' }, next: { kind: 'ramp-step', step: 1, percent: 100 }, waitsFor: 'flag-server' });
       expect((await g.engine.migrationReadModel.get(id))?.status).toBe('active');
       const pending = await holdTimers(g, id);
       expect(pending).toHaveLength(1);
       expect(pending[0]).toMatchObject({ fired_at: null, payload: { step: 0 } });
       expect(pending[0]?.due_at.getTime()).toBe(nextAt);
-      expect((await g.engine.migrationReadModel.allEvents(id)).map((e) => e.action)).toEqual(eventsBefore.map((e) => e.action));
+      // One event when the wait started, however many polls failed since.
+      const duringOutage = await g.engine.migrationReadModel.allEvents(id);
+      expect(duringOutage.map((e) => e.action)).toEqual([...eventsBefore.map((e) => e.action), 'ramp.waiting']);
+      expect(duringOutage.at(-1)).toMatchObject({ actor: 'tideway:ramp', details: { waitsFor: 'flag-server', dependency: 'unleash' } });
+      expect(logged.filter((l) => l.msg === 'ramp step waits for the flag server' && l.extra['migrationId'] === id)).toMatchObject([{ extra: { name, since: new Date(since).toISOString() } }]);
       expect(await g.flags.getRollout(flag)).toBe(20);
       expect(await readAll()).toEqual(before);
 
-      // Unleash reachable again: the next poll applies the step.
+      // Unleash reachable again: the next poll applies the step, and the wait ends (one event, one log line).
       await proxy.start();
       const back = Date.now();
       await expectStepOne(g, id, name, held, back);
+      const actions = (await g.engine.migrationReadModel.allEvents(id)).map((e) => e.action);
+      expect(actions.slice(eventsBefore.length)).toEqual(['ramp.waiting', 'ramp.step', 'ramp.wait_cleared']);
+      expect(await rampOf(g, id)).toMatchObject({ step: 1, waitsFor: 'hold', waiting: null });
+      expect(logged.filter((l) => l.msg.startsWith('ramp step') && l.extra['migrationId'] === id).map((l) => l.msg)).toEqual(['ramp step waits for the flag server', 'ramp step no longer waits for the flag server']);
       const after = await waitForShare(sdkReader, flag, 100);
       expect(after.size).toBe(10_000);
       expect((await readAll()).every((v) => v.startsWith('new:'))).toBe(true);
@@ -286,7 +314,7 @@ describe('Unleash unreachable mid-ramp', () => {
       expect(Date.now()).toBeLessThan(nextAt);
       await waitFor('the hold due for four polls', () => Date.now() >= nextAt + 1000, HOLD_SECONDS * 1000 + 5000, 50);
       expect((await g.engine.migrationReadModel.get(id))?.phase).toBe('cutover');
-      expect(await rampOf(g, id)).toEqual(held);
+      expect(rampRow(await rampOf(g, id))).toEqual(rampRow(held));
       const pending = await holdTimers(g, id);
       expect(pending).toHaveLength(1);
       expect(pending[0]).toMatchObject({ fired_at: null, payload: { step: 0 } });

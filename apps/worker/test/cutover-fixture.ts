@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { buildApp, loadConfig } from '@tideway/control-plane';
+import { flagNames, type FlagNames } from '@tideway/core';
 import { UnleashFlagControl, UnleashFlagReader } from '@tideway/flags';
 import { ensureLocalUnleash, type LocalUnleash } from '@tideway/flags/testing';
 import { waitFor } from '@tideway/testing';
@@ -24,12 +25,12 @@ export async function createCutoverFixture(
   label: string,
   workerEnv: Record<string, string> = {},
   appEnv: Record<string, string> = {},
-  options: { redisUrl?: string } = {},
+  options: { redisUrl?: string; workerLog?: (msg: string, extra?: unknown) => void } = {},
 ): Promise<CutoverFixture> {
   const base = await createBackfillFixture(label, options);
   const unleash = await ensureLocalUnleash();
   const unleashEnv = { TIDEWAY_UNLEASH_URL: unleash.url, TIDEWAY_UNLEASH_ADMIN_TOKEN: unleash.adminToken };
-  await base.startWorker({ ...unleashEnv, ...workerEnv });
+  await base.startWorker({ ...unleashEnv, ...workerEnv }, options.workerLog);
   const config = () => loadConfig({ ...base.env, ...unleashEnv, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent', ...appEnv });
   const readers: UnleashFlagReader[] = [];
   const f: CutoverFixture = {
@@ -83,6 +84,11 @@ export async function driveToCutover(f: CutoverFixture, spec: Record<string, unk
   expect(advanced.status, JSON.stringify(advanced.body)).toBe(200);
   expect(advanced.body['phase']).toBe('cutover');
   return id;
+}
+
+/** The flag names of migration `name` in the fixture's installation (the orchestrator database's id). */
+export async function flagsOf(f: CutoverFixture, name: string): Promise<FlagNames> {
+  return flagNames(await f.engine.installation.id(), name);
 }
 
 /** The ramp on the resource (progress.ramp). */

@@ -1,8 +1,7 @@
 import pg from 'pg';
-import { flagNames } from '@tideway/core';
 import { mappingDiff, waitFor } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCutoverFixture, driveToCutover, keysOn, ramp, waitForShare, type CutoverFixture } from './cutover-fixture.js';
+import { createCutoverFixture, driveToCutover, flagsOf, keysOn, ramp, waitForShare, type CutoverFixture } from './cutover-fixture.js';
 
 let f: CutoverFixture;
 
@@ -43,7 +42,7 @@ describe('ramp on real Unleash flags', () => {
       ramp: { steps: [1, 5, 25, 50, 100], holdSeconds: 5 },
     });
     const reader = await f.reader();
-    const flag = flagNames(name).readNew;
+    const flag = (await flagsOf(f, name)).readNew;
     let before = new Set<number>();
     for (const [step, percent] of [1, 5, 25, 50, 100].entries()) {
       await waitFor(`ramp step ${step}`, async () => (await ramp(f, id)).step >= step, 30_000, 100);
@@ -58,7 +57,7 @@ describe('ramp on real Unleash flags', () => {
       return r.status === 'write_cutover' ? r : null;
     }, 30_000, 100);
     expect(cut.percent).toBe(100);
-    expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(100);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).writeNew)).toBe(100);
     const events = (await f.engine.migrationReadModel.allEvents(id)).map((e) => e.action);
     expect(events.filter((a) => a === 'ramp.step')).toHaveLength(4);
     expect(events).toContain('ramp.write_cutover');
@@ -124,7 +123,7 @@ describe('ramp on real Unleash flags', () => {
       expect(refused.body['error']).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { keys: [{ key: '["13"]' }] } });
       expect(((refused.body['error'] as { details: { keys: { error: string }[] } }).details.keys[0]?.error)).toMatch(/re-drive failed: .*not_77777/);
       expect((await f.api('GET', `/v1/migrations/${id}`)).body['phase']).toBe('cutover');
-      expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(100);
+      expect(await f.flags.getRollout((await flagsOf(f, name)).writeNew)).toBe(100);
     } finally {
       await f.user.query(`alter table src drop constraint not_77777`);
     }
@@ -154,7 +153,7 @@ describe('ramp on real Unleash flags', () => {
       for (let b = 0; b < 5; b++) expect((await f.api('POST', `/v1/migrations/${mid}/shadow-results`, { results: clean })).status).toBe(202);
     });
     await waitFor('25 % holding', async () => (await ramp(f, id)).percent === 25, 10_000, 50);
-    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(25);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).readNew)).toBe(25);
     const at = new Date().toISOString();
     const results = Array.from({ length: 1000 }, (_, i) => (i < 40 ? { key: String(i + 1), outcome: 'mismatch', diffPaths: ['note'], oldLatencyMs: 1, newLatencyMs: 1, at } : { key: String(i + 1), outcome: 'match', oldLatencyMs: 1, newLatencyMs: 1, at }));
     const injected = Date.now();
@@ -165,9 +164,10 @@ describe('ramp on real Unleash flags', () => {
     // Judged on the evidence of this step only (its window): the 5,000 clean reads of shadow_read do not dilute it.
     expect((event.details['breaches'] as { criterion: string; samples: number; observed: number }[])[0]).toMatchObject({ criterion: 'maxDivergenceRate', samples: 1000 });
     expect(event.details['evidenceWindow']).toMatchObject({ reason: 'ramp.step' });
-    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(0);
+    const readNew = (await flagsOf(f, name)).readNew;
+    expect(await f.flags.getRollout(readNew)).toBe(0);
     const reader = await f.reader();
-    await waitFor('readers see 0 %', () => keysOn(reader, flagNames(name).readNew).size === 0, 15_000, 100);
+    await waitFor('readers see 0 %', () => keysOn(reader, readNew).size === 0, 15_000, 100);
     expect((await ramp(f, id)).status).toBe('rolled_back');
 
     // One breach, one action (issue 12 §2): the rollback opened a new window, so the next rounds
@@ -216,14 +216,14 @@ describe('ramp on real Unleash flags', () => {
     );
     // Step 0 (10 %) holds 1 s, then waits: the 400 reads of shadow_read were another window.
     const waiting = await waitFor('waiting for samples', async () => {
-      const r = (await f.api('GET', `/v1/migrations/${id}`)).body['progress'] as { ramp: { step: number; waitsFor: string | null; waitsMessage: string | null } };
+      const r = (await f.api('GET', `/v1/migrations/${id}`)).body['progress'] as { ramp: { step: number; waitsFor: string | null; waiting: { reason: string } | null } };
       return r.ramp.waitsFor === 'samples' ? r.ramp : null;
     }, 15_000, 50);
-    expect(waiting).toMatchObject({ step: 0, waitsMessage: '0 of 400 shadow reads at this step' });
+    expect(waiting).toMatchObject({ step: 0, waiting: { reason: '0 of 400 shadow reads at this step' } });
     const dry = await f.api('POST', `/v1/migrations/${id}/cutover/dry-run`);
-    expect(dry.body).toMatchObject({ next: { kind: 'ramp-step', step: 1, percent: 100 }, waitsFor: 'samples', waitsMessage: '0 of 400 shadow reads at this step' });
+    expect(dry.body).toMatchObject({ next: { kind: 'ramp-step', step: 1, percent: 100 }, waitsFor: 'samples', waiting: { reason: '0 of 400 shadow reads at this step' } });
     expect((await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'ramp.waiting')).toHaveLength(1);
-    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(10);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).readNew)).toBe(10);
 
     // Enough clean reads at this step: the ramp takes the next step, which waits for its own.
     expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results: clean(400) })).status).toBe(202);
@@ -231,7 +231,7 @@ describe('ramp on real Unleash flags', () => {
       const r = await ramp(f, id);
       return r.step === 1 && (r as { waitsFor?: string }).waitsFor === 'samples' ? true : null;
     }, 15_000, 50);
-    expect(await f.flags.getRollout(flagNames(name).readNew)).toBe(100);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).readNew)).toBe(100);
     expect((await ramp(f, id)).status).toBe('holding');
     expect((await f.api('POST', `/v1/migrations/${id}/shadow-results`, { results: clean(400) })).status).toBe(202);
     await waitFor('write cutover', async () => ((await ramp(f, id)).status === 'write_cutover' ? true : null), 15_000, 50);
@@ -305,7 +305,7 @@ describe('ramp on real Unleash flags', () => {
     const rolled = await f.api('POST', `/v1/migrations/${id}/rollback`, {});
     expect(rolled.status, JSON.stringify(rolled.body)).toBe(200);
     expect(rolled.body['phase']).toBe('shadow_read');
-    expect(await f.flags.getRollout(flagNames(name).writeNew)).toBe(0);
+    expect(await f.flags.getRollout((await flagsOf(f, name)).writeNew)).toBe(0);
     // Stragglers still write new for a moment after the rollback; then everyone writes old.
     await waitFor('more writes after rollback', async () => (await f.user.query<{ n: number }>(`select count(*)::int as n from src where id >= 2000000`)).rows[0]!.n >= 40, 20_000, 50);
     stop = true;

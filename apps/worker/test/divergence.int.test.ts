@@ -169,6 +169,7 @@ describe('SDK in an application process', () => {
         APP_TOKEN: token,
         APP_MIGRATION_ID: id,
         APP_MIGRATION_NAME: `accounts-${n}`,
+        APP_MIGRATION_INSTALLATION: await f.engine.installation.id(),
         APP_DIVERGENT_KEYS: planted.join(','),
       }, 60_000, false);
       expect(await app.exited).toBe(0);

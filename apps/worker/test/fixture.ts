@@ -25,7 +25,8 @@ export interface BackfillFixture {
   readonly queue: Queue;
   readonly redis: Redis;
   readonly env: Record<string, string>;
-  startWorker(extra?: Record<string, string>): Promise<WorkerRuntime>;
+  /** Starts an in-process worker; `log` receives what a worker process would log. */
+  startWorker(extra?: Record<string, string>, log?: (msg: string, extra?: unknown) => void): Promise<WorkerRuntime>;
   close(): Promise<void>;
 }
 
@@ -59,8 +60,8 @@ export async function createBackfillFixture(label: string, options: { redisUrl?:
     queue,
     redis,
     env,
-    startWorker: async (extra = {}) => {
-      const w = await startWorker(loadWorkerConfig({ ...env, ...extra }));
+    startWorker: async (extra = {}, log) => {
+      const w = await startWorker(loadWorkerConfig({ ...env, ...extra }), log);
       workers.push(w);
       return w;
     },

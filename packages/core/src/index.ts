@@ -9,6 +9,28 @@ export { GateNotMetError } from './errors/gate-not-met-error.js';
 export { ImmutableFieldError } from './errors/immutable-field-error.js';
 export { NameTakenError } from './errors/name-taken-error.js';
 export { DependencyUnavailableError } from './errors/dependency-unavailable-error.js';
+export { FlagConflictError } from './errors/flag-conflict-error.js';
+export {
+  FLAG_PURPOSES,
+  FLAG_KEYS,
+  MAX_FLAG_NAME_LENGTH,
+  flagNames,
+  flagPrefix,
+  flagOwnerMarker,
+  flagOwnerOf,
+  flagDescription,
+  desiredFlags,
+  sameDesiredFlag,
+  type FlagPurpose,
+  type FlagKey,
+  type FlagNames,
+  type FlagOwner,
+  type DesiredFlag,
+  type DesiredFlags,
+  type FlagStateInput,
+  type RampStatus,
+} from './flags/desired-flags.js';
+export type { FlagControl, FlagState, FlagSummary, EnsureFlagsOptions } from './flags/flag-control.js';
 export {
   PHASES,
   WORKING_PHASES,
@@ -89,7 +111,6 @@ export {
   ShadowResultSchema,
   ShadowResultBatchSchema,
   DualWriteReportSchema,
-  flagNames,
   type ShadowOutcome,
   type ShadowResult,
   type ShadowResultBatch,

@@ -283,11 +283,31 @@ export interface RampsTable {
   paused_at: Date | null;
   write_cutover_at: Date | null;
   reverse_sync: Generated<boolean>;
-  /** What a due step waits for in its window's evidence (`samples`, `divergence`, …), or null. */
-  waits_for: string | null;
-  waits_since: Date | null;
   history: ColumnType<{ step: number; percent: number; at: string; event: string }[], string | undefined, string>;
   updated_at: Timestamp;
+  /**
+   * What a hold that ended waits for before its step can be taken: `flag-server` (unreachable) or
+   * what the step's evidence lacks (`samples`, `divergence`, `new-errors`, …), or null.
+   */
+  waits_for: string | null;
+  waiting_since: Date | null;
+  /** The last error or judgement behind {@link RampsTable.waits_for}. */
+  waiting_reason: string | null;
+}
+
+/** `flag_states`: per migration, the desired flag states last converged on the flag server. */
+export interface FlagStatesTable {
+  migration_id: string;
+  /** `DesiredFlags` of `@tideway/core`, as JSON. */
+  applied: ColumnType<Record<string, unknown>, string, string>;
+  updated_at: Timestamp;
+}
+
+/** `flag_intents`: committed before Tideway changes a migration's flags, deleted by the transaction that recorded the change. */
+export interface FlagIntentsTable {
+  id: ColumnType<string, never, never>;
+  migration_id: string;
+  created_at: Timestamp;
 }
 
 /** Timer kinds: a ramp hold ending, a cleanup reminder, the cleanup deadline. */
@@ -332,6 +352,8 @@ export interface Database {
   verification_diffs: VerificationDiffsTable;
   work_blocks: WorkBlocksTable;
   ramps: RampsTable;
+  flag_states: FlagStatesTable;
+  flag_intents: FlagIntentsTable;
   timers: TimersTable;
   cleanups: CleanupsTable;
   installation: InstallationTable;

@@ -100,11 +100,41 @@ export function webhookSecretVar(env: NodeJS.ProcessEnv, urls: readonly string[]
   return secret;
 }
 
-/** Where the flag server is: `TIDEWAY_UNLEASH_URL` and `TIDEWAY_UNLEASH_ADMIN_TOKEN` (`null` URL disables flags). */
-export function unleashVar(env: NodeJS.ProcessEnv): { url: string; adminToken: string } | null {
+/** Where and how Tideway drives the flag server (see {@link unleashVar}). */
+export interface UnleashSettings {
+  /** Base URL (`TIDEWAY_UNLEASH_URL`). @defaultValue `http://127.0.0.1:4242` */
+  readonly url: string;
+  /** Admin API token (`TIDEWAY_UNLEASH_ADMIN_TOKEN`). @defaultValue the local dev token `*:*.tideway-admin-dev-token` */
+  readonly adminToken: string;
+  /** Unleash project holding Tideway's flags (`TIDEWAY_UNLEASH_PROJECT`). @defaultValue `'default'` */
+  readonly project: string;
+  /** Environment whose rollouts Tideway drives and applications read (`TIDEWAY_UNLEASH_ENVIRONMENT`). @defaultValue `'development'` */
+  readonly environment: string;
+}
+
+/** Unleash project and environment ids: what its URL-friendly names allow, at most 100 characters. */
+const UNLEASH_ID = /^[A-Za-z0-9_.~-]{1,100}$/;
+
+/**
+ * The flag server: `TIDEWAY_UNLEASH_URL` (`off` disables flags: `null`), `TIDEWAY_UNLEASH_ADMIN_TOKEN`,
+ * `TIDEWAY_UNLEASH_PROJECT` (default `default`) and `TIDEWAY_UNLEASH_ENVIRONMENT` (default
+ * `development`). The SDK's client token must be for the same project and environment.
+ * @throws ConfigError naming the bad variable.
+ */
+export function unleashVar(env: NodeJS.ProcessEnv): UnleashSettings | null {
   if (env['TIDEWAY_UNLEASH_URL'] === 'off') return null;
   const url = urlVar(env, 'TIDEWAY_UNLEASH_URL', `http://127.0.0.1:${env['TIDEWAY_UNLEASH_PORT'] || 4242}`, ['http:', 'https:']);
-  return { url, adminToken: env['TIDEWAY_UNLEASH_ADMIN_TOKEN'] || '*:*.tideway-admin-dev-token' };
+  const id = (name: string, fallback: string): string => {
+    const value = env[name] || fallback;
+    if (!UNLEASH_ID.test(value)) throw new ConfigError(`${name} must be an Unleash id (letters, digits, - _ . ~; at most 100), got "${value}"`);
+    return value;
+  };
+  return {
+    url,
+    adminToken: env['TIDEWAY_UNLEASH_ADMIN_TOKEN'] || '*:*.tideway-admin-dev-token',
+    project: id('TIDEWAY_UNLEASH_PROJECT', 'default'),
+    environment: id('TIDEWAY_UNLEASH_ENVIRONMENT', 'development'),
+  };
 }
 
 /** `TIDEWAY_INSTALLATION`: 1–16 lower-case letters and digits, or `null` when unset (read from the orchestrator database). @throws ConfigError */

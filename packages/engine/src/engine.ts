@@ -1,4 +1,4 @@
-import { PhaseHooks } from '@tideway/core';
+import { PhaseHooks, type FlagControl } from '@tideway/core';
 import type { Database } from '@tideway/db';
 import type { Kysely } from 'kysely';
 import { systemClock, type Clock } from './clock.js';
@@ -35,14 +35,13 @@ import { AbortEvaluator } from './features/abort/abort-evaluator.js';
 import { VerificationService } from './features/verification/verification-service.js';
 import { registerVerificationGate } from './features/verification/register-verification.js';
 import { CleanupService } from './features/cleanup/cleanup-service.js';
-import type { FlagControl } from './features/cutover/flag-control.js';
 import { RampService } from './features/cutover/ramp-service.js';
 import { registerCutover } from './features/cutover/register-cutover.js';
-import { registerFlagPhases } from './features/cutover/register-flag-phases.js';
 import { TimerService } from './features/timers/timer-service.js';
 import { WebhookNotifier, type ControlQueue } from './features/webhooks/webhook-notifier.js';
 import { DesiredStateReconciler } from './features/desired-state/desired-state.js';
 import { Installation } from './features/installation/installation.js';
+import { FlagsKind } from './features/flags/flags-kind.js';
 import { noFaults, type Faults } from './faults.js';
 
 /** What {@link createEngine} needs. */
@@ -59,7 +58,7 @@ export interface EngineOptions {
   readonly queue?: WorkQueue | null;
   /** Where webhook deliveries and the evaluation schedule go; `null` (default) for none. */
   readonly controlQueue?: ControlQueue | null;
-  /** Admin control of the flag server (Unleash); `null` (default): cutover answers 503. */
+  /** Admin control of the flag server (Unleash); `null` (default): no flags are kept, and cutover answers 503. */
   readonly flags?: FlagControl | null;
   /** URLs that receive webhook events. @defaultValue [] */
   readonly webhookUrls?: readonly string[];
@@ -134,6 +133,7 @@ export function createEngine(options: EngineOptions): Engine {
   const migrationReadModel = new MigrationReadModel(options.db);
   const faults = options.faults ?? noFaults;
   const repository = new KyselyMigrationRepository();
+  const installation = new Installation(options.db, options.installation ?? null);
   const migrations = new MigrationService({
     db: options.db,
     repository,
@@ -142,8 +142,8 @@ export function createEngine(options: EngineOptions): Engine {
     datasources,
     clock,
     faults,
+    installation,
   });
-  const installation = new Installation(options.db, options.installation ?? null);
   const desiredState = new DesiredStateReconciler(options.db, repository, faults);
   migrations.useConverger(desiredState);
   const backfillReadModel = new BackfillReadModel(options.db);
@@ -178,8 +178,23 @@ export function createEngine(options: EngineOptions): Engine {
   const timers = new TimerService(options.db, clock);
   const abortEvaluator = new AbortEvaluator(options.db, migrations, divergenceReadModel, webhooks, evidenceWindows);
   const flags = options.flags ?? null;
-  const ramp = new RampService({ db: options.db, flags, timers, migrations, abort: abortEvaluator, evidence: divergenceReadModel, windows: evidenceWindows, converge: desiredState, webhooks, clock });
-  const cleanup = new CleanupService({ db: options.db, timers, migrations, flags, datasources, webhooks, clock });
+  // Flags are a kind of the desired state (ADR 008): without a flag server there are none to keep.
+  // Registered after the datasource kind: the reverse sync exists before write-new goes on.
+  if (flags) desiredState.register(new FlagsKind({ db: options.db, flags, installation }));
+  const ramp = new RampService({
+    db: options.db,
+    flags,
+    converge: desiredState,
+    faults,
+    timers,
+    migrations,
+    abort: abortEvaluator,
+    evidence: divergenceReadModel,
+    windows: evidenceWindows,
+    webhooks,
+    clock,
+  });
+  const cleanup = new CleanupService({ db: options.db, timers, migrations, datasources, webhooks, clock });
   const syncFailures = new SyncFailureCollector({ db: options.db, datasources, recorder: divergence, migrations });
   const engine: Engine = {
     db: options.db,
@@ -223,7 +238,6 @@ export function createEngine(options: EngineOptions): Engine {
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations });
   registerDivergenceGate(hooks, divergenceReadModel, evidenceWindows);
   registerVerificationGate(hooks, options.db);
-  registerFlagPhases(hooks, flags, migrations);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });
   // Old gets the writes it missed while it was the best-effort side before it takes over again:
   // copied before the transition locks the migration (a copy under the lock could wait on reports

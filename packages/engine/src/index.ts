@@ -57,6 +57,7 @@ export {
   type ProgressProvider,
   type TransitionNotice,
   type Converger,
+  type PatchStep,
 } from './features/migrations/migration-service.js';
 export { prepareCatalogCheck } from './features/migrations/prepare-catalog-check.js';
 export { ROLES, isRole, roleAllows, type Role } from './features/tokens/roles.js';
@@ -124,7 +125,7 @@ export { TombstoneSweeper, type SweepOutcome } from './features/backfill/tombsto
 export { TargetPurger, PURGE_BATCH, PURGE_BUDGET_MS, type PurgeOutcome } from './features/backfill/target-purger.js';
 export { BullmqWorkQueue, boundedRedis, QUEUE_TIMEOUT_MS, type WorkQueue, type BullmqWorkQueueOptions } from './features/leases/work-queue.js';
 export { quoteIdent, qualified, chunkUpsertSql, mappedSelectSql, rangePredicate, type KeyShape, type KeyValue } from './features/backfill/sql.js';
-export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, webhookSecretVar, unleashVar, installationVar, crashPointsVar } from './config-parsing.js';
+export { ConfigError, intVar, urlVar, datasourcesVar, logLevelVar, webhookUrlsVar, webhookSecretVar, unleashVar, installationVar, crashPointsVar, type UnleashSettings } from './config-parsing.js';
 export { DivergenceRecorder } from './features/divergence/divergence-recorder.js';
 export { DivergenceReadModel, type DivergenceWindow, type DivergenceItem } from './features/divergence/divergence-read-model.js';
 export { EvidenceWindows, type EvidenceWindow } from './features/divergence/evidence-windows.js';
@@ -138,6 +139,7 @@ export {
   type RangeOutcome,
 } from './features/verification/verification-service.js';
 export { TimerService, TIMERS_PER_POLL, type TimerHandler, type TimerOutcome } from './features/timers/timer-service.js';
-export type { FlagControl } from './features/cutover/flag-control.js';
-export { RampService, type RampView, type CutoverDryRun } from './features/cutover/ramp-service.js';
+export type { FlagControl } from '@tideway/core';
+export { RampService, type RampView, type RampWaitsFor, type RampWaitNotice, type CutoverDryRun } from './features/cutover/ramp-service.js';
+export { FlagsKind, ORPHAN_FLAG_GRACE_SECONDS, type FlagsKindDeps } from './features/flags/flags-kind.js';
 export { CleanupService, REMINDER_DAYS, type CleanupView } from './features/cleanup/cleanup-service.js';

@@ -1,5 +1,4 @@
-import { DependencyUnavailableError, TidewayError } from '@tideway/core';
-import type { FlagControl, FlagState } from './flag-control.js';
+import { DependencyUnavailableError, FlagConflictError, TidewayError, flagOwnerOf, type EnsureFlagsOptions, type FlagControl, type FlagState, type FlagSummary } from '@tideway/core';
 
 /** Where `UnleashFlagControl` finds Unleash's admin API. */
 export interface UnleashFlagControlOptions {
@@ -15,9 +14,9 @@ export interface UnleashFlagControlOptions {
   readonly requestTimeoutMs?: number;
 }
 
-/** Description of a flag whose `ensureFlags` has not finished; the next call finishes it. */
+/** Start of the description of a flag whose `ensureFlags` has not finished; the next call finishes it. */
 const PROVISIONING = 'Tideway: provisioning (ensureFlags finishes it on its next call)';
-/** Description of a flag `ensureFlags` completed. */
+/** Description of a flag `ensureFlags` completed, when the caller gives none. */
 const MANAGED = 'Managed by Tideway: gradual rollout per migration phase. Change it through Tideway.';
 const STRATEGY = 'flexibleRollout';
 
@@ -36,6 +35,12 @@ interface FeatureBody {
   readonly description?: string | null;
   readonly environments: readonly EnvironmentBody[];
 }
+interface ListedFeature {
+  readonly name: string;
+  readonly description?: string | null;
+  readonly createdAt?: string;
+  readonly environments?: readonly { readonly name: string; readonly enabled: boolean }[];
+}
 interface Answer {
   readonly status: number;
   readonly body: unknown;
@@ -49,10 +54,10 @@ interface Answer {
  * strategy `{ rollout, stickiness: 'default', groupId: <flag name> }` (so the same key gets the same
  * answer while the rollout only grows), environment switched on. Creation takes four requests in
  * an order that never exposes a flag to more keys than its rollout: create (described as
- * "provisioning") → add the strategy at 0 % → switch the environment on → mark it managed. When Unleash
- * fails in between, the flag is left off and the next `ensureFlags` completes it. A name held by an
- * archived flag (an earlier migration of that name was cleaned up) is deleted from the archive and
- * created afresh, never revived with its old rollout.
+ * "provisioning", followed by the final description) → add the strategy at 0 % → switch the
+ * environment on → give it its final description. When Unleash fails in between, the flag is left off
+ * and the next `ensureFlags` completes it. A name held by an archived flag is deleted from the archive
+ * and created afresh (never revived with its old rollout) when `owns` says it is the caller's.
  *
  * Not safe against two processes ensuring the same new flag at the same moment (both may add a
  * strategy); the engine serialises work per migration.
@@ -65,8 +70,8 @@ interface Answer {
  * import { UnleashFlagControl } from '@tideway/flags';
  *
  * const flags = new UnleashFlagControl({ url: 'http://127.0.0.1:4242', adminToken: '*:*.secret' });
- * await flags.ensureFlags(['tideway.orders-v2.read-new']);
- * await flags.setRollout('tideway.orders-v2.read-new', 25);
+ * await flags.ensureFlags(['tideway.k3x9q2ma.orders-v2.read-new']);
+ * await flags.setRollout('tideway.k3x9q2ma.orders-v2.read-new', 25);
  * ```
  */
 export class UnleashFlagControl implements FlagControl {
@@ -89,8 +94,8 @@ export class UnleashFlagControl implements FlagControl {
    * Flags are ensured one after the other; when one fails, those before it are complete and a retry
    * finishes the rest. Costs one request per existing flag.
    */
-  async ensureFlags(names: readonly string[]): Promise<void> {
-    for (const name of names) await this.#ensureFlag(name);
+  async ensureFlags(names: readonly string[], options: EnsureFlagsOptions = {}): Promise<void> {
+    for (const name of names) await this.#ensureFlag(name, options.descriptions?.[name] ?? MANAGED, options.owns ?? (() => true));
   }
 
   /**
@@ -117,10 +122,55 @@ export class UnleashFlagControl implements FlagControl {
 
   /** {@inheritDoc FlagControl.getState} @throws TidewayError `INTERNAL` when the flag is unknown. */
   async getState(flag: string): Promise<FlagState> {
-    const feature = await this.#getFeature(flag);
+    return this.#stateOf(await this.#getFeature(flag));
+  }
+
+  /** {@inheritDoc FlagControl.findState} One request. */
+  async findState(flag: string): Promise<FlagState | null> {
+    const feature = await this.#findFeature(flag);
+    return feature ? this.#stateOf(feature) : null;
+  }
+
+  /**
+   * {@inheritDoc FlagControl.listFlags}
+   * `GET /api/admin/projects/<project>/features?namePrefix=<prefix>` (Unleash matches the prefix
+   * case-insensitively; names are filtered here again, exactly).
+   */
+  async listFlags(prefix: string): Promise<FlagSummary[]> {
+    const path = `/api/admin/projects/${encodeURIComponent(this.#project)}/features?namePrefix=${encodeURIComponent(prefix)}`;
+    const answer = await this.#request('GET', path);
+    this.#expectOk(answer, 'list', `${prefix}*`);
+    const features = (answer.body as { features?: unknown } | null)?.features;
+    if (!Array.isArray(features)) throw new TidewayError('INTERNAL', `unleash answered an unexpected shape listing flags ${prefix}*`, { dependency: 'unleash', prefix });
+    return (features as ListedFeature[])
+      .filter((f) => typeof f.name === 'string' && f.name.startsWith(prefix))
+      .map((f) => ({
+        name: f.name,
+        description: f.description ?? '',
+        enabled: f.environments?.find((e) => e.name === this.#environment)?.enabled === true,
+        createdAt: new Date(f.createdAt ?? 0),
+      }));
+  }
+
+  /**
+   * {@inheritDoc FlagControl.archivedDescription}
+   * `POST /api/admin/features/validate` says whether the name is free (200), held by an archived flag
+   * (409 "archived") or by an active one (409: `null` here, see `findState`); only in the archived
+   * case is the description read, with `GET /api/admin/search/features` (Unleash allows 15 searches a
+   * minute by default; a 429 is a DependencyUnavailableError to retry).
+   */
+  async archivedDescription(name: string): Promise<string | null> {
+    const answer = await this.#request('POST', '/api/admin/features/validate', { name });
+    if (answer.status === 200) return null;
+    if (answer.status !== 409) this.#expectOk(answer, 'validate the name of', name);
+    if (!/archived/i.test(messageOf(answer.body))) return null;
+    return this.#archivedDescription(name);
+  }
+
+  #stateOf(feature: FeatureBody): FlagState {
     const environment = this.#environmentOf(feature);
     const strategy = environment.strategies.find((s) => s.name === STRATEGY);
-    return { name: feature.name, enabled: environment.enabled, rollout: strategy ? rolloutOf(strategy) : null };
+    return { name: feature.name, enabled: environment.enabled, rollout: strategy ? rolloutOf(strategy) : null, description: feature.description ?? '' };
   }
 
   /**
@@ -145,8 +195,8 @@ export class UnleashFlagControl implements FlagControl {
     this.#expectOk(answer, 'archive', flag);
   }
 
-  async #ensureFlag(name: string): Promise<void> {
-    const feature = (await this.#findFeature(name)) ?? (await this.#createFeature(name));
+  async #ensureFlag(name: string, description: string, owns: (description: string) => boolean | Promise<boolean>): Promise<void> {
+    const feature = (await this.#findFeature(name)) ?? (await this.#createFeature(name, `${PROVISIONING}. ${description}`, owns));
     const environment = this.#environmentOf(feature);
     if (!environment.strategies.some((s) => s.name === STRATEGY)) {
       const answer = await this.#request('POST', `${this.#environmentPath(name)}/strategies`, {
@@ -156,27 +206,40 @@ export class UnleashFlagControl implements FlagControl {
       });
       this.#expectOk(answer, 'add a strategy to', name);
     }
-    if (feature.description?.startsWith('Tideway: provisioning') !== true) return;
+    if (feature.description?.startsWith(PROVISIONING) !== true) return;
     if (!environment.enabled) await this.#switch(name, 'on');
-    const answer = await this.#request('PATCH', this.#featurePath(name), [{ op: 'replace', path: '/description', value: MANAGED }]);
+    const answer = await this.#request('PATCH', this.#featurePath(name), [{ op: 'replace', path: '/description', value: description }]);
     this.#expectOk(answer, 'mark as managed', name);
   }
 
-  async #createFeature(name: string): Promise<FeatureBody> {
-    const create = () => this.#request('POST', `/api/admin/projects/${encodeURIComponent(this.#project)}/features`, { name, type: 'release', description: PROVISIONING, impressionData: false });
+  async #createFeature(name: string, description: string, owns: (description: string) => boolean | Promise<boolean>): Promise<FeatureBody> {
+    const create = () => this.#request('POST', `/api/admin/projects/${encodeURIComponent(this.#project)}/features`, { name, type: 'release', description, impressionData: false });
     let answer = await create();
     if (answer.status === 409 && /archived/i.test(messageOf(answer.body))) {
+      const archived = await this.#archivedDescription(name);
+      if (archived !== null && !(await owns(archived))) throw new FlagConflictError(name, flagOwnerOf(archived), true);
       const removed = await this.#request('DELETE', `/api/admin/archive/${encodeURIComponent(name)}`);
       if (removed.status !== 404) this.#expectOk(removed, 'delete the archived', name);
       answer = await create();
     }
     if (answer.status === 409) {
-      // Created by someone else between our read and our write: carry on with theirs.
+      // Created by someone else between our read and our write: carry on with it if it is ours.
       const existing = await this.#findFeature(name);
+      if (existing && !(await owns(existing.description ?? ''))) throw new FlagConflictError(name, flagOwnerOf(existing.description), false);
       if (existing) return existing;
     }
     this.#expectOk(answer, 'create', name);
-    return { name, description: PROVISIONING, environments: [{ name: this.#environment, enabled: false, strategies: [] }] };
+    return { name, description, environments: [{ name: this.#environment, enabled: false, strategies: [] }] };
+  }
+
+  /** The description of the archived flag of this name (`''` when it has none), or `null` when the archive has no such flag (one search request). */
+  async #archivedDescription(name: string): Promise<string | null> {
+    const path = `/api/admin/search/features?query=${encodeURIComponent(name)}&archived=IS:true&project=IS:${encodeURIComponent(this.#project)}&limit=100`;
+    const answer = await this.#request('GET', path);
+    this.#expectOk(answer, 'look up the archived', name);
+    const features = (answer.body as { features?: ListedFeature[] } | null)?.features ?? [];
+    const found = features.find((f) => f.name === name);
+    return found ? (found.description ?? '') : null;
   }
 
   async #findFeature(flag: string): Promise<FeatureBody | null> {
@@ -217,7 +280,7 @@ export class UnleashFlagControl implements FlagControl {
     return `${this.#featurePath(flag)}/environments/${encodeURIComponent(this.#environment)}`;
   }
 
-  /** One admin API call. Unreachable, timed out or 5xx → DependencyUnavailableError; 4xx is returned. */
+  /** One admin API call. Unreachable, timed out, 5xx or 429 → DependencyUnavailableError; other 4xx are returned. */
   async #request(method: string, path: string, body?: unknown): Promise<Answer> {
     const what = `${method} ${path}`;
     const signal = AbortSignal.timeout(this.#requestTimeoutMs);
@@ -241,7 +304,8 @@ export class UnleashFlagControl implements FlagControl {
     } catch {
       // Not JSON (a proxy's error page): keep the text for the message.
     }
-    if (response.status >= 500) {
+    if (response.status >= 500 || response.status === 429) {
+      // 429: Unleash's rate limit (searches: 15 a minute by default); like an outage, retry later.
       throw new DependencyUnavailableError('unleash', `${what} answered ${response.status}: ${messageOf(parsed)}`);
     }
     return { status: response.status, body: parsed };

@@ -9,9 +9,12 @@ export function uniqueMigrationName(label: string): string {
   return `flags-test-${label}-${randomBytes(5).toString('hex')}`;
 }
 
-/** One unique flag name in the `tideway.<migration>.<purpose>` scheme. */
+/** The installation id these tests name their flags with. */
+export const TEST_INSTALLATION = 'flagstest';
+
+/** One unique flag name in the `tideway.<installation>.<migration>.<purpose>` scheme. */
 export function uniqueFlag(label: string): string {
-  return flagNames(uniqueMigrationName(label)).readNew;
+  return flagNames(TEST_INSTALLATION, uniqueMigrationName(label)).readNew;
 }
 
 /** `count` keys, the same for every call (`key-0` … `key-<count-1>`). */

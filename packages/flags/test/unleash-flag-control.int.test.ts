@@ -1,9 +1,9 @@
-import { DependencyUnavailableError, TidewayError, flagNames } from '@tideway/core';
+import { DependencyUnavailableError, FlagConflictError, TidewayError, flagNames, flagOwnerMarker } from '@tideway/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl } from '../src/index.js';
 import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
 import { freePort } from '@tideway/testing';
-import { startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
+import { TEST_INSTALLATION, startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
 
 let unleash: LocalUnleash;
 let control: UnleashFlagControl;
@@ -54,7 +54,7 @@ afterAll(async () => {
 
 describe('UnleashFlagControl against a real Unleash', () => {
   it('ensureFlags creates the four flags of a migration as sticky 0 % rollouts, switched on, and is idempotent', async () => {
-    const names = Object.values(flagNames(uniqueMigrationName('ensure')));
+    const names = Object.values(flagNames(TEST_INSTALLATION, uniqueMigrationName('ensure')));
     created.push(...names);
 
     await control.ensureFlags(names);
@@ -71,7 +71,7 @@ describe('UnleashFlagControl against a real Unleash', () => {
       expect(development.enabled).toBe(true);
       expect(development.strategies).toHaveLength(1);
       expect(development.strategies[0]).toMatchObject({ name: 'flexibleRollout', parameters: { rollout: '0', stickiness: 'default', groupId: name } });
-      expect(await control.getState(name)).toEqual({ name, enabled: true, rollout: 0 });
+      expect(await control.getState(name)).toMatchObject({ name, enabled: true, rollout: 0 });
     }
   });
 
@@ -84,7 +84,7 @@ describe('UnleashFlagControl against a real Unleash', () => {
 
     await control.ensureFlags([flag]);
 
-    expect(await control.getState(flag)).toEqual({ name: flag, enabled: false, rollout: 40 });
+    expect(await control.getState(flag)).toMatchObject({ name: flag, enabled: false, rollout: 40 });
   });
 
   it('ensureFlags completes a flag whose creation was interrupted (created, no strategy, off)', async () => {
@@ -100,7 +100,7 @@ describe('UnleashFlagControl against a real Unleash', () => {
 
     await control.ensureFlags([flag]);
 
-    expect(await control.getState(flag)).toEqual({ name: flag, enabled: true, rollout: 0 });
+    expect(await control.getState(flag)).toMatchObject({ name: flag, enabled: true, rollout: 0 });
     expect((await rawFeature(flag)).body.description).toMatch(/^Managed by Tideway/);
   });
 
@@ -147,7 +147,65 @@ describe('UnleashFlagControl against a real Unleash', () => {
 
     created.push(flag);
     await control.ensureFlags([flag]);
-    expect(await control.getState(flag)).toEqual({ name: flag, enabled: true, rollout: 0 });
+    expect(await control.getState(flag)).toMatchObject({ name: flag, enabled: true, rollout: 0 });
+  });
+
+  it('ensureFlags writes the given description (provisioning first); findState and listFlags read it back', async () => {
+    const migration = uniqueMigrationName('describe');
+    const names = flagNames(TEST_INSTALLATION, migration);
+    const marker = flagOwnerMarker({ installation: TEST_INSTALLATION, migrationId: '0b6f1c2d-1111-4222-8333-944455556666' });
+    const descriptions = Object.fromEntries(Object.values(names).map((n) => [n, `Managed by Tideway, ${n.split('.').at(-1)}. ${marker}`]));
+    created.push(...Object.values(names));
+    await control.ensureFlags(Object.values(names), { descriptions });
+    expect(await control.findState(names.readNew)).toEqual({ name: names.readNew, enabled: true, rollout: 0, description: descriptions[names.readNew] });
+    expect(await control.findState(uniqueFlag('absent'))).toBeNull();
+
+    await control.disable(names.writeNew);
+    const listed = await control.listFlags(`tideway.${TEST_INSTALLATION}.${migration}.`);
+    expect(listed.map((f) => [f.name, f.description, f.enabled]).sort()).toEqual(
+      Object.values(names).map((n) => [n, descriptions[n], n !== names.writeNew]).sort(),
+    );
+    for (const f of listed) expect(Math.abs(f.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
+    // Prefixes are matched exactly: another migration whose name extends this one is not listed.
+    expect(await control.listFlags(`tideway.${TEST_INSTALLATION}.${migration}x.`)).toEqual([]);
+  });
+
+  it("ensureFlags leaves an archived flag alone when owns says it is not the caller's: FlagConflictError, nothing changed", async () => {
+    const flag = uniqueFlag('archived-foreign');
+    await control.ensureFlags([flag], { descriptions: { [flag]: 'made by someone else' } });
+    await control.setRollout(flag, 30);
+    await control.archive(flag);
+
+    const error = await control.ensureFlags([flag], { owns: (d) => d.includes('[tideway-owner') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FlagConflictError);
+    expect(error).toMatchObject({ code: 'FLAG_CONFLICT', details: { flag, owner: null, archived: true } });
+    expect(await control.findState(flag)).toBeNull();
+    // Still in the archive, as it was.
+    expect(await control.archivedDescription(flag)).toBe('made by someone else');
+  });
+
+  it('archivedDescription: null for a free name and for an active flag, the description for an archived one', async () => {
+    const free = uniqueFlag('free');
+    expect(await control.archivedDescription(free)).toBeNull();
+    const active = uniqueFlag('active');
+    created.push(active);
+    await control.ensureFlags([active], { descriptions: { [active]: 'an active one' } });
+    expect(await control.archivedDescription(active)).toBeNull();
+    await control.archive(active);
+    expect(await control.archivedDescription(active)).toBe('an active one');
+  });
+
+  it('drives the configured environment only', async () => {
+    const production = new UnleashFlagControl({ url: unleash.url, adminToken: unleash.adminToken, environment: 'production' });
+    const flag = uniqueFlag('production');
+    created.push(flag);
+    await production.ensureFlags([flag]);
+    await production.setRollout(flag, 35);
+    expect(await production.getState(flag)).toMatchObject({ enabled: true, rollout: 35 });
+    // development keeps what Unleash gives a new flag: off, no strategy.
+    expect(await rawDevelopment(flag)).toMatchObject({ enabled: false, strategies: [] });
+    expect((await production.listFlags(flag))[0]?.enabled).toBe(true);
+    expect((await control.listFlags(flag))[0]?.enabled).toBe(false);
   });
 
   it('an unknown flag is an INTERNAL error carrying the server message', async () => {
@@ -174,7 +232,7 @@ describe('UnleashFlagControl when Unleash is unavailable', () => {
   it('a closed port is DependencyUnavailableError, quickly', async () => {
     const dead = new UnleashFlagControl({ url: `http://127.0.0.1:${await freePort()}`, adminToken: 'x' });
     const started = Date.now();
-    for (const call of [() => dead.ensureFlags(['tideway.x.read-new']), () => dead.setRollout('tideway.x.read-new', 5), () => dead.getRollout('f'), () => dead.disable('f'), () => dead.archive('f')]) {
+    for (const call of [() => dead.ensureFlags(['tideway.x.y.read-new']), () => dead.setRollout('tideway.x.y.read-new', 5), () => dead.getRollout('f'), () => dead.listFlags('tideway.x.'), () => dead.findState('f'), () => dead.archivedDescription('f'), () => dead.disable('f'), () => dead.archive('f')]) {
       const error = await call().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DependencyUnavailableError);
       expect(error).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'unleash' } });
@@ -196,6 +254,17 @@ describe('UnleashFlagControl when Unleash is unavailable', () => {
       expect(elapsed).toBeLessThan(2000);
     } finally {
       await silent.stop();
+    }
+  });
+
+  it('a 429 answer (Unleash rate limit) is DependencyUnavailableError, to retry', async () => {
+    const limited = await startFixedAnswer(429);
+    try {
+      const error = await new UnleashFlagControl({ url: limited.url, adminToken: 'x' }).archivedDescription('f').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DependencyUnavailableError);
+      expect((error as Error).message).toMatch(/answered 429: fixed answer 429/);
+    } finally {
+      await limited.stop();
     }
   });
 

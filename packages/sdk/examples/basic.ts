@@ -1,7 +1,8 @@
 /**
  * Runnable example: `npx tsx examples/basic.ts` (from packages/sdk).
  *
- * Inputs (environment): TIDEWAY_URL (default http://127.0.0.1:7070), TIDEWAY_TOKEN, TIDEWAY_MIGRATION_ID.
+ * Inputs (environment): TIDEWAY_URL (default http://127.0.0.1:7070), TIDEWAY_TOKEN, TIDEWAY_MIGRATION_ID,
+ * TIDEWAY_MIGRATION_INSTALLATION (the `installation` of the migration resource).
  * Two in-memory "stores" stand in for the application's old and new tables; a static flag reader
  * stands in for `UnleashFlagReader` from `@tideway/flags`. The example works without a control
  * plane: the SDK then counts its failed sends (see the printed stats) and the application is unaffected.
@@ -27,7 +28,8 @@ const flags: FlagReader = {
 const client = createMigrationClient({
   baseUrl: process.env.TIDEWAY_URL ?? 'http://127.0.0.1:7070',
   token: process.env.TIDEWAY_TOKEN ?? 'example-token',
-  migration: { id: process.env.TIDEWAY_MIGRATION_ID ?? 'example-migration-id', name: 'orders-v2' },
+  // In production, pass the migration resource (GET /v1/migrations/:id): it carries id, name and installation.
+  migration: { id: process.env.TIDEWAY_MIGRATION_ID ?? 'example-migration-id', name: 'orders-v2', installation: process.env.TIDEWAY_MIGRATION_INSTALLATION ?? 'example1' },
   flags,
   requestTimeoutMs: 2000,
   onError: (event) => console.error(`tideway ${event.kind}:`, event.error instanceof Error ? event.error.message : event.error),

@@ -4,9 +4,9 @@ import { Value } from 'typebox/value';
 import { DualWriteReportSchema, ShadowResultBatchSchema, TidewayError, type DualWriteReport, type ShadowResult, type ShadowResultBatch } from '@tideway/core';
 import { createMigrationClient, type MigrationClient, type MigrationClientOptions } from './migration-client.js';
 import type { SdkErrorEvent } from './sdk-error-event.js';
-import { delay, fakeFetch, fakeFlags, type FakeAnswer, type FakeFlagStates, type RecordedPost } from './test-fakes.js';
+import { FAKE_INSTALLATION, delay, fakeFetch, fakeFlags, type FakeAnswer, type FakeFlagStates, type RecordedPost } from './test-fakes.js';
 
-const MIGRATION = { id: 'mig-1', name: 'orders-v2' };
+const MIGRATION = { id: 'mig-1', name: 'orders-v2', installation: FAKE_INSTALLATION };
 const RESULTS_URL = 'http://cp.test/v1/migrations/mig-1/shadow-results';
 const REPORTS_URL = 'http://cp.test/v1/migrations/mig-1/dual-write-reports';
 
@@ -511,7 +511,9 @@ describe('lifecycle and options', () => {
     const cases: Array<[Partial<MigrationClientOptions>, string]> = [
       [{ baseUrl: 'not a url' }, 'baseUrl'],
       [{ token: '' }, 'token'],
-      [{ migration: { id: '', name: 'x' } }, 'migration.id'],
+      [{ migration: { id: '', name: 'x', installation: FAKE_INSTALLATION } }, 'migration.id'],
+      [{ migration: { id: 'm', name: 'x', installation: '' } }, 'migration.installation'],
+      [{ migration: { id: 'm', name: 'x', installation: 'Not-An-Id' } }, 'migration.installation'],
       [{ batchSize: 1001 }, 'batchSize'],
       [{ batchSize: 0 }, 'batchSize'],
       [{ maxBufferedResults: 10 }, 'maxBufferedResults'],

@@ -21,7 +21,7 @@ const MAX_ERROR_CHARS = 2000;
  * const options: MigrationClientOptions = {
  *   baseUrl: 'http://127.0.0.1:7070',
  *   token: 'secret',
- *   migration: { id: 'b6f1…', name: 'orders-v2' },
+ *   migration: { id: 'b6f1…', name: 'orders-v2', installation: 'k3x9q2ma' },
  *   flags: { isEnabled: () => false },
  *   shadowSamplePercent: 10,
  * };
@@ -32,8 +32,14 @@ export interface MigrationClientOptions {
   readonly baseUrl: string;
   /** API token, sent as `Authorization: Bearer <token>`. */
   readonly token: string;
-  /** The migration: `id` addresses the API routes, `name` forms the flag names (`tideway.<name>.dual-write`, ...). */
-  readonly migration: { readonly id: string; readonly name: string };
+  /**
+   * The migration, as `GET /v1/migrations/:id` answers it (pass that resource, or these three fields
+   * copied from it): `id` addresses the API routes; `installation` (the orchestrator's id,
+   * `TIDEWAY_INSTALLATION` or its database's own) and `name` form the flag names
+   * `tideway.<installation>.<name>.<purpose>` (the resource's `flags` lists them). Flags of another
+   * name are not read: a wrong installation means every key takes the old path.
+   */
+  readonly migration: { readonly id: string; readonly name: string; readonly installation: string };
   /** Answers whether a flag is on for a key (e.g. `UnleashFlagReader` from `@tideway/flags`). If it throws, the flag counts as off. */
   readonly flags: FlagReader;
   /** Turns a key into text for flags, sampling and `ShadowResult.key`. @defaultValue {@link defaultKeyToString} */
@@ -238,7 +244,7 @@ type Settled<T> = { readonly ok: true; readonly value: T; readonly ms: number } 
  * const client = createMigrationClient({
  *   baseUrl: 'http://127.0.0.1:7070',
  *   token: process.env.TIDEWAY_TOKEN ?? '',
- *   migration: { id: 'b6f1…', name: 'orders-v2' },
+ *   migration: { id: 'b6f1…', name: 'orders-v2', installation: 'k3x9q2ma' }, // or the resource of GET /v1/migrations/:id
  *   flags: { isEnabled: () => false }, // UnleashFlagReader in production
  * });
  * const order = await client.read({
@@ -292,6 +298,9 @@ class TidewayMigrationClient implements MigrationClient {
     if (typeof options.token !== 'string' || options.token === '') bad('token', 'must be a non-empty string');
     if (!options.migration || typeof options.migration.id !== 'string' || options.migration.id === '') bad('migration.id', 'must be a non-empty string');
     if (typeof options.migration.name !== 'string' || options.migration.name === '') bad('migration.name', 'must be a non-empty string');
+    if (typeof options.migration.installation !== 'string' || !/^[a-z0-9]{1,16}$/.test(options.migration.installation)) {
+      bad('migration.installation', 'must be the installation id of the migration resource (1-16 lower-case letters and digits)');
+    }
     if (!options.flags || typeof options.flags.isEnabled !== 'function') bad('flags', 'must be a FlagReader');
     const p = options.shadowSamplePercent;
     if (p !== undefined && !(typeof p === 'number' && p >= 0 && p <= 100)) bad('shadowSamplePercent', 'must be a number from 0 to 100');
@@ -299,7 +308,7 @@ class TidewayMigrationClient implements MigrationClient {
     if (typeof fetchImpl !== 'function') bad('fetch', 'is required where no global fetch exists');
 
     this.flags = options.flags;
-    this.names = flagNames(options.migration.name);
+    this.names = flagNames(options.migration.installation, options.migration.name);
     this.migrationName = options.migration.name;
     this.keyToString = options.keyToString ?? defaultKeyToString;
     this.samplePercent = p;

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { createMigrationClient } from './migration-client.js';
 import { murmurHash3X86_32 } from './murmur-hash3.js';
 import { stickyBucket } from './sticky-bucket.js';
-import { fakeFetch, fakeFlags, unleashRollout } from './test-fakes.js';
+import { FAKE_INSTALLATION, fakeFetch, fakeFlags, unleashRollout } from './test-fakes.js';
 
-const MIGRATION = { id: 'm-1', name: 'orders-v2' };
+const MIGRATION = { id: 'm-1', name: 'orders-v2', installation: FAKE_INSTALLATION };
 const KEYS = Array.from({ length: 10_000 }, (_, i) => `order-${i}`);
 
 describe('murmurHash3X86_32', () => {

@@ -17,9 +17,12 @@ export interface FakeFlagStates {
   writeNew?: FakeFlag;
 }
 
-/** A `FlagReader` over fixed states; `calls` lists every question asked. */
+/** The installation id of the fakes' flag names. */
+export const FAKE_INSTALLATION = 'fake1';
+
+/** A `FlagReader` over fixed states of the flags of `migrationName` in {@link FAKE_INSTALLATION}; `calls` lists every question asked. */
 export function fakeFlags(migrationName: string, states: FakeFlagStates): FlagReader & { calls: Array<{ flag: string; key: string }> } {
-  const names = flagNames(migrationName);
+  const names = flagNames(FAKE_INSTALLATION, migrationName);
   const byName = new Map<string, FakeFlag | undefined>([
     [names.dualWrite, states.dualWrite],
     [names.shadowRead, states.shadowRead],

@@ -45,7 +45,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
       queue: new BullmqWorkQueue(queue),
       controlQueue: new BullmqControlQueue(control),
       webhookUrls: options.config.webhookUrls,
-      flags: options.config.unleash ? new UnleashFlagControl({ url: options.config.unleash.url, adminToken: options.config.unleash.adminToken }) : null,
+      flags: options.config.unleash ? new UnleashFlagControl(options.config.unleash) : null,
       workerName: 'control-plane',
       datasources: options.config.datasources,
       bootstrapAdminToken: options.config.adminToken,

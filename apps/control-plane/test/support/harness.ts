@@ -147,6 +147,8 @@ export interface MigrationResource {
   progress: Record<string, unknown>;
   gates: { name: string; passed: boolean; message: string; observed: Record<string, unknown> }[];
   allowedActions: string[];
+  installation: string;
+  flags: { dualWrite: string; shadowRead: string; readNew: string; writeNew: string };
   phaseEnteredAt: string;
   createdAt: string;
   updatedAt: string;

@@ -4,7 +4,7 @@
  * new store differs for the keys listed in APP_DIVERGENT_KEYS (their `balance` is off by one and
  * they carry a `card.number` to redact). Prints the SDK's stats as JSON when done.
  *
- * Inputs: APP_BASE_URL, APP_TOKEN, APP_MIGRATION_ID, APP_MIGRATION_NAME, APP_DIVERGENT_KEYS (comma list).
+ * Inputs: APP_BASE_URL, APP_TOKEN, APP_MIGRATION_ID, APP_MIGRATION_NAME, APP_MIGRATION_INSTALLATION, APP_DIVERGENT_KEYS (comma list).
  */
 import { createMigrationClient } from '@tideway/sdk';
 
@@ -13,7 +13,7 @@ const shadowOnly = { isEnabled: (flag: string) => flag.endsWith('.shadow-read') 
 const client = createMigrationClient({
   baseUrl: process.env['APP_BASE_URL'] as string,
   token: process.env['APP_TOKEN'] as string,
-  migration: { id: process.env['APP_MIGRATION_ID'] as string, name: process.env['APP_MIGRATION_NAME'] as string },
+  migration: { id: process.env['APP_MIGRATION_ID'] as string, name: process.env['APP_MIGRATION_NAME'] as string, installation: process.env['APP_MIGRATION_INSTALLATION'] as string },
   flags: shadowOnly,
   batchSize: 500,
 });

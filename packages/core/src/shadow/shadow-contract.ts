@@ -69,12 +69,6 @@ export const DualWriteReportSchema = Type.Object(
 );
 export type DualWriteReport = Static<typeof DualWriteReportSchema>;
 
-/** Feature-flag names of a migration: `tideway.<name>.<purpose>`. */
-export function flagNames(migrationName: string): { dualWrite: string; shadowRead: string; readNew: string; writeNew: string } {
-  const base = `tideway.${migrationName}`;
-  return { dualWrite: `${base}.dual-write`, shadowRead: `${base}.shadow-read`, readNew: `${base}.read-new`, writeNew: `${base}.write-new` };
-}
-
 /**
  * What the SDK asks about flags. Implemented over unleash-client by `@tideway/flags`
  * (`UnleashFlagReader`) and by fakes in unit tests. Must never throw; an unknown flag is `false`.

@@ -4,8 +4,8 @@ import { GateSchema, IdParamsSchema, errorResponses } from '../schemas.js';
 
 /** What a ramp waits for (see RampView.waitsFor in @tideway/engine). */
 const WaitsForSchema = Type.Union([
-  Type.Enum(['hold', 'approval', 'samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'] as const, {
-    description: 'hold: the step is held; approval: an operator must approve; the others: what the evidence of the step still lacks',
+  Type.Enum(['hold', 'approval', 'flag-server', 'samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'] as const, {
+    description: 'hold: the step is held; approval: an operator must approve; flag-server: the hold ended and the step waits for the flag server to answer; the others: what the evidence of the step still lacks',
   }),
   Type.Null(),
 ]);
@@ -14,11 +14,13 @@ const RampSchema = Type.Object({
   step: Type.Integer({ description: 'index into spec.ramp.steps; -1 before the first' }),
   percent: Type.Number(),
   status: Type.Enum(['holding', 'awaiting_approval', 'write_cutover', 'rolled_back'] as const),
+  waitsFor: WaitsForSchema,
+  waiting: Type.Union([Type.Object({ since: Type.String({ format: 'date-time' }), reason: Type.String() }), Type.Null()], {
+    description: 'since when the due step waits for the flag server (and its last error) or for evidence (and what it lacks)',
+  }),
   nextAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   writeCutoverAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   reverseSync: Type.Boolean(),
-  waitsFor: WaitsForSchema,
-  waitsMessage: Type.Union([Type.String(), Type.Null()]),
   history: Type.Array(Type.Object({ step: Type.Integer(), percent: Type.Number(), at: Type.String(), event: Type.String() })),
 });
 
@@ -64,7 +66,7 @@ export const cutoverRoutes: FastifyPluginAsyncTypebox = async (app) => {
             current: Type.Union([Type.Object({ step: Type.Integer(), percent: Type.Number(), status: Type.String() }), Type.Null()]),
             next: Type.Object({ kind: Type.String(), step: Type.Optional(Type.Integer()), percent: Type.Optional(Type.Number()), reason: Type.Optional(Type.String()) }),
             waitsFor: WaitsForSchema,
-            waitsMessage: Type.Union([Type.String(), Type.Null()]),
+            waiting: Type.Union([Type.Object({ since: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]), reason: Type.String() }), Type.Null()]),
             nextAt: Type.Union([Type.String(), Type.Null()]),
             gates: Type.Array(GateSchema),
           }),

@@ -3,8 +3,6 @@ import type { Database, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
 import { quoteIdent } from '../backfill/sql.js';
-import type { FlagControl } from '../cutover/flag-control.js';
-import { RampService } from '../cutover/ramp-service.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
@@ -36,7 +34,6 @@ interface Deps {
   readonly db: Kysely<Database>;
   readonly timers: TimerService;
   readonly migrations: MigrationService;
-  readonly flags: FlagControl | null;
   readonly datasources: DatasourceRegistry;
   readonly webhooks: WebhookNotifier;
   readonly clock: Clock;
@@ -45,9 +42,10 @@ interface Deps {
 /**
  * Cleanup deadlines, scheduled from the moment cleanup starts so they cannot be forgotten: entering
  * cleanup sets `deadline = now + spec.cleanup.deadlineDays`, with reminders 7 days and 1 day before
- * and at the deadline (audit events and webhooks). At the deadline, `autoExecute` archives the
- * flags, drops the sync triggers, renames the old table to `<table>_tideway_archived_<yyyymmdd>`
- * (or drops it with `dropOld` and its confirmation) and finishes the migration; without it the
+ * and at the deadline (audit events and webhooks). At the deadline, `autoExecute` drops the sync
+ * triggers, renames the old table to `<table>_tideway_archived_<yyyymmdd>`
+ * (or drops it with `dropOld` and its confirmation) and finishes the migration (whose converge
+ * archives the flags: `done`/`completed` wants them archived); without it the
  * migration is overdue and a reminder repeats daily until an operator acts.
  */
 export class CleanupService {
@@ -122,17 +120,16 @@ export class CleanupService {
 
   /**
    * Entry action of `done` (the operator's advance, or the deadline with autoExecute), run after the
-   * converge removed the sync: archive the flags, rename (or, with `dropOld`, drop) the old table.
-   * Idempotent.
-   * @throws DependencyUnavailableError when the flag server or the datasource cannot be reached.
+   * converge of `done` removed the sync and archived the flags (the desired state of a completed
+   * migration): rename (or, with `dropOld`, drop) the old table. Idempotent.
+   * @throws DependencyUnavailableError when the datasource cannot be reached.
    */
   async execute(ctx: MigrationContext): Promise<void> {
     const { migration } = ctx;
     const cleanup = await ctx.db.selectFrom('cleanups').selectAll().where('migration_id', '=', migration.id).executeTakeFirst();
     if (cleanup?.executed_at) return;
     const spec = migration.spec;
-    if (this.deps.flags) for (const flag of RampService.flagsOf(spec)) await this.deps.flags.archive(flag);
-    // The sync triggers are gone: this runs after the converge of `done` (stage after-converge).
+    // The sync triggers are gone and the flags archived: this runs after the converge of `done` (stage after-converge).
     const dropping = spec.cleanup.dropOld && spec.cleanup.dropConfirmation === spec.source.table;
     // The archive's comment starts with this line (the table's own comment, if any, follows), so a
     // retry after a crash between the rename (committed on the datasource) and the orchestrator's

@@ -7,10 +7,11 @@ import type { RampService } from './ramp-service.js';
 
 /**
  * Plugs cutover and cleanup into the state machine:
- * - cutover entry: flags ensured, reads at the first step (or awaiting approval); rollback: reads
- *   and writes back to old, sync forward again; gate `write-cutover-done`;
+ * - cutover entry: the ramp at its first step (or awaiting approval); rollback: the ramp rolled
+ *   back, sync forward again (the transition's converge moves the flags); gate `write-cutover-done`;
  * - cleanup entry: the deadline and its reminders; rollback: they go away;
- * - done entry: the cleanup is executed (flags archived, triggers dropped, old table renamed);
+ * - done entry: the cleanup is executed (triggers dropped, old table renamed; the converge archives the flags);
+ * - PATCH of `ramp.*` during the ramp (the current hold rescheduled, or refused);
  * - timers `ramp_hold`, `cleanup_reminder`, `cleanup_deadline`; pause/resume freeze the hold;
  * - `ramp` in the migration's `progress`.
  */
@@ -41,6 +42,7 @@ export function registerCutover(
   deps.timers.on('cleanup_reminder', (timer, now) => deps.cleanup.onReminder(timer, now));
   deps.timers.on('cleanup_deadline', (timer, now) => deps.cleanup.onDeadline(timer, now));
 
+  deps.migrations.onPatch(deps.ramp.onPatch);
   deps.migrations.onTransition(async ({ migration, action }) => {
     if (migration.phase !== 'cutover') return;
     if (action === 'pause') await deps.ramp.onPause(migration.id);

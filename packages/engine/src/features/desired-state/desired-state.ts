@@ -24,6 +24,12 @@ export interface ConvergeTarget {
   readonly migration: Migration;
   /** The transaction holding the migration's row lock (ramps, cleanups and runs are read through it). */
   readonly db: Kysely<Database>;
+  /**
+   * Set by the periodic pass: look at the world rather than trust what the kind recorded as last
+   * applied (a kind may skip its requests inside a transition when the desired state did not change,
+   * leaving drift to this pass). @defaultValue false
+   */
+  readonly verify?: boolean;
 }
 
 /**
@@ -50,6 +56,13 @@ export interface DesiredStateKind {
    * @param known - ids of every migration in the orchestrator database.
    */
   sweepOrphans?(known: ReadonlySet<string>): Promise<ConvergeChange[]>;
+  /**
+   * One cheap look at the whole world at the start of a periodic pass (e.g. one list request to the
+   * flag server). Optional.
+   * @returns ids of migrations found out of step (or with a converge left unfinished): the pass
+   *   converges them now, whatever their version and the age of their last check.
+   */
+  observe?(): Promise<ReadonlySet<string>>;
 }
 
 /** What one periodic pass did. */
@@ -80,9 +93,10 @@ export const INTENT_GRACE_SECONDS = 60;
  * - Inside a transition, {@link converge} runs after the new state is written and before the
  *   transaction commits: a failure cancels the transition, and a crash before the commit leaves
  *   the world ahead of the state — and a committed intent, so the next periodic pass brings it back.
- * - {@link reconcileAll}, run by every worker every reconcile interval, converges each migration
- *   whose version moved past the last converged one or that has an intent left by a transition that
- *   did not commit, and re-checks the others for drift every
+ * - {@link reconcileAll}, run by every worker every reconcile interval, first lets each kind
+ *   `observe` the world cheaply, then converges each migration a kind found out of step, whose
+ *   version moved past the last converged one, or that has an intent left by a transition that did
+ *   not commit, and re-checks the others for drift every
  *   {@link DRIFT_CHECK_SECONDS}, each under the migration's row lock (`FOR UPDATE SKIP LOCKED`: a
  *   migration in the middle of a transition is left to the transition). Every change it makes is
  *   an audit event `converge` with the changes; then it removes orphans of this installation.
@@ -149,6 +163,16 @@ export class DesiredStateReconciler {
    */
   async reconcileAll(options: { driftCheckSeconds?: number } = {}): Promise<ReconcileReport> {
     const drift = options.driftCheckSeconds ?? DRIFT_CHECK_SECONDS;
+    const failures: { migrationId: string; error: string }[] = [];
+    const observed = new Set<string>();
+    for (const kind of this.#kinds) {
+      try {
+        for (const id of (await kind.observe?.()) ?? []) observed.add(id);
+      } catch (error) {
+        failures.push({ migrationId: '*', error: `${kind.name} observe: ${error instanceof Error ? error.message : String(error)}` });
+      }
+    }
+    const outOfStep = [...observed];
     const due = await this.db
       .selectFrom('migrations')
       .select('id')
@@ -156,18 +180,19 @@ export class DesiredStateReconciler {
         eb.or([
           eb('converged_version', '<', eb.ref('version')),
           eb('id', 'in', eb.selectFrom('converge_intents').select('migration_id')),
+          ...(outOfStep.length > 0 ? [eb('id', 'in', outOfStep)] : []),
           eb.and([
             eb('status', 'not in', ['aborted', 'completed']),
             eb.or([eb('converged_at', 'is', null), eb('converged_at', '<', sql<Date>`now() - make_interval(secs => ${drift})`)]),
           ]),
         ]),
       )
+      .$if(outOfStep.length > 0, (qb) => qb.orderBy(sql`id = any(${outOfStep}::uuid[])`, 'desc'))
       .orderBy(sql`converged_version < version`, 'desc')
       .orderBy('converged_at', (ob) => ob.asc().nullsFirst())
       .limit(CONVERGE_BATCH)
       .execute();
     const changes: ConvergeChange[] = [];
-    const failures: { migrationId: string; error: string }[] = [];
     for (const { id } of due) {
       try {
         changes.push(...(await this.#reconcileOne(id)));
@@ -194,7 +219,7 @@ export class DesiredStateReconciler {
       const row = await trx.selectFrom('migrations').selectAll().where('id', '=', id).forUpdate().skipLocked().executeTakeFirst();
       if (!row) return []; // a transition holds it: it converges for itself
       const migration = toMigration(row);
-      const changes = await this.#convergeKinds({ migration, db: trx });
+      const changes = await this.#convergeKinds({ migration, db: trx, verify: true });
       await trx
         .deleteFrom('converge_intents')
         .where('migration_id', '=', id)

@@ -20,8 +20,10 @@ import {
   type SpecProblem,
   NameTakenError,
   TidewayError,
+  flagNames,
   isTerminal,
   isUuid,
+  type FlagNames,
 } from '@tideway/core';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import type { Database } from '@tideway/db';
@@ -34,6 +36,7 @@ import type { MigrationReadModel } from './migration-read-model.js';
 import type { MigrationRepository } from './migration-repository.js';
 import { noFaults, type Faults } from '../../faults.js';
 import type { ConvergeChange, ConvergeTarget } from '../desired-state/desired-state.js';
+import type { Installation } from '../installation/installation.js';
 import { roleAllows, type Role } from '../tokens/roles.js';
 
 /** Who acts and under which optimistic-concurrency expectation. */
@@ -75,6 +78,10 @@ export interface MigrationView {
   readonly progress: Record<string, unknown>;
   /** Operator actions the transition table allows now (Tideway's own `fail` is left out). */
   readonly allowedActions: Action[];
+  /** The installation whose flags these are (`TIDEWAY_INSTALLATION` or the orchestrator database's id). */
+  readonly installation: string;
+  /** The migration's flag names (`tideway.<installation>.<name>.<purpose>`), as the SDK reads them. */
+  readonly flags: FlagNames;
 }
 
 /** Dependencies of {@link MigrationService}. */
@@ -87,7 +94,17 @@ export interface MigrationServiceDeps {
   readonly clock: Clock;
   /** Crash points for fault tests. @defaultValue none */
   readonly faults?: Faults;
+  /** The installation id, for the flag names on the view. */
+  readonly installation: Installation;
 }
+
+/**
+ * A step of PATCH that makes a changed setting take effect where it lives outside the spec (e.g. the
+ * current ramp hold's end), inside the patch's transaction (the migration row locked), after the new
+ * spec is written and before the converge. It returns facts for the `patch` audit event, or throws
+ * to refuse the patch (e.g. `INVALID_TRANSITION` naming when the change can apply): nothing is changed.
+ */
+export type PatchStep = (ctx: { readonly before: Migration; readonly after: Migration; readonly changed: readonly string[]; readonly db: Kysely<Database> }) => Promise<Record<string, unknown> | void>;
 
 /**
  * Brings the world outside the orchestrator database in line with a migration's state (see
@@ -112,7 +129,7 @@ export class MigrationService {
   readonly #progress: ProgressProvider[] = [];
   /** Reads of {@link describe} in flight, shared by concurrent callers for the same id. */
   readonly #describing = new Map<string, Promise<MigrationView>>();
-  readonly #beforeCreate: ((spec: MigrationSpec) => Promise<void>)[] = [];
+  readonly #patchSteps: PatchStep[] = [];
   readonly #beforeAct: { actions: readonly Action[]; step: (migration: Migration) => Promise<void> }[] = [];
   #converge: Converger | null = null;
   readonly #during: ((trx: Kysely<Database>, migration: Migration, action: Action, to: MigrationState) => Promise<void>)[] = [];
@@ -135,12 +152,9 @@ export class MigrationService {
     this.#listeners.push(listener);
   }
 
-  /**
-   * Registers a step that runs before a migration is created (after its spec was checked); a throw
-   * cancels the create and nothing is stored. Used to reset the flags of a reused migration name.
-   */
-  beforeCreate(step: (spec: MigrationSpec) => Promise<void>): void {
-    this.#beforeCreate.push(step);
+  /** Registers a {@link PatchStep}; steps run in registration order. */
+  onPatch(step: PatchStep): void {
+    this.#patchSteps.push(step);
   }
 
   /**
@@ -168,18 +182,23 @@ export class MigrationService {
   }
 
   /**
-   * Creates a migration in `draft`/`active` from a client spec, with a `create` audit event.
+   * Creates a migration in `draft`/`active` from a client spec, with a `create` audit event, and
+   * converges its desired state (its flags are created, at 0 %) in the same transaction.
    * @throws InvalidSpecError for incoherent fields or unknown datasources (every problem at once).
    * @throws NameTakenError when the name is in use.
+   * @throws FlagConflictError when one of its flag names is held by a flag Tideway did not create for it (nothing created).
+   * @throws DependencyUnavailableError when the flag server cannot be reached (nothing created).
    */
   async create(input: MigrationSpecInput, options: Pick<ActOptions, 'actor' | 'reason'>): Promise<Migration> {
     const spec = resolveSpec(input);
     await this.#checkSpec(spec);
     const taken = await this.#deps.db.selectFrom('migrations').select('id').where('name', '=', spec.name).executeTakeFirst();
     if (taken) throw new NameTakenError(spec.name);
-    for (const step of this.#beforeCreate) await step(spec);
     return this.#deps.db.transaction().execute(async (trx) => {
+      // Inserted first: the name's unique index makes a concurrent create of the same name wait here, before any flag is touched.
       const migration = await this.#deps.repository.insert(trx, spec.name, spec);
+      // No intent (the id is new): flags a crash leaves behind here are this installation's orphans, swept later.
+      const converged = this.#converge ? await this.#converge.converge({ migration, db: trx }, null) : [];
       await this.#deps.repository.appendEvent(trx, {
         migrationId: migration.id,
         actor: options.actor,
@@ -187,7 +206,7 @@ export class MigrationService {
         from: null,
         to: { phase: migration.phase, status: migration.status },
         reason: options.reason ?? null,
-        details: {},
+        details: converged.length ? { converged: converged.map((c) => ({ ...c })) } : {},
       });
       return migration;
     });
@@ -272,14 +291,20 @@ export class MigrationService {
   }
 
   /**
-   * Changes tunable parts of the spec, with a `patch` audit event listing the changed fields.
+   * Changes tunable parts of the spec, with a `patch` audit event listing the changed fields. A
+   * setting that lives outside the spec takes effect in the same transaction: the {@link PatchStep}s
+   * (e.g. the current hold rescheduled) and the converge of the desired state (e.g. the shadow-read
+   * rollout set to the new sample percent), both recorded in the event.
    * @throws TidewayError `FORBIDDEN` (details `field`, `fields`, `required: 'admin'`, `role`) when a
    *   caller below `admin` would change an admin-only field, or `role` is below `operator`; checked
    *   before the phase's immutability, so an operator learns the field is not theirs at all.
    * @throws MigrationNotFoundError, VersionConflictError, ImmutableFieldError, InvalidSpecError.
+   * @throws TidewayError `INVALID_TRANSITION` from a step that refuses the change now (it says when it can apply).
+   * @throws DependencyUnavailableError when the flag server cannot be reached and a flag had to change (nothing changed).
    */
   async patch(id: string, patch: MigrationSpecPatch, options: PatchOptions): Promise<Migration> {
     const { repository } = this.#deps;
+    const intent = this.#converge && isUuid(id) ? await this.#converge.intend(id) : null;
     const updated = await this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
       if (!current) throw new MigrationNotFoundError(id);
@@ -304,6 +329,9 @@ export class MigrationService {
       if (changed.length === 0) return current;
       await this.#checkSpec(spec);
       const updated = await repository.updateSpec(trx, current, spec);
+      const applied: Record<string, unknown> = {};
+      for (const step of this.#patchSteps) Object.assign(applied, (await step({ before: current, after: updated, changed, db: trx })) ?? {});
+      const converged = this.#converge ? await this.#converge.converge({ migration: updated, db: trx }, intent) : [];
       const state = { phase: current.phase, status: current.status };
       await repository.appendEvent(trx, {
         migrationId: id,
@@ -312,7 +340,7 @@ export class MigrationService {
         from: state,
         to: state,
         reason: options.reason ?? null,
-        details: { changed, version: updated.version },
+        details: { changed, ...applied, ...(converged.length ? { converged: converged.map((c) => ({ ...c })) } : {}), version: updated.version },
       });
       return updated;
     });
@@ -381,15 +409,18 @@ export class MigrationService {
   /** Like {@link describe} for a migration already read. */
   async view(migration: Migration): Promise<MigrationView> {
     const ctx: MigrationContext = { migration, db: this.#deps.db, clock: this.#deps.clock, actor: 'tideway:read' };
-    const [gates, parts] = await Promise.all([
+    const [gates, parts, installation] = await Promise.all([
       this.#evaluateGates(ctx),
       Promise.all(this.#progress.map((p) => p(migration, this.#deps.db))),
+      this.#deps.installation.id(),
     ]);
     return {
       migration,
       gates,
       progress: Object.assign({}, ...parts) as Record<string, unknown>,
       allowedActions: allowedActions(migration).filter((a) => a !== 'fail'),
+      installation,
+      flags: flagNames(installation, migration.name),
     };
   }
 
