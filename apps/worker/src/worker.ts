@@ -87,6 +87,10 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
         const converged = await engine.desiredState.reconcileAll();
         if (converged.changes.length || converged.failures.length) log('converged', { changes: converged.changes, failures: converged.failures });
       });
+      await step('ddl guard', async () => {
+        const changed = await engine.ddlGuard.checkAll();
+        if (changed) log('ddl detected', { migrations: changed });
+      });
       await step('sync failures', async () => {
         const rows = await engine.syncFailures.collectAll();
         if (rows) log('sync failures collected', { rows });

@@ -46,6 +46,17 @@ export interface ConvergeIntentsTable {
   since: Timestamp;
 }
 
+/** `ddl_guards`: the catalog signature a migration's expressions were bound against, and the DDL last detected since. */
+export interface DdlGuardsTable {
+  migration_id: string;
+  /** A `CatalogSignature` of @tideway/engine. */
+  signature: Json<unknown>;
+  bound_at: Timestamp;
+  /** Sentences naming what changed (`column name of public.orders was dropped`), or null. */
+  detected: Json<string[]> | null;
+  detected_at: Date | null;
+}
+
 /** `installation`: one row, the id that marks everything this orchestrator creates outside its database. */
 export interface InstallationTable {
   singleton: Generated<boolean>;
@@ -359,6 +370,7 @@ export interface Database {
   installation: InstallationTable;
   converge_intents: ConvergeIntentsTable;
   evidence_windows: EvidenceWindowsTable;
+  ddl_guards: DdlGuardsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

@@ -23,6 +23,7 @@ import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
 import { TargetPurger } from './features/backfill/target-purger.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncObjects } from './features/sync/sync-objects.js';
+import { DdlGuard } from './features/ddl-guard/ddl-guard.js';
 import { SyncFailureCollector } from './features/sync/sync-failure-collector.js';
 import type { WorkQueue } from './features/leases/work-queue.js';
 import { CHUNK_WORK, LeasedWork, RANGE_WORK } from './features/leases/leased-work.js';
@@ -89,6 +90,8 @@ export interface Engine {
   readonly idempotency: IdempotencyStore;
   readonly backfill: BackfillService;
   readonly backfillReadModel: BackfillReadModel;
+  /** Pauses a migration whose tables changed under it, with the DDL named. */
+  readonly ddlGuard: DdlGuard;
   /** The datasource kind of the desired state: each migration's trigger sync. */
   readonly syncObjects: SyncObjects;
   /** Moves writes the sync triggers could not apply into the divergence ledger. */
@@ -147,6 +150,15 @@ export function createEngine(options: EngineOptions): Engine {
   const desiredState = new DesiredStateReconciler(options.db, repository, faults);
   migrations.useConverger(desiredState);
   const backfillReadModel = new BackfillReadModel(options.db);
+  const ddlGuard: DdlGuard = new DdlGuard({ db: options.db, binder: expressions, catalog, migrations });
+  // A resume after a schema change re-binds the spec, or is refused (422) with every problem.
+  migrations.duringTransition(async (trx, m, action) => {
+    if (action === 'resume') await ddlGuard.rebindIfChanged(trx, m);
+  });
+  migrations.addProgressProvider(async (m) => {
+    const ddl = await ddlGuard.detection(m.id);
+    return ddl ? { ddl } : {};
+  });
   const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
   desiredState.register(syncObjects);
   const health = new HealthProbe(datasources);
@@ -163,6 +175,7 @@ export function createEngine(options: EngineOptions): Engine {
     sweeper: new TombstoneSweeper(datasources, catalog),
     purger: new TargetPurger(datasources, catalog),
     redriveSyncFailuresSince: (m, since): Promise<void> => divergence.redriveSince(m, since),
+    ddlCheck: (m): Promise<string[]> => ddlGuard.check(m),
     migrations,
     chunks: new LeasedWork(CHUNK_WORK, options.db, queue, workBlocks),
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
@@ -211,6 +224,7 @@ export function createEngine(options: EngineOptions): Engine {
     backfillReadModel,
     syncObjects,
     syncFailures,
+    ddlGuard,
     divergence,
     divergenceReadModel,
     evidenceWindows,
@@ -234,7 +248,7 @@ export function createEngine(options: EngineOptions): Engine {
     }),
     close: () => datasources.close(),
   };
-  hooks.addEntryAction('prepare', prepareCatalogCheck(catalog));
+  hooks.addEntryAction('prepare', prepareCatalogCheck(catalog, ddlGuard));
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations });
   registerDivergenceGate(hooks, divergenceReadModel, evidenceWindows);
   registerVerificationGate(hooks, options.db);

@@ -118,6 +118,7 @@ export {
 } from './features/leases/transient-error.js';
 export { cancelOnAbort } from './features/leases/cancel-on-abort.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
+export { DdlGuard, GUARDED_PHASES, type DdlDetection } from './features/ddl-guard/ddl-guard.js';
 export { SyncObjects, SYNC_LOCK_TIMEOUT_MS, sourceKeyFromTargetKey, type SyncObjectsDeps } from './features/sync/sync-objects.js';
 export { SyncFailureCollector, FAILURES_PER_COLLECT, type CollectOutcome } from './features/sync/sync-failure-collector.js';
 export { syncObjects, syncTriggerName, syncMarker, parseSyncMarker, failuresTableName, tombstoneTable, tombstoneTableName, idTag, type SyncDirection, type SyncObject, type SyncRole, type SyncPlanInput } from './features/sync/sync-sql.js';

@@ -69,6 +69,12 @@ export interface BackfillServiceDeps {
    * by a chunk copying an older snapshot of the key. Throws to keep the run open. @defaultValue none
    */
   readonly redriveSyncFailuresSince?: (migration: Migration, since: Date) => Promise<void>;
+  /**
+   * Checked before every chunk: whether DDL changed a column the migration uses since its
+   * expressions were bound (the DDL guard, which pauses the migration with the change named).
+   * @returns the changes, empty when none. @defaultValue no check
+   */
+  readonly ddlCheck?: (migration: Migration) => Promise<readonly string[]>;
   readonly migrations: MigrationService;
   /** The chunks' leased-work lifecycle (`CHUNK_WORK`): enqueue, lease, heartbeat, re-drive; its queue is `null` where none is configured. */
   readonly chunks: LeasedWork;
@@ -123,7 +129,8 @@ export class BackfillService {
   /**
    * Empties the target of what an earlier run (or anyone) left there, before the run's first chunk
    * is planned ({@link TargetPurger}); for at most `budgetMs`, then the next call goes on. Does
-   * nothing once purged, or unless the migration is in backfill and active. Pumps when done.
+   * nothing once purged, or unless the migration is in backfill and active. Callers pump after it
+   * (the reconciler's round, the transition listener).
    * @throws the database error (the reconciler calls again).
    */
   async purgeTarget(migrationId: string, budgetMs?: number): Promise<void> {
@@ -154,7 +161,6 @@ export class BackfillService {
       .where('migration_id', '=', migrationId)
       .where('target_purged_at', 'is', null)
       .execute();
-    if (outcome.done) await this.pump(migrationId);
   }
 
   /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */
@@ -305,7 +311,7 @@ export class BackfillService {
       if (!run || !row) return [];
       const migration = toMigration(row);
       if (migration.phase !== 'backfill' || migration.status !== 'active') return [];
-      // No chunk before the target is purged (purgeTarget pumps once it is).
+      // No chunk before the target is purged (the caller of purgeTarget pumps after it).
       if (!run.target_purged_at) return [];
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`tideway:datasource:${run.datasource}`}))`.execute(trx);
       const inFlight = await repository.inFlight(trx, migrationId, run.datasource);
@@ -379,6 +385,11 @@ export class BackfillService {
       return { kind: 'skipped', reason: `migration is ${migration.phase}/${migration.status}` };
     }
     const spec = migration.spec;
+    // A table that is no longer the one the mapping was bound to is not copied from (or into).
+    if (this.deps.ddlCheck && (await this.deps.ddlCheck(migration)).length > 0) {
+      await chunks.markUnqueued(chunk.id, chunk.enqueues);
+      return { kind: 'skipped', reason: 'DDL changed a column the migration uses: the migration is paused' };
+    }
 
     // Health is read only when throttling is on (one query per chunk saved otherwise).
     const unhealthy = spec.throttle.enabled
