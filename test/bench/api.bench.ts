@@ -71,6 +71,7 @@ try {
       source: { datasource: 'main', table: 'orders', key: 'id' },
       target: { datasource: 'main', table: 'orders_v2', key: 'id' },
       mapping: { id: 'id', total_cents: 'total * 100' },
+      reverseMapping: { total: 'total_cents / 100' },
     });
     await call('POST', `/v1/migrations/${m['id'] as string}/start`, operator, {});
     ids.push(m['id'] as string);

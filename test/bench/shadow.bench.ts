@@ -51,6 +51,7 @@ try {
         source: { datasource: 'main', table: 'accounts', key: 'id' },
         target: { datasource: 'main', table: 'accounts_v2', key: 'id' },
         mapping: { id: 'id', balance_cents: 'balance * 100' },
+        reverseMapping: { balance: 'balance_cents / 100' },
       }),
     })
   ).json() as { id: string };

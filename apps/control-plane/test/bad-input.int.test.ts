@@ -24,6 +24,7 @@ beforeAll(async () => {
     await createMigration(h.app, 'broken-draft', {
       source: { datasource: 'main', table: 'orders_gone', key: 'id' },
       mapping: { id: 'id', total_cents: 'total * 100', discount_cents: '0' },
+      reverseMapping: { total: 'total_cents / 100' },
     })
   ).id;
   revokedToken = await createToken(h.app, 'revoked-admin', 'admin');

@@ -57,8 +57,10 @@ describe('POST /v1/migrations', () => {
       source: { datasource: 'main', schema: 'public', table: 'orders', key: ['id'] },
       target: { datasource: 'main', schema: 'public', table: 'orders_v2', key: ['id'] },
       mapping: { id: 'id', total_cents: 'total * 100' },
+      reverseMapping: { total: 'total_cents / 100' },
       syncMode: 'trigger',
-      reverseMapping: null,
+      reverseMapping: { total: 'total_cents / 100' },
+      rollbackAfterWriteCutover: true,
       backfill: { ...SPEC_DEFAULTS.backfill, maxChunkRows: 20_000 },
       throttle: SPEC_DEFAULTS.throttle,
       shadowRead: SPEC_DEFAULTS.shadowRead,
@@ -261,6 +263,7 @@ describe('start checks the live catalog', () => {
       source: { datasource: 'main', table: 'no_such_table', key: 'id' },
       target: { datasource: 'main', table: 'orders_nokey', key: 'id' },
       mapping: { id: 'id', total_cents: 'total * 100' },
+      reverseMapping: { total: 'total_cents / 100' },
     });
     const res = await call(h.app, { method: 'POST', url: `/v1/migrations/${m.id}/start` });
 
@@ -291,6 +294,7 @@ describe('start checks the live catalog', () => {
   it('refuses a key column that does not exist', async () => {
     const m = await createMigration(h.app, 'missing-key-col', {
       source: { datasource: 'main', table: 'orders', key: 'order_id' },
+      rollbackAfterWriteCutover: false,
     });
     const res = await call(h.app, { method: 'POST', url: `/v1/migrations/${m.id}/start` });
 

@@ -59,6 +59,7 @@ async function migrationInShadowRead(overrides: Record<string, unknown> = {}): P
     source: { datasource: 'main', table: 'accounts', key: 'id' },
     target: { datasource: 'main', table: 'accounts_v2', key: 'id' },
     mapping: { id: 'id', balance_cents: 'balance * 100', email: 'email' },
+    reverseMapping: { balance: 'balance_cents / 100' },
     shadowRead: { redact: ['email', 'card.number'], minWindowSeconds: 0 },
     ...overrides,
   });

@@ -8,6 +8,8 @@ const WORKER_MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const SERVER = fileURLToPath(new URL('../../control-plane/src/server.ts', import.meta.url));
 const ROWS = 300_000;
 const mapping = { id: 'id', total_cents: 'total * 100', note: "'n' || id::text" };
+// The way back of the mapping (issue 12 §1): every source column the mapping reads comes back.
+const reverseMapping = { total: 'total_cents / 100' };
 
 let f: BackfillFixture;
 // A Redis of its own: the FLUSHALL below must not take other packages' queues with it.
@@ -86,6 +88,7 @@ describe('backfill faults', () => {
       source: { datasource: 'main', table: source, key: 'id' },
       target: { datasource: 'main', table: target, key: 'id' },
       mapping,
+      reverseMapping,
       backfill,
     });
     await waitFor('some chunks done', async () => (await chunkStats(id)).done >= 2, 60_000, 5);
@@ -125,6 +128,7 @@ describe('backfill faults', () => {
       source: { datasource: 'main', table: source, key: 'id' },
       target: { datasource: 'main', table: target, key: 'id' },
       mapping,
+      reverseMapping,
       backfill: { ...backfill, initialChunkRows: 50_000, maxChunkRows: 50_000, minChunkRows: 50_000 },
     });
     await waitForBackfill(f.engine, id, 90_000);
@@ -162,6 +166,7 @@ describe('backfill faults', () => {
       source: { datasource: 'main', table: source, key: 'id' },
       target: { datasource: 'main', table: target, key: 'id' },
       mapping,
+      reverseMapping,
       backfill,
     });
     await waitFor('some chunks done', async () => (await chunkStats(id)).done >= 3, 60_000, 5);
@@ -198,6 +203,7 @@ describe('backfill faults', () => {
       source: { datasource: 'main', table: source, key: 'id' },
       target: { datasource: 'main', table: target, key: 'id' },
       mapping,
+      reverseMapping,
       backfill,
     });
     const id = created['id'] as string;

@@ -38,15 +38,17 @@ interface KeyCase {
   target: string;
   key: string | string[];
   mapping: Record<string, string>;
+  /** The way back, where the mapping does not copy every column it reads. */
+  reverseMapping?: Record<string, string>;
   rows: number;
 }
 
 describe.each<KeyCase>([
-  { name: 'uuid', source: 'by_uuid', target: 'by_uuid_v2', key: 'id', mapping: { id: 'id', v2: 'v * 2' }, rows: 5000 },
+  { name: 'uuid', source: 'by_uuid', target: 'by_uuid_v2', key: 'id', mapping: { id: 'id', v2: 'v * 2' }, reverseMapping: { v: 'v2 / 2' }, rows: 5000 },
   { name: 'text', source: 'by_text', target: 'by_text_v2', key: 'code', mapping: { code: 'code', v: 'v' }, rows: 4000 },
-  { name: 'composite', source: 'by_pair', target: 'by_pair_v2', key: ['seq', 'tenant'], mapping: { tenant: 'tenant', seq: 'seq', label: 'upper(label)' }, rows: 6000 },
+  { name: 'composite', source: 'by_pair', target: 'by_pair_v2', key: ['seq', 'tenant'], mapping: { tenant: 'tenant', seq: 'seq', label: 'upper(label)' }, reverseMapping: { label: 'lower(label)' }, rows: 6000 },
   { name: 'empty', source: 'empty_src', target: 'empty_dst', key: 'id', mapping: { id: 'id', v: 'v' }, rows: 0 },
-])('$name key', ({ name, source, target, key, mapping, rows }) => {
+])('$name key', ({ name, source, target, key, mapping, reverseMapping, rows }) => {
   it('copies every row exactly in keyset chunks', async () => {
     const id = await driveToBackfill(f.engine, {
       name: `keys-${name}`,
@@ -54,6 +56,7 @@ describe.each<KeyCase>([
       source: { datasource: 'main', table: source, key },
       target: { datasource: 'main', table: target, key },
       mapping,
+      ...(reverseMapping ? { reverseMapping } : {}),
       backfill: small,
     });
     const p = await waitForBackfill(f.engine, id);
@@ -79,6 +82,7 @@ describe('sync trigger', () => {
       source: { datasource: 'main', table: 'synced', key: 'id' },
       target: { datasource: 'main', table: 'synced_v2', key: 'id' },
       mapping: { id: 'id', v: 'v + 1000' },
+      reverseMapping: { v: 'v - 1000' },
     };
     const m = await f.engine.migrations.create(spec, { actor: 'test' });
     await f.engine.migrations.act(m.id, 'start', { actor: 'test' });

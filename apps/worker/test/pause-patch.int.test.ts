@@ -4,6 +4,8 @@ import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillF
 
 const ROWS = 200_000;
 const mapping = { id: 'id', v: 'v * 2' };
+// The way back of the mapping (issue 12 §1): every source column the mapping reads comes back.
+const reverseMapping = { v: 'v / 2' };
 let f: BackfillFixture;
 
 beforeAll(async () => {
@@ -32,6 +34,7 @@ describe('pause, resume and live PATCH', () => {
       source: { datasource: 'main', table: 'src', key: 'id' },
       target: { datasource: 'main', table: 'dst', key: 'id' },
       mapping,
+      reverseMapping,
       backfill: { initialChunkRows: 4000, minChunkRows: 4000, maxChunkRows: 4000, concurrency: 2, targetChunkMs },
     });
     const done = async () => (await q<{ n: number }>(`select count(*)::int as n from backfill_chunks where migration_id = $1 and status = 'done'`, [id]))[0]?.n ?? 0;

@@ -24,6 +24,8 @@ const CHUNK_ROWS = 2_500;
 const CHUNKS_BETWEEN_FAULTS = 4;
 const FAULTS = 5;
 const mapping = { id: 'id', total_cents: 'total * 100', note: "'n' || id::text" };
+// The way back of the mapping (issue 12 §1): every source column the mapping reads comes back.
+const reverseMapping = { total: 'total_cents / 100' };
 
 let server: PrivatePostgres;
 let orchDb: Kysely<Database>;
@@ -145,6 +147,7 @@ async function backfillThrough(label: string, fault: (i: number) => Promise<void
       source: { datasource: 'main', table: source, key: 'id' },
       target: { datasource: 'main', table: target, key: 'id' },
       mapping,
+      reverseMapping,
       // Fixed small chunks under a rows/s cap: the backfill lasts long enough to be interrupted
       // between chunks and mid-chunk.
       backfill: { initialChunkRows: CHUNK_ROWS, minChunkRows: CHUNK_ROWS, maxChunkRows: CHUNK_ROWS, concurrency: 2, maxRowsPerSecond: 12_000 },

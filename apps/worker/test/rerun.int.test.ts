@@ -7,6 +7,8 @@ import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillF
 // and the verification gate accepts only a verification newer than the current sync epoch.
 let f: BackfillFixture;
 const mapping = { id: 'id', total_cents: 'total * 100', note: 'note' };
+// The way back of the mapping (issue 12 §1): every source column the mapping reads comes back.
+const reverseMapping = { total: 'total_cents / 100' };
 
 beforeAll(async () => {
   f = await createBackfillFixture('rerun');
@@ -43,6 +45,7 @@ describe('a re-run after a rollback', () => {
       source: { datasource: 'main', table: 'rr_src', key: 'id' },
       target: { datasource: 'main', table: 'rr_dst', key: 'id' },
       mapping,
+      reverseMapping,
       shadowRead: { minWindowSeconds: 0 },
       abortCriteria: { minSamples: 0 },
     });

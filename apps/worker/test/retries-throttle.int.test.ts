@@ -174,6 +174,7 @@ describe('re-drive (application sync)', () => {
     const engine = createEngine({ db: f.orch.db, datasources: { main: f.user.url, other: other.url } });
     try {
       const mapping = { id: 'id', balance_cents: 'balance * 100' };
+      const reverseMapping = { balance: 'balance_cents / 100' };
       for (const target of ['main', 'other']) {
         const m = await engine.migrations.create(
           {
@@ -182,6 +183,7 @@ describe('re-drive (application sync)', () => {
             source: { datasource: 'main', table: 'accounts', key: 'id' },
             target: { datasource: target, table: 'accounts_v2', key: 'id' },
             mapping,
+            reverseMapping,
           },
           { actor: 'test' },
         );

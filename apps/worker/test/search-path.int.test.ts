@@ -62,6 +62,7 @@ describe('a shadowing function on the database search_path', () => {
       source: { datasource: 'main', table: 'people', key: 'id' },
       target: { datasource: 'main', table: 'people_v2', key: 'id' },
       mapping: { id: 'id', email: 'lower(email)' },
+      reverseMapping: { email: 'email' },
       syncMode: 'trigger',
       backfill: { initialChunkRows: 500, minChunkRows: 100, maxChunkRows: 500 },
     });

@@ -7,6 +7,8 @@ import { createBackfillFixture, waitForBackfill, type BackfillFixture } from './
 const ADMIN = 'verification-admin-token-0123456789';
 const ROWS = 500_000;
 const mapping = { id: 'id', total_cents: 'total * 100', label: "'L' || (id % 97)::text" };
+// The way back of the mapping (issue 12 §1): every source column the mapping reads comes back.
+const reverseMapping = { total: 'total_cents / 100' };
 
 let f: BackfillFixture;
 let app: FastifyInstance;
@@ -51,6 +53,7 @@ describe('verification (checksummed key ranges, split down to keys)', () => {
       source: { datasource: 'main', table: 'src', key: 'id' },
       target: { datasource: 'main', table: 'dst', key: 'id' },
       mapping,
+      reverseMapping,
       backfill: { initialChunkRows: 20_000, maxChunkRows: 50_000 },
     });
     const id = created.body['id'] as string;

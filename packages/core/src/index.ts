@@ -101,7 +101,7 @@ export {
   type RampOptions,
   type CleanupOptions,
 } from './spec/migration-spec.js';
-export { resolveSpec, checkSpec, reverseMappingOf } from './spec/resolve-spec.js';
+export { resolveSpec, checkSpec } from './spec/resolve-spec.js';
 export { desiredSync, type SyncState, type DesiredSync } from './sync/desired-sync.js';
 export { applySpecPatch, adminOnlyChanges, ADMIN_ONLY_SPEC_FIELDS, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';

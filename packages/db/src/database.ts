@@ -57,6 +57,29 @@ export interface DdlGuardsTable {
   detected_at: Date | null;
 }
 
+/** `way_backs`: every old column on the way back (a `WayBackColumn[]` of @tideway/engine), planned at start. */
+export interface WayBacksTable {
+  migration_id: string;
+  columns: Json<{ column: string; how: string; expression: string | null }[]>;
+  planned_at: Timestamp;
+}
+
+/** `round_trip_checks`: reverse(mapping(old row)) compared with the old row on a sample. */
+export interface RoundTripChecksTable {
+  id: ColumnType<number, never, never>;
+  migration_id: string;
+  started_at: Timestamp;
+  finished_at: Date | null;
+  rows_checked: Generated<number>;
+  mismatches: Generated<number>;
+  /** Old column → rows whose value did not come back. */
+  columns: Json<Record<string, number>>;
+  /** Source keys of up to 10 rows that did not come back. */
+  sample_keys: Json<string[][]>;
+  error: string | null;
+  passed: Generated<boolean>;
+}
+
 /** `installation`: one row, the id that marks everything this orchestrator creates outside its database. */
 export interface InstallationTable {
   singleton: Generated<boolean>;
@@ -371,6 +394,8 @@ export interface Database {
   converge_intents: ConvergeIntentsTable;
   evidence_windows: EvidenceWindowsTable;
   ddl_guards: DdlGuardsTable;
+  way_backs: WayBacksTable;
+  round_trip_checks: RoundTripChecksTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

@@ -24,6 +24,8 @@ import { TargetPurger } from './features/backfill/target-purger.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
 import { SyncObjects } from './features/sync/sync-objects.js';
 import { DdlGuard } from './features/ddl-guard/ddl-guard.js';
+import { RoundTripCheck } from './features/way-back/round-trip-check.js';
+import { registerWayBack } from './features/way-back/register-way-back.js';
 import { SyncFailureCollector } from './features/sync/sync-failure-collector.js';
 import type { WorkQueue } from './features/leases/work-queue.js';
 import { CHUNK_WORK, LeasedWork, RANGE_WORK } from './features/leases/leased-work.js';
@@ -90,6 +92,8 @@ export interface Engine {
   readonly idempotency: IdempotencyStore;
   readonly backfill: BackfillService;
   readonly backfillReadModel: BackfillReadModel;
+  /** reverse(mapping(old row)) = old row, checked on a sample before cutover and write cutover. */
+  readonly roundTrip: RoundTripCheck;
   /** Pauses a migration whose tables changed under it, with the DDL named. */
   readonly ddlGuard: DdlGuard;
   /** The datasource kind of the desired state: each migration's trigger sync. */
@@ -194,8 +198,10 @@ export function createEngine(options: EngineOptions): Engine {
   // Flags are a kind of the desired state (ADR 008): without a flag server there are none to keep.
   // Registered after the datasource kind: the reverse sync exists before write-new goes on.
   if (flags) desiredState.register(new FlagsKind({ db: options.db, flags, installation }));
+  const roundTrip = new RoundTripCheck({ db: options.db, datasources, catalog });
   const ramp = new RampService({
     db: options.db,
+    roundTrip,
     flags,
     converge: desiredState,
     faults,
@@ -225,6 +231,7 @@ export function createEngine(options: EngineOptions): Engine {
     syncObjects,
     syncFailures,
     ddlGuard,
+    roundTrip,
     divergence,
     divergenceReadModel,
     evidenceWindows,
@@ -263,6 +270,8 @@ export function createEngine(options: EngineOptions): Engine {
     await divergence.copyOldSideBack(m);
   });
   hooks.addRollbackAction('cutover', { name: 'check-old-side-copied-back', run: (ctx) => divergence.assertOldSideCopiedBack(ctx.db, ctx.migration) });
+  // Last, so its rollback action on cutover runs first (rollback actions run newest first).
+  registerWayBack(hooks, { db: options.db, catalog, roundTrip, migrations, ddlGuard });
   options.configureHooks?.(hooks, engine);
   return engine;
 }

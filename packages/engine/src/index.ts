@@ -119,6 +119,9 @@ export {
 export { cancelOnAbort } from './features/leases/cancel-on-abort.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
 export { DdlGuard, GUARDED_PHASES, type DdlDetection } from './features/ddl-guard/ddl-guard.js';
+export { reverseMappingOf, wayBackProblems, wayBackColumns, type WayBackColumn, type WayBackHow } from './features/way-back/way-back.js';
+export { RoundTripCheck, ROUND_TRIP_ALL_ROWS, ROUND_TRIP_SAMPLE_ROWS, type RoundTripResult } from './features/way-back/round-trip-check.js';
+export { registerWayBack, judgeRoundTrip, type WayBackView } from './features/way-back/register-way-back.js';
 export { SyncObjects, SYNC_LOCK_TIMEOUT_MS, sourceKeyFromTargetKey, type SyncObjectsDeps } from './features/sync/sync-objects.js';
 export { SyncFailureCollector, FAILURES_PER_COLLECT, type CollectOutcome } from './features/sync/sync-failure-collector.js';
 export { syncObjects, syncTriggerName, syncMarker, parseSyncMarker, failuresTableName, tombstoneTable, tombstoneTableName, idTag, type SyncDirection, type SyncObject, type SyncRole, type SyncPlanInput } from './features/sync/sync-sql.js';

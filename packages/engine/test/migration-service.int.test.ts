@@ -16,6 +16,7 @@ const spec = (name: string, overrides: Partial<MigrationSpecInput> = {}): Migrat
   source: { datasource: 'main', table: 'orders', key: 'id' },
   target: { datasource: 'main', table: 'orders_v2', key: 'id' },
   mapping: { id: 'id', total_cents: 'total * 100' },
+  reverseMapping: { total: 'total_cents / 100' },
   ...overrides,
 });
 
@@ -114,6 +115,7 @@ describe('MigrationService on PostgreSQL', () => {
         source: { datasource: 'main', table: 'line_items', key: ['order_id', 'line'] },
         target: { datasource: 'main', table: 'line_items_v2', key: ['line', 'order_id'] },
         mapping: { order_id: 'order_id', line: 'line', sku: 'sku' },
+        reverseMapping: undefined,
       }),
       { actor: 't' },
     );
@@ -124,6 +126,7 @@ describe('MigrationService on PostgreSQL', () => {
         source: { datasource: 'main', table: 'loose', key: 'code' },
         target: { datasource: 'main', table: 'loose_v2', key: 'code' },
         mapping: { code: 'code', v: 'v', nope: 'v' },
+        reverseMapping: undefined,
       }),
       { actor: 't' },
     );

@@ -105,8 +105,19 @@ export interface MigrationSpec {
   readonly target: TableRef;
   readonly mapping: Readonly<Record<string, string>>;
   readonly syncMode: SyncMode;
-  /** Source column → expression over the target row (reverse sync after write cutover); `null` to derive it. */
+  /**
+   * Source column → expression over the target row: the way back after write cutover (reverse sync
+   * in trigger mode, re-drive of old-side write failures in application mode). Columns it does not
+   * name are derived where the mapping copies a source column (bare, or cast); `null` derives all.
+   */
   readonly reverseMapping: Readonly<Record<string, string>> | null;
+  /**
+   * Whether the migration keeps a way back after write cutover. `true`: the reverse mapping must
+   * produce every source column the mapping reads and every NOT NULL one without a default, and a
+   * round-trip check gates the write cutover. `false`: no reverse sync; rollback and abort past
+   * write cutover are refused. @defaultValue true
+   */
+  readonly rollbackAfterWriteCutover: boolean;
   readonly backfill: BackfillOptions;
   readonly throttle: ThrottleOptions;
   readonly shadowRead: ShadowReadOptions;

@@ -44,27 +44,7 @@ export function checkSpec(spec: MigrationSpec): SpecProblem[] {
   if (cleanup.dropOld && cleanup.dropConfirmation !== source.table) {
     problems.push({ field: 'cleanup.dropConfirmation', problem: 'dropOld needs dropConfirmation equal to the source table name' });
   }
-  if (spec.reverseMapping) {
-    for (const column of spec.source.key) {
-      if (!(column in spec.reverseMapping)) problems.push({ field: `reverseMapping.${column}`, problem: 'source key column must be reverse-mapped' });
-    }
-  }
   return problems;
-}
-
-/**
- * The mapping of reverse sync (target row → source columns): `spec.reverseMapping` when given, else
- * every target column whose mapping is a bare source column, turned around. `null` when a source key
- * column cannot be derived (reverse sync then needs an explicit `reverseMapping`).
- */
-export function reverseMappingOf(spec: MigrationSpec): Record<string, string> | null {
-  if (spec.reverseMapping) return { ...spec.reverseMapping };
-  const out: Record<string, string> = {};
-  for (const [target, expression] of Object.entries(spec.mapping)) {
-    const bare = /^\s*"?([A-Za-z_][A-Za-z0-9_]*)"?\s*$/.exec(expression)?.[1];
-    if (bare && !(bare in out)) out[bare] = target;
-  }
-  return spec.source.key.every((k) => k in out) ? out : null;
 }
 
 /**
@@ -91,6 +71,7 @@ export function resolveSpec(input: MigrationSpecInput): MigrationSpec {
     mapping: { ...input.mapping },
     syncMode: input.syncMode,
     reverseMapping: input.reverseMapping ? { ...input.reverseMapping } : null,
+    rollbackAfterWriteCutover: input.rollbackAfterWriteCutover ?? true,
     backfill: { ...SPEC_DEFAULTS.backfill, ...input.backfill },
     throttle: { ...SPEC_DEFAULTS.throttle, ...input.throttle },
     shadowRead: { ...SPEC_DEFAULTS.shadowRead, ...input.shadowRead },

@@ -16,7 +16,14 @@ export type MigrationSpecPatch = Static<typeof MigrationSpecPatchSchema>;
 /** Parts of a spec that never change after create. */
 const ALWAYS_IMMUTABLE = ['name'] as const;
 /** Parts of a spec that are fixed once the migration has started (left `draft`). */
-const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode', 'reverseMapping'] as const;
+const IMMUTABLE_AFTER_START = ['source', 'target', 'mapping', 'syncMode'] as const;
+/**
+ * Parts of a spec that decide the way back: they may change (admin only, checked against the live
+ * catalog again) until the migration enters cutover, so a round-trip check that fails in
+ * shadow_read can be answered with a better reverse mapping.
+ */
+const IMMUTABLE_FROM_CUTOVER = ['reverseMapping', 'rollbackAfterWriteCutover'] as const;
+const FROM_CUTOVER: readonly Phase[] = ['cutover', 'cleanup', 'done'];
 
 /**
  * Spec fields only an admin may set or change: what decides the SQL Tideway runs on datasources
@@ -29,6 +36,7 @@ export const ADMIN_ONLY_SPEC_FIELDS = [
   'target',
   'mapping',
   'reverseMapping',
+  'rollbackAfterWriteCutover',
   'syncMode',
   'cleanup.dropOld',
   'cleanup.autoExecute',
@@ -100,6 +108,11 @@ export function applySpecPatch(
   if (phase !== 'draft') {
     for (const field of IMMUTABLE_AFTER_START) {
       if (!sameJson(next[field], current[field])) throw new ImmutableFieldError(field, `fixed once the migration has started (phase is ${phase})`);
+    }
+  }
+  if (FROM_CUTOVER.includes(phase)) {
+    for (const field of IMMUTABLE_FROM_CUTOVER) {
+      if (!sameJson(next[field], current[field])) throw new ImmutableFieldError(field, `fixed once the migration has entered cutover (phase is ${phase})`);
     }
   }
   const changed: string[] = [];

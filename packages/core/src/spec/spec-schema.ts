@@ -125,7 +125,13 @@ export const MigrationSpecInputSchema = Type.Object(
         minProperties: 1,
         maxProperties: 1600,
         additionalProperties: false,
-        description: 'source column -> SQL expression over the target row, for reverse sync after write cutover (trigger mode); derived from bare-column mappings when absent',
+        description: 'source column -> SQL expression over the target row: the way back after write cutover (reverse sync in trigger mode, re-drive of old-side writes in application mode); columns it does not name are derived where the mapping copies them (a column, or a cast of one)',
+      }),
+    ),
+    rollbackAfterWriteCutover: Type.Optional(
+      Type.Boolean({
+        description:
+          'whether the migration keeps a way back after write cutover (default true): the reverse mapping must then produce every old column that needs a value; false declares there is none, and rollback or abort past write cutover is refused',
       }),
     ),
     backfill: Type.Optional(BackfillOptionsSchema),

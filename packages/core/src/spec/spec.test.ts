@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ImmutableFieldError } from '../errors/immutable-field-error.js';
 import { InvalidSpecError } from '../errors/invalid-spec-error.js';
 import { SPEC_DEFAULTS } from './migration-spec.js';
-import { resolveSpec, reverseMappingOf } from './resolve-spec.js';
+import { resolveSpec } from './resolve-spec.js';
 import { adminOnlyChanges, applySpecPatch } from './spec-patch.js';
 import type { MigrationSpecInput } from './spec-schema.js';
 
@@ -102,20 +102,5 @@ describe('adminOnlyChanges', () => {
     expect(adminOnlyChanges(['mapping', 'reverseMapping.total', 'syncMode'])).toEqual(['mapping', 'reverseMapping', 'syncMode']);
     expect(adminOnlyChanges(['cleanup.dropConfirmation', 'cleanup.autoExecute', 'cleanup.dropOld'])).toEqual(['cleanup.dropOld', 'cleanup.autoExecute', 'cleanup.dropConfirmation']);
     expect(adminOnlyChanges(['sourceX', 'cleanup.dropOldish', 'ramp.steps', 'throttle.enabled'])).toEqual([]);
-  });
-});
-
-describe('reverseMappingOf', () => {
-  it('turns bare-column mappings around and drops computed ones', () => {
-    const spec = resolveSpec({ ...input, mapping: { id: 'id', total_cents: 'total * 100', note: ' "memo" ' } });
-    expect(reverseMappingOf(spec)).toEqual({ id: 'id', memo: 'note' });
-  });
-
-  it('prefers an explicit reverseMapping and needs the source key covered', () => {
-    const explicit = resolveSpec({ ...input, reverseMapping: { id: 'id', total: 'total_cents / 100' } });
-    expect(reverseMappingOf(explicit)).toEqual({ id: 'id', total: 'total_cents / 100' });
-    const underivable = resolveSpec({ ...input, mapping: { id: 'id + 0', total_cents: 'total' } });
-    expect(reverseMappingOf(underivable)).toBeNull();
-    expect(() => resolveSpec({ ...input, reverseMapping: { total: 'total_cents / 100' } })).toThrow(/reverseMapping.id/);
   });
 });

@@ -4,8 +4,8 @@ import { GateSchema, IdParamsSchema, errorResponses } from '../schemas.js';
 
 /** What a ramp waits for (see RampView.waitsFor in @tideway/engine). */
 const WaitsForSchema = Type.Union([
-  Type.Enum(['hold', 'approval', 'flag-server', 'samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'] as const, {
-    description: 'hold: the step is held; approval: an operator must approve; flag-server: the hold ended and the step waits for the flag server to answer; the others: what the evidence of the step still lacks',
+  Type.Enum(['hold', 'approval', 'flag-server', 'round-trip', 'samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'] as const, {
+    description: 'hold: the step is held; approval: an operator must approve; flag-server: the hold ended and the step waits for the flag server to answer; round-trip: the write cutover waits for the way back to give old rows back unchanged; the others: what the evidence of the step still lacks',
   }),
   Type.Null(),
 ]);

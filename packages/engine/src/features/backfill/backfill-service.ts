@@ -1,4 +1,6 @@
-import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, reverseMappingOf, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { reverseMappingOf } from '../way-back/way-back.js';
+import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
@@ -195,6 +197,7 @@ export class BackfillService {
    */
   async redriveReverse(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
     this.#assertRedrivable(migration, ['cutover', 'cleanup'], 'redrive-reverse');
+    await loadSqlParser();
     const spec = migration.spec;
     const reverse = reverseMappingOf(spec);
     if (!reverse) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs a reverse mapping (spec.reverseMapping)', { field: 'reverseMapping' });

@@ -1,4 +1,6 @@
-import { DependencyUnavailableError, TidewayError, evaluateAbortCriteria, reverseMappingOf, type Breach, type FlagControl, type GateResult } from '@tideway/core';
+import { DependencyUnavailableError, TidewayError, evaluateAbortCriteria, type Breach, type FlagControl, type GateResult } from '@tideway/core';
+import { reverseMappingOf } from '../way-back/way-back.js';
+import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type { Database, RampRow, TimerRow } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
@@ -6,6 +8,7 @@ import { noFaults, type Faults } from '../../faults.js';
 import type { AbortEvaluator } from '../abort/abort-evaluator.js';
 import type { DivergenceReadModel } from '../divergence/divergence-read-model.js';
 import type { EvidenceWindows } from '../divergence/evidence-windows.js';
+import type { RoundTripCheck } from '../way-back/round-trip-check.js';
 import type { MigrationContext } from '../migrations/migration-context.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import type { Converger, MigrationService, PatchStep } from '../migrations/migration-service.js';
@@ -23,10 +26,11 @@ export type RampWait = 'samples' | 'divergence' | 'new-errors' | 'latency' | 'du
 /**
  * What the ramp waits for before its next change: the end of the hold, an operator's approval, the
  * flag server (`flag-server`: the hold ended but the step could not be applied because the flag
- * server is unreachable; it is taken once the server answers), or the evidence of the step
- * ({@link RampWait}).
+ * server is unreachable; it is taken once the server answers), the round-trip check of the way back
+ * (`round-trip`: before the write cutover, reverse(mapping(row)) must give the row back), or the
+ * evidence of the step ({@link RampWait}).
  */
-export type RampWaitsFor = 'hold' | 'approval' | 'flag-server' | RampWait;
+export type RampWaitsFor = 'hold' | 'approval' | 'flag-server' | 'round-trip' | RampWait;
 
 /** The judgement of the current step's evidence (its window): what the next step waits for, or `null` when it may go. */
 export interface StepJudgement {
@@ -42,7 +46,9 @@ const WAIT_OF: Record<Breach['criterion'], RampWait> = {
   maxDualWriteFailureRate: 'dual-write-failures',
   maxFailedChunks: 'failed-chunks',
 };
-const EVIDENCE_WAITS: readonly string[] = ['samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks'];
+const EVIDENCE_WAITS: readonly string[] = ['samples', 'divergence', 'new-errors', 'latency', 'dual-write-failures', 'failed-chunks', 'round-trip'];
+/** A round-trip check younger than this is reused before the write cutover instead of run again, milliseconds. */
+export const ROUND_TRIP_REUSE_MS = 60_000;
 
 /** The ramp as shown on the migration resource. */
 export interface RampView {
@@ -97,6 +103,8 @@ interface Deps {
   /** The evidence of the current window (a step's hold). */
   readonly evidence: DivergenceReadModel;
   readonly windows: EvidenceWindows;
+  /** The round-trip check of the way back, run (or reused when fresh) before the write cutover. */
+  readonly roundTrip?: RoundTripCheck;
   readonly webhooks: WebhookNotifier;
   readonly clock: Clock;
 }
@@ -147,7 +155,8 @@ export class RampService {
   async enter(ctx: MigrationContext): Promise<void> {
     const { migration } = ctx;
     this.#requireFlagServer();
-    if (migration.spec.syncMode === 'trigger' && !reverseMappingOf(migration.spec)) {
+    await loadSqlParser();
+    if (migration.spec.syncMode === 'trigger' && migration.spec.rollbackAfterWriteCutover && !reverseMappingOf(migration.spec)) {
       throw new TidewayError('INVALID_SPEC', 'write cutover in trigger mode reverses the sync: give reverseMapping (source column → expression over the target row)', { field: 'reverseMapping' });
     }
     const now = this.deps.clock.now();
@@ -220,7 +229,7 @@ export class RampService {
    * A due step's evidence is not enough: marks the ramp as waiting for it (one audit event
    * `ramp.waiting` when the wait starts or turns to another reason; later polls only update the reason).
    */
-  async #waitForEvidence(migrationId: string, judgement: StepJudgement & { waitsFor: RampWait }, now: Date): Promise<void> {
+  async #waitForEvidence(migrationId: string, judgement: { waitsFor: RampWait | 'round-trip'; message: string; observed: StepJudgement['observed'] }, now: Date): Promise<void> {
     await this.deps.db.transaction().execute(async (trx) => {
       await this.#locked(trx, migrationId);
       const ramp = await trx.selectFrom('ramps').select(['waits_for', 'waiting_since']).where('migration_id', '=', migrationId).executeTakeFirst();
@@ -326,6 +335,16 @@ export class RampService {
     }
     const steps = migration.spec.ramp.steps;
     const last = ramp.step >= steps.length - 1;
+    if (last && this.deps.roundTrip && migration.spec.rollbackAfterWriteCutover) {
+      // The way back must give old rows back unchanged before writes switch to new.
+      const fresh = await this.deps.roundTrip.latest(migration.id, new Date(now.getTime() - ROUND_TRIP_REUSE_MS));
+      const check = fresh ?? (await this.deps.roundTrip.run(migration));
+      if (check && !check.passed) {
+        const message = check.error ? `the round-trip check could not run: ${check.error}` : `${check.mismatches} of ${check.rowsChecked} rows do not come back unchanged: ${Object.keys(check.columns).join(', ')}`;
+        await this.#waitForEvidence(migration.id, { waitsFor: 'round-trip', message, observed: { checkId: check.id, rowsChecked: check.rowsChecked, mismatches: check.mismatches } }, now);
+        return 'later';
+      }
+    }
     const event = {
       actor: ACTOR,
       details: last ? { percent: 100 } : { step: ramp.step + 1, percent: steps[ramp.step + 1] ?? null, awaitingApproval: migration.spec.ramp.requireApproval },
@@ -382,6 +401,7 @@ export class RampService {
    * kept current before any instance writes new (ADR 004).
    */
   async writeCutover(db: Kysely<Database>, migration: Migration, now: Date): Promise<void> {
+    await loadSqlParser();
     const reverse = migration.spec.syncMode === 'trigger' ? reverseMappingOf(migration.spec) : null;
     await db
       .updateTable('ramps')

@@ -1,6 +1,7 @@
 import type { MigrationSpec, SpecProblem, TableRef } from '@tideway/core';
 import { ExpressionBinder, type SpecBinding } from '../expressions/expression-binder.js';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
+import { wayBackProblems } from '../way-back/way-back.js';
 import type { DatasourceRegistry } from './datasource-registry.js';
 
 /** A column as the live catalog describes it. */
@@ -8,6 +9,12 @@ export interface CatalogColumn {
   readonly name: string;
   readonly type: string;
   readonly notNull: boolean;
+  /** A default, or an identity column (which has one). */
+  readonly hasDefault: boolean;
+  /** A generated column: PostgreSQL computes it, nothing writes it. */
+  readonly generated: boolean;
+  /** `GENERATED ALWAYS AS IDENTITY`: an insert may not give it a value. */
+  readonly identityAlways: boolean;
 }
 
 /** A table as the live catalog describes it; `null` from {@link CatalogInspector.describe} when absent. */
@@ -24,7 +31,8 @@ const TABLE_SQL = `
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
 const COLUMNS_SQL = `
-  SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+  SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+         (a.atthasdef OR a.attidentity <> '') AS has_default, a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always
   FROM pg_catalog.pg_attribute a
   WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
 const UNIQUE_SQL = `
@@ -64,10 +72,12 @@ export class CatalogInspector {
       const table = await client.query<{ oid: number; reltuples: number }>(TABLE_SQL, [ref.schema, ref.table]);
       const row = table.rows[0];
       if (!row) return null;
-      const columns = await client.query<{ name: string; type: string; not_null: boolean }>(COLUMNS_SQL, [row.oid]);
+      const columns = await client.query<{ name: string; type: string; not_null: boolean; has_default: boolean; generated: boolean; identity_always: boolean }>(COLUMNS_SQL, [row.oid]);
       const unique = await client.query<{ columns: string[] }>(UNIQUE_SQL, [row.oid]);
       return {
-        columns: new Map(columns.rows.map((c) => [c.name, { name: c.name, type: c.type, notNull: c.not_null }])),
+        columns: new Map(
+          columns.rows.map((c) => [c.name, { name: c.name, type: c.type, notNull: c.not_null, hasDefault: c.has_default, generated: c.generated, identityAlways: c.identity_always }]),
+        ),
         uniqueKeys: unique.rows.map((u) => u.columns),
         estimatedRows: row.reltuples,
       };
@@ -110,6 +120,12 @@ export class CatalogInspector {
     const [source, target] = await Promise.all([this.describe(spec.source), this.describe(spec.target)]);
     checkTable('source', spec.source, source, problems);
     checkTable('target', spec.target, target, problems);
+    if (source) {
+      // The way back against the live table: NOT NULL columns without a default, columns that exist.
+      await loadSqlParser();
+      const known = new Set(problems.map((p) => `${p.field}|${p.problem}`));
+      for (const p of wayBackProblems(spec, source)) if (!known.has(`${p.field}|${p.problem}`)) problems.push(p);
+    }
     if (source && target) {
       const binding = await this.#binder.bindSpec(spec);
       problems.push(...binding.problems);

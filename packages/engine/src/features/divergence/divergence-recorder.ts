@@ -2,6 +2,7 @@ import { LATENCY_BUCKETS_MS, latencyBucket, redact, TidewayError, type DualWrite
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import { BackfillService } from '../backfill/backfill-service.js';
+import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type { EvidenceWindows } from './evidence-windows.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 
@@ -313,6 +314,7 @@ export class DivergenceRecorder {
    *   rollback is refused and changes nothing (new stays authoritative); retry once the cause is fixed.
    */
   async assertOldSideCopiedBack(db: Kysely<Database>, migration: Migration): Promise<void> {
+    await loadSqlParser();
     if (!BackfillService.canRedriveReverse(migration.spec)) return;
     const left = await db
       .selectFrom('divergences')

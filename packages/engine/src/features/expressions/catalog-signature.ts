@@ -1,4 +1,5 @@
-import { reverseMappingOf, type MigrationSpec, type TableRef } from '@tideway/core';
+import type { MigrationSpec, TableRef } from '@tideway/core';
+import { reverseMappingOf } from '../way-back/way-back.js';
 import type pg from 'pg';
 import { analyzeMappingExpression } from '../mapping/mapping-validator.js';
 
@@ -111,7 +112,7 @@ export function signatureUses(spec: MigrationSpec): { source: Map<string, Column
   const target = new Map<string, ColumnUse[]>();
   for (const c of readsOf(spec.mapping)) addUse(source, c, 'read');
   for (const c of Object.keys(spec.mapping)) addUse(target, c, 'written');
-  const back = spec.reverseMapping ?? reverseMappingOf(spec);
+  const back = reverseMappingOf(spec);
   if (back) {
     for (const c of readsOf(back)) addUse(target, c, 'read');
     for (const c of Object.keys(back)) addUse(source, c, 'written');

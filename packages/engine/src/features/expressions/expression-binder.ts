@@ -1,3 +1,4 @@
+import { reverseMappingOf } from '../way-back/way-back.js';
 import { DependencyUnavailableError, type MigrationSpec, type SpecProblem, type TableRef } from '@tideway/core';
 import type pg from 'pg';
 import { qualified, quoteIdent } from '../backfill/sql.js';
@@ -283,8 +284,11 @@ export class ExpressionBinder {
         fromRole: 'source',
         intoRole: 'target',
       });
-      const reverse = spec.reverseMapping
-        ? await this.#bind(spec.reverseMapping, {
+      // The way back as it will run (the given reverse mapping and the entries derived from copies),
+      // or, when the spec declares none, a reverse mapping it gives anyway.
+      const back = reverseMappingOf(spec) ?? spec.reverseMapping;
+      const reverse = back
+        ? await this.#bind(back, {
             field: 'reverseMapping',
             from: target,
             into: source,

@@ -694,3 +694,41 @@ export function validateMapping(mapping: Readonly<Record<string, string>>, sourc
   }
   return problems;
 }
+
+/**
+ * The source column an allowed expression copies — a bare column (`total`, `"Total"`) or casts of
+ * one (`total::bigint`, `CAST(total AS numeric)`, `(total)::int8`) — or `null` for any other
+ * expression (or one that is not allowed). The way back derives `source column ← target column`
+ * from such entries; the binder and the round-trip check then prove that it holds on the live
+ * catalog and the data.
+ *
+ * @throws Error when {@link loadSqlParser} has not completed yet.
+ * @example
+ * ```ts
+ * await loadSqlParser();
+ * copiedColumn('aid::bigint'); // 'aid'
+ * copiedColumn('abalance * 100'); // null
+ * ```
+ */
+export function copiedColumn(expr: string): string | null {
+  if (!validateMappingExpression(expr).ok) return null;
+  let node: Json | undefined;
+  try {
+    node = singleTarget(parseSync(PREFIX + expr + SUFFIX) as JsonObject, expr);
+  } catch {
+    return null;
+  }
+  for (let depth = 0; depth < MAX_MAPPING_EXPRESSION_DEPTH; depth++) {
+    if (!isObject(node)) return null;
+    const cast: Json | undefined = node['TypeCast'];
+    if (isObject(cast)) {
+      node = cast['arg'];
+      continue;
+    }
+    const ref = node['ColumnRef'];
+    if (!isObject(ref)) return null;
+    const fields = asArray(ref['fields']);
+    return fields.length === 1 ? (stringValue(fields[0]) ?? null) : null;
+  }
+  return null;
+}

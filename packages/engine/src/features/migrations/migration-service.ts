@@ -26,6 +26,7 @@ import {
   type FlagNames,
 } from '@tideway/core';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
+import { wayBackProblems } from '../way-back/way-back.js';
 import type { Database } from '@tideway/db';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../clock.js';
@@ -444,6 +445,8 @@ export class MigrationService {
     if (spec.reverseMapping) {
       problems.push(...validateMapping({ ...spec.reverseMapping }).map((p) => ({ ...p, field: p.field.replace(/^mapping\./, 'reverseMapping.') })));
     }
+    // The way back is part of the contract: every old column the mapping carries over comes back.
+    problems.push(...wayBackProblems(spec));
     if (problems.length > 0) throw new InvalidSpecError(problems);
   }
 

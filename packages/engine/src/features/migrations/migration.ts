@@ -30,6 +30,12 @@ export interface MigrationEvent {
   readonly at: Date;
 }
 
+/** A stored spec with the defaults of fields added since it was stored (`rollbackAfterWriteCutover`). */
+function withSpecDefaults(spec: MigrationSpec): MigrationSpec {
+  const stored = spec as Partial<MigrationSpec> & MigrationSpec;
+  return stored.rollbackAfterWriteCutover === undefined ? { ...spec, rollbackAfterWriteCutover: true } : spec;
+}
+
 /** Maps a `migrations` row to a {@link Migration}. @throws Error on a phase or status outside the model. */
 export function toMigration(row: MigrationRow): Migration {
   if (!isPhase(row.phase) || !isStatus(row.status)) throw new Error(`migration ${row.id} has unknown state ${row.phase}/${row.status}`);
@@ -37,7 +43,8 @@ export function toMigration(row: MigrationRow): Migration {
     id: row.id,
     seq: row.seq,
     name: row.name,
-    spec: row.spec as MigrationSpec,
+    // Fields added to the spec after a migration was stored take their defaults.
+    spec: withSpecDefaults(row.spec as MigrationSpec),
     phase: row.phase,
     status: row.status,
     version: row.version,

@@ -1,4 +1,6 @@
-import { desiredSync, reverseMappingOf, TidewayError, type MigrationSpec } from '@tideway/core';
+import { desiredSync, TidewayError, type MigrationSpec } from '@tideway/core';
+import { reverseMappingOf } from '../way-back/way-back.js';
+import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type pg from 'pg';
 import type { Faults } from '../../faults.js';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
@@ -96,6 +98,7 @@ export class SyncObjects implements DesiredStateKind {
     const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync });
     if (!want.forward && !want.reverse) return [];
     const installation = await this.deps.installation.id();
+    await loadSqlParser();
     const out: SyncObject[] = [];
     if (want.forward) {
       const writtenKeyTypes = await this.deps.catalog.columnTypes(spec.target, spec.target.key);
