@@ -84,7 +84,6 @@ describe('crash between a ramp step and its flags', () => {
       source: { datasource: 'main', table: 'src', key: 'id' },
       target: { datasource: 'main', table: 'dst', key: 'id' },
       mapping: { id: 'id', total_cents: 'total * 100' },
-      reverseMapping: { total: 'total_cents / 100' },
       reverseMapping: { id: 'id', total: 'total_cents / 100' },
       shadowRead: { minWindowSeconds: 0 },
       abortCriteria: { minSamples: 0 },
