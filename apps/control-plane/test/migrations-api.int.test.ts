@@ -57,7 +57,6 @@ describe('POST /v1/migrations', () => {
       source: { datasource: 'main', schema: 'public', table: 'orders', key: ['id'] },
       target: { datasource: 'main', schema: 'public', table: 'orders_v2', key: ['id'] },
       mapping: { id: 'id', total_cents: 'total * 100' },
-      reverseMapping: { total: 'total_cents / 100' },
       syncMode: 'trigger',
       reverseMapping: { total: 'total_cents / 100' },
       rollbackAfterWriteCutover: true,
