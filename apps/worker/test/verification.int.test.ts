@@ -220,6 +220,11 @@ describe('verification (checksummed key ranges, split down to keys)', () => {
         return r.body['status'] === 'running' ? null : r.body;
       }, 30_000, 20);
       expect(v).toMatchObject({ status: 'passed', outcome: 'passed', rangesChecked: 2, rowsCompared: 30_000, repairs: [] });
+      // Both range jobs have returned (anything they would still write is written), then count.
+      await waitFor('both range jobs returned', async () => {
+        const c = await f.queue.getJobCounts('active', 'wait', 'prioritized', 'delayed');
+        return Object.values(c).every((n) => n === 0) || null;
+      }, 30_000, 20);
       // The first completion to get the lock saw the other range running; the second finished it.
       const events = await eventsOf(id, 'verification.finished', vid);
       expect(events).toHaveLength(1);
