@@ -371,9 +371,9 @@ export class VerificationService {
 
   /**
    * Marks the verification passed or failed once no range is pending or running, with the audit
-   * event `verification.finished` ({@link VerificationService.runRange} does this in the
-   * transaction of the last range; the reconciler calls this for a verification whose last range
-   * job died between its commit and that point). Cheap when the verification is not done: the
+   * event `verification.finished`. {@link VerificationService.runRange} does this in the
+   * transaction of the last range (ADR 010); this is the safety net the reconciler runs for a
+   * verification left running with no live range. Cheap when the verification is not done: the
    * migration's row lock is taken only when no range looks live.
    *
    * @returns true when this call finished the verification.
@@ -708,8 +708,8 @@ export class VerificationService {
         return 0;
       });
     }
-    // A worker that died between its range's commit and finishIfDone leaves a verification with no
-    // live range that nobody finishes: finish it here (finishIfDone is safe to race).
+    // The last range's transaction finishes its verification; one still running with no live range
+    // (left by an older version) is finished here. finishIfDone is safe to race.
     const unfinished = await db
       .selectFrom('verifications as v')
       .select('v.id')
