@@ -129,10 +129,42 @@ export interface Divergences {
   nextCursor: string | null;
 }
 
+export type FindingKind = 'missing' | 'extra' | 'different';
+
+/** A repair of a verification's findings (`POST …/verifications/:vid/repair`, `repairs` of a verification). */
+export interface VerificationRepair {
+  id: string;
+  verificationId: string;
+  actor: string;
+  status: 'running' | 'finished' | 'failed';
+  /** Findings no earlier repair had fixed when this one started. */
+  keysAttempted: number;
+  upserted: number;
+  deleted: number;
+  fixed: number;
+  stillDifferent: number;
+  error: string | null;
+  /** Up to 20 re-checked keys, the still-different first. */
+  sampleKeys: { key: string[]; kind: FindingKind; outcome: 'fixed' | 'still_different' }[];
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+/** What `POST …/verifications/:vid/repair` answers: the repair and the verification after it. */
+export interface VerificationRepairResult extends VerificationRepair {
+  verification: Verification;
+}
+
+/**
+ * A verification. `status` and the finding counts are what the check found (a repair never
+ * changes them); `outcome` is `repaired` once repairs fixed every finding, `null` while running.
+ */
 export interface Verification {
   id: string;
   migrationId: string;
   status: 'running' | 'passed' | 'failed';
+  outcome: 'passed' | 'failed' | 'repaired' | null;
+  createdBy: string;
   rangesTotal: number;
   rangesChecked: number;
   rowsCompared: number;
@@ -140,7 +172,11 @@ export interface Verification {
   extraInTarget: number;
   different: number;
   repaired: number;
-  sampleKeys: { key: string[]; kind: 'missing' | 'extra' | 'different' }[];
+  unrepaired: number;
+  /** Up to 20 findings, unrepaired first. */
+  sampleKeys: { key: string[]; kind: FindingKind; repairedBy: string | null }[];
+  /** Oldest first. */
+  repairs: VerificationRepair[];
   startedAt: string;
   finishedAt: string | null;
 }

@@ -143,9 +143,32 @@ describe('tideway verify', () => {
     expect(dirty.stdout).toMatch(/^ {2}different\s+20$/m);
     expect(dirty.stdout).toMatch(new RegExp(`^ {2}extra\\s+${ROWS + 1}$`, 'm'));
 
+    const repairedText = await run(['verify', backfilled, '--repair', '--interval-ms', '100']);
+    expect(repairedText.code, repairedText.stderr).toBe(0);
+    expect(repairedText.stderr).toMatch(/\nrepairing 3 key\(s\)…\n$/);
+    // What the check found, then the repair, then the verification after it: findings as found, every one repaired.
+    const [foundPart, repairPart] = repairedText.stdout.split(/^(?=repair [0-9a-f-]{36} of verification)/m);
+    expect(foundPart).toMatch(/^verification [0-9a-f-]{36}: differences found\n/);
+    expect(foundPart).toMatch(/^ {2}repaired {4}0 of 3 \(3 not repaired\)$/m);
+    expect(repairPart).toMatch(/^repair [0-9a-f-]{36} of verification [0-9a-f-]{36}: finished \(by bootstrap-admin\)\n {2}attempted {3}3 key\(s\) no earlier repair had fixed\n {2}re-copied {3}2 upserted, 1 deleted\n {2}fixed {7}3\n {2}still diff {2}0\n/);
+    expect(repairPart).toMatch(/^ {2}missing\s+10\s+fixed$/m);
+    expect(repairPart).toMatch(/^verification [0-9a-f-]{36}: differences found, every one repaired and re-checked\n/m);
+    expect(repairPart).toMatch(/^ {2}missing {5}1 \(in source, not in target\)$/m);
+    expect(repairPart).toMatch(/^ {2}repaired {4}3 of 3 \(0 not repaired\)$/m);
+    expect(repairPart).toMatch(/^ {2}KIND\s+KEY\s+REPAIRED BY$/m);
+    expect(repairPart).toMatch(/^ {2}different\s+20\s+[0-9a-f-]{36}$/m);
+    expect(repairPart).toMatch(/^ {2}ID\s+STATUS\s+BY\s+ATTEMPTED\s+FIXED\s+STILL DIFFERENT\s+FINISHED\n {2}[0-9a-f-]{36}\s+finished\s+bootstrap-admin\s+3\s+3\s+0\s+\d{4}-/m);
+
+    await cp.user.query(`delete from orders_v2 where id = 12;`);
     const repaired = await run(['verify', backfilled, '--repair', '--json', '--interval-ms', '100']);
     expect(repaired.code, repaired.stderr).toBe(0);
-    expect(parseJson(repaired)).toMatchObject({ migrationId: backfilled, status: 'passed', missingInTarget: 0, extraInTarget: 0, different: 0, repaired: 3 });
+    expect(parseJson(repaired)).toMatchObject({
+      status: 'finished',
+      keysAttempted: 1,
+      fixed: 1,
+      stillDifferent: 0,
+      verification: { migrationId: backfilled, status: 'failed', outcome: 'repaired', missingInTarget: 1, extraInTarget: 0, different: 0, repaired: 1, unrepaired: 0 },
+    });
     const rows = await cp.user.query<{ n: string }>(`select count(*) as n from orders_v2 o join orders s using (id) where o.total_cents = s.total * 100`);
     expect(Number(rows.rows[0]?.n)).toBe(ROWS);
 
@@ -162,7 +185,7 @@ describe('tideway verify', () => {
     expect(draft.code).toBe(1);
     expect(draft.stderr).toMatch(/^error INVALID_TRANSITION: verification needs a migration from backfill on, not draft\/active\nallowed actions: none\n/);
 
-    // Four verifications so far (clean, dirty, repaired dirty, the last one started): newest first.
+    // Five verifications so far (clean, dirty, two repaired, the last one started): newest first.
     const [list, paged, json] = await Promise.all([
       run(['verifications', backfilled]),
       run(['verifications', backfilled, '--limit', '1']),
@@ -170,15 +193,24 @@ describe('tideway verify', () => {
     ]);
     expect(list.code, list.stderr).toBe(0);
     const lines = list.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+STATUS\s+RANGES\s+ROWS\s+MISSING\s+EXTRA\s+DIFFERENT\s+REPAIRED\s+STARTED$/);
-    expect(lines).toHaveLength(5);
-    // Newest first: the one just started, the repaired one, the dirty one, the clean one.
-    expect(lines[2]).toMatch(/^[0-9a-f-]{36}\s+passed\s+(\d+)\/\1\s+3,00\d\s+0\s+0\s+0\s+3\s+\d{4}-/);
-    expect(lines[3]).toMatch(/^[0-9a-f-]{36}\s+failed\s+(\d+)\/\1\s+3,00\d\s+1\s+1\s+1\s+0\s+\d{4}-/);
-    expect(lines[4]).toMatch(/^[0-9a-f-]{36}\s+passed\s+1\/1\s+3,000\s+0\s+0\s+0\s+0\s+\d{4}-/);
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+OUTCOME\s+RANGES\s+ROWS\s+MISSING\s+EXTRA\s+DIFFERENT\s+REPAIRED\s+REPAIRS\s+STARTED$/);
+    expect(lines).toHaveLength(6);
+    // Newest first: the one just started, the two repaired ones (findings as found), the dirty one, the clean one.
+    expect(lines[2]).toMatch(/^[0-9a-f-]{36}\s+failed\s+repaired\s+(\d+)\/\1\s+3,00\d\s+1\s+0\s+0\s+1\s+1\s+\d{4}-/);
+    expect(lines[3]).toMatch(/^[0-9a-f-]{36}\s+failed\s+repaired\s+(\d+)\/\1\s+3,00\d\s+1\s+1\s+1\s+3\s+1\s+\d{4}-/);
+    expect(lines[4]).toMatch(/^[0-9a-f-]{36}\s+failed\s+failed\s+(\d+)\/\1\s+3,00\d\s+1\s+1\s+1\s+0\s+0\s+\d{4}-/);
+    expect(lines[5]).toMatch(/^[0-9a-f-]{36}\s+passed\s+passed\s+1\/1\s+3,000\s+0\s+0\s+0\s+0\s+0\s+\d{4}-/);
     expect(paged.stdout).toMatch(/^more: --cursor [A-Za-z0-9_-]+ \(or --all\)$/m);
     const all = parseJson(json) as { items: { id: string; startedAt: string }[]; nextCursor: null };
     expect(all.nextCursor).toBeNull();
     expect(all.items.map((v) => v.id)).toEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]));
+
+    // One verification by id: the findings as found and its repairs.
+    const oneId = lines[3]?.split(/\s+/)[0] as string;
+    const one = await run(['verifications', backfilled, oneId]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(new RegExp(`^verification ${oneId}: differences found, every one repaired and re-checked\n`));
+    expect(one.stdout).toMatch(/^ {2}different {3}1$/m);
+    expect(one.stdout).toMatch(/^repairs\n {2}ID\s+STATUS/m);
   });
 });

@@ -295,12 +295,45 @@ export interface WorkBlocksTable {
   since: Timestamp;
 }
 
-/** `verification_diffs`: a key found missing in target, extra in target, or different. */
+/** `verification_diffs`: a key the check found missing in target, extra in target, or different (never changed by a repair but for `repaired_by`). */
 export interface VerificationDiffsTable {
   verification_id: string;
   key: Json<string[]>;
   kind: 'missing' | 'extra' | 'different';
-  repaired: Generated<boolean>;
+  /** The repair that re-copied the key and re-checked it equal; null while no repair has fixed it. */
+  repaired_by: string | null;
+}
+
+/** Statuses of a verification repair: `running` until it ends (a crash leaves it so), `failed` when it threw. */
+export type VerificationRepairStatus = 'running' | 'finished' | 'failed';
+
+/** `verification_repairs`: one repair of a verification's findings (re-copy from the source, then re-check). */
+export interface VerificationRepairsTable {
+  id: Generated<string>;
+  verification_id: string;
+  /** Token name of the caller. */
+  actor: string;
+  status: VerificationRepairStatus;
+  /** Findings no earlier repair had fixed when this one started. */
+  keys_attempted: Generated<number>;
+  /** Target rows the re-copy upserted (source row present) and deleted (source row gone). */
+  upserted: Generated<number>;
+  deleted: Generated<number>;
+  /** Keys equal on both sides after the re-copy, and keys still different. */
+  fixed: Generated<number>;
+  still_different: Generated<number>;
+  error: string | null;
+  started_at: Timestamp;
+  finished_at: Date | null;
+}
+
+/** `verification_repair_keys`: the outcome of one key a repair re-checked. */
+export interface VerificationRepairKeysTable {
+  repair_id: string;
+  key: Json<string[]>;
+  /** What the verification had found for the key. */
+  kind: 'missing' | 'extra' | 'different';
+  outcome: 'fixed' | 'still_different';
 }
 
 /** Ramp statuses inside the cutover phase. */
@@ -384,6 +417,8 @@ export interface Database {
   verifications: VerificationsTable;
   verification_ranges: VerificationRangesTable;
   verification_diffs: VerificationDiffsTable;
+  verification_repairs: VerificationRepairsTable;
+  verification_repair_keys: VerificationRepairKeysTable;
   work_blocks: WorkBlocksTable;
   ramps: RampsTable;
   flag_states: FlagStatesTable;
@@ -411,6 +446,7 @@ export type BackfillRunRow = Selectable<BackfillRunsTable>;
 export type BackfillChunkRow = Selectable<BackfillChunksTable>;
 export type DivergenceRow = Selectable<DivergencesTable>;
 export type VerificationRow = Selectable<VerificationsTable>;
+export type VerificationRepairRow = Selectable<VerificationRepairsTable>;
 export type RampRow = Selectable<RampsTable>;
 export type TimerRow = Selectable<TimersTable>;
 export type CleanupRow = Selectable<CleanupsTable>;

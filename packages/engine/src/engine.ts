@@ -249,6 +249,7 @@ export function createEngine(options: EngineOptions): Engine {
       catalog,
       health,
       backfill,
+      migrations,
       ranges: new LeasedWork(RANGE_WORK, options.db, queue, workBlocks),
       queue,
       workerName: options.workerName ?? `${hostname()}:${process.pid}`,

@@ -139,9 +139,14 @@ export {
   VerificationService,
   VERIFY_RANGE_ROWS,
   EXACT_DIFF_ROWS,
+  SAMPLE_KEYS,
   type VerificationView,
+  type VerificationRepairView,
+  type VerificationRepairResult,
+  type FindingKind,
   type RangeOutcome,
 } from './features/verification/verification-service.js';
+export { findingsOf, outcomeOf, type VerificationOutcome, type VerificationFindings } from './features/verification/verification-findings.js';
 export { TimerService, TIMERS_PER_POLL, type TimerHandler, type TimerOutcome } from './features/timers/timer-service.js';
 export type { FlagControl } from '@tideway/core';
 export { RampService, type RampView, type RampWaitsFor, type RampWaitNotice, type CutoverDryRun } from './features/cutover/ramp-service.js';

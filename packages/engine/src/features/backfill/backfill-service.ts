@@ -180,8 +180,17 @@ export class BackfillService {
    *   with the wrong number of values; DependencyUnavailableError when the datasource cannot be reached.
    */
   async redrive(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
-    this.#assertRedrivable(migration, ['dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'], 'redrive');
+    this.assertRedrivable(migration, 'redrive');
     return this.#copyKeys(migration.spec, keys);
+  }
+
+  /**
+   * Checks, before anything is recorded, that {@link redrive} would take the migration.
+   * @param action - named in the error (`redrive`, `repair`).
+   * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cleanup or on a finished migration.
+   */
+  assertRedrivable(migration: Migration, action: string): void {
+    this.#assertRedrivable(migration, ['dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'], action);
   }
 
   /**

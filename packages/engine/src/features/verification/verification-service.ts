@@ -1,5 +1,5 @@
 import { judgeHealth, retryDelayMs, TidewayError, type MigrationSpec, type ThrottleReason } from '@tideway/core';
-import type { Database, VerificationRangesTable, VerificationRow } from '@tideway/db';
+import type { Database, VerificationRangesTable, VerificationRepairRow, VerificationRow } from '@tideway/db';
 import type { VerificationRangeJob } from '@tideway/queue';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type pg from 'pg';
@@ -14,6 +14,8 @@ import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import { InvalidCursorError } from '../migrations/migration-read-model.js';
+import type { MigrationService } from '../migrations/migration-service.js';
+import { findingsOf, outcomeOf, type VerificationOutcome } from './verification-findings.js';
 import { keyAtSql, sourceFingerprintSql, sourceRowsSql, targetFingerprintSql, targetRowsSql, type VerifyShape } from './verification-sql.js';
 
 type VerificationRangeRow = Selectable<VerificationRangesTable>;
@@ -25,11 +27,49 @@ export const EXACT_DIFF_ROWS = 500;
 /** Keys kept as samples in the verification resource. */
 export const SAMPLE_KEYS = 20;
 
-/** The verification resource. */
+/** Audit actor of what verification does by itself (finishing). */
+const ACTOR = 'tideway:verification';
+
+/** What a check found for a key. */
+export type FindingKind = 'missing' | 'extra' | 'different';
+
+/**
+ * A repair of a verification's findings (its own record; the verification keeps what it found).
+ * `keysAttempted` are the findings no earlier repair had fixed; each was re-copied from the source
+ * (`upserted` target rows, `deleted` where the source row is gone) and re-checked: `fixed` are equal
+ * now, `stillDifferent` are not. `status` is `running` until the repair ends (a crash leaves it so),
+ * `failed` with `error` when it threw. `sampleKeys`: up to {@link SAMPLE_KEYS} re-checked keys, the
+ * still-different first.
+ */
+export interface VerificationRepairView {
+  readonly id: string;
+  readonly verificationId: string;
+  readonly actor: string;
+  readonly status: 'running' | 'finished' | 'failed';
+  readonly keysAttempted: number;
+  readonly upserted: number;
+  readonly deleted: number;
+  readonly fixed: number;
+  readonly stillDifferent: number;
+  readonly error: string | null;
+  readonly sampleKeys: { key: string[]; kind: FindingKind; outcome: 'fixed' | 'still_different' }[];
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+}
+
+/**
+ * The verification resource. `status` and the finding counts (`missingInTarget`, `extraInTarget`,
+ * `different`) are what the check found and never change after it finished; `repaired` of them a
+ * repair fixed and re-checked, `unrepaired` not yet. `outcome` sums it up ({@link VerificationOutcome},
+ * `null` while running). `sampleKeys`: up to {@link SAMPLE_KEYS} findings, unrepaired first, each
+ * with the repair that fixed it. `repairs`: oldest first.
+ */
 export interface VerificationView {
   readonly id: string;
   readonly migrationId: string;
   readonly status: 'running' | 'passed' | 'failed';
+  readonly outcome: VerificationOutcome | null;
+  readonly createdBy: string;
   readonly rangesTotal: number;
   readonly rangesChecked: number;
   readonly rowsCompared: number;
@@ -37,9 +77,16 @@ export interface VerificationView {
   readonly extraInTarget: number;
   readonly different: number;
   readonly repaired: number;
-  readonly sampleKeys: { key: string[]; kind: 'missing' | 'extra' | 'different' }[];
+  readonly unrepaired: number;
+  readonly sampleKeys: { key: string[]; kind: FindingKind; repairedBy: string | null }[];
+  readonly repairs: VerificationRepairView[];
   readonly startedAt: string;
   readonly finishedAt: string | null;
+}
+
+/** What `POST …/verifications/:vid/repair` answers: the repair record and the verification after it. */
+export interface VerificationRepairResult extends VerificationRepairView {
+  readonly verification: VerificationView;
 }
 
 /** What one range job did. */
@@ -55,6 +102,8 @@ interface Deps {
   readonly catalog: CatalogInspector;
   readonly health: HealthProbe;
   readonly backfill: BackfillService;
+  /** Writes the `verification.*` audit events. */
+  readonly migrations: Pick<MigrationService, 'recordEvent'>;
   /** The ranges' leased-work lifecycle (`RANGE_WORK`). */
   readonly ranges: LeasedWork;
   /** Checked before a verification is created; `null` where no queue is configured. */
@@ -83,21 +132,16 @@ export class VerificationService {
   /**
    * Starts a verification: checks the keys map straight across and that the work queue answers,
    * plans the ranges and enqueues them. A verification is work for workers: with Redis down none is
-   * created (503), rather than one nobody can run yet.
+   * created (503), rather than one nobody can run yet. The verification, its ranges and the audit
+   * event `verification.started` (actor, `rangesPlanned`) commit together, under the migration's
+   * row lock (taken first), where the phase is checked again.
    * @throws TidewayError `INVALID_SPEC` when a key column is not mapped straight across;
    *   `INVALID_TRANSITION` before the backfill phase or on a finished migration;
    *   DependencyUnavailableError naming `redis` (within `QUEUE_TIMEOUT_MS`) or a datasource; nothing is created then.
    */
   async start(migration: Migration, actor: string): Promise<VerificationView> {
     const spec = migration.spec;
-    if (!['backfill', 'shadow_read', 'cutover', 'cleanup'].includes(migration.phase) || ['aborted', 'completed'].includes(migration.status)) {
-      throw new TidewayError('INVALID_TRANSITION', `verification needs a migration from backfill on, not ${migration.phase}/${migration.status}`, {
-        phase: migration.phase,
-        status: migration.status,
-        action: 'verify',
-        allowed: [],
-      });
-    }
+    assertVerifiable(migration);
     const [source, target] = await Promise.all([this.deps.catalog.describe(spec.source), this.deps.catalog.describe(spec.target)]);
     if (!source || !target) throw new TidewayError('INVALID_SPEC', 'source or target table is gone', { field: source ? 'target.table' : 'source.table' });
     const wanted = [...spec.source.key].sort().join(',');
@@ -111,6 +155,7 @@ export class VerificationService {
     await this.deps.queue?.ping();
     const boundaries = await this.#plan(spec, key);
     const id = await this.deps.db.transaction().execute(async (trx) => {
+      assertVerifiable(await lockMigration(trx, migration.id));
       const v = await trx
         .insertInto('verifications')
         .values({
@@ -131,6 +176,7 @@ export class VerificationService {
         .insertInto('verification_ranges')
         .values(bounds.slice(0, -1).map((lower, i) => ({ verification_id: v.id, lower_key: lower ? JSON.stringify(lower) : null, upper_key: bounds[i + 1] ? JSON.stringify(bounds[i + 1]) : null, status: 'pending' as const })))
         .execute();
+      await this.deps.migrations.recordEvent(migration.id, 'verification.started', { actor, details: { verificationId: v.id, rangesPlanned: boundaries.length + 1, keyColumns: key.columns } }, trx);
       return v.id;
     });
     // Recorded: should Redis fail right now, the reconciler sends the ranges once it answers.
@@ -210,7 +256,11 @@ export class VerificationService {
       return { kind: 'retrying', error: message, retryInMs: delay };
     }
     const { sourceRows, targetRows, outcome, children, diffs } = checked;
+    // Under the migration's row lock, taken first: range completions of a verification commit one
+    // after another, so the last one sees every other range done and finishes the verification in
+    // the same transaction (with its audit event), exactly once.
     const blocked = await db.transaction().execute(async (trx) => {
+      await lockMigration(trx, migration.id);
       const done = await trx
         .updateTable('verification_ranges')
         .set({ status: 'done', outcome, source_rows: sourceRows, target_rows: targetRows, finished_at: sql`now()`, lease_token: null, lease_expires_at: null, last_error: null })
@@ -241,11 +291,11 @@ export class VerificationService {
         })
         .where('id', '=', v.id)
         .execute();
+      await this.#finish(trx, v.id, migration.id);
       return done.blocked;
     });
     if (blocked) await ranges.blocks.clear(migration.id, 'verification', `range ${lease.id} finished`).catch(() => undefined);
     await this.pump(v.id).catch(() => undefined);
-    await this.finishIfDone(v.id);
     return { kind: outcome, sourceRows, targetRows };
   }
 
@@ -319,58 +369,224 @@ export class VerificationService {
     return shape.sourceKey.columns.map((_, i) => row[`k${i}`] as string);
   }
 
-  /** Marks the verification passed or failed once no range is pending or running. */
-  async finishIfDone(verificationId: string): Promise<void> {
-    await this.deps.db
+  /**
+   * Marks the verification passed or failed once no range is pending or running, with the audit
+   * event `verification.finished`. {@link VerificationService.runRange} does this in the
+   * transaction of the last range (ADR 010); this is the safety net the reconciler runs for a
+   * verification left running with no live range. Cheap when the verification is not done: the
+   * migration's row lock is taken only when no range looks live.
+   *
+   * @returns true when this call finished the verification.
+   */
+  async finishIfDone(verificationId: string): Promise<boolean> {
+    const { db } = this.deps;
+    const v = await db.selectFrom('verifications').select(['migration_id', 'status']).where('id', '=', verificationId).executeTakeFirst();
+    if (!v || v.status !== 'running') return false;
+    const live = await db.selectFrom('verification_ranges').select(sql`1`.as('x')).where('verification_id', '=', verificationId).where('status', 'in', ['pending', 'running']).limit(1).executeTakeFirst();
+    if (live) return false;
+    return db.transaction().execute(async (trx) => {
+      await lockMigration(trx, v.migration_id);
+      return this.#finish(trx, verificationId, v.migration_id);
+    });
+  }
+
+  /**
+   * Inside `trx`, which holds the migration's row lock: marks the verification passed or failed
+   * when it is running and no range is pending or running, and then (only then) writes the audit
+   * event `verification.finished` (status, rows compared, missing / extra / different counts,
+   * duration). Racing callers serialize on the lock; the status condition lets one of them through.
+   * @returns true when this call finished it.
+   */
+  async #finish(trx: Kysely<Database>, verificationId: string, migrationId: string): Promise<boolean> {
+    const done = await trx
       .updateTable('verifications')
       .set({
         finished_at: sql`now()`,
-        status: sql`CASE WHEN EXISTS (SELECT 1 FROM verification_diffs d WHERE d.verification_id = verifications.id AND NOT d.repaired) THEN 'failed' ELSE 'passed' END`,
+        status: sql`CASE WHEN EXISTS (SELECT 1 FROM verification_diffs d WHERE d.verification_id = verifications.id) THEN 'failed' ELSE 'passed' END`,
       })
       .where('id', '=', verificationId)
       .where('status', '=', 'running')
       .where(({ not, exists, selectFrom }) =>
         not(exists(selectFrom('verification_ranges').select(sql`1`.as('x')).where('verification_id', '=', verificationId).where('status', 'in', ['pending', 'running']))),
       )
-      .execute();
+      .returning(['status', 'rows_compared', 'ranges_checked', 'created_by', sql<number>`round(extract(epoch FROM now() - started_at) * 1000)::int`.as('duration_ms')])
+      .executeTakeFirst();
+    if (!done) return false;
+    const found = (await findingsOf(trx, [verificationId])).get(verificationId);
+    await this.deps.migrations.recordEvent(
+      migrationId,
+      'verification.finished',
+      {
+        actor: ACTOR,
+        details: {
+          verificationId,
+          status: done.status,
+          startedBy: done.created_by,
+          rangesChecked: done.ranges_checked,
+          rowsCompared: Number(done.rows_compared),
+          missingInTarget: found?.missingInTarget ?? 0,
+          extraInTarget: found?.extraInTarget ?? 0,
+          different: found?.different ?? 0,
+          durationMs: done.duration_ms,
+        },
+      },
+      trx,
+    );
+    return true;
   }
 
   /**
-   * Repairs the keys a verification found: re-copies them from the source (missing and different
-   * rows upserted, extra rows deleted), then re-checks exactly those keys; keys that now match are
-   * marked repaired. A verification with every key repaired becomes `passed`.
+   * Repairs the findings of a finished verification that no repair has fixed yet, as a record of
+   * its own (`verification_repairs`, status `running` from the start): re-copies those keys from
+   * the source (missing and different rows upserted, extra rows deleted), re-checks each key, then
+   * in one transaction (migration row locked first) records every key's outcome, marks the fixed
+   * findings with this repair, finishes the record and writes the audit event
+   * `verification.repaired` (keys attempted, upserted, deleted, fixed, still different, duration).
+   * The verification itself keeps what it found: its `outcome` becomes `repaired` once every
+   * finding is fixed. A repair that throws is recorded `failed` with the error and the event
+   * `verification.repair_failed`. Repairs of one verification may overlap: each records what it
+   * attempted and saw; a finding belongs to the first repair that committed its fix.
+   *
+   * @param actor - token name of the caller (audit).
+   * @throws TidewayError `MIGRATION_NOT_FOUND` for an unknown verification; `INVALID_TRANSITION`
+   *   while it runs, when the migration cannot re-copy keys (outside dual_write…cleanup, finished),
+   *   or after write cutover (new is authoritative: old must not overwrite it) — nothing is
+   *   recorded then; DependencyUnavailableError when a datasource cannot be reached.
    */
-  async repair(verificationId: string): Promise<VerificationView> {
+  async repair(verificationId: string, actor: string): Promise<VerificationRepairResult> {
     const { db } = this.deps;
     const v = await db.selectFrom('verifications').selectAll().where('id', '=', verificationId).executeTakeFirst();
     if (!v) throw new TidewayError('MIGRATION_NOT_FOUND', `verification ${verificationId} does not exist`, { verificationId });
     if (v.status === 'running') throw new TidewayError('INVALID_TRANSITION', 'the verification is still running', { action: 'repair', status: v.status, allowed: [] });
     const migration = toMigration(await db.selectFrom('migrations').selectAll().where('id', '=', v.migration_id).executeTakeFirstOrThrow());
-    const diffs = await db.selectFrom('verification_diffs').select(['key']).where('verification_id', '=', v.id).where('repaired', '=', false).execute();
+    this.deps.backfill.assertRedrivable(migration, 'repair');
+    // After write cutover new is authoritative: copying old over it would lose its newer writes.
+    const ramp = await db.selectFrom('ramps').select(['status', 'write_cutover_at']).where('migration_id', '=', migration.id).executeTakeFirst();
+    if (ramp?.status === 'write_cutover' || migration.phase === 'cleanup') {
+      throw new TidewayError('INVALID_TRANSITION', 'after write cutover the new table is authoritative: a repair would overwrite its writes with the old table\'s rows; roll back to shadow_read first, or fix the rows on the new table', {
+        action: 'repair',
+        phase: migration.phase,
+        status: migration.status,
+        allowed: [],
+        writeCutoverAt: ramp?.write_cutover_at ? ramp.write_cutover_at.toISOString() : null,
+      });
+    }
+    const open = await db.selectFrom('verification_diffs').select(['key', 'kind']).where('verification_id', '=', v.id).where('repaired_by', 'is', null).orderBy('key').execute();
+    const { id: repairId } = await db
+      .insertInto('verification_repairs')
+      .values({ verification_id: v.id, actor, status: 'running', keys_attempted: open.length })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const began = performance.now();
     const shape = shapeOf(v);
-    const keys = diffs.map((d) => d.key);
     // Keys are stored in index order; re-drive takes spec.source.key order.
     const toSpecOrder = (k: string[]) => migration.spec.source.key.map((c) => k[shape.sourceKey.columns.indexOf(c)] as string);
-    for (let i = 0; i < keys.length; i += 1000) await this.deps.backfill.redrive(migration, keys.slice(i, i + 1000).map(toSpecOrder));
-    const fixed: string[][] = [];
-    for (const key of keys) {
-      const still = await this.#exactDiffKey(migration.spec, shape, key);
-      if (!still) fixed.push(key);
-    }
-    if (fixed.length) {
+    const copied = { upserted: 0, deleted: 0 };
+    const outcomes: { key: string[]; kind: FindingKind; outcome: 'fixed' | 'still_different' }[] = [];
+    try {
+      for (let i = 0; i < open.length; i += 1000) {
+        const r = await this.deps.backfill.redrive(migration, open.slice(i, i + 1000).map((d) => toSpecOrder(d.key)));
+        copied.upserted += r.upserted;
+        copied.deleted += r.deleted;
+      }
+      for (const d of open) outcomes.push({ key: d.key, kind: d.kind, outcome: (await this.#exactDiffKey(migration.spec, shape, d.key)) ? 'still_different' : 'fixed' });
+    } catch (error) {
+      const message = errorMessage(error);
+      // Best effort: the orchestrator database may be what failed (the record then stays `running`).
       await db
-        .updateTable('verification_diffs')
-        .set({ repaired: true })
-        .where('verification_id', '=', v.id)
-        .where('key', 'in', fixed.map((k) => JSON.stringify(k)))
-        .execute();
+        .transaction()
+        .execute(async (trx) => {
+          await lockMigration(trx, v.migration_id);
+          await trx.updateTable('verification_repairs').set({ status: 'failed', error: message.slice(0, 1000), ...copied, finished_at: sql`now()` }).where('id', '=', repairId).execute();
+          await this.deps.migrations.recordEvent(v.migration_id, 'verification.repair_failed', { actor, reason: message.slice(0, 1000), details: { verificationId: v.id, repairId, keysAttempted: open.length, ...copied } }, trx);
+        })
+        .catch(() => undefined);
+      throw error;
     }
-    await db
-      .updateTable('verifications')
-      .set({ repaired_at: sql`now()`, status: sql`CASE WHEN EXISTS (SELECT 1 FROM verification_diffs d WHERE d.verification_id = verifications.id AND NOT d.repaired) THEN 'failed' ELSE 'passed' END` })
-      .where('id', '=', v.id)
+    const fixed = outcomes.filter((o) => o.outcome === 'fixed');
+    await db.transaction().execute(async (trx) => {
+      await lockMigration(trx, v.migration_id);
+      for (let i = 0; i < outcomes.length; i += 1000) {
+        await trx
+          .insertInto('verification_repair_keys')
+          .values(outcomes.slice(i, i + 1000).map((o) => ({ repair_id: repairId, key: JSON.stringify(o.key), kind: o.kind, outcome: o.outcome })))
+          .execute();
+      }
+      for (let i = 0; i < fixed.length; i += 1000) {
+        await trx
+          .updateTable('verification_diffs')
+          .set({ repaired_by: repairId })
+          .where('verification_id', '=', v.id)
+          .where('repaired_by', 'is', null)
+          .where('key', 'in', fixed.slice(i, i + 1000).map((o) => JSON.stringify(o.key)))
+          .execute();
+      }
+      await trx
+        .updateTable('verification_repairs')
+        .set({ status: 'finished', ...copied, fixed: fixed.length, still_different: outcomes.length - fixed.length, finished_at: sql`now()` })
+        .where('id', '=', repairId)
+        .execute();
+      await trx.updateTable('verifications').set({ repaired_at: sql`now()` }).where('id', '=', v.id).execute();
+      await this.deps.migrations.recordEvent(
+        v.migration_id,
+        'verification.repaired',
+        {
+          actor,
+          details: {
+            verificationId: v.id,
+            repairId,
+            keysAttempted: outcomes.length,
+            ...copied,
+            fixed: fixed.length,
+            stillDifferent: outcomes.length - fixed.length,
+            durationMs: Math.round(performance.now() - began),
+          },
+        },
+        trx,
+      );
+    });
+    const [repair, verification] = await Promise.all([this.repairView(repairId), this.view(v.id)]);
+    return { ...repair, verification };
+  }
+
+  /** One repair record. @throws TidewayError `MIGRATION_NOT_FOUND` for an unknown id. */
+  async repairView(repairId: string): Promise<VerificationRepairView> {
+    const r = await this.deps.db.selectFrom('verification_repairs').selectAll().where('id', '=', repairId).executeTakeFirst();
+    if (!r) throw new TidewayError('MIGRATION_NOT_FOUND', `verification repair ${repairId} does not exist`, { repairId });
+    return (await this.#repairViews([r]))[0] as VerificationRepairView;
+  }
+
+  /** Views of `rows`, in their order, with up to SAMPLE_KEYS re-checked keys each (still different first), one query. */
+  async #repairViews(rows: readonly VerificationRepairRow[]): Promise<VerificationRepairView[]> {
+    if (rows.length === 0) return [];
+    const samples = await this.deps.db
+      .selectFrom((eb) =>
+        eb
+          .selectFrom('verification_repair_keys')
+          .select(['repair_id', 'key', 'kind', 'outcome', sql<number>`row_number() OVER (PARTITION BY repair_id ORDER BY outcome = 'fixed', key)`.as('n')])
+          .where('repair_id', 'in', rows.map((r) => r.id))
+          .as('k'),
+      )
+      .select(['repair_id', 'key', 'kind', 'outcome'])
+      .where('n', '<=', SAMPLE_KEYS)
+      .orderBy('repair_id')
+      .orderBy('n')
       .execute();
-    return this.view(v.id);
+    return rows.map((r) => ({
+      id: r.id,
+      verificationId: r.verification_id,
+      actor: r.actor,
+      status: r.status,
+      keysAttempted: r.keys_attempted,
+      upserted: r.upserted,
+      deleted: r.deleted,
+      fixed: r.fixed,
+      stillDifferent: r.still_different,
+      error: r.error,
+      sampleKeys: samples.filter((k) => k.repair_id === r.id).map((k) => ({ key: k.key, kind: k.kind, outcome: k.outcome })),
+      startedAt: r.started_at.toISOString(),
+      finishedAt: r.finished_at ? r.finished_at.toISOString() : null,
+    }));
   }
 
   /** True when the key still differs between mapping(source) and target. */
@@ -421,51 +637,48 @@ export class VerificationService {
     };
   }
 
-  /** Resources of `rows`, in their order: the open diff counts and up to SAMPLE_KEYS sample keys each, two queries in all. */
+  /** Resources of `rows`, in their order: findings, up to SAMPLE_KEYS sample keys and the repairs of each, four queries in all. */
   async #views(rows: readonly VerificationRow[]): Promise<VerificationView[]> {
     if (rows.length === 0) return [];
     const { db } = this.deps;
     const ids = rows.map((r) => r.id);
-    const counts = await db
-      .selectFrom('verification_diffs')
-      .select([
-        'verification_id',
-        sql<number>`count(*) FILTER (WHERE kind = 'missing' AND NOT repaired)::int`.as('missing'),
-        sql<number>`count(*) FILTER (WHERE kind = 'extra' AND NOT repaired)::int`.as('extra'),
-        sql<number>`count(*) FILTER (WHERE kind = 'different' AND NOT repaired)::int`.as('different'),
-        sql<number>`count(*) FILTER (WHERE repaired)::int`.as('repaired'),
-      ])
-      .where('verification_id', 'in', ids)
-      .groupBy('verification_id')
-      .execute();
-    const samples = await db
-      .selectFrom((eb) =>
-        eb
-          .selectFrom('verification_diffs')
-          .select(['verification_id', 'key', 'kind', sql<number>`row_number() OVER (PARTITION BY verification_id ORDER BY key)`.as('n')])
-          .where('verification_id', 'in', ids)
-          .where('repaired', '=', false)
-          .as('d'),
-      )
-      .select(['verification_id', 'key', 'kind'])
-      .where('n', '<=', SAMPLE_KEYS)
-      .orderBy('verification_id')
-      .orderBy('key')
-      .execute();
+    const [findings, samples, repairRows] = await Promise.all([
+      findingsOf(db, ids),
+      db
+        .selectFrom((eb) =>
+          eb
+            .selectFrom('verification_diffs')
+            .select(['verification_id', 'key', 'kind', 'repaired_by', sql<number>`row_number() OVER (PARTITION BY verification_id ORDER BY repaired_by IS NOT NULL, key)`.as('n')])
+            .where('verification_id', 'in', ids)
+            .as('d'),
+        )
+        .select(['verification_id', 'key', 'kind', 'repaired_by'])
+        .where('n', '<=', SAMPLE_KEYS)
+        .orderBy('verification_id')
+        .orderBy('n')
+        .execute(),
+      db.selectFrom('verification_repairs').selectAll().where('verification_id', 'in', ids).orderBy('started_at').orderBy('id').execute(),
+    ]);
+    const repairs = await this.#repairViews(repairRows);
     return rows.map((v) => {
-      const c = counts.find((x) => x.verification_id === v.id);
+      const f = findings.get(v.id);
+      if (!f) throw new Error(`no findings read for verification ${v.id}`);
       return {
         id: v.id,
         migrationId: v.migration_id,
         status: v.status,
+        outcome: outcomeOf(v.status, f),
+        createdBy: v.created_by,
         rangesTotal: v.ranges_total,
         rangesChecked: v.ranges_checked,
         rowsCompared: Number(v.rows_compared),
-        missingInTarget: c?.missing ?? 0,
-        extraInTarget: c?.extra ?? 0,
-        different: c?.different ?? 0,
-        repaired: c?.repaired ?? 0,
-        sampleKeys: samples.filter((x) => x.verification_id === v.id).map((x) => ({ key: x.key, kind: x.kind })),
+        missingInTarget: f.missingInTarget,
+        extraInTarget: f.extraInTarget,
+        different: f.different,
+        repaired: f.repaired,
+        unrepaired: f.unrepaired,
+        sampleKeys: samples.filter((x) => x.verification_id === v.id).map((x) => ({ key: x.key, kind: x.kind, repairedBy: x.repaired_by })),
+        repairs: repairs.filter((r) => r.verificationId === v.id),
         startedAt: v.started_at.toISOString(),
         finishedAt: v.finished_at ? v.finished_at.toISOString() : null,
       };
@@ -480,7 +693,8 @@ export class VerificationService {
   /**
    * Re-creates lost range work from PostgreSQL: leases that ran out go back to pending, queued ranges
    * whose job is not live in Redis are marked unqueued, then every running verification with
-   * unqueued ranges is pumped (new enqueue generations); blocks with no live range left are cleared.
+   * unqueued ranges is pumped (new enqueue generations); a running verification with no live range
+   * left is finished ({@link finishIfDone}); blocks with no live range left are cleared.
    *
    * @returns the number of ranges sent.
    * @throws the first error met (Redis down), after doing everything else it could.
@@ -506,10 +720,39 @@ export class VerificationService {
         return 0;
       });
     }
+    // The last range's transaction finishes its verification; one still running with no live range
+    // (left by an older version) is finished here. finishIfDone is safe to race.
+    const unfinished = await db
+      .selectFrom('verifications as v')
+      .select('v.id')
+      .where('v.status', '=', 'running')
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('verification_ranges as r').select(sql`1`.as('x')).whereRef('r.verification_id', '=', 'v.id').where('r.status', 'in', ['pending', 'running']))))
+      .execute();
+    for (const { id } of unfinished) await this.finishIfDone(id).catch((error: unknown) => errors.push(error));
     await ranges.blocks.sweep(ranges.kind).catch((error: unknown) => errors.push(error));
     if (errors.length > 0) throw errors[0];
     return n;
   }
+}
+
+/** @throws TidewayError `INVALID_TRANSITION` unless the migration is from backfill on and not finished. */
+function assertVerifiable(migration: Migration): void {
+  if (['backfill', 'shadow_read', 'cutover', 'cleanup'].includes(migration.phase) && !['aborted', 'completed'].includes(migration.status)) return;
+  throw new TidewayError('INVALID_TRANSITION', `verification needs a migration from backfill on, not ${migration.phase}/${migration.status}`, {
+    phase: migration.phase,
+    status: migration.status,
+    action: 'verify',
+    allowed: [],
+  });
+}
+
+/**
+ * Row-locks the migration inside `trx` (`FOR UPDATE`): the first lock of every transaction that
+ * writes an audit event, so verification rows are always locked after the migration row (the order
+ * a transition and `recordEvent` take them in).
+ */
+async function lockMigration(trx: Kysely<Database>, migrationId: string): Promise<Migration> {
+  return toMigration(await trx.selectFrom('migrations').selectAll().where('id', '=', migrationId).forUpdate().executeTakeFirstOrThrow());
 }
 
 /** Adds `AND key = value` to a keyed rows query (used to re-check single keys). */
