@@ -1,6 +1,6 @@
 import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
-import { loadSqlParser } from '../mapping/mapping-validator.js';
+import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
 import type { BackfillChunkJob } from '@tideway/queue';
 import { sql, type Kysely } from 'kysely';
@@ -173,7 +173,7 @@ export class BackfillService {
   /**
    * Re-copies the given source keys now (the gap ledger of application sync: keys whose new-side
    * write failed). Rows still in the source are upserted; target rows whose source row is gone are
-   * deleted when the key maps straight across. Keys are given in `spec.source.key` order.
+   * deleted when the key is copied across. Keys are given in `spec.source.key` order.
    *
    * @param keys - at most 1000 keys, each one text value per key column.
    * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cleanup; `INVALID_SPEC` for a key
@@ -200,7 +200,7 @@ export class BackfillService {
    * row is gone is deleted. Keys are source key values in `spec.source.key` order, as the SDK sends.
    *
    * @throws TidewayError `INVALID_TRANSITION` outside cutover and cleanup; `INVALID_SPEC` when there
-   *   is no reverse mapping or the target key is not the source key mapped straight across (`id: "id"`),
+   *   is no reverse mapping or the target key is not the source key copied across (`id: "id"`, or a cast),
    *   or for a key with the wrong number of values; DependencyUnavailableError when a datasource cannot
    *   be reached.
    */
@@ -211,23 +211,23 @@ export class BackfillService {
     const reverse = reverseMappingOf(spec);
     if (!reverse) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs a reverse mapping (spec.reverseMapping)', { field: 'reverseMapping' });
     const sourceColumnOf = BackfillService.reverseKeyOrder(spec);
-    if (!sourceColumnOf) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the keys mapped straight across, both ways (id: "id")', { field: 'mapping' });
+    if (!sourceColumnOf) throw new TidewayError('INVALID_SPEC', 'old-side re-drive needs the keys copied across, both ways (id: "id", or a cast of it)', { field: 'mapping' });
     this.#assertKeyWidth(spec, keys);
     const reversed = reverseSpec(spec, reverse);
     return this.#copyKeys(reversed, keys.map((k) => sourceColumnOf.map((i) => k[i] as string)));
   }
 
-  /** Whether {@link redriveReverse} can work for this spec at all (reverse mapping, keys straight both ways). */
+  /** Whether {@link redriveReverse} can work for this spec at all (reverse mapping, keys copied both ways). */
   static canRedriveReverse(spec: MigrationSpec): boolean {
     return BackfillService.reverseKeyOrder(spec) !== null;
   }
 
-  /** For target key column i, the index of the source key column it maps straight from; `null` when the keys do not map straight both ways. */
+  /** For target key column i, the index of the source key column it copies (bare or cast); `null` when the keys are not copied both ways. */
   private static reverseKeyOrder(spec: MigrationSpec): number[] | null {
     const reverse = reverseMappingOf(spec);
     if (!reverse || spec.target.key.length !== spec.source.key.length) return null;
-    const order = spec.target.key.map((t) => spec.source.key.indexOf(spec.mapping[t]?.trim() ?? ''));
-    const reverseStraight = spec.source.key.every((c) => spec.target.key.includes(reverse[c]?.trim() ?? ''));
+    const order = spec.target.key.map((t) => spec.source.key.indexOf(copiedColumn(spec.mapping[t] ?? '') ?? ''));
+    const reverseStraight = spec.source.key.every((c) => spec.target.key.includes(copiedColumn(reverse[c] ?? '') ?? ''));
     return order.some((i) => i < 0) || !reverseStraight ? null : order;
   }
 
@@ -249,6 +249,7 @@ export class BackfillService {
 
   /** Upserts the mapped source rows of `keys` into the target and deletes target rows whose source row is gone. */
   async #copyKeys(spec: MigrationSpec, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
+    await loadSqlParser();
     this.#assertKeyWidth(spec, keys);
     if (keys.length === 0) return { upserted: 0, deleted: 0 };
     const table = await this.deps.catalog.describe(spec.source);

@@ -1,4 +1,5 @@
 import type { MigrationSpec, TableRef } from '@tideway/core';
+import { copiedColumn } from '../mapping/mapping-validator.js';
 
 /**
  * SQL text for user tables. Inputs: identifiers (validated against IDENTIFIER_PATTERN and always
@@ -224,12 +225,12 @@ export function redriveUpsertSql(spec: MigrationSpec, key: KeyShape, keys: reado
 
 /**
  * Deletes target rows of `keys` whose source row no longer exists. Only possible when each target
- * key column is mapped straight from the source key column at the same position (`id: "id"`);
+ * key column copies the source key column at the same position (`id: "id"`, or a cast of it);
  * returns `null` otherwise.
  */
 export function redriveDeleteSql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } | null {
   const sourceKey = [...key.columns];
-  const targetKey = sourceKey.map((column) => spec.target.key.find((t) => spec.mapping[t]?.trim() === column));
+  const targetKey = sourceKey.map((column) => spec.target.key.find((t) => copiedColumn(spec.mapping[t] ?? '') === column));
   if (targetKey.some((t) => t === undefined) || targetKey.length !== spec.target.key.length) return null;
   const params: string[] = [];
   const tuples = keys.map((k) => row(k.map((v, i) => {
@@ -277,11 +278,11 @@ export function redriveGoneKeysSql(spec: MigrationSpec, key: KeyShape, keys: rea
 }
 
 /**
- * Deletes target rows by key values, when each target key column is mapped straight from the
+ * Deletes target rows by key values, when each target key column copies (bare or cast) the
  * source key column at the same position; `null` otherwise (cross-datasource re-drive of deletes).
  */
 export function redriveDeleteByKeySql(spec: MigrationSpec, key: KeyShape, keys: readonly KeyValue[]): { sql: string; params: string[] } | null {
-  const targetKey = key.columns.map((column) => spec.target.key.find((t) => spec.mapping[t]?.trim() === column));
+  const targetKey = key.columns.map((column) => spec.target.key.find((t) => copiedColumn(spec.mapping[t] ?? '') === column));
   if (targetKey.some((t) => t === undefined) || targetKey.length !== spec.target.key.length) return null;
   const { tuples, params } = keyTuples(key, keys);
   return { sql: `DELETE FROM ${qualified(spec.target)} WHERE ${row((targetKey as string[]).map(quoteIdent))} IN (${tuples.join(', ')})`, params };

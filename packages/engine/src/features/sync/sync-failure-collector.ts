@@ -6,6 +6,7 @@ import type { DivergenceRecorder } from '../divergence/divergence-recorder.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { qualified } from '../backfill/sql.js';
+import { loadSqlParser } from '../mapping/mapping-validator.js';
 import { sourceKeyFromTargetKey } from './sync-objects.js';
 import { failuresTableName, type SyncDirection } from './sync-sql.js';
 
@@ -58,6 +59,7 @@ export class SyncFailureCollector {
    * @throws DependencyUnavailableError when the datasource cannot be reached.
    */
   async collect(migration: Migration, directions: readonly SyncDirection[] = ['forward', 'reverse']): Promise<CollectOutcome> {
+    await loadSqlParser();
     let rows = 0;
     let keys = 0;
     let unknownKeys = 0;

@@ -1,6 +1,6 @@
 import { desiredSync, TidewayError, type MigrationSpec } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
-import { loadSqlParser } from '../mapping/mapping-validator.js';
+import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type pg from 'pg';
 import type { Faults } from '../../faults.js';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
@@ -233,7 +233,7 @@ export class SyncObjects implements DesiredStateKind {
 export function sourceKeyFromTargetKey(spec: MigrationSpec, targetKey: readonly string[]): string[] | null {
   const out: string[] = [];
   for (const column of spec.source.key) {
-    const i = spec.target.key.findIndex((t) => spec.mapping[t]?.trim() === column);
+    const i = spec.target.key.findIndex((t) => copiedColumn(spec.mapping[t] ?? '') === column);
     if (i < 0 || targetKey[i] === undefined) return null;
     out.push(targetKey[i] as string);
   }

@@ -1,3 +1,4 @@
+import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import { judgeHealth, retryDelayMs, TidewayError, type MigrationSpec, type ThrottleReason } from '@tideway/core';
 import type { Database, VerificationRangesTable, VerificationRepairRow, VerificationRow } from '@tideway/db';
 import type { VerificationRangeJob } from '@tideway/queue';
@@ -130,12 +131,12 @@ export class VerificationService {
   constructor(private readonly deps: Deps) {}
 
   /**
-   * Starts a verification: checks the keys map straight across and that the work queue answers,
+   * Starts a verification: checks the keys are copied across (a column or a cast of one) and that the work queue answers,
    * plans the ranges and enqueues them. A verification is work for workers: with Redis down none is
    * created (503), rather than one nobody can run yet. The verification, its ranges and the audit
    * event `verification.started` (actor, `rangesPlanned`) commit together, under the migration's
    * row lock (taken first), where the phase is checked again.
-   * @throws TidewayError `INVALID_SPEC` when a key column is not mapped straight across;
+   * @throws TidewayError `INVALID_SPEC` when a key column is not copied across;
    *   `INVALID_TRANSITION` before the backfill phase or on a finished migration;
    *   DependencyUnavailableError naming `redis` (within `QUEUE_TIMEOUT_MS`) or a datasource; nothing is created then.
    */
@@ -146,9 +147,10 @@ export class VerificationService {
     if (!source || !target) throw new TidewayError('INVALID_SPEC', 'source or target table is gone', { field: source ? 'target.table' : 'source.table' });
     const wanted = [...spec.source.key].sort().join(',');
     const order = source.uniqueKeys.find((c) => [...c].sort().join(',') === wanted) ?? spec.source.key;
-    const targetKey = order.map((c) => spec.target.key.find((t) => spec.mapping[t]?.trim() === c));
+    await loadSqlParser();
+    const targetKey = order.map((c) => spec.target.key.find((t) => copiedColumn(spec.mapping[t] ?? '') === c));
     if (targetKey.some((t) => t === undefined)) {
-      throw new TidewayError('INVALID_SPEC', 'verification needs every source key column mapped straight to a target key column (e.g. "id": "id")', { field: 'mapping' });
+      throw new TidewayError('INVALID_SPEC', 'verification needs every source key column copied to a target key column (e.g. "id": "id" or "id": "id::bigint")', { field: 'mapping' });
     }
     const targetTypes = Object.fromEntries(Object.keys(spec.mapping).map((c) => [c, target.columns.get(c)?.type ?? 'text']));
     const key: KeyShape = { columns: [...order], types: order.map((c) => source.columns.get(c)?.type ?? 'text') };

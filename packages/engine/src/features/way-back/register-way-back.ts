@@ -97,7 +97,7 @@ export function registerWayBack(
     },
   });
   deps.migrations.onPatch(async ({ after, changed, db }) => {
-    if (after.phase === 'draft' || !changed.some((c) => c === 'reverseMapping' || c === 'rollbackAfterWriteCutover')) return;
+    if (after.phase === 'draft' || !changed.some((c) => c === 'reverseMapping' || c.startsWith('reverseMapping.') || c === 'rollbackAfterWriteCutover')) return;
     const inspection = await deps.catalog.inspectSpec(after.spec);
     if (inspection.problems.length > 0 || !inspection.binding) throw new InvalidSpecError(inspection.problems);
     await deps.ddlGuard.record(db, after.id, inspection.binding.signature);
