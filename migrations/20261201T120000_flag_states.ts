@@ -3,11 +3,6 @@
  * - `flag_states`: per migration, the desired flag states last converged on the flag server (what
  *   Tideway set, like Kubernetes' last-applied configuration). A transition whose desired flags equal
  *   it sends no request to the flag server; the periodic pass looks at the world to find drift.
- * - `flag_intents`: a row committed (outside the converging transaction) before Tideway changes a
- *   flag, deleted by that transaction. One left behind means a converge died or failed between
- *   changing flags and committing: the next periodic pass converges that migration, reading the
- *   flags afresh. No foreign key: the intent of a migration being created is written before the
- *   migration's row commits.
  * - `ramps.waits_for` / `waiting_since` / `waiting_reason`: a hold that ended but whose step could
  *   not be taken (`flag-server`: the flag server was unreachable), since when and why.
  */
@@ -22,14 +17,6 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('applied', 'jsonb', (c) => c.notNull())
     .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema
-    .createTable('flag_intents')
-    .ifNotExists()
-    .addColumn('id', 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity())
-    .addColumn('migration_id', 'uuid', (c) => c.notNull())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .execute();
-  await sql`CREATE INDEX IF NOT EXISTS flag_intents_migration_idx ON flag_intents (migration_id)`.execute(db);
   await sql`ALTER TABLE ramps ADD COLUMN IF NOT EXISTS waits_for text,
     ADD COLUMN IF NOT EXISTS waiting_since timestamptz,
     ADD COLUMN IF NOT EXISTS waiting_reason text`.execute(db);
@@ -38,6 +25,5 @@ export async function up(db: Kysely<any>): Promise<void> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`ALTER TABLE ramps DROP COLUMN IF EXISTS waits_for, DROP COLUMN IF EXISTS waiting_since, DROP COLUMN IF EXISTS waiting_reason`.execute(db);
-  await db.schema.dropTable('flag_intents').ifExists().execute();
   await db.schema.dropTable('flag_states').ifExists().execute();
 }

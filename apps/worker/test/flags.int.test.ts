@@ -167,7 +167,7 @@ describe('ownership', () => {
     expect(await a.flags.findState(names.shadowRead)).toBeNull();
     expect(await a.flags.findState(names.writeNew)).toBeNull();
     for (const flag of Object.values(names)) expect(await archived(flag)).toBe(false);
-    expect((await a.orch.query<{ n: number }>(`select count(*)::int as n from flag_intents`)).rows[0]?.n).toBe(0);
+    expect((await a.orch.query<{ n: number }>(`select count(*)::int as n from converge_intents`)).rows[0]?.n).toBe(0);
   });
 
   it('a clash with an archived flag Tideway did not create is refused the same way, before any flag is made', async () => {

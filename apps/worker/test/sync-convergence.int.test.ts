@@ -98,19 +98,22 @@ describe('drift and orphans', () => {
     await f.user.query(`create table orphan_src (id bigint primary key, v int); create table orphan_dst (id bigint primary key, v int)`);
     const orphanSpec = resolveSpec({ ...spec, name: 'orphan', source: { ...spec.source, table: 'orphan_src' }, target: { ...spec.target, table: 'orphan_dst' } });
     const installation = await f.engine.installation.id();
+    const countObjects = (migrationId: string) => {
+      const like = `tideway%${migrationId.replace(/-/g, '').slice(0, 12)}%`; // hex only: safe inline
+      return `select count(*)::int as n from (select relname from pg_class where relkind = 'r' and relname like '${like}' union all select proname from pg_proc where proname like '${like}' union all select tgname from pg_trigger where tgname like '${like}') o`;
+    };
+    const objects = async (migrationId: string) => (await f.user.query<{ n: number }>(countObjects(migrationId))).rows[0]!.n;
+    // Installs and counts in one implicit transaction (one simple query): the worker's own pass
+    // cannot sweep the orphan between the install and the count.
     const install = async (migrationId: string, inst: string) => {
-      for (const o of syncObjects({ spec: orphanSpec, migrationId, installation: inst, direction: 'forward', mapping: orphanSpec.mapping, writtenKeyTypes: ['bigint'] })) {
-        for (const statement of o.create) await f.user.query(statement);
-      }
+      const statements = syncObjects({ spec: orphanSpec, migrationId, installation: inst, direction: 'forward', mapping: orphanSpec.mapping, writtenKeyTypes: ['bigint'] }).flatMap((o) => o.create);
+      const results = (await f.user.query([...statements, countObjects(migrationId)].join(';\n'))) as unknown as { rows: { n: number }[] }[];
+      return results.at(-1)!.rows[0]!.n;
     };
     const mine = '7e3a0c1d-0000-4000-8000-000000000001';
     const theirs = '5b2f9e4a-0000-4000-8000-000000000002';
-    await install(mine, installation);
-    await install(theirs, 'someoneelse');
-    const objects = async (migrationId: string) =>
-      (await f.user.query(`select relname from pg_class where relkind = 'r' and relname like $1 union all select proname from pg_proc where proname like $1 union all select tgname from pg_trigger where tgname like $1`, [`tideway%${migrationId.replace(/-/g, '').slice(0, 12)}%`])).rows.length;
-    expect(await objects(mine)).toBe(6);
-    expect(await objects(theirs)).toBe(6);
+    expect(await install(mine, installation)).toBe(6);
+    expect(await install(theirs, 'someoneelse')).toBe(6);
     await f.engine.desiredState.reconcileAll({ driftCheckSeconds: 0 });
     // This pass or the worker's removed them.
     await waitFor('orphans removed', async () => ((await objects(mine)) === 0 ? true : null), 10_000);

@@ -370,13 +370,6 @@ export interface FlagStatesTable {
   updated_at: Timestamp;
 }
 
-/** `flag_intents`: committed before Tideway changes a migration's flags, deleted by the transaction that recorded the change. */
-export interface FlagIntentsTable {
-  id: ColumnType<string, never, never>;
-  migration_id: string;
-  created_at: Timestamp;
-}
-
 /** Timer kinds: a ramp hold ending, a cleanup reminder, the cleanup deadline. */
 export type TimerKind = 'ramp_hold' | 'cleanup_reminder' | 'cleanup_deadline';
 
@@ -422,7 +415,6 @@ export interface Database {
   work_blocks: WorkBlocksTable;
   ramps: RampsTable;
   flag_states: FlagStatesTable;
-  flag_intents: FlagIntentsTable;
   timers: TimersTable;
   cleanups: CleanupsTable;
   installation: InstallationTable;

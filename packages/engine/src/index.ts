@@ -5,7 +5,6 @@ export {
   DesiredStateReconciler,
   CONVERGE_BATCH,
   DRIFT_CHECK_SECONDS,
-  INTENT_GRACE_SECONDS,
   markConverged,
   type ConvergeChange,
   type ConvergeTarget,

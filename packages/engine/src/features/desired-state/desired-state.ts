@@ -79,12 +79,6 @@ export interface ReconcileReport {
 export const CONVERGE_BATCH = 50;
 /** A migration whose world was last checked longer ago than this is checked again for drift, seconds. @defaultValue 20 */
 export const DRIFT_CHECK_SECONDS = 20;
-/**
- * An intent younger than this may belong to a transition still waiting for the row lock, so a
- * pass that converged the migration keeps it (and converges again next pass), seconds. Intents only
- * make convergence prompt: the drift check converges whatever they miss. @defaultValue 60
- */
-export const INTENT_GRACE_SECONDS = 60;
 
 /**
  * Desired state, converged (shared/DESIGN.md §2; Kubernetes controllers are the model): transitions
@@ -220,11 +214,10 @@ export class DesiredStateReconciler {
       if (!row) return []; // a transition holds it: it converges for itself
       const migration = toMigration(row);
       const changes = await this.#convergeKinds({ migration, db: trx, verify: true });
-      await trx
-        .deleteFrom('converge_intents')
-        .where('migration_id', '=', id)
-        .where('since', '<', sql<Date>`now() - make_interval(secs => ${INTENT_GRACE_SECONDS})`)
-        .execute();
+      // Intents written before this pass took the lock are answered by it. (One of a transition still
+      // waiting for the lock goes too; should that transition then die after changing the world, the
+      // drift check converges it within DRIFT_CHECK_SECONDS.)
+      await trx.deleteFrom('converge_intents').where('migration_id', '=', id).where('since', '<', sql<Date>`statement_timestamp()`).execute();
       if (changes.length > 0) {
         const state = { phase: migration.phase, status: migration.status };
         await this.repository.appendEvent(trx, {

@@ -56,12 +56,12 @@ export interface FlagsKindDeps {
  *   flag whose desired state equals that record is not looked at (no request: a pause works while the
  *   flag server is down); the others are read, checked and changed. The periodic pass (`verify`)
  *   reads all four.
- * - **Intents.** Before the first change a row in `flag_intents` is committed on its own; the
- *   converging transaction deletes it. One left behind (a crash or a failure between changing a flag
- *   and committing) makes the next periodic pass converge that migration.
+ * - **Intents.** The caller committed a converge intent before its transaction opened (transition,
+ *   PATCH, ramp step: `DesiredStateReconciler.intend`); one left behind by a crash or a failure
+ *   between changing a flag and committing makes the next periodic pass converge that migration.
  * - **Cheap observation.** {@link observe} lists every flag of the installation with one request per
- *   pass and reports migrations whose flags are missing, switched off, not archived when they should
- *   be, or that have an intent left; rollouts are not in that list, so rollout drift made by hand is
+ *   pass and reports migrations whose flags are missing, switched off or not archived when they
+ *   should be; rollouts are not in that list, so rollout drift made by hand is
  *   found by the pass's periodic drift check (every `DRIFT_CHECK_SECONDS`).
  *
  * Changes are made in an order that never gives new more keys than the target state: first those
@@ -139,8 +139,6 @@ export class FlagsKind implements DesiredStateKind {
       await this.#record(db, migration.id, desired);
       return [];
     }
-    // From here on flags change: an intent committed on its own says so until this transaction commits.
-    await this.deps.db.insertInto('flag_intents').values({ migration_id: migration.id }).execute();
     const changes: ConvergeChange[] = [];
     const change = (action: ConvergeChange['action'], k: FlagKey, detail: string) => changes.push({ kind: this.name, action, object: `flag ${names[k]}`, detail });
     const owns = (description: string) => this.#ownership(db, description, installation, migration.id).then((v) => v !== 'foreign');
@@ -187,30 +185,23 @@ export class FlagsKind implements DesiredStateKind {
     return changes;
   }
 
-  /** Records `desired` as applied and forgets the migration's intents (inside the converging transaction). */
+  /** Records `desired` as applied (inside the converging transaction). */
   async #record(db: Kysely<Database>, migrationId: string, desired: DesiredFlags): Promise<void> {
     await db
       .insertInto('flag_states')
       .values({ migration_id: migrationId, applied: JSON.stringify(desired) })
       .onConflict((oc) => oc.column('migration_id').doUpdateSet({ applied: JSON.stringify(desired), updated_at: sql`now()` }))
       .execute();
-    await db.deleteFrom('flag_intents').where('migration_id', '=', migrationId).execute();
   }
 
   /**
    * {@inheritDoc DesiredStateKind.observe}
-   * One list request (`listFlags('tideway.<installation>.')`) and two orchestrator queries. Also
-   * forgets intents older than {@link ORPHAN_FLAG_GRACE_SECONDS} of migrations that do not exist.
+   * One list request (`listFlags('tideway.<installation>.')`) and one orchestrator query.
    */
   async observe(): Promise<ReadonlySet<string>> {
     const installation = await this.deps.installation.id();
     const { db } = this.deps;
-    await db
-      .deleteFrom('flag_intents')
-      .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${this.#graceSeconds})`)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('migrations').select('id').whereRef('migrations.id', '=', 'flag_intents.migration_id'))))
-      .execute();
-    const out = new Set((await db.selectFrom('flag_intents').select('migration_id').distinct().execute()).map((r) => r.migration_id));
+    const out = new Set<string>();
     const listed = await this.deps.flags.listFlags(flagPrefix(installation));
     this.#listed = { at: Date.now(), flags: listed };
     const owned = new Map<string, Map<string, FlagSummary>>();
