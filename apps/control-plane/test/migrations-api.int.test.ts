@@ -202,6 +202,26 @@ describe('action routes', () => {
     expect(log[1]?.details['actions']).toContain('entry:prepare:catalog-check');
   });
 
+  it('holds an application-sync migration in dual_write until the dual-write flag has had time to reach every SDK instance', async () => {
+    const created = await call(h.app, { method: 'POST', url: '/v1/migrations', body: ordersSpec('propagation', { syncMode: 'application' }) });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    for (const action of ['start', 'advance']) expect((await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/${action}` })).status).toBe(200);
+    const refused = await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/advance` });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('GATE_NOT_MET');
+    const gates = refused.body.error.details.gates as { name: string; message: string; observed: Record<string, unknown> }[];
+    expect(gates.map((g) => g.name)).toEqual(['dual-write-propagated']);
+    expect(gates[0]?.observed).toMatchObject({ requiredSeconds: 10 });
+    expect(gates[0]?.message).toMatch(/waiting for every application instance to see the dual-write flag: on \d+ of 10 s/);
+    expect(await stored(id)).toMatchObject({ phase: 'dual_write' });
+    // An operator who knows the applications' refresh interval may shorten it.
+    expect((await call(h.app, { method: 'PATCH', url: `/v1/migrations/${id}`, body: { spec: { backfill: { flagPropagationSeconds: 0 } } } })).status).toBe(200);
+    const advanced = await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/advance` });
+    expect(advanced.status, JSON.stringify(advanced.body)).toBe(200);
+    expect(advanced.body.phase).toBe('backfill');
+  });
+
   it('aborts a draft', async () => {
     const m = await createMigration(h.app, 'abort-draft');
     const res = await call(h.app, { method: 'POST', url: `/v1/migrations/${m.id}/abort` });

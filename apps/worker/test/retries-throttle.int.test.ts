@@ -57,7 +57,7 @@ describe('retries, timeouts and splits', () => {
       source: { datasource: 'main', table: 'locked', key: 'id' },
       target: { datasource: 'main', table: 'locked_v2', key: 'id' },
       mapping,
-      backfill: { initialChunkRows: 4, minChunkRows: 4, maxChunkRows: 4, chunkTimeoutMs: 200, maxAttempts: 5 },
+      backfill: { initialChunkRows: 4, minChunkRows: 4, maxChunkRows: 4, chunkTimeoutMs: 200, maxAttempts: 5, flagPropagationSeconds: 0 },
       throttle: { enabled: false },
     });
     const failed = await waitFor('migration failed by maxFailedChunks', async () => {
@@ -99,6 +99,7 @@ describe('throttling', () => {
         source: { datasource: 'main', table: 'calm', key: 'id' },
         target: { datasource: 'main', table: 'calm_v2', key: 'id' },
         mapping,
+        backfill: { flagPropagationSeconds: 0 }, // no SDK instance to wait for
         throttle: { maxLockWaiters: 0 },
       },
       { actor: 'test' },
@@ -184,6 +185,7 @@ describe('re-drive (application sync)', () => {
             target: { datasource: target, table: 'accounts_v2', key: 'id' },
             mapping,
             reverseMapping,
+            backfill: { flagPropagationSeconds: 0 }, // no SDK instance to wait for
           },
           { actor: 'test' },
         );

@@ -139,6 +139,8 @@ export {
   VERIFY_RANGE_ROWS,
   EXACT_DIFF_ROWS,
   SAMPLE_KEYS,
+  SETTLE_ROUNDS,
+  SETTLE_DELAY_MS,
   type VerificationView,
   type VerificationRepairView,
   type VerificationRepairResult,

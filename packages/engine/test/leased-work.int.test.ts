@@ -46,7 +46,8 @@ async function backfilling(): Promise<string> {
       source: { datasource: 'main', table: `s${n}`, key: 'id' },
       target: { datasource: 'main', table: `t${n}`, key: 'id' },
       mapping: { id: 'id', v: 'v' },
-      backfill: { initialChunkRows: 50, minChunkRows: 50, maxChunkRows: 50, concurrency: 1 },
+      // No SDK instance here to wait for: the backfill may start at once.
+      backfill: { initialChunkRows: 50, minChunkRows: 50, maxChunkRows: 50, concurrency: 1, flagPropagationSeconds: 0 },
       throttle: { enabled: false },
     },
     { actor: 'test' },

@@ -9,6 +9,8 @@ import type { BackfillService } from './backfill-service.js';
  * state, converged by `SyncObjects`):
  * - backfill entry (and a rollback from shadow_read back into backfill): record a new run; rollback:
  *   discard it; the run first empties the target (a re-run starts clean), then plans chunks;
+ * - dual_write gate `dual-write-propagated` (application sync): the phase has lasted
+ *   `backfill.flagPropagationSeconds`, so every SDK instance dual-writes before a chunk is copied;
  * - backfill gate `backfill-complete`: target purged, planning done, every chunk done, none failed,
  *   run completed (for a lock-free run: its tombstone sweep done and the keys whose sync failed
  *   re-driven after it), and no write failure pending;
@@ -28,6 +30,26 @@ export function registerBackfill(
     run: async (ctx) => {
       await deps.backfill.discardRun(ctx.db, ctx.migration.id);
       await deps.backfill.startRun(ctx.db, ctx.migration);
+    },
+  });
+  hooks.addGate('dual_write', {
+    name: 'dual-write-propagated',
+    evaluate: async (ctx) => {
+      const { migration } = ctx;
+      const required = migration.spec.backfill.flagPropagationSeconds;
+      const elapsed = Math.max(0, (Date.now() - migration.phaseEnteredAt.getTime()) / 1000);
+      const trigger = migration.spec.syncMode === 'trigger';
+      const passed = trigger || elapsed >= required;
+      return {
+        name: 'dual-write-propagated',
+        passed,
+        message: trigger
+          ? 'trigger sync: installed with the phase'
+          : passed
+            ? `the dual-write flag has been on ${Math.floor(elapsed)} s (backfill.flagPropagationSeconds ${required})`
+            : `waiting for every application instance to see the dual-write flag: on ${Math.floor(elapsed)} of ${required} s (backfill.flagPropagationSeconds)`,
+        observed: { elapsedSeconds: Math.floor(elapsed), requiredSeconds: trigger ? 0 : required },
+      };
     },
   });
   hooks.addGate('backfill', {

@@ -27,6 +27,18 @@ export const VERIFY_RANGE_ROWS = 20_000;
 export const EXACT_DIFF_ROWS = 500;
 /** Keys kept as samples in the verification resource. */
 export const SAMPLE_KEYS = 20;
+/**
+ * A range found different is diffed again this many times before its differences count: a key
+ * counts only if it differs in every round, so a write in flight (a best-effort second write of the
+ * SDK, or a trigger-synced commit landing between the source and the target reads) is not a finding.
+ * @defaultValue 3
+ */
+export const SETTLE_ROUNDS = 3;
+/**
+ * The pause before each settle round, milliseconds: an application-sync second write is
+ * asynchronous (milliseconds, more under load); a trigger-synced one commits with its source row.
+ */
+export const SETTLE_DELAY_MS = { application: 500, trigger: 50 } as const;
 
 /** Audit actor of what verification does by itself (finishing). */
 const ACTOR = 'tideway:verification';
@@ -124,8 +136,12 @@ function shapeOf(v: VerificationRow): VerifyShape {
  * Verification like Vitess VDiff, by checksummed key ranges: the source key space is cut into
  * ranges; each range is compared by (row count, sum of 64-bit row hashes) of mapping(source) against
  * target; a range that differs is split in two until it holds at most {@link EXACT_DIFF_ROWS} rows,
- * then diffed key by key into missing / extra / different. Ranges are leased jobs on the work queue
- * at verification priority, throttled like chunks, and re-created from PostgreSQL after a crash.
+ * then diffed key by key into missing / extra / different. The source and the target are read in
+ * two snapshots, and under live traffic a key may be mid-write between them, so a diffed range is
+ * diffed again {@link SETTLE_ROUNDS} times, {@link SETTLE_DELAY_MS} apart, and only keys different
+ * in every round are findings (the re-read of a mismatch that online-migration shadow readers such
+ * as GitHub's Scientist leave to the caller). Ranges are leased jobs on the work queue at
+ * verification priority, throttled like chunks, and re-created from PostgreSQL after a crash.
  */
 export class VerificationService {
   constructor(private readonly deps: Deps) {}
@@ -315,7 +331,7 @@ export class VerificationService {
     if (sourceRows === targetRows && src.h === tgt.h) outcome = 'matched';
     else if (Math.max(sourceRows, targetRows) <= EXACT_DIFF_ROWS) {
       outcome = 'diffed';
-      diffs.push(...(await this.#exactDiff(spec, shape, lower, upper)));
+      diffs.push(...(await this.#settledDiff(spec, shape, lower, upper)));
     } else {
       outcome = 'split';
       const middle = await this.#middle(spec, shape, lower, upper, sourceRows, targetRows);
@@ -359,6 +375,17 @@ export class VerificationService {
     }
     for (const k of tgt.keys()) if (!src.has(k)) out.push({ key: JSON.parse(k) as string[], kind: 'extra' });
     return out;
+  }
+
+  /** {@link #exactDiff}, then again each settle round: the keys different in every round, as the last round found them. */
+  async #settledDiff(spec: MigrationSpec, shape: VerifyShape, lower: KeyValue | null, upper: KeyValue | null) {
+    let diffs = await this.#exactDiff(spec, shape, lower, upper);
+    for (let round = 0; round < SETTLE_ROUNDS && diffs.length > 0; round++) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_DELAY_MS[spec.syncMode]));
+      const before = new Set(diffs.map((d) => JSON.stringify(d.key)));
+      diffs = (await this.#exactDiff(spec, shape, lower, upper)).filter((d) => before.has(JSON.stringify(d.key)));
+    }
+    return diffs;
   }
 
   async #middle(spec: MigrationSpec, shape: VerifyShape, lower: KeyValue | null, upper: KeyValue | null, sourceRows: number, targetRows: number): Promise<KeyValue> {

@@ -1,0 +1,425 @@
+/**
+ * Model-based test of the way back (issue 12, acceptance 2): random sequences of operator actions and
+ * faults against the real control plane, worker process, PostgreSQL, Redis and Unleash, with two
+ * applications writing all along — one through trigger sync, one through the SDK. fast-check's
+ * `asyncModelRun` runs each sequence; on failure it shrinks to a minimal one and reports its seed.
+ *
+ * Invariants after every command: each migration's audit log replays through the transition table to
+ * its stored state (only allowed transitions happened, none unrecorded); no application write failed;
+ * no API answer was a 5xx; an automatic action acted once per breach. At the end of a sequence, with
+ * the writers stopped: old holds every acknowledged write exactly (before write cutover old is
+ * authoritative; after it, reverse sync or re-drive must have brought every write back), and once the
+ * migration has a complete backfill (shadow_read, cutover, cleanup, done) new = mapping(old) exactly.
+ */
+import assert from 'node:assert/strict';
+import { replayEvents } from '@tideway/core';
+import { waitFor } from '@tideway/testing';
+import fc from 'fast-check';
+import { ADMIN, type ApiAnswer, type World } from './world.js';
+import { SdkAppWriter, TriggerAppWriter, tablePairSql, type OldRow, type TablePair, type Writer } from './writers.js';
+
+export type Which = 'trigger' | 'sdk';
+const BOTH: readonly Which[] = ['trigger', 'sdk'];
+
+/** One migration of a sequence and its application. */
+interface Subject {
+  readonly which: Which;
+  readonly id: string;
+  readonly name: string;
+  readonly tables: TablePair;
+  readonly writer: Writer;
+  /** Automatic actions (actor `tideway:abort-criteria`) seen so far. */
+  automatic: number;
+}
+
+/** The real side of a sequence. */
+export interface Real {
+  readonly world: World;
+  readonly subjects: Record<Which, Subject>;
+  readonly log: string[];
+}
+
+/** The model: what the commands last observed (phase and status per migration). */
+export interface Model {
+  readonly state: Record<Which, { phase: string; status: string }>;
+}
+
+let sequenceNo = 0;
+
+function spec(which: Which, name: string, t: TablePair): Record<string, unknown> {
+  return {
+    name,
+    syncMode: which === 'trigger' ? 'trigger' : 'application',
+    source: { datasource: 'main', table: t.source, key: 'id' },
+    target: { datasource: 'main', table: t.target, key: 'id' },
+    mapping: { id: 'id', v2: 'v::bigint * 2', note: 'note' },
+    reverseMapping: { v: '(v2 / 2)::int' },
+    // The applications' flag reader refreshes every 250 ms.
+    backfill: { initialChunkRows: 100, flagPropagationSeconds: 1 },
+    shadowRead: { minWindowSeconds: 0, samplePercent: 100 },
+    // One planted divergence breaches at once; the trigger migration rolls back, the SDK one pauses.
+    abortCriteria: { minSamples: 0, maxDivergenceRate: 0.05, action: which === 'trigger' ? 'rollback' : 'pause' },
+    ramp: { steps: [50, 100], holdSeconds: 1 },
+  };
+}
+
+function ok(answer: ApiAnswer, what: string): void {
+  assert.ok(answer.status < 500, `${what} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+}
+
+/** Creates this sequence's tables and migrations (started), and starts both applications. */
+export async function openSequence(world: World, writerSeed: number): Promise<{ model: Model; real: Real }> {
+  const n = ++sequenceNo;
+  const tag = `${Date.now().toString(36)}${n}`;
+  const subjects = {} as Record<Which, Subject>;
+  for (const which of BOTH) {
+    const tables = { source: `m${which[0]}_src_${tag}`, target: `m${which[0]}_dst_${tag}` };
+    await world.f.user.query(tablePairSql(tables));
+    const name = `model-${which}-${tag}`;
+    const created = await world.api('POST', '/v1/migrations', spec(which, name, tables));
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body['id'] as string;
+    const installation = created.body['installation'] as string;
+    const started = await world.api('POST', `/v1/migrations/${id}/start`, {});
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    const flags = created.body['flags'] as { writeNew: string };
+    const writer =
+      which === 'trigger'
+        ? new TriggerAppWriter(world.f.user.url, tables, world.flags, flags.writeNew, writerSeed)
+        : new SdkAppWriter(world.f.user.url, tables, world.flags, { baseUrl: world.baseUrl, token: ADMIN, migration: { id, name, installation } }, writerSeed + 1);
+    writer.start();
+    subjects[which] = { which, id, name, tables, writer, automatic: 0 };
+  }
+  const model: Model = { state: { trigger: { phase: 'prepare', status: 'active' }, sdk: { phase: 'prepare', status: 'active' } } };
+  return { model, real: { world, subjects, log: [] } };
+}
+
+/** Reads the stored state and the audit log consistently (same state before and after the log). */
+async function stateAndEvents(real: Real, s: Subject) {
+  const rm = real.world.f.engine.migrationReadModel;
+  for (let i = 0; ; i++) {
+    const before = await rm.get(s.id);
+    const events = await rm.allEvents(s.id);
+    const after = await rm.get(s.id);
+    if (before && after && before.version === after.version) return { state: after, events };
+    if (i >= 5) throw new Error(`migration ${s.id} kept changing while its log was read`);
+  }
+}
+
+/** The invariants that hold after every command. */
+export async function checkStep(model: Model, real: Real): Promise<void> {
+  for (const which of BOTH) {
+    const s = real.subjects[which];
+    const { state, events } = await stateAndEvents(real, s);
+    const replayed = replayEvents(events.map((e) => ({ seq: e.seq, action: e.action, fromPhase: e.fromPhase, fromStatus: e.fromStatus, toPhase: e.toPhase, toStatus: e.toStatus })));
+    assert.deepEqual(replayed, { phase: state.phase, status: state.status }, `${which}: the audit log replays to ${JSON.stringify(replayed)}, the row says ${state.phase}/${state.status}`);
+    assert.deepEqual(s.writer.errors, [], `${which}: application writes failed`);
+    s.automatic = events.filter((e) => e.actor === 'tideway:abort-criteria').length;
+    model.state[which] = { phase: state.phase, status: state.status };
+  }
+}
+
+abstract class Step implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly which: Which) {}
+  check(_m: Readonly<Model>): boolean {
+    return true;
+  }
+  async run(model: Model, real: Real): Promise<void> {
+    real.log.push(this.toString());
+    await this.act(model, real, real.subjects[this.which]);
+    await checkStep(model, real);
+  }
+  protected abstract act(model: Model, real: Real, s: Subject): Promise<void>;
+  abstract toString(): string;
+}
+
+/** POST of a state action; any answer but a 5xx is fine (a refused action changes nothing). */
+class Action extends Step {
+  constructor(
+    which: Which,
+    readonly action: 'advance' | 'pause' | 'resume' | 'rollback' | 'abort',
+  ) {
+    super(which);
+  }
+  protected async act(_m: Model, real: Real, s: Subject): Promise<void> {
+    ok(await real.world.api('POST', `/v1/migrations/${s.id}/${this.action}`, {}), `${this.action} of ${this.which}`);
+  }
+  toString(): string {
+    return `${this.action}(${this.which})`;
+  }
+}
+
+/** Lets the current phase's work finish: the backfill, a verification, the ramp up to write cutover (≤ 8 s). */
+class Settle extends Step {
+  protected async act(model: Model, real: Real, s: Subject): Promise<void> {
+    await this.actOn(model, real, s);
+  }
+  async actOn(_m: Model, real: Real, s: Subject): Promise<void> {
+    const resource = async () =>
+      (await real.world.api('GET', `/v1/migrations/${s.id}`)).body as { phase: string; status: string; gates?: { passed: boolean }[]; progress?: { backfill?: { completedAt?: string | null }; ramp?: { status?: string } } };
+    const m = await resource();
+    if (m.status !== 'active') return;
+    const settled = async (): Promise<boolean> => {
+      const now = await resource();
+      if (now.phase !== m.phase || now.status !== 'active') return true;
+      if (m.phase === 'dual_write') return (now.gates ?? []).every((g) => g.passed);
+      if (m.phase === 'backfill') return Boolean(now.progress?.backfill?.completedAt);
+      if (m.phase === 'cutover') return now.progress?.ramp?.status === 'write_cutover' || now.progress?.ramp?.status === 'complete';
+      return true;
+    };
+    if (m.phase === 'shadow_read') {
+      const v = await real.world.api('POST', `/v1/migrations/${s.id}/verifications`);
+      ok(v, 'verification');
+      if (v.status !== 201 && v.status !== 202 && v.status !== 200) return;
+      const vid = v.body['id'] as string;
+      await waitFor('verification finished', async () => {
+        const got = await real.world.api('GET', `/v1/migrations/${s.id}/verifications/${vid}`);
+        return got.body['status'] === 'running' || got.body['status'] === 'pending' ? null : true;
+      }, 15_000, 50).catch(() => undefined);
+      return;
+    }
+    await waitFor(`${this.which} ${m.phase} settled`, async () => ((await settled()) ? true : null), 8_000, 50).catch(() => undefined);
+  }
+  toString(): string {
+    return `settle(${this.which})`;
+  }
+}
+
+/** What an operator driving the rollout does: let the phase's work finish, then advance. */
+class Progress extends Step {
+  protected async act(model: Model, real: Real, s: Subject): Promise<void> {
+    await new Settle(this.which).actOn(model, real, s);
+    // Out of cleanup, cleanup is executed (old renamed): the application was redeployed onto new only.
+    if ((await real.world.f.engine.migrationReadModel.get(s.id))?.phase === 'cleanup') await s.writer.stop();
+    const answer = await real.world.api('POST', `/v1/migrations/${s.id}/advance`, {});
+    ok(answer, `advance of ${this.which}`);
+    if (answer.status !== 200) real.log.push(`  ${answer.status}: ${JSON.stringify(answer.body).slice(0, 400)}`);
+  }
+  toString(): string {
+    return `progress(${this.which})`;
+  }
+}
+
+/** The phases a sequence may start from: both migrations are driven there (in parallel) before its commands. */
+export const START_PHASES = ['prepare', 'dual_write', 'backfill', 'shadow_read', 'cutover'] as const;
+export type StartPhase = (typeof START_PHASES)[number];
+
+/** Drives one migration forward with {@link Progress} until it is in `phase` (at most 8 tries). */
+async function driveTo(model: Model, real: Real, s: Subject, phase: StartPhase): Promise<void> {
+  const order: readonly string[] = START_PHASES;
+  for (let i = 0; i < 8; i++) {
+    const m = await real.world.f.engine.migrationReadModel.get(s.id);
+    if (!m || order.indexOf(m.phase) >= order.indexOf(phase)) break;
+    await new Progress(s.which).run(model, real);
+  }
+  const m = await real.world.f.engine.migrationReadModel.get(s.id);
+  assert.equal(m?.phase, phase, `${s.which} did not get to ${phase}: ${m?.phase}/${m?.status}`);
+}
+
+/** PATCH of an operator tunable. */
+class Patch extends Step {
+  constructor(
+    which: Which,
+    readonly patch: Record<string, unknown>,
+  ) {
+    super(which);
+  }
+  protected async act(_m: Model, real: Real, s: Subject): Promise<void> {
+    ok(await real.world.api('PATCH', `/v1/migrations/${s.id}`, { spec: this.patch }), `PATCH of ${this.which}`);
+  }
+  toString(): string {
+    return `patch(${this.which}, ${JSON.stringify(this.patch)})`;
+  }
+}
+
+/** Shadow results that all disagree, in shadow_read or cutover: the abort criteria act, once. */
+class PlantDivergence extends Step {
+  override check(m: Readonly<Model>): boolean {
+    const st = m.state[this.which];
+    return st.status === 'active' && (st.phase === 'shadow_read' || st.phase === 'cutover');
+  }
+  protected async act(_m: Model, real: Real, s: Subject): Promise<void> {
+    const before = await real.world.f.engine.migrationReadModel.get(s.id);
+    if (!before || before.status !== 'active' || (before.phase !== 'shadow_read' && before.phase !== 'cutover')) return;
+    const at = new Date().toISOString();
+    const results = Array.from({ length: 100 }, (_, i) => ({ key: String(i + 1), outcome: 'mismatch', diffPaths: ['note'], oldLatencyMs: 1, newLatencyMs: 1, at }));
+    const posted = await real.world.api('POST', `/v1/migrations/${s.id}/shadow-results`, { results });
+    ok(posted, 'shadow results');
+    const seen = s.automatic;
+    const rm = real.world.f.engine.migrationReadModel;
+    const automatic = async () => (await rm.allEvents(s.id)).filter((e) => e.actor === 'tideway:abort-criteria');
+    const events = await waitFor(`${this.which}: the automatic action`, async () => ((await automatic()).length > seen ? automatic() : null), 10_000, 25);
+    const acted = events.slice(seen);
+    assert.equal(acted.length, 1, `${this.which}: one breach, ${acted.length} automatic actions: ${JSON.stringify(acted.map((e) => e.action))}`);
+    const expected = this.which === 'trigger' ? 'rollback' : 'pause';
+    assert.equal(acted[0]?.action, expected);
+    assert.equal(acted[0]?.fromPhase, before.phase);
+    // The next evaluation round judges a new evidence window: it does not act again on the same breach.
+    await real.world.f.engine.abortEvaluator.evaluateAll();
+    assert.equal((await automatic()).length, seen + 1, `${this.which}: the same breach acted on twice`);
+  }
+  toString(): string {
+    return `plantDivergence(${this.which})`;
+  }
+}
+
+class KillWorker extends Step {
+  constructor() {
+    super('trigger');
+  }
+  protected async act(_m: Model, real: Real): Promise<void> {
+    await real.world.killWorker();
+  }
+  toString(): string {
+    return 'sigkillWorker()';
+  }
+}
+
+class FlushRedis extends Step {
+  constructor() {
+    super('trigger');
+  }
+  protected async act(_m: Model, real: Real): Promise<void> {
+    await real.world.flushRedis();
+  }
+  toString(): string {
+    return 'flushallRedis()';
+  }
+}
+
+class RestartControlPlane extends Step {
+  constructor() {
+    super('trigger');
+  }
+  protected async act(_m: Model, real: Real): Promise<void> {
+    await real.world.restartControlPlane();
+  }
+  toString(): string {
+    return 'restartControlPlane()';
+  }
+}
+
+const which = fc.constantFrom<Which>('trigger', 'sdk');
+
+/** The command arbitraries, weighted towards advancing so sequences get past write cutover. */
+export function commandArbitraries(): fc.Arbitrary<fc.AsyncCommand<Model, Real>>[] {
+  const progress = which.map((w) => new Progress(w));
+  return [
+    progress,
+    progress,
+    progress,
+    progress,
+    which.map((w) => new Action(w, 'advance')),
+    which.map((w) => new Settle(w)),
+    fc.tuple(which, fc.constantFrom('pause', 'resume', 'rollback', 'abort') as fc.Arbitrary<'pause' | 'resume' | 'rollback' | 'abort'>).map(([w, a]) => new Action(w, a)),
+    fc.tuple(which, fc.constantFrom('pause', 'resume', 'rollback', 'abort') as fc.Arbitrary<'pause' | 'resume' | 'rollback' | 'abort'>).map(([w, a]) => new Action(w, a)),
+    fc.tuple(which, fc.constantFrom<Record<string, unknown>>({ backfill: { concurrency: 1 } }, { backfill: { maxRowsPerSecond: 2000 } }, { backfill: { maxRowsPerSecond: null } }, { shadowRead: { samplePercent: 50 } }, { ramp: { holdSeconds: 2 } })).map(([w, p]) => new Patch(w, p)),
+    which.map((w) => new PlantDivergence(w)),
+    which.map((w) => new PlantDivergence(w)),
+    fc.constant(new KillWorker()),
+    fc.constant(new FlushRedis()),
+    fc.constant(new RestartControlPlane()),
+  ];
+}
+
+async function rows(real: Real, table: string, columns: string): Promise<Map<number, string>> {
+  const r = await real.world.f.user.query<{ id: string; row: string }>(`select id::text, (${columns})::text as row from ${table} order by id`);
+  return new Map(r.rows.map((x) => [Number(x.id), x.row]));
+}
+
+function expectedOld(acked: Map<number, OldRow | null>): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const [id, row] of [...acked.entries()].sort(([a], [b]) => a - b)) if (row) out.set(id, `(${row.v},${row.note})`);
+  return out;
+}
+
+function diff(label: string, got: Map<number, string>, want: Map<number, string>): string[] {
+  const out: string[] = [];
+  for (const [id, w] of want) if (got.get(id) !== w) out.push(`${label} ${id}: want ${w}, got ${got.get(id) ?? 'nothing'}`);
+  for (const [id, g] of got) if (!want.has(id)) out.push(`${label} ${id}: want nothing, got ${g}`);
+  return out.slice(0, 10);
+}
+
+/**
+ * The end of a sequence: stops both applications (the SDK drains its best-effort writes), then checks
+ * the data of each migration until it holds or 20 s pass (re-drive and the reconciler run on their
+ * rounds): old = every acknowledged write; new = mapping(old) once the backfill is complete.
+ */
+export async function checkEnd(model: Model, real: Real): Promise<void> {
+  for (const w of BOTH) await real.subjects[w].writer.stop();
+  await checkStep(model, real);
+  for (const w of BOTH) {
+    const s = real.subjects[w];
+    const problems = async (): Promise<string[]> => {
+      const m = await real.world.f.engine.migrationReadModel.get(s.id);
+      if (m?.phase === 'done') {
+        // Old is archived; new holds every acknowledged write.
+        const want = new Map([...expectedOld(s.writer.acked)].map(([id, row]) => [id, row.replace(/^\((-?\d+),/, (_, v: string) => `(${BigInt(v) * 2n},`)]));
+        return diff('new', await rows(real, s.tables.target, 'v2, note'), want);
+      }
+      const old = await rows(real, s.tables.source, 'v, note');
+      const out = diff('old', old, expectedOld(s.writer.acked));
+      const synced = m && m.status !== 'aborted' && ['shadow_read', 'cutover', 'cleanup', 'done'].includes(m.phase);
+      if (synced) {
+        const mapped = new Map([...old].map(([id, row]) => [id, row.replace(/^\((-?\d+),/, (_, v: string) => `(${BigInt(v) * 2n},`)]));
+        out.push(...diff('new', await rows(real, s.tables.target, 'v2, note'), mapped));
+      }
+      return out;
+    };
+    let last: string[] = [];
+    await waitFor(`${w}: the data is exact`, async () => ((last = await problems()).length === 0 ? true : null), 20_000, 100).catch(() => {
+      throw new Error(`${w} (${real.subjects[w].id}, ${JSON.stringify(model.state[w])}) after ${real.log.join(', ')}:\n${last.join('\n')}`);
+    });
+  }
+}
+
+/** Ends a sequence's migrations so the worker stops working on them. */
+export async function closeSequence(real: Real): Promise<void> {
+  for (const w of BOTH) {
+    const m = await real.world.f.engine.migrationReadModel.get(real.subjects[w].id).catch(() => undefined);
+    real.log.push(`end ${w}: ${m?.phase}/${m?.status}, ${real.subjects[w].writer.writes} writes`);
+  }
+  for (const w of BOTH) {
+    const s = real.subjects[w];
+    if (!s.writer.stopped) await s.writer.stop().catch(() => undefined);
+    await real.world.api('POST', `/v1/migrations/${s.id}/abort`, {}).catch(() => undefined);
+  }
+}
+
+/** Options of {@link runModel}. */
+export interface ModelRunOptions {
+  readonly runs: number;
+  readonly seed?: number;
+  /** Commands per sequence at most. @defaultValue 10 */
+  readonly maxCommands?: number;
+  /** Shrink a failing sequence to a minimal one (each try re-runs it on the real system). @defaultValue true */
+  readonly shrink?: boolean;
+  readonly onSequence?: (n: number, log: readonly string[], ms: number, error?: unknown) => void;
+}
+
+/**
+ * Runs `runs` random sequences against `world`. Resolves with fast-check's run details (failed,
+ * seed, counterexample path, the shrunk sequence as text).
+ */
+export async function runModel(world: World, options: ModelRunOptions): Promise<fc.RunDetails<[Iterable<fc.AsyncCommand<Model, Real>>, StartPhase, StartPhase, number]>> {
+  let n = 0;
+  const phase = fc.constantFrom(...START_PHASES);
+  const property = fc.asyncProperty(fc.commands(commandArbitraries(), { maxCommands: options.maxCommands ?? 10, size: 'max' }), phase, phase, fc.integer({ min: 1, max: 2 ** 30 }), async (cmds, triggerStart, sdkStart, writerSeed) => {
+    const started = Date.now();
+    const { model, real } = await openSequence(world, writerSeed);
+    real.log.push(`from trigger: ${triggerStart}, sdk: ${sdkStart}`);
+    let failure: unknown;
+    try {
+      await Promise.all([driveTo(model, real, real.subjects.trigger, triggerStart), driveTo(model, real, real.subjects.sdk, sdkStart)]);
+      await fc.asyncModelRun(() => ({ model, real }), cmds);
+      await checkEnd(model, real);
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      await closeSequence(real);
+      options.onSequence?.(++n, real.log, Date.now() - started, failure);
+    }
+  });
+  return fc.check(property, { numRuns: options.runs, ...(options.seed === undefined ? {} : { seed: options.seed }), endOnFailure: options.shrink === false });
+}
