@@ -20,6 +20,8 @@ export interface GateResult {
  */
 export interface Gate<C> {
   readonly name: string;
+  /** Whether the gate concerns this migration at all (e.g. application sync only); left out of the gates when false. @defaultValue always */
+  appliesTo?(ctx: C): boolean;
   evaluate(ctx: C): Promise<GateResult> | GateResult;
 }
 

@@ -34,21 +34,20 @@ export function registerBackfill(
   });
   hooks.addGate('dual_write', {
     name: 'dual-write-propagated',
+    // Trigger sync is installed with the phase: nothing to wait for.
+    appliesTo: (ctx) => ctx.migration.spec.syncMode === 'application',
     evaluate: async (ctx) => {
       const { migration } = ctx;
       const required = migration.spec.backfill.flagPropagationSeconds;
       const elapsed = Math.max(0, (Date.now() - migration.phaseEnteredAt.getTime()) / 1000);
-      const trigger = migration.spec.syncMode === 'trigger';
-      const passed = trigger || elapsed >= required;
+      const passed = elapsed >= required;
       return {
         name: 'dual-write-propagated',
         passed,
-        message: trigger
-          ? 'trigger sync: installed with the phase'
-          : passed
-            ? `the dual-write flag has been on ${Math.floor(elapsed)} s (backfill.flagPropagationSeconds ${required})`
-            : `waiting for every application instance to see the dual-write flag: on ${Math.floor(elapsed)} of ${required} s (backfill.flagPropagationSeconds)`,
-        observed: { elapsedSeconds: Math.floor(elapsed), requiredSeconds: trigger ? 0 : required },
+        message: passed
+          ? `the dual-write flag has been on ${Math.floor(elapsed)} s (backfill.flagPropagationSeconds ${required})`
+          : `waiting for every application instance to see the dual-write flag: on ${Math.floor(elapsed)} of ${required} s (backfill.flagPropagationSeconds)`,
+        observed: { elapsedSeconds: Math.floor(elapsed), requiredSeconds: required },
       };
     },
   });

@@ -451,7 +451,7 @@ export class MigrationService {
   }
 
   async #evaluateGates(ctx: MigrationContext): Promise<GateResult[]> {
-    const gates = this.#deps.hooks.gates(ctx.migration.phase);
+    const gates = this.#deps.hooks.gates(ctx.migration.phase).filter((g) => g.appliesTo?.(ctx) ?? true);
     return Promise.all(gates.map(async (g) => ({ ...(await g.evaluate(ctx)), name: g.name })));
   }
 
