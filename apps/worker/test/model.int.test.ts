@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runModel } from './model/model.js';
+import { emptyStats, runModel } from './model/model.js';
 import { openWorld, type World } from './model/world.js';
 
 // Issue 12, acceptance 2: random sequences of actions and faults on the real system, with two
@@ -25,9 +25,16 @@ describe('model-based: the way back under random actions and faults', () => {
     `${RUNS} sequences keep every invariant`,
     async () => {
       // No shrinking here (each try re-runs on the real system); the seed below reproduces it, shrunk, with test:model.
-      const details = await runModel(world, { runs: RUNS, seed: SEED, maxCommands: 8, shrink: false });
-      expect(details.failed, details.failed ? `seed ${SEED} (npm run test:model -- --runs ${RUNS} --seed ${SEED}):\n${fc.defaultReportMessage(details)}` : '').toBe(false);
+      const stats = emptyStats();
+      const details = await runModel(world, { runs: RUNS, seed: SEED, maxCommands: 6, shrink: false, stats });
+      console.log(`model-based test: ${JSON.stringify(stats)}`);
+      expect(
+        details.failed,
+        details.failed ? `seed ${SEED}, replay with: npm run test:model -- --runs ${RUNS} --seed ${SEED} --max-commands 6 --path ${details.counterexamplePath}\n${fc.defaultReportMessage(details)}` : '',
+      ).toBe(false);
       expect(details.numRuns).toBe(RUNS);
+      // The end checks after a write cutover ran (each sequence starts in cutover with p = 1/5 per migration).
+      expect(stats.writeCutover).toBeGreaterThan(0);
     },
     RUNS * 30_000,
   );

@@ -12,7 +12,7 @@
  * migration has a complete backfill (shadow_read, cutover, cleanup, done) new = mapping(old) exactly.
  */
 import assert from 'node:assert/strict';
-import { replayEvents } from '@tideway/core';
+import { replayEvents, transition } from '@tideway/core';
 import { waitFor } from '@tideway/testing';
 import fc from 'fast-check';
 import { ADMIN, type ApiAnswer, type World } from './world.js';
@@ -133,7 +133,45 @@ abstract class Step implements fc.AsyncCommand<Model, Real> {
   abstract toString(): string;
 }
 
-/** POST of a state action; any answer but a 5xx is fine (a refused action changes nothing). */
+/**
+ * POSTs a state action with the version just read, and holds the answer to the transition table:
+ * an action the table refuses answers 409 INVALID_TRANSITION and changes nothing; one it allows
+ * answers 200 with the table's state, or — advance (gates), or a product rule such as a pending
+ * old-side write failure — a 409 that changes nothing. A concurrent change (the abort criteria, the
+ * DDL guard) shows as 409 VERSION_CONFLICT.
+ */
+async function act(real: Real, s: Subject, action: Action['action']): Promise<ApiAnswer> {
+  const rm = real.world.f.engine.migrationReadModel;
+  const before = await rm.get(s.id);
+  assert.ok(before, `${s.which}: migration gone`);
+  if (action === 'advance') await beforeAdvance(real, s, before.phase);
+  const answer = await real.world.api('POST', `/v1/migrations/${s.id}/${action}`, { expectedVersion: before.version });
+  ok(answer, `${action} of ${s.which}`);
+  const after = await rm.get(s.id);
+  const code = (answer.body['error'] as { code?: string } | undefined)?.code;
+  const outcome = transition({ phase: before.phase, status: before.status }, action);
+  if (answer.status === 200) {
+    assert.ok(outcome.allowed, `${s.which}: ${action} from ${before.phase}/${before.status} answered 200, the transition table refuses it`);
+    assert.deepEqual({ phase: answer.body['phase'], status: answer.body['status'] }, outcome.to, `${s.which}: ${action} from ${before.phase}/${before.status}`);
+  } else {
+    if (answer.status !== 200) real.log.push(`  ${action}: ${answer.status} ${code}: ${String((answer.body['error'] as { message?: string } | undefined)?.message ?? '').slice(0, 300)}`);
+    assert.equal(answer.status, 409, `${s.which}: ${action} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+    if (!outcome.allowed) assert.equal(code, 'INVALID_TRANSITION', `${s.which}: ${action} from ${before.phase}/${before.status} is not in the table, answered ${code}`);
+    if (code !== 'VERSION_CONFLICT') assert.equal(after?.version, before.version, `${s.which}: a refused ${action} (${code}) changed the migration`);
+  }
+  return answer;
+}
+
+/**
+ * Before leaving cleanup, the application is redeployed onto new only (leaving cleanup executes it:
+ * old is renamed): its writer stops — once the cleanup gates hold, so a refused advance keeps it writing.
+ */
+async function beforeAdvance(real: Real, s: Subject, phase: string): Promise<void> {
+  if (phase !== 'cleanup') return;
+  const gates = ((await real.world.api('GET', `/v1/migrations/${s.id}`)).body['gates'] ?? []) as { passed: boolean }[];
+  if (gates.every((g) => g.passed)) await s.writer.stop();
+}
+
 class Action extends Step {
   constructor(
     which: Which,
@@ -142,7 +180,7 @@ class Action extends Step {
     super(which);
   }
   protected async act(_m: Model, real: Real, s: Subject): Promise<void> {
-    ok(await real.world.api('POST', `/v1/migrations/${s.id}/${this.action}`, {}), `${this.action} of ${this.which}`);
+    await act(real, s, this.action);
   }
   toString(): string {
     return `${this.action}(${this.which})`;
@@ -189,11 +227,7 @@ class Settle extends Step {
 class Progress extends Step {
   protected async act(model: Model, real: Real, s: Subject): Promise<void> {
     await new Settle(this.which).actOn(model, real, s);
-    // Out of cleanup, cleanup is executed (old renamed): the application was redeployed onto new only.
-    if ((await real.world.f.engine.migrationReadModel.get(s.id))?.phase === 'cleanup') await s.writer.stop();
-    const answer = await real.world.api('POST', `/v1/migrations/${s.id}/advance`, {});
-    ok(answer, `advance of ${this.which}`);
-    if (answer.status !== 200) real.log.push(`  ${answer.status}: ${JSON.stringify(answer.body).slice(0, 400)}`);
+    await act(real, s, 'advance');
   }
   toString(): string {
     return `progress(${this.which})`;
@@ -225,7 +259,13 @@ class Patch extends Step {
     super(which);
   }
   protected async act(_m: Model, real: Real, s: Subject): Promise<void> {
-    ok(await real.world.api('PATCH', `/v1/migrations/${s.id}`, { spec: this.patch }), `PATCH of ${this.which}`);
+    const answer = await real.world.api('PATCH', `/v1/migrations/${s.id}`, { spec: this.patch });
+    if (answer.status === 409) return; // e.g. a version conflict with a concurrent automatic action
+    assert.equal(answer.status, 200, `PATCH of ${this.which}: ${JSON.stringify(answer.body)}`);
+    // PATCH means what it says: the resource carries the new value.
+    const [section, values] = Object.entries(this.patch)[0] as [string, Record<string, unknown>];
+    const spec = (await real.world.api('GET', `/v1/migrations/${s.id}`)).body['spec'] as Record<string, Record<string, unknown>>;
+    for (const [field, value] of Object.entries(values)) assert.deepEqual(spec[section]?.[field], value, `PATCH of ${this.which}: ${section}.${field}`);
   }
   toString(): string {
     return `patch(${this.which}, ${JSON.stringify(this.patch)})`;
@@ -245,16 +285,18 @@ class PlantDivergence extends Step {
     const results = Array.from({ length: 100 }, (_, i) => ({ key: String(i + 1), outcome: 'mismatch', diffPaths: ['note'], oldLatencyMs: 1, newLatencyMs: 1, at }));
     const posted = await real.world.api('POST', `/v1/migrations/${s.id}/shadow-results`, { results });
     ok(posted, 'shadow results');
-    const seen = s.automatic;
     const rm = real.world.f.engine.migrationReadModel;
     const automatic = async () => (await rm.allEvents(s.id)).filter((e) => e.actor === 'tideway:abort-criteria');
+    const seen = (await automatic()).length;
     const events = await waitFor(`${this.which}: the automatic action`, async () => ((await automatic()).length > seen ? automatic() : null), 10_000, 25);
     const acted = events.slice(seen);
     assert.equal(acted.length, 1, `${this.which}: one breach, ${acted.length} automatic actions: ${JSON.stringify(acted.map((e) => e.action))}`);
     const expected = this.which === 'trigger' ? 'rollback' : 'pause';
     assert.equal(acted[0]?.action, expected);
     assert.equal(acted[0]?.fromPhase, before.phase);
-    // The next evaluation round judges a new evidence window: it does not act again on the same breach.
+    // The next evaluation round judges a new evidence window: it does not act again on the same
+    // breach (a paused migration is not judged: resumed, it is, on the window its resume opened).
+    if (expected === 'pause') await act(real, s, 'resume');
     await real.world.f.engine.abortEvaluator.evaluateAll();
     assert.equal((await automatic()).length, seen + 1, `${this.which}: the same breach acted on twice`);
   }
@@ -350,6 +392,14 @@ export async function checkEnd(model: Model, real: Real): Promise<void> {
   await checkStep(model, real);
   for (const w of BOTH) {
     const s = real.subjects[w];
+    // Once re-drive is empty: no failed write of either direction waits for its re-drive.
+    await waitFor(`${w}: re-drive empty`, async () => {
+      const r = await real.world.f.orch.query<{ n: number }>(
+        `select count(*)::int as n from divergences where migration_id = $1 and kind in ('dual_write_failure', 'old_write_failure') and redriven_at is null`,
+        [s.id],
+      );
+      return r.rows[0]?.n === 0 ? true : null;
+    }, 20_000, 100);
     const problems = async (): Promise<string[]> => {
       const m = await real.world.f.engine.migrationReadModel.get(s.id);
       if (m?.phase === 'done') {
@@ -367,17 +417,48 @@ export async function checkEnd(model: Model, real: Real): Promise<void> {
       return out;
     };
     let last: string[] = [];
-    await waitFor(`${w}: the data is exact`, async () => ((last = await problems()).length === 0 ? true : null), 20_000, 100).catch(() => {
-      throw new Error(`${w} (${real.subjects[w].id}, ${JSON.stringify(model.state[w])}) after ${real.log.join(', ')}:\n${last.join('\n')}`);
+    await waitFor(`${w}: the data is exact`, async () => ((last = await problems()).length === 0 ? true : null), 5_000, 100).catch(async () => {
+      const events = (await real.world.f.engine.migrationReadModel.allEvents(s.id)).map((e) => `${e.at.toISOString()} ${e.action} by ${e.actor}: ${e.fromPhase}/${e.fromStatus} → ${e.toPhase}/${e.toStatus}`);
+      const ramp = (await real.world.f.orch.query(`select history, reverse_sync, write_cutover_at from ramps where migration_id = $1`, [s.id])).rows[0];
+      throw new Error(`${w} (${s.id}, ${JSON.stringify(model.state[w])}) after ${real.log.join(', ')}:\n${last.join('\n')}\nevents:\n${events.join('\n')}\nramp: ${JSON.stringify(ramp)}`);
     });
   }
 }
 
-/** Ends a sequence's migrations so the worker stops working on them. */
-export async function closeSequence(real: Real): Promise<void> {
+/** How far the sequences of a run got: what the end checks covered. */
+export interface ModelStats {
+  sequences: number;
+  /** Migrations whose writes were cut over to new at some point. */
+  writeCutover: number;
+  /** Migrations rolled back or aborted after a write cutover. */
+  backAfterWriteCutover: number;
+  /** Migrations that reached done. */
+  done: number;
+  /** Automatic actions of the abort criteria. */
+  automaticActions: number;
+}
+
+export function emptyStats(): ModelStats {
+  return { sequences: 0, writeCutover: 0, backAfterWriteCutover: 0, done: 0, automaticActions: 0 };
+}
+
+/** Ends a sequence's migrations so the worker stops working on them, counting what it covered. */
+export async function closeSequence(real: Real, stats?: ModelStats): Promise<void> {
+  if (stats) stats.sequences++;
   for (const w of BOTH) {
-    const m = await real.world.f.engine.migrationReadModel.get(real.subjects[w].id).catch(() => undefined);
-    real.log.push(`end ${w}: ${m?.phase}/${m?.status}, ${real.subjects[w].writer.writes} writes`);
+    const s = real.subjects[w];
+    const m = await real.world.f.engine.migrationReadModel.get(s.id).catch(() => undefined);
+    real.log.push(`end ${w}: ${m?.phase}/${m?.status}, ${s.writer.writes} writes`);
+    if (!stats) continue;
+    const events = await real.world.f.engine.migrationReadModel.allEvents(s.id).catch(() => []);
+    const cutAt = events.findIndex((e) => e.action === 'ramp.write_cutover' || e.action === 'write_cutover');
+    const ramp = (await real.world.f.orch.query<{ history: { event: string }[] }>(`select history from ramps where migration_id = $1`, [s.id])).rows[0];
+    const cut = cutAt >= 0 || (ramp?.history ?? []).some((h) => h.event === 'write_cutover');
+    if (cut) stats.writeCutover++;
+    const firstCut = (ramp?.history ?? []).findIndex((h) => h.event === 'write_cutover');
+    if (cut && firstCut >= 0 && (ramp?.history ?? []).slice(firstCut).some((h) => h.event !== 'write_cutover' && h.event !== 'step')) stats.backAfterWriteCutover++;
+    if (m?.phase === 'done') stats.done++;
+    stats.automaticActions += events.filter((e) => e.actor === 'tideway:abort-criteria').length;
   }
   for (const w of BOTH) {
     const s = real.subjects[w];
@@ -394,7 +475,11 @@ export interface ModelRunOptions {
   readonly maxCommands?: number;
   /** Shrink a failing sequence to a minimal one (each try re-runs it on the real system). @defaultValue true */
   readonly shrink?: boolean;
+  /** fast-check's replay path of a failure (with its seed): runs that sequence first. */
+  readonly path?: string;
   readonly onSequence?: (n: number, log: readonly string[], ms: number, error?: unknown) => void;
+  /** Filled with what the run covered. */
+  readonly stats?: ModelStats;
 }
 
 /**
@@ -417,9 +502,9 @@ export async function runModel(world: World, options: ModelRunOptions): Promise<
       failure = error;
       throw error;
     } finally {
-      await closeSequence(real);
+      await closeSequence(real, options.stats);
       options.onSequence?.(++n, real.log, Date.now() - started, failure);
     }
   });
-  return fc.check(property, { numRuns: options.runs, ...(options.seed === undefined ? {} : { seed: options.seed }), endOnFailure: options.shrink === false });
+  return fc.check(property, { numRuns: options.runs, ...(options.seed === undefined ? {} : { seed: options.seed }), ...(options.path === undefined ? {} : { path: options.path }), endOnFailure: options.shrink === false });
 }

@@ -5,14 +5,13 @@
  * every sequence of a run; each sequence gets its own tables and migrations ({@link openSequence}).
  */
 import { fileURLToPath } from 'node:url';
-import { buildApp, loadConfig } from '@tideway/control-plane';
 import { UnleashFlagReader } from '@tideway/flags';
 import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { freePort, startPrivateRedis, startTsProcess, type PrivateRedis, type TsProcess } from '@tideway/testing';
-import type { FastifyInstance } from 'fastify';
 import { createBackfillFixture, type BackfillFixture } from '../fixture.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const CONTROL_PLANE_MAIN = fileURLToPath(new URL('../../../control-plane/src/server.ts', import.meta.url));
 export const ADMIN = 'model-admin-token-0123456789abcdef';
 /** The worker's evaluation and reconcile rounds, milliseconds: short, so a sequence moves. */
 export const EVALUATION_MS = 500;
@@ -30,7 +29,9 @@ export interface World {
   readonly baseUrl: string;
   readonly flags: UnleashFlagReader;
   api(method: 'GET' | 'POST' | 'PATCH', path: string, payload?: unknown): Promise<ApiAnswer>;
+  /** SIGKILL of the worker process, and a new one. */
   killWorker(): Promise<void>;
+  /** SIGKILL of the control-plane process, and a new one on the same port. */
   restartControlPlane(): Promise<void>;
   flushRedis(): Promise<void>;
   /** Output of the current worker process, for failure messages. */
@@ -45,13 +46,10 @@ export async function openWorld(label = 'model'): Promise<World> {
   const unleashEnv = { TIDEWAY_UNLEASH_URL: unleash.url, TIDEWAY_UNLEASH_ADMIN_TOKEN: unleash.adminToken };
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const config = () => loadConfig({ ...f.env, ...unleashEnv, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent' });
-  const listen = async () => {
-    const a = await buildApp(config());
-    await a.listen({ port, host: '127.0.0.1' });
-    return a;
-  };
-  let app: FastifyInstance = await listen();
+  // The control plane is a process of its own, so a restart is a SIGKILL (a crash), not a graceful close.
+  const controlPlane = () =>
+    startTsProcess(CONTROL_PLANE_MAIN, { ...f.env, ...unleashEnv, TIDEWAY_ADMIN_TOKEN: ADMIN, TIDEWAY_LOG_LEVEL: 'silent', TIDEWAY_HOST: '127.0.0.1', TIDEWAY_PORT: String(port) });
+  let app: TsProcess = await controlPlane();
   let workers = 0;
   const worker = () =>
     startTsProcess(WORKER_MAIN, {
@@ -83,8 +81,8 @@ export async function openWorld(label = 'model'): Promise<World> {
       w = await worker();
     },
     async restartControlPlane() {
-      await app.close();
-      app = await listen();
+      await app.kill('SIGKILL');
+      app = await controlPlane();
     },
     async flushRedis() {
       await f.redis.flushall();
@@ -93,7 +91,7 @@ export async function openWorld(label = 'model'): Promise<World> {
     async close() {
       flags.close();
       await w.kill('SIGKILL');
-      await app.close();
+      await app.kill('SIGKILL');
       await f.close();
       await redis.stop();
     },

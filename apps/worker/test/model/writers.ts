@@ -88,13 +88,18 @@ export abstract class Writer {
   protected abstract apply(op: Op): Promise<number>;
   protected abstract drain(): Promise<void>;
 
+  /** Inserts a new key, or updates or deletes one that every acknowledged write says exists. */
   #pick(): Op {
     const r = this.#random();
-    const existing = () => 1 + Math.floor(this.#random() * (this.#nextId - 1));
     const row = (): OldRow => ({ v: Math.floor(this.#random() * 1_000_000), note: `w${Math.floor(this.#random() * 1e9).toString(36)}` });
-    if (r < 0.25) return { kind: 'insert', id: this.#nextId++, row: row() };
-    if (r < 0.85) return { kind: 'update', id: existing(), row: row() };
-    return { kind: 'delete', id: existing() };
+    let existing: number | null = null;
+    for (let i = 0; i < 8 && existing === null; i++) {
+      const id = 1 + Math.floor(this.#random() * (this.#nextId - 1));
+      if (this.acked.get(id)) existing = id;
+    }
+    if (r < 0.25 || existing === null) return { kind: 'insert', id: this.#nextId++, row: row() };
+    if (r < 0.85) return { kind: 'update', id: existing, row: row() };
+    return { kind: 'delete', id: existing };
   }
 
   async #loop(): Promise<void> {
@@ -103,7 +108,10 @@ export abstract class Writer {
       try {
         const n = await this.apply(op);
         this.writes++;
-        if (n > 0) this.acked.set(op.id, op.kind === 'delete' ? null : op.row);
+        // The key exists (inserted anew, or alive by every acknowledged write): a write that touched
+        // no row found the application's own data missing.
+        if (n === 0) this.errors.push(`${op.kind} ${op.id}: touched no row, but the application's acknowledged writes say it exists`);
+        else this.acked.set(op.id, op.kind === 'delete' ? null : op.row);
       } catch (error) {
         this.errors.push(`${op.kind} ${op.id}: ${(error as Error).message}`);
       }
@@ -172,20 +180,21 @@ export class SdkAppWriter extends Writer {
   protected async apply(op: Op): Promise<number> {
     const { source, target } = this.tables;
     const pool = this.#pool;
-    // Each side is written absolutely (an upsert of the whole row, or a delete), so a best-effort
-    // write and a backfill chunk that both touch a key agree.
+    // The new side is written absolutely (an upsert of the whole row, or a delete), so a best-effort
+    // write and a backfill chunk that copies the key agree, whichever lands first. The old side (the
+    // best-effort one after write-new) too, for a key whose old row a re-drive has not brought back yet.
     const old = async () =>
       op.kind === 'delete'
         ? (await pool.query(`delete from ${source} where id = $1`, [op.id])).rowCount ?? 0
         : op.kind === 'insert'
           ? (await pool.query(`insert into ${source} (id, v, note) values ($1, $2, $3)`, [op.id, op.row.v, op.row.note])).rowCount ?? 0
-          : (await pool.query(`update ${source} set v = $2, note = $3 where id = $1`, [op.id, op.row.v, op.row.note])).rowCount ?? 0;
+          : (await pool.query(`insert into ${source} (id, v, note) values ($1, $2, $3) on conflict (id) do update set v = excluded.v, note = excluded.note`, [op.id, op.row.v, op.row.note])).rowCount ?? 0;
     const neu = async () =>
       op.kind === 'delete'
         ? (await pool.query(`delete from ${target} where id = $1`, [op.id])).rowCount ?? 0
         : op.kind === 'insert'
           ? (await pool.query(`insert into ${target} (id, v2, note) values ($1, $2::bigint * 2, $3) on conflict (id) do update set v2 = excluded.v2, note = excluded.note`, [op.id, op.row.v, op.row.note])).rowCount ?? 0
-          : (await pool.query(`update ${target} set v2 = $2::bigint * 2, note = $3 where id = $1`, [op.id, op.row.v, op.row.note])).rowCount ?? 0;
+          : (await pool.query(`insert into ${target} (id, v2, note) values ($1, $2::bigint * 2, $3) on conflict (id) do update set v2 = excluded.v2, note = excluded.note`, [op.id, op.row.v, op.row.note])).rowCount ?? 0;
     return this.client.write({ key: op.id, writeOld: old, writeNew: neu });
   }
 

@@ -8,13 +8,15 @@ export interface SyncState {
   readonly syncMode: SyncMode;
   /** Whether a write cutover reversed the sync (the ramp's `reverse_sync`). */
   readonly reverseSync: boolean;
+  /** Whether the spec has a way back (a reverse mapping; `rollbackAfterWriteCutover` not false). @defaultValue true */
+  readonly wayBack?: boolean;
 }
 
 /** Which directions of trigger sync a migration's state wants installed. */
 export interface DesiredSync {
   /** Source → target: from dual_write until cleanup is executed. */
   readonly forward: boolean;
-  /** Target → source: after a write cutover, while old may become authoritative again (shadow_read, cutover, cleanup). */
+  /** Target → source: throughout cutover, and after a write cutover while old may become authoritative again (shadow_read, cleanup). */
   readonly reverse: boolean;
 }
 
@@ -27,9 +29,14 @@ const REVERSE_PHASES: readonly Phase[] = ['shadow_read', 'cutover', 'cleanup'];
  * for aborted or completed migrations (abort unwinds everything; cleanup removed the sync).
  * Paused and failed migrations keep their sync: the application keeps writing.
  *
- * The reverse direction, installed at write cutover, stays when a rollback leaves cutover for
- * shadow_read (instances that still write new must reach old while they switch back, ADR 004)
- * and goes when the migration is rolled back further or aborted.
+ * The reverse direction is installed with cutover (when the spec has a way back), before any
+ * instance may write new: it does nothing until the write cutover, and a write cutover that did
+ * not commit (a crash between its flag change and its commit) is undone by turning `write-new` back
+ * off while the reverse sync still carries every write an instance made on new meanwhile — were it
+ * installed by the write cutover, undoing it would remove the reverse sync first. It stays when a
+ * rollback leaves cutover for shadow_read after a write cutover (instances that still write new must
+ * reach old while they switch back, ADR 004) and goes when the migration is rolled back further or
+ * aborted.
  *
  * @example
  * ```ts
@@ -40,6 +47,6 @@ export function desiredSync(state: SyncState): DesiredSync {
   if (state.syncMode !== 'trigger' || state.status === 'aborted' || state.status === 'completed') return { forward: false, reverse: false };
   return {
     forward: FORWARD_PHASES.includes(state.phase),
-    reverse: state.reverseSync && REVERSE_PHASES.includes(state.phase),
+    reverse: (state.wayBack ?? true) && (state.phase === 'cutover' || (state.reverseSync && REVERSE_PHASES.includes(state.phase))),
   };
 }

@@ -95,10 +95,10 @@ export class SyncObjects implements DesiredStateKind {
   /** The objects the migration's state wants, in creation order. */
   async desired(migration: Migration, reverseSync: boolean): Promise<SyncObject[]> {
     const spec = migration.spec;
-    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync });
+    await loadSqlParser();
+    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync, wayBack: reverseMappingOf(spec) !== null });
     if (!want.forward && !want.reverse) return [];
     const installation = await this.deps.installation.id();
-    await loadSqlParser();
     const out: SyncObject[] = [];
     if (want.forward) {
       const writtenKeyTypes = await this.deps.catalog.columnTypes(spec.target, spec.target.key);
