@@ -30,7 +30,7 @@ describe('model-based: the way back under random actions and faults', () => {
       console.log(`model-based test: ${JSON.stringify(stats)}`);
       expect(
         details.failed,
-        details.failed ? `seed ${SEED}, replay with: npm run test:model -- --runs ${RUNS} --seed ${SEED} --max-commands 6 --path ${details.counterexamplePath}\n${fc.defaultReportMessage(details)}` : '',
+        details.failed ? `seed ${SEED}, replay with: npm run test:model -- --runs ${RUNS} --seed ${SEED} --max-commands 6 --path ${details.counterexamplePath}\n${fc.defaultReportMessage(details)}\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}` : '',
       ).toBe(false);
       expect(details.numRuns).toBe(RUNS);
       // The end checks after a write cutover ran (each sequence starts in cutover with p = 1/5 per migration).

@@ -257,7 +257,7 @@ export function createEngine(options: EngineOptions): Engine {
     close: () => datasources.close(),
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog, ddlGuard));
-  registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations });
+  registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations, evidence: divergenceReadModel });
   registerDivergenceGate(hooks, divergenceReadModel, evidenceWindows);
   registerVerificationGate(hooks, options.db);
   registerCutover(hooks, { ramp, cleanup, timers, migrations });

@@ -14,8 +14,8 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
 const maxCommands = Number(values['max-commands']);
-if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(seed) || !Number.isInteger(maxCommands) || maxCommands < 1) {
-  console.error('usage: test:model -- --runs N (≥ 1) --seed S (integer) [--max-commands K] [--no-shrink]');
+if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(seed) || !Number.isInteger(maxCommands) || maxCommands < 0) {
+  console.error('usage: test:model -- --runs N (≥ 1) --seed S (integer) [--max-commands K (≥ 0)] [--no-shrink]');
   process.exit(2);
 }
 const world = await openWorld('model_cli');

@@ -54,8 +54,9 @@ function spec(which: Which, name: string, t: TablePair): Record<string, unknown>
     target: { datasource: 'main', table: t.target, key: 'id' },
     mapping: { id: 'id', v2: 'v::bigint * 2', note: 'note' },
     reverseMapping: { v: '(v2 / 2)::int' },
-    // The applications' flag reader refreshes every 250 ms.
-    backfill: { initialChunkRows: 100, flagPropagationSeconds: 1 },
+    // The applications' flag reader refreshes every 250 ms; a change reaches it in 0.8–1.6 s
+    // (measured: the Unleash server caches its client features for about a second).
+    backfill: { initialChunkRows: 100, flagPropagationSeconds: 3 },
     shadowRead: { minWindowSeconds: 0, samplePercent: 100 },
     // One planted divergence breaches at once; the trigger migration rolls back, the SDK one pauses.
     abortCriteria: { minSamples: 0, maxDivergenceRate: 0.05, action: which === 'trigger' ? 'rollback' : 'pause' },
@@ -82,11 +83,11 @@ export async function openSequence(world: World, writerSeed: number): Promise<{ 
     const installation = created.body['installation'] as string;
     const started = await world.api('POST', `/v1/migrations/${id}/start`, {});
     assert.equal(started.status, 200, JSON.stringify(started.body));
-    const flags = created.body['flags'] as { writeNew: string };
+    const flags = created.body['flags'] as { writeNew: string; dualWrite: string };
     const writer =
       which === 'trigger'
         ? new TriggerAppWriter(world.f.user.url, tables, world.flags, flags.writeNew, writerSeed)
-        : new SdkAppWriter(world.f.user.url, tables, world.flags, { baseUrl: world.baseUrl, token: ADMIN, migration: { id, name, installation } }, writerSeed + 1);
+        : new SdkAppWriter(world.f.user.url, tables, world.flags, { baseUrl: world.baseUrl, token: ADMIN, migration: { id, name, installation }, flagNames: flags }, writerSeed + 1);
     writer.start();
     subjects[which] = { which, id, name, tables, writer, automatic: 0 };
   }
@@ -420,7 +421,12 @@ export async function checkEnd(model: Model, real: Real): Promise<void> {
     await waitFor(`${w}: the data is exact`, async () => ((last = await problems()).length === 0 ? true : null), 5_000, 100).catch(async () => {
       const events = (await real.world.f.engine.migrationReadModel.allEvents(s.id)).map((e) => `${e.at.toISOString()} ${e.action} by ${e.actor}: ${e.fromPhase}/${e.fromStatus} → ${e.toPhase}/${e.toStatus}`);
       const ramp = (await real.world.f.orch.query(`select history, reverse_sync, write_cutover_at from ramps where migration_id = $1`, [s.id])).rows[0];
-      throw new Error(`${w} (${s.id}, ${JSON.stringify(model.state[w])}) after ${real.log.join(', ')}:\n${last.join('\n')}\nevents:\n${events.join('\n')}\nramp: ${JSON.stringify(ramp)}`);
+      const keys = last.map((l) => Number(/^\w+ (\d+):/.exec(l)?.[1])).filter((k) => Number.isFinite(k)).slice(0, 4);
+      const histories = keys.map((k) => `key ${k}:\n  ${(s.writer.history.get(k) ?? []).slice(-6).join('\n  ')}`);
+      const chunks = (await real.world.f.orch.query(`select lower_key, upper_key, status, rows_copied, started_at, finished_at from backfill_chunks where migration_id = $1 order by id`, [s.id])).rows.map((c) => JSON.stringify(c));
+      throw new Error(
+        `${w} (${s.id}, ${JSON.stringify(model.state[w])}) after ${real.log.join(', ')}:\n${last.join('\n')}\nevents:\n${events.join('\n')}\nramp: ${JSON.stringify(ramp)}\n${histories.join('\n')}\nchunks:\n${chunks.join('\n')}`,
+      );
     });
   }
 }

@@ -54,6 +54,8 @@ type Op = { kind: 'insert' | 'update'; id: number; row: OldRow } | { kind: 'dele
 export abstract class Writer {
   readonly acked = initialAcked();
   readonly errors: string[] = [];
+  /** Per key, what the application did to it (`<ISO time> <op>(<v>) → <rows>`), for failure messages. */
+  readonly history = new Map<number, string[]>();
   writes = 0;
   #stopping = false;
   #done: Promise<void> | undefined;
@@ -86,6 +88,10 @@ export abstract class Writer {
   }
 
   protected abstract apply(op: Op): Promise<number>;
+  /** What decided where the write went (flags), for the history. */
+  protected context(_id: number): string {
+    return '';
+  }
   protected abstract drain(): Promise<void>;
 
   /** Inserts a new key, or updates or deletes one that every acknowledged write says exists. */
@@ -105,9 +111,13 @@ export abstract class Writer {
   async #loop(): Promise<void> {
     while (!this.#stopping) {
       const op = this.#pick();
+      const at = new Date().toISOString();
       try {
         const n = await this.apply(op);
         this.writes++;
+        const h = this.history.get(op.id) ?? [];
+        h.push(`${at} ${op.kind}(${op.kind === 'delete' ? '' : op.row.v})${this.context(op.id)} → ${n}`);
+        this.history.set(op.id, h);
         // The key exists (inserted anew, or alive by every acknowledged write): a write that touched
         // no row found the application's own data missing.
         if (n === 0) this.errors.push(`${op.kind} ${op.id}: touched no row, but the application's acknowledged writes say it exists`);
@@ -135,6 +145,10 @@ export class TriggerAppWriter extends Writer {
     super(seed);
     this.#pool = new pg.Pool({ connectionString: url, max: 1, application_name: 'model-trigger-app' });
     this.#pool.on('error', () => undefined);
+  }
+
+  protected override context(id: number): string {
+    return this.flags.isEnabled(this.writeNewFlag, { key: String(id) }) ? ' [write-new]' : '';
   }
 
   protected async apply(op: Op): Promise<number> {
@@ -168,13 +182,23 @@ export class SdkAppWriter extends Writer {
     url: string,
     private readonly tables: TablePair,
     flags: UnleashFlagReader,
-    control: { baseUrl: string; token: string; migration: { id: string; name: string; installation: string } },
+    control: { baseUrl: string; token: string; migration: { id: string; name: string; installation: string }; flagNames: { dualWrite: string; writeNew: string } },
     seed: number,
   ) {
     super(seed);
     this.#pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'model-sdk-app' });
     this.#pool.on('error', () => undefined);
     this.client = createMigrationClient({ ...control, flags, flushIntervalMs: 200 });
+    this.#flags = flags;
+    this.#names = control.flagNames;
+  }
+
+  readonly #flags: UnleashFlagReader;
+  readonly #names: { dualWrite: string; writeNew: string };
+
+  protected override context(id: number): string {
+    const key = { key: String(id) };
+    return this.#flags.isEnabled(this.#names.writeNew, key) ? ' [write-new]' : this.#flags.isEnabled(this.#names.dualWrite, key) ? ' [dual-write]' : ' [old only]';
   }
 
   protected async apply(op: Op): Promise<number> {

@@ -27,12 +27,13 @@ export interface BackfillOptions {
   /** A chunk running longer than this is cancelled and counts as a timeout, in milliseconds. @defaultValue 30000 */
   readonly chunkTimeoutMs: number;
   /**
-   * Application sync: dual_write must have lasted this long, seconds, before the backfill may start
-   * (gate `dual-write-propagated`), so that every SDK instance has seen the dual-write flag — a chunk
-   * copied before an instance dual-writes would miss that instance's later writes of its keys. At
-   * least the applications' flag refresh interval (UnleashFlagReader: `refreshIntervalMs`, 1 s by
-   * default; unleash-client's own default is 15 s) plus margin. Trigger sync ignores it (the
-   * triggers are installed with the phase). @defaultValue 10
+   * Application sync: dual_write must have lasted this long, seconds, and an SDK must have reported
+   * dual writes since it began, before the backfill may start (gate `dual-write-propagated`), so that
+   * every SDK instance has seen the dual-write flag — a chunk copied before an instance dual-writes
+   * would miss that instance's later writes of its keys. At least the applications' flag refresh
+   * interval (UnleashFlagReader: `refreshIntervalMs`, 1 s by default; unleash-client's own default
+   * is 15 s) plus the flag server's cache, with margin; 0 turns the gate off (a table nobody
+   * writes). Trigger sync ignores it (the triggers are installed with the phase). @defaultValue 10
    */
   readonly flagPropagationSeconds: number;
 }

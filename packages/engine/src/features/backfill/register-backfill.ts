@@ -3,6 +3,7 @@ import type { MigrationContext } from '../migrations/migration-context.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import type { BackfillReadModel } from './backfill-read-model.js';
 import type { BackfillService } from './backfill-service.js';
+import type { DivergenceReadModel } from '../divergence/divergence-read-model.js';
 
 /**
  * Plugs the backfill phase into the state machine (the trigger sync of dual_write on is desired
@@ -10,7 +11,8 @@ import type { BackfillService } from './backfill-service.js';
  * - backfill entry (and a rollback from shadow_read back into backfill): record a new run; rollback:
  *   discard it; the run first empties the target (a re-run starts clean), then plans chunks;
  * - dual_write gate `dual-write-propagated` (application sync): the phase has lasted
- *   `backfill.flagPropagationSeconds`, so every SDK instance dual-writes before a chunk is copied;
+ *   `backfill.flagPropagationSeconds` and an SDK has reported dual writes since it began, so the
+ *   applications dual-write before a chunk is copied (ADR 013);
  * - backfill gate `backfill-complete`: target purged, planning done, every chunk done, none failed,
  *   run completed (for a lock-free run: its tombstone sweep done and the keys whose sync failed
  *   re-driven after it), and no write failure pending;
@@ -20,7 +22,7 @@ import type { BackfillService } from './backfill-service.js';
  */
 export function registerBackfill(
   hooks: PhaseHooks<MigrationContext>,
-  deps: { backfill: BackfillService; readModel: BackfillReadModel; migrations: MigrationService },
+  deps: { backfill: BackfillService; readModel: BackfillReadModel; migrations: MigrationService; evidence: DivergenceReadModel },
 ): void {
   hooks.addEntryAction('backfill', { name: 'start-backfill-run', run: (ctx) => deps.backfill.startRun(ctx.db, ctx.migration) });
   hooks.addRollbackAction('backfill', { name: 'discard-backfill-run', run: (ctx) => deps.backfill.discardRun(ctx.db, ctx.migration.id) });
@@ -40,14 +42,22 @@ export function registerBackfill(
       const { migration } = ctx;
       const required = migration.spec.backfill.flagPropagationSeconds;
       const elapsed = Math.max(0, (Date.now() - migration.phaseEnteredAt.getTime()) / 1000);
-      const passed = elapsed >= required;
+      // Evidence that the flag reached an application: dual writes reported since the phase began
+      // (its evidence window). 0 s turns the gate off (no SDK instance to wait for).
+      const dualWrites = required === 0 ? 0 : (await deps.evidence.window(migration.id, null, 'current')).dualWrites;
+      const passed = required === 0 || (elapsed >= required && dualWrites > 0);
       return {
         name: 'dual-write-propagated',
         passed,
-        message: passed
-          ? `the dual-write flag has been on ${Math.floor(elapsed)} s (backfill.flagPropagationSeconds ${required})`
-          : `waiting for every application instance to see the dual-write flag: on ${Math.floor(elapsed)} of ${required} s (backfill.flagPropagationSeconds)`,
-        observed: { elapsedSeconds: Math.floor(elapsed), requiredSeconds: required },
+        message:
+          required === 0
+            ? 'off (backfill.flagPropagationSeconds 0)'
+            : passed
+              ? `the dual-write flag has been on ${Math.floor(elapsed)} s and ${dualWrites} dual write(s) were reported (backfill.flagPropagationSeconds ${required})`
+              : elapsed < required
+                ? `waiting for every application instance to see the dual-write flag: on ${Math.floor(elapsed)} of ${required} s (backfill.flagPropagationSeconds)`
+                : 'no dual write reported since dual_write began: are the applications writing through the SDK with this migration\'s flags? (for a table nobody writes, set backfill.flagPropagationSeconds to 0)',
+        observed: { elapsedSeconds: Math.floor(elapsed), requiredSeconds: required, dualWrites },
       };
     },
   });
