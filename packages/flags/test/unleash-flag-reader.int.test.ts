@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from '@tideway/testing';
@@ -160,6 +160,11 @@ describe('UnleashFlagReader against a real Unleash', () => {
       const first = reader({ appName, backupDirectory: dir });
       await first.start();
       await waitForKeysOn(first, flag, '100 % rollout', (on) => on === KEYS.length);
+      // unleash-client writes its backup file after it has applied the definitions: wait for it.
+      await waitFor('backup written', async () => {
+        for (const name of await readdir(dir)) if ((await readFile(path.join(dir, name), 'utf8').catch(() => '')).includes(flag)) return true;
+        return null;
+      }, 10_000, 25);
       first.close();
 
       const dead = `http://127.0.0.1:${await freePort()}`;
