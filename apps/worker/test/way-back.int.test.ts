@@ -121,6 +121,28 @@ describe('the way back', () => {
     expect((await f.api('POST', `/v1/migrations/${id}/rollback`, {})).body['phase']).toBe('shadow_read');
   });
 
+  it('an abort after the write cutover keeps the reverse sync until write-new has reached every instance, then removes it', async () => {
+    const t = await target();
+    const id = await driveToCutover(f, spec('wb-grace', t, { reverseMapping: { total: 'total_cents / 100.0' }, backfill: { flagPropagationSeconds: 2 } }));
+    await waitFor('write cutover', async () => ((await ramp(f, id)).status === 'write_cutover' ? true : null), 20_000, 50);
+    const reverseTriggers = async () =>
+      (await f.user.query<{ n: number }>(`select count(*)::int as n from pg_trigger where tgrelid = $1::regclass and tgname like 'tideway_sync_%_rev%'`, [t])).rows[0]?.n ?? 0;
+    expect(await reverseTriggers()).toBe(3);
+    const aborted = await f.api('POST', `/v1/migrations/${id}/abort`, {});
+    expect(aborted.status, JSON.stringify(aborted.body)).toBe(200);
+    const abortedAt = Date.now();
+    // An instance that has not seen write-new go off yet still writes new: old gets it.
+    await f.user.query(`insert into ${t} values (9001, 4200, 'stale instance')`);
+    expect((await f.user.query(`select total::text, note from wb_src where id = 9001`)).rows).toEqual([{ total: '42.00', note: 'stale instance' }]);
+    expect(await reverseTriggers()).toBe(3);
+    // Once the flag change has had backfill.flagPropagationSeconds to reach every instance, the reverse sync goes.
+    await waitFor('reverse sync removed', async () => ((await reverseTriggers()) === 0 ? true : null), 15_000, 50);
+    expect(Date.now() - abortedAt).toBeGreaterThanOrEqual(2000);
+    const converge = (await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'converge').at(-1);
+    expect(converge).toMatchObject({ actor: 'tideway:reconciler', toStatus: 'aborted' });
+    await f.user.query(`delete from wb_src where id = 9001`);
+  });
+
   it('rollbackAfterWriteCutover: false declares no way back: no reverse sync, and rollback past the write cutover is refused', async () => {
     const t = await target();
     const id = await driveToCutover(f, spec('wb-none', t, { rollbackAfterWriteCutover: false }));

@@ -350,6 +350,11 @@ export interface RampsTable {
   paused_at: Date | null;
   write_cutover_at: Date | null;
   reverse_sync: Generated<boolean>;
+  /**
+   * Set when a rollback or abort turned `write-new` off: the reverse sync stays until then, however
+   * far the migration went back, for instances that still write new until the flag reaches them.
+   */
+  reverse_until: Date | null;
   history: ColumnType<{ step: number; percent: number; at: string; event: string }[], string | undefined, string>;
   updated_at: Timestamp;
   /**

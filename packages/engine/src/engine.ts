@@ -163,7 +163,7 @@ export function createEngine(options: EngineOptions): Engine {
     const ddl = await ddlGuard.detection(m.id);
     return ddl ? { ddl } : {};
   });
-  const syncObjects = new SyncObjects({ datasources, catalog, installation, faults });
+  const syncObjects = new SyncObjects({ db: options.db, datasources, catalog, installation, faults });
   desiredState.register(syncObjects);
   const health = new HealthProbe(datasources);
   const queue = options.queue ?? null;

@@ -10,6 +10,10 @@ export interface SyncState {
   readonly reverseSync: boolean;
   /** Whether the spec has a way back (a reverse mapping; `rollbackAfterWriteCutover` not false). @defaultValue true */
   readonly wayBack?: boolean;
+  /** The ramp's `reverse_until`: a rollback or abort turned `write-new` off, and the reverse sync stays until then. */
+  readonly reverseUntil?: Date | null;
+  /** Now, to compare with `reverseUntil`. @defaultValue the current time */
+  readonly now?: Date;
 }
 
 /** Which directions of trigger sync a migration's state wants installed. */
@@ -36,7 +40,8 @@ const REVERSE_PHASES: readonly Phase[] = ['shadow_read', 'cutover', 'cleanup'];
  * installed by the write cutover, undoing it would remove the reverse sync first. It stays when a
  * rollback leaves cutover for shadow_read after a write cutover (instances that still write new must
  * reach old while they switch back, ADR 004) and goes when the migration is rolled back further or
- * aborted.
+ * aborted — but never before `reverseUntil`: a rollback or abort that turned `write-new` off keeps
+ * it (even aborted) until the flag change has reached every instance.
  *
  * @example
  * ```ts
@@ -44,9 +49,12 @@ const REVERSE_PHASES: readonly Phase[] = ['shadow_read', 'cutover', 'cleanup'];
  * ```
  */
 export function desiredSync(state: SyncState): DesiredSync {
-  if (state.syncMode !== 'trigger' || state.status === 'aborted' || state.status === 'completed') return { forward: false, reverse: false };
+  if (state.syncMode !== 'trigger') return { forward: false, reverse: false };
+  const wayBack = state.wayBack ?? true;
+  const grace = wayBack && state.reverseUntil != null && state.reverseUntil.getTime() > (state.now ?? new Date()).getTime();
+  if (state.status === 'aborted' || state.status === 'completed') return { forward: false, reverse: grace };
   return {
     forward: FORWARD_PHASES.includes(state.phase),
-    reverse: (state.wayBack ?? true) && (state.phase === 'cutover' || (state.reverseSync && REVERSE_PHASES.includes(state.phase))),
+    reverse: grace || (wayBack && (state.phase === 'cutover' || (state.reverseSync && REVERSE_PHASES.includes(state.phase)))),
   };
 }

@@ -438,6 +438,9 @@ export class RampService {
         .set({
           status: 'rolled_back',
           percent: 0,
+          // write-new goes off: instances write new until the change reaches them, so the reverse
+          // sync stays that long whatever the migration does next (desiredSync).
+          ...(ramp.status === 'write_cutover' ? { reverse_until: new Date(now.getTime() + migration.spec.backfill.flagPropagationSeconds * 1000) } : {}),
           next_at: null,
           updated_at: now,
           waits_for: null,

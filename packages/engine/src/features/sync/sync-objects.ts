@@ -2,6 +2,8 @@ import { desiredSync, TidewayError, type MigrationSpec } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
 import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type pg from 'pg';
+import type { Database } from '@tideway/db';
+import { sql, type Kysely } from 'kysely';
 import type { Faults } from '../../faults.js';
 import type { CatalogInspector } from '../datasources/catalog-inspector.js';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
@@ -69,6 +71,8 @@ const sameObject = (a: { kind: string; schema: string; name: string; table: stri
 
 /** Dependencies of {@link SyncObjects}. */
 export interface SyncObjectsDeps {
+  /** The orchestrator database (to find migrations whose reverse-sync grace ended). */
+  readonly db: Kysely<Database>;
   readonly datasources: DatasourceRegistry;
   readonly catalog: CatalogInspector;
   readonly installation: Installation;
@@ -93,10 +97,10 @@ export class SyncObjects implements DesiredStateKind {
   constructor(private readonly deps: SyncObjectsDeps) {}
 
   /** The objects the migration's state wants, in creation order. */
-  async desired(migration: Migration, reverseSync: boolean): Promise<SyncObject[]> {
+  async desired(migration: Migration, ramp: { reverseSync: boolean; reverseUntil: Date | null }): Promise<SyncObject[]> {
     const spec = migration.spec;
     await loadSqlParser();
-    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync, wayBack: reverseMappingOf(spec) !== null });
+    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync: ramp.reverseSync, reverseUntil: ramp.reverseUntil, wayBack: reverseMappingOf(spec) !== null });
     if (!want.forward && !want.reverse) return [];
     const installation = await this.deps.installation.id();
     const out: SyncObject[] = [];
@@ -113,13 +117,29 @@ export class SyncObjects implements DesiredStateKind {
     return out;
   }
 
+  /**
+   * {@inheritDoc DesiredStateKind.observe}: migrations whose reverse-sync grace (`ramps.reverse_until`)
+   * ended after their last converge — aborted ones too, which the drift check leaves alone — so the
+   * reverse sync a rollback or abort kept goes as soon as no instance may still write new.
+   */
+  async observe(): Promise<ReadonlySet<string>> {
+    const rows = await this.deps.db
+      .selectFrom('ramps')
+      .innerJoin('migrations', 'migrations.id', 'ramps.migration_id')
+      .select('ramps.migration_id')
+      .where('ramps.reverse_until', '<', sql<Date>`now()`)
+      .where(sql<boolean>`ramps.reverse_until > coalesce(migrations.converged_at, '-infinity'::timestamptz)`)
+      .execute();
+    return new Set(rows.map((r) => r.migration_id));
+  }
+
   /** {@inheritDoc DesiredStateKind.converge} */
   async converge(target: ConvergeTarget): Promise<ConvergeChange[]> {
     const { migration } = target;
     const spec = migration.spec;
     if (spec.syncMode !== 'trigger' || !this.deps.datasources.has(spec.source.datasource)) return [];
-    const ramp = await target.db.selectFrom('ramps').select('reverse_sync').where('migration_id', '=', migration.id).executeTakeFirst();
-    const desired = await this.desired(migration, ramp?.reverse_sync ?? false);
+    const ramp = await target.db.selectFrom('ramps').select(['reverse_sync', 'reverse_until']).where('migration_id', '=', migration.id).executeTakeFirst();
+    const desired = await this.desired(migration, { reverseSync: ramp?.reverse_sync ?? false, reverseUntil: ramp?.reverse_until ?? null });
     const installation = await this.deps.installation.id();
     return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
       const observed = await this.#observe(client, migration.id, installation);
