@@ -136,10 +136,15 @@ describe('the way back', () => {
     expect((await f.user.query(`select total::text, note from wb_src where id = 9001`)).rows).toEqual([{ total: '42.00', note: 'stale instance' }]);
     expect(await reverseTriggers()).toBe(3);
     // Once the flag change has had backfill.flagPropagationSeconds to reach every instance, the reverse sync goes.
-    await waitFor('reverse sync removed', async () => ((await reverseTriggers()) === 0 ? true : null), 15_000, 50);
-    expect(Date.now() - abortedAt).toBeGreaterThanOrEqual(2000);
-    const converge = (await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'converge').at(-1);
+    // (The pass drops the triggers, then commits its audit event.)
+    const converge = await waitFor('reverse sync removed', async () => (await f.engine.migrationReadModel.allEvents(id)).find((e) => e.action === 'converge') ?? null, 15_000, 50);
+    expect(await reverseTriggers()).toBe(0);
+    expect(Date.now() - abortedAt).toBeLessThan(10_000);
+    const abort = (await f.engine.migrationReadModel.allEvents(id)).find((e) => e.action === 'abort');
     expect(converge).toMatchObject({ actor: 'tideway:reconciler', toStatus: 'aborted' });
+    expect((converge.details['changes'] as { action: string }[]).map((c) => c.action)).toEqual(['removed', 'removed', 'removed', 'removed', 'removed']);
+    // Not before the grace: 2 s after the abort's transaction.
+    expect(converge.at.getTime() - abort!.at.getTime()).toBeGreaterThanOrEqual(2000);
     await f.user.query(`delete from wb_src where id = 9001`);
   });
 
