@@ -33,7 +33,9 @@ export interface BackfillOptions {
    * would miss that instance's later writes of its keys. At least the applications' flag refresh
    * interval (UnleashFlagReader: `refreshIntervalMs`, 1 s by default; unleash-client's own default
    * is 15 s) plus the flag server's cache, with margin; 0 turns the gate off (a table nobody
-   * writes). Trigger sync ignores it (the triggers are installed with the phase). @defaultValue 10
+   * writes). Trigger sync does not wait in dual_write (the triggers are installed with the phase).
+   * In both modes it is also how long the reverse sync stays after a rollback or abort turned
+   * `write-new` off (`ramps.reverse_until`, ADR 004). @defaultValue 10
    */
   readonly flagPropagationSeconds: number;
 }
