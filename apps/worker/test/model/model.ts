@@ -305,7 +305,7 @@ class PlantDivergence extends Step {
     const rm = real.world.f.engine.migrationReadModel;
     const automatic = async () => (await rm.allEvents(s.id)).filter((e) => e.actor === 'tideway:abort-criteria');
     const seen = (await automatic()).length;
-    const events = await waitFor(`${this.which}: the automatic action`, async () => ((await automatic()).length > seen ? automatic() : null), 10_000, 25);
+    const events = await waitFor(`${this.which}: the automatic action`, async () => ((await automatic()).length > seen ? automatic() : null), 30_000, 25);
     const acted = events.slice(seen);
     assert.equal(acted.length, 1, `${this.which}: one breach, ${acted.length} automatic actions: ${JSON.stringify(acted.map((e) => e.action))}`);
     const expected = this.which === 'trigger' ? 'rollback' : 'pause';
