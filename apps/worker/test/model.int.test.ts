@@ -26,11 +26,11 @@ describe('model-based: the way back under random actions and faults', () => {
     async () => {
       // No shrinking here (each try re-runs on the real system); the seed below reproduces it, shrunk, with test:model.
       const stats = emptyStats();
-      const details = await runModel(world, { runs: RUNS, seed: SEED, maxCommands: 4, shrink: false, stats });
+      const details = await runModel(world, { runs: RUNS, seed: SEED, maxCommands: 3, shrink: false, stats });
       console.log(`model-based test: ${JSON.stringify(stats)}`);
       expect(
         details.failed,
-        details.failed ? `seed ${SEED}, replay with: npm run test:model -- --runs ${RUNS} --seed ${SEED} --max-commands 4 --path ${details.counterexamplePath}\n${fc.defaultReportMessage(details)}\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}` : '',
+        details.failed ? `seed ${SEED}, replay with: npm run test:model -- --runs ${RUNS} --seed ${SEED} --max-commands 3 --path ${details.counterexamplePath}\n${fc.defaultReportMessage(details)}\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}` : '',
       ).toBe(false);
       expect(details.numRuns).toBe(RUNS);
       // The end checks after a write cutover ran (each sequence starts in cutover with p = 1/5 per migration).
