@@ -63,10 +63,10 @@ export async function createCutoverFixture(
 }
 
 /**
- * Creates a migration and drives it through the API to cutover: start, dual_write, backfill to the
- * end, shadow_read, a passed verification, then advance. Short windows so gates hold at once.
+ * Creates a migration and drives it through the API to shadow_read with a passed verification:
+ * start, dual_write, backfill to the end, shadow_read, verification. Short windows so gates hold at once.
  */
-export async function driveToCutover(f: CutoverFixture, spec: Record<string, unknown>, beforeCutover?: (id: string) => Promise<void>): Promise<string> {
+export async function driveToVerifiedShadowRead(f: CutoverFixture, spec: Record<string, unknown>): Promise<string> {
   const created = await f.api('POST', '/v1/migrations', {
     shadowRead: { minWindowSeconds: 0 },
     abortCriteria: { minSamples: 0 },
@@ -79,6 +79,12 @@ export async function driveToCutover(f: CutoverFixture, spec: Record<string, unk
   expect((await f.api('POST', `/v1/migrations/${id}/advance`, {})).body['phase']).toBe('shadow_read');
   const v = await f.api('POST', `/v1/migrations/${id}/verifications`);
   await waitFor('verification passed', async () => (await f.api('GET', `/v1/migrations/${id}/verifications/${v.body['id'] as string}`)).body['status'] === 'passed', 60_000, 50);
+  return id;
+}
+
+/** {@link driveToVerifiedShadowRead}, then (after `beforeCutover`) advance to cutover. */
+export async function driveToCutover(f: CutoverFixture, spec: Record<string, unknown>, beforeCutover?: (id: string) => Promise<void>): Promise<string> {
+  const id = await driveToVerifiedShadowRead(f, spec);
   await beforeCutover?.(id);
   const advanced = await f.api('POST', `/v1/migrations/${id}/advance`, {});
   expect(advanced.status, JSON.stringify(advanced.body)).toBe(200);

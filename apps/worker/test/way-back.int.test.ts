@@ -1,7 +1,6 @@
 import { waitFor } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCutoverFixture, driveToCutover, ramp, type CutoverFixture } from './cutover-fixture.js';
-import { waitForBackfill } from './fixture.js';
+import { createCutoverFixture, driveToCutover, driveToVerifiedShadowRead, ramp, type CutoverFixture } from './cutover-fixture.js';
 
 // Issue 12 §1: the way back is part of the spec's contract — complete (422 naming each column),
 // derived where the mapping copies, proven by a round trip before writes switch, or declared absent.
@@ -64,14 +63,7 @@ describe('the way back', () => {
   it('a lossy way back fails the round trip and holds the way into cutover; a better one, PATCHed by an admin, passes', async () => {
     const t = await target();
     // Rounds to whole units: 1.25 comes back as 1.
-    const created = await f.api('POST', '/v1/migrations', spec('wb-lossy', t, { reverseMapping: { total: '(total_cents / 100)::int' } }));
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    const id = created.body['id'] as string;
-    for (const action of ['start', 'advance', 'advance']) expect((await f.api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);
-    await waitForBackfill(f.engine, id, 60_000);
-    expect((await f.api('POST', `/v1/migrations/${id}/advance`, {})).body['phase']).toBe('shadow_read');
-    const v = await f.api('POST', `/v1/migrations/${id}/verifications`);
-    await waitFor('verification passed', async () => (await f.api('GET', `/v1/migrations/${id}/verifications/${v.body['id'] as string}`)).body['status'] === 'passed', 60_000, 50);
+    const id = await driveToVerifiedShadowRead(f, spec('wb-lossy', t, { reverseMapping: { total: '(total_cents / 100)::int' } }));
 
     const refused = await f.api('POST', `/v1/migrations/${id}/advance`, {});
     expect(refused.status).toBe(409);

@@ -322,39 +322,19 @@ class PlantDivergence extends Step {
   }
 }
 
-class KillWorker extends Step {
-  constructor() {
+/** A fault of the whole system (not of one migration): SIGKILL of a process, FLUSHALL of Redis. */
+class Fault extends Step {
+  constructor(
+    readonly name: string,
+    readonly inject: (world: World) => Promise<void>,
+  ) {
     super('trigger');
   }
   protected async act(_m: Model, real: Real): Promise<void> {
-    await real.world.killWorker();
+    await this.inject(real.world);
   }
   toString(): string {
-    return 'sigkillWorker()';
-  }
-}
-
-class FlushRedis extends Step {
-  constructor() {
-    super('trigger');
-  }
-  protected async act(_m: Model, real: Real): Promise<void> {
-    await real.world.flushRedis();
-  }
-  toString(): string {
-    return 'flushallRedis()';
-  }
-}
-
-class RestartControlPlane extends Step {
-  constructor() {
-    super('trigger');
-  }
-  protected async act(_m: Model, real: Real): Promise<void> {
-    await real.world.restartControlPlane();
-  }
-  toString(): string {
-    return 'restartControlPlane()';
+    return `${this.name}()`;
   }
 }
 
@@ -375,9 +355,9 @@ export function commandArbitraries(): fc.Arbitrary<fc.AsyncCommand<Model, Real>>
     fc.tuple(which, fc.constantFrom<Record<string, unknown>>({ backfill: { concurrency: 1 } }, { backfill: { maxRowsPerSecond: 2000 } }, { backfill: { maxRowsPerSecond: null } }, { shadowRead: { samplePercent: 50 } }, { ramp: { holdSeconds: 2 } })).map(([w, p]) => new Patch(w, p)),
     which.map((w) => new PlantDivergence(w)),
     which.map((w) => new PlantDivergence(w)),
-    fc.constant(new KillWorker()),
-    fc.constant(new FlushRedis()),
-    fc.constant(new RestartControlPlane()),
+    fc.constant(new Fault('sigkillWorker', (w) => w.killWorker())),
+    fc.constant(new Fault('flushallRedis', (w) => w.flushRedis())),
+    fc.constant(new Fault('restartControlPlane', (w) => w.restartControlPlane())),
   ];
 }
 
@@ -473,12 +453,9 @@ export async function closeSequence(real: Real, stats?: ModelStats): Promise<voi
     real.log.push(`end ${w}: ${m?.phase}/${m?.status}, ${s.writer.writes} writes`);
     if (!stats) continue;
     const events = await real.world.f.engine.migrationReadModel.allEvents(s.id).catch(() => []);
-    const cutAt = events.findIndex((e) => e.action === 'ramp.write_cutover' || e.action === 'write_cutover');
-    const ramp = (await real.world.f.orch.query<{ history: { event: string }[] }>(`select history from ramps where migration_id = $1`, [s.id])).rows[0];
-    const cut = cutAt >= 0 || (ramp?.history ?? []).some((h) => h.event === 'write_cutover');
-    if (cut) stats.writeCutover++;
-    const firstCut = (ramp?.history ?? []).findIndex((h) => h.event === 'write_cutover');
-    if (cut && firstCut >= 0 && (ramp?.history ?? []).slice(firstCut).some((h) => h.event !== 'write_cutover' && h.event !== 'step')) stats.backAfterWriteCutover++;
+    const cutAt = events.findIndex((e) => e.action === 'ramp.write_cutover');
+    if (cutAt >= 0) stats.writeCutover++;
+    if (cutAt >= 0 && events.slice(cutAt).some((e) => e.action === 'rollback' || e.action === 'abort')) stats.backAfterWriteCutover++;
     if (m?.phase === 'done') stats.done++;
     stats.automaticActions += events.filter((e) => e.actor === 'tideway:abort-criteria').length;
   }

@@ -440,7 +440,8 @@ export class RampService {
           percent: 0,
           // write-new goes off: instances write new until the change reaches them, so the reverse
           // sync stays that long whatever the migration does next (desiredSync).
-          ...(ramp.status === 'write_cutover' ? { reverse_until: new Date(now.getTime() + migration.spec.backfill.flagPropagationSeconds * 1000) } : {}),
+          // (Database time, like the comparisons in desiredSync's caller and the observe query.)
+          ...(ramp.status === 'write_cutover' ? { reverse_until: sql<Date>`now() + make_interval(secs => ${migration.spec.backfill.flagPropagationSeconds})` } : {}),
           next_at: null,
           updated_at: now,
           waits_for: null,

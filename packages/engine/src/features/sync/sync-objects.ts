@@ -97,10 +97,10 @@ export class SyncObjects implements DesiredStateKind {
   constructor(private readonly deps: SyncObjectsDeps) {}
 
   /** The objects the migration's state wants, in creation order. */
-  async desired(migration: Migration, ramp: { reverseSync: boolean; reverseUntil: Date | null }): Promise<SyncObject[]> {
+  async desired(migration: Migration, ramp: { reverseSync: boolean; reverseUntil: Date | null; now?: Date }): Promise<SyncObject[]> {
     const spec = migration.spec;
     await loadSqlParser();
-    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync: ramp.reverseSync, reverseUntil: ramp.reverseUntil, wayBack: reverseMappingOf(spec) !== null });
+    const want = desiredSync({ phase: migration.phase, status: migration.status, syncMode: spec.syncMode, reverseSync: ramp.reverseSync, reverseUntil: ramp.reverseUntil, ...(ramp.now ? { now: ramp.now } : {}), wayBack: reverseMappingOf(spec) !== null });
     if (!want.forward && !want.reverse) return [];
     const installation = await this.deps.installation.id();
     const out: SyncObject[] = [];
@@ -138,8 +138,9 @@ export class SyncObjects implements DesiredStateKind {
     const { migration } = target;
     const spec = migration.spec;
     if (spec.syncMode !== 'trigger' || !this.deps.datasources.has(spec.source.datasource)) return [];
-    const ramp = await target.db.selectFrom('ramps').select(['reverse_sync', 'reverse_until']).where('migration_id', '=', migration.id).executeTakeFirst();
-    const desired = await this.desired(migration, { reverseSync: ramp?.reverse_sync ?? false, reverseUntil: ramp?.reverse_until ?? null });
+    // The grace is judged on database time, as `observe` judges its end: one clock, whatever the workers' skew.
+    const ramp = await target.db.selectFrom('ramps').select(['reverse_sync', 'reverse_until', sql<Date>`now()`.as('now')]).where('migration_id', '=', migration.id).executeTakeFirst();
+    const desired = await this.desired(migration, { reverseSync: ramp?.reverse_sync ?? false, reverseUntil: ramp?.reverse_until ?? null, now: ramp?.now ?? new Date() });
     const installation = await this.deps.installation.id();
     return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
       const observed = await this.#observe(client, migration.id, installation);
