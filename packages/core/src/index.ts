@@ -79,6 +79,7 @@ export {
   MigrationSpecInputSchema,
   BackfillOptionsSchema,
   ThrottleOptionsSchema,
+  LatencyGuardOptionsSchema,
   ShadowReadOptionsSchema,
   AbortCriteriaSchema,
   RampOptionsSchema,
@@ -96,6 +97,7 @@ export {
   type TableRef,
   type BackfillOptions,
   type ThrottleOptions,
+  type LatencyGuardOptions,
   type ShadowReadOptions,
   type AbortCriteria,
   type RampOptions,
@@ -106,6 +108,25 @@ export { desiredSync, type SyncState, type DesiredSync } from './sync/desired-sy
 export { applySpecPatch, adminOnlyChanges, ADMIN_ONLY_SPEC_FIELDS, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';
 export { judgeHealth, rateCapSeconds, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
+export {
+  afterBaseline,
+  BASELINE_SCHEDULE,
+  baselineDutyCycle,
+  initialPaceState,
+  latencySetpointMs,
+  latencyTargetMs,
+  nextPace,
+  PACE_TICK_MS,
+  quantile,
+  SIGNAL_WINDOW_MS,
+  windowQuantiles,
+  type BaselineSchedule,
+  type PaceDecision,
+  type PaceLimits,
+  type PaceState,
+  type PaceTick,
+  type WindowQuantiles,
+} from './backfill/latency-guard.js';
 export {
   SHADOW_OUTCOMES,
   ShadowResultSchema,

@@ -13,10 +13,11 @@ export interface HealthReading {
 }
 
 /**
- * Why a backfill holds back: one of the readings above, or the rows/s cap (which is not judged
- * here but paced before each chunk, see {@link rateCapSeconds}).
+ * Why a backfill holds back: one of the readings above, the rows/s cap (which is not judged here
+ * but paced before each chunk, see {@link rateCapSeconds}), or the latency guard (holding the copy
+ * to the pace production's latency allows, or measuring its baseline; ADR 014).
  */
-export type ThrottleReason = 'replication-lag' | 'lock-waiters' | 'long-transaction' | 'connections' | 'rate-cap';
+export type ThrottleReason = 'replication-lag' | 'lock-waiters' | 'long-transaction' | 'connections' | 'rate-cap' | 'latency';
 
 /**
  * Decides whether a chunk may run, with hysteresis: while not throttled, a reading above its
@@ -28,7 +29,7 @@ export type ThrottleReason = 'replication-lag' | 'lock-waiters' | 'long-transact
  */
 export function judgeHealth(reading: HealthReading, options: ThrottleOptions, currentlyThrottled: ThrottleReason | null): ThrottleReason | null {
   if (!options.enabled) return null;
-  const factor = currentlyThrottled === null || currentlyThrottled === 'rate-cap' ? 1 : options.recoverRatio;
+  const factor = currentlyThrottled === null || currentlyThrottled === 'rate-cap' || currentlyThrottled === 'latency' ? 1 : options.recoverRatio;
   const checks: [ThrottleReason, number, number][] = [
     ['replication-lag', reading.replicationLagSeconds, options.maxReplicationLagSeconds],
     ['lock-waiters', reading.lockWaiters, options.maxLockWaiters],

@@ -54,6 +54,29 @@ export interface ThrottleOptions {
   readonly maxConnectionsUsedRatio: number;
   /** Hysteresis: after a breach, resume only when every reading is below threshold × this. @defaultValue 0.8 */
   readonly recoverRatio: number;
+  /** The latency guard: paces the backfill by production's latency (ADR 014). */
+  readonly latencyGuard: LatencyGuardOptions;
+}
+
+/**
+ * The latency guard (ADR 014): every chunk on the datasource runs at the pace that keeps the
+ * production-latency signal's p99 within `baseline × (1 + latencyBudget)`, the baseline measured
+ * with the backfill held back. Migrations sharing a datasource share one pace (the smallest budget
+ * and the largest floor of theirs). Live-tunable through PATCH; effective within a controller tick.
+ */
+export interface LatencyGuardOptions {
+  /** @defaultValue true (off only where `throttle.enabled` is off too, or by setting this to false) */
+  readonly enabled: boolean;
+  /** Allowed rise of the signal's p99 over its baseline, a fraction (0.3 = +30 %). @defaultValue 0.3 */
+  readonly latencyBudget: number;
+  /** The floor, rows/s: however slow production gets, the copy keeps this pace (never starved). @defaultValue 200 */
+  readonly minRowsPerSecond: number;
+  /**
+   * The canary probe: one read-only `SELECT` representative of production (admin only; checked with
+   * the PostgreSQL parser at create and against the live catalog at start), or `null` for an index
+   * lookup of a random existing key of the source table. @defaultValue null
+   */
+  readonly probeSql: string | null;
 }
 
 /** Shadow-read sampling and what the divergence ledger may store. */
@@ -158,6 +181,7 @@ export const SPEC_DEFAULTS = {
     maxTransactionAgeSeconds: 300,
     maxConnectionsUsedRatio: 0.8,
     recoverRatio: 0.8,
+    latencyGuard: { enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null },
   },
   shadowRead: { samplePercent: 10, minWindowSeconds: 600, redact: [] },
   abortCriteria: {

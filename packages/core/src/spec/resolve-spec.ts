@@ -73,7 +73,7 @@ export function resolveSpec(input: MigrationSpecInput): MigrationSpec {
     reverseMapping: input.reverseMapping ? { ...input.reverseMapping } : null,
     rollbackAfterWriteCutover: input.rollbackAfterWriteCutover ?? true,
     backfill: { ...SPEC_DEFAULTS.backfill, ...input.backfill },
-    throttle: { ...SPEC_DEFAULTS.throttle, ...input.throttle },
+    throttle: { ...SPEC_DEFAULTS.throttle, ...input.throttle, latencyGuard: { ...SPEC_DEFAULTS.throttle.latencyGuard, ...input.throttle?.latencyGuard } },
     shadowRead: { ...SPEC_DEFAULTS.shadowRead, ...input.shadowRead },
     abortCriteria: { ...SPEC_DEFAULTS.abortCriteria, ...input.abortCriteria },
     ramp: { ...SPEC_DEFAULTS.ramp, ...input.ramp },

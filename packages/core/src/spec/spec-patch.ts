@@ -27,7 +27,7 @@ const FROM_CUTOVER: readonly Phase[] = ['cutover', 'cleanup', 'done'];
 
 /**
  * Spec fields only an admin may set or change: what decides the SQL Tideway runs on datasources
- * (`source`, `target`, `mapping`, `reverseMapping`, `syncMode`) and what destroys data
+ * (`source`, `target`, `mapping`, `reverseMapping`, `syncMode`, the latency guard's `probeSql`) and what destroys data
  * (`cleanup.dropOld`, `cleanup.autoExecute`, `cleanup.dropConfirmation`). Operators run actions and
  * tune pace (every other field). A name covers its sub-fields (`source` covers `source.table`).
  */
@@ -41,6 +41,7 @@ export const ADMIN_ONLY_SPEC_FIELDS = [
   'cleanup.dropOld',
   'cleanup.autoExecute',
   'cleanup.dropConfirmation',
+  'throttle.latencyGuard.probeSql',
 ] as const;
 
 /**
@@ -63,6 +64,8 @@ function toInput(spec: MigrationSpec): Record<string, unknown> {
   if (plain['description'] === null) delete plain['description'];
   if (plain['reverseMapping'] === null) delete plain['reverseMapping'];
   if (plain.cleanup['dropConfirmation'] === null) delete plain.cleanup['dropConfirmation'];
+  const guard = (plain['throttle'] as { latencyGuard?: Record<string, unknown> } | undefined)?.latencyGuard;
+  if (guard && guard['probeSql'] === null) delete guard['probeSql'];
   return plain;
 }
 
@@ -78,6 +81,18 @@ function canonicalJson(value: unknown): string {
 /** Deep equality of JSON values, ignoring object key order (jsonb does not keep it). */
 function sameJson(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
+}
+
+/** A section merged field by field; a sub-section (`throttle.latencyGuard`) merged field by field too. */
+function mergeSection(before: Record<string, unknown> | undefined, patch: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...before };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === undefined) continue;
+    const prior = before?.[key];
+    const nested = typeof value === 'object' && value !== null && !Array.isArray(value) && typeof prior === 'object' && prior !== null && !Array.isArray(prior);
+    merged[key] = nested ? { ...(prior as object), ...value } : value;
+  }
+  return merged;
 }
 
 /**
@@ -98,7 +113,7 @@ export function applySpecPatch(
     if (value === undefined) continue;
     const before = base[key];
     const isSection = typeof value === 'object' && value !== null && !Array.isArray(value) && !['mapping', 'reverseMapping', 'source', 'target'].includes(key);
-    merged[key] = isSection ? { ...(before as object), ...value } : value;
+    merged[key] = isSection ? mergeSection(before as Record<string, unknown> | undefined, value as Record<string, unknown>) : value;
   }
   const next = resolveSpec(merged as MigrationSpecInput);
 
@@ -122,7 +137,13 @@ export function applySpecPatch(
     if (sameJson(a, b)) continue;
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && key !== 'mapping') {
       for (const sub of Object.keys(a)) {
-        if (!sameJson((a as Record<string, unknown>)[sub], (b as Record<string, unknown>)[sub])) changed.push(`${key}.${sub}`);
+        const x = (a as Record<string, unknown>)[sub];
+        const y = (b as Record<string, unknown>)[sub];
+        if (sameJson(x, y)) continue;
+        // A sub-section lists its own fields (`throttle.latencyGuard.latencyBudget`).
+        if (x && y && typeof x === 'object' && typeof y === 'object' && !Array.isArray(x) && key !== 'source' && key !== 'target' && key !== 'reverseMapping') {
+          for (const leaf of Object.keys(x)) if (!sameJson((x as Record<string, unknown>)[leaf], (y as Record<string, unknown>)[leaf])) changed.push(`${key}.${sub}.${leaf}`);
+        } else changed.push(`${key}.${sub}`);
       }
     } else {
       changed.push(key);

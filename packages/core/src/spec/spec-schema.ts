@@ -46,6 +46,16 @@ export const BackfillOptionsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const LatencyGuardOptionsSchema = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean()),
+    latencyBudget: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
+    minRowsPerSecond: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 10_000_000 })),
+    probeSql: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 2000 }), Type.Null()])),
+  },
+  { additionalProperties: false },
+);
+
 export const ThrottleOptionsSchema = Type.Object(
   {
     enabled: Type.Optional(Type.Boolean()),
@@ -54,6 +64,7 @@ export const ThrottleOptionsSchema = Type.Object(
     maxTransactionAgeSeconds: Type.Optional(Type.Number({ minimum: 0 })),
     maxConnectionsUsedRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     recoverRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+    latencyGuard: Type.Optional(LatencyGuardOptionsSchema),
   },
   { additionalProperties: false },
 );

@@ -72,6 +72,15 @@ describe('applySpecPatch', () => {
     expect(changed.sort()).toEqual(['backfill.maxChunkRows', 'ramp.holdSeconds']);
   });
 
+  it('merges the latency guard field by field and names its fields', () => {
+    expect(spec.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null });
+    const { spec: next, changed } = applySpecPatch(spec, { throttle: { latencyGuard: { latencyBudget: 0.5 } } }, 'backfill');
+    expect(next.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.5, minRowsPerSecond: 200, probeSql: null });
+    expect(next.throttle.maxLockWaiters).toBe(spec.throttle.maxLockWaiters);
+    expect(changed).toEqual(['throttle.latencyGuard.latencyBudget']);
+    expect(applySpecPatch(next, { throttle: { maxLockWaiters: 9 } }, 'backfill').spec.throttle.latencyGuard.latencyBudget).toBe(0.5);
+  });
+
   it('reports no change for a patch equal to the current values', () => {
     expect(applySpecPatch(spec, { backfill: { targetChunkMs: 250 } }, 'backfill').changed).toEqual([]);
   });

@@ -1,0 +1,258 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  afterBaseline,
+  BASELINE_SCHEDULE,
+  baselineDutyCycle,
+  initialPaceState,
+  latencyTargetMs,
+  nextPace,
+  PACE_TICK_MS,
+  quantile,
+  RELEARN_AFTER_TICKS,
+  type PaceLimits,
+  type PaceState,
+} from './latency-guard.js';
+
+/**
+ * A simulated database: foreground load `load` (share of capacity in use by production) and a copy
+ * at `pace` rows/s share a capacity of `capacity` rows/s. Production's p99 is
+ * base(load) × (1 + k·u/(1−u)) with u the copy's share of what production leaves, an M/M/1-like
+ * curve whose steepness is `k`; base(load) = base0 / (1 − load). The copy alone can use at most 98 %
+ * of what is left. Readings carry multiplicative noise of ±`noise`.
+ */
+interface SimDb {
+  capacity: number;
+  k: number;
+  load: number;
+  base0: number;
+  noise: number;
+}
+
+const baseOf = (db: SimDb) => db.base0 / (1 - db.load);
+const maxCopy = (db: SimDb) => 0.98 * db.capacity * (1 - db.load);
+function latencyAt(db: SimDb, pace: number): number {
+  const u = Math.min(0.98, pace / (db.capacity * (1 - db.load)));
+  return baseOf(db) * (1 + (db.k * u) / (1 - u));
+}
+/** The largest pace whose (noise-free) p99 stays within the budget: the pace the guard should find. */
+function bestPace(db: SimDb, budget: number): number {
+  const u = budget / (db.k + budget);
+  return u * db.capacity * (1 - db.load);
+}
+
+/** A small deterministic PRNG (mulberry32) so a failing run replays. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Run {
+  paces: number[];
+  latencies: number[];
+  relearns: number[];
+  state: PaceState;
+}
+
+/** Runs the controller for `ticks` ticks against `db`; `baseline` is what the guard measured (the true base unless told). */
+function simulate(db: SimDb, limits: PaceLimits, ticks: number, random: () => number, start?: PaceState, baselineOf: (t: number) => number = () => baseOf(db)): Run {
+  let state = start ?? initialPaceState(limits);
+  const run: Run = { paces: [], latencies: [], relearns: [], state };
+  let baseline = baselineOf(0);
+  for (let t = 0; t < ticks; t++) {
+    const achieved = Math.min(state.paceRowsPerSecond, maxCopy(db));
+    const latency = latencyAt(db, achieved);
+    const observed = latency * (1 + db.noise * (2 * random() - 1)); // noise already scaled by the caller
+    const decision = nextPace(state, { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved }, limits);
+    state = decision.state;
+    if (decision.relearnBaseline) {
+      run.relearns.push(t);
+      baseline = baseOf(db); // the guard's baseline window measures the workload as it is now
+      state = afterBaseline(state);
+    }
+    run.paces.push(state.paceRowsPerSecond);
+    run.latencies.push(latencyAt(db, Math.min(state.paceRowsPerSecond, maxCopy(db))));
+  }
+  run.state = state;
+  return run;
+}
+
+const dbArb = fc.record({
+  capacity: fc.double({ min: 5_000, max: 300_000, noNaN: true }),
+  k: fc.double({ min: 0.2, max: 4, noNaN: true }),
+  load: fc.double({ min: 0, max: 0.7, noNaN: true }),
+  base0: fc.double({ min: 0.2, max: 20, noNaN: true }),
+  noise: fc.double({ min: 0, max: 0.04, noNaN: true }),
+});
+const budgetArb = fc.double({ min: 0.1, max: 1, noNaN: true });
+/** Readings' noise is a share of the budget (`noise` × budget, ≤ 4 %): under the gap between setpoint and target (10 % of the budget), where one noisy window over target would count as a breach. */
+const withBudget = (db: SimDb, budget: number): SimDb => ({ ...db, noise: db.noise * budget });
+
+/** Ticks the guard may take to settle: 40 s of 500 ms ticks. */
+const SETTLE_TICKS = 80;
+/** The reaction time the issue allows: 2 s. */
+const REACTION_TICKS = 2000 / PACE_TICK_MS;
+
+function longestRunOver(values: readonly number[], bound: number): number {
+  let longest = 0;
+  let current = 0;
+  for (const v of values) {
+    current = v > bound * 1.0000001 ? current + 1 : 0;
+    longest = Math.max(longest, current);
+  }
+  return longest;
+}
+
+describe('nextPace on a simulated database', () => {
+  it('converges within 40 s to ±15 % of the best pace and stays there', () => {
+    fc.assert(
+      fc.property(dbArb, budgetArb, fc.integer(), (raw, budget, seed) => {
+        const db = withBudget(raw, budget);
+        const best = bestPace(db, budget);
+        const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: Math.min(100, best / 4), maxRowsPerSecond: null };
+        const run = simulate(db, limits, SETTLE_TICKS + 200, prng(seed));
+        const settled = run.paces.slice(SETTLE_TICKS);
+        for (const pace of settled) {
+          expect(pace).toBeGreaterThanOrEqual(0.85 * best * (1 - 1e-9));
+          expect(pace).toBeLessThanOrEqual(1.15 * best * (1 + 1e-9));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('once settled, keeps p99 within the budget except for at most the reaction time', () => {
+    fc.assert(
+      fc.property(dbArb, budgetArb, fc.integer(), (raw, budget, seed) => {
+        const db = withBudget(raw, budget);
+        const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: Math.min(100, bestPace(db, budget) / 4), maxRowsPerSecond: null };
+        const run = simulate(db, limits, SETTLE_TICKS + 200, prng(seed));
+        expect(longestRunOver(run.latencies.slice(SETTLE_TICKS), latencyTargetMs(baseOf(db), budget))).toBeLessThanOrEqual(REACTION_TICKS);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('answers a load step within the reaction time and settles again at the new best pace', () => {
+    fc.assert(
+      fc.property(dbArb, budgetArb, fc.double({ min: 1.2, max: 3, noNaN: true }), fc.integer(), (raw, budget, factor, seed) => {
+        const db = withBudget(raw, budget);
+        const random = prng(seed);
+        const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: 50, maxRowsPerSecond: null };
+        const before = simulate(db, limits, SETTLE_TICKS + 40, random);
+        // Production's load rises (e.g. pgbench's rate doubles) while the guard keeps the old baseline.
+        const stepped: SimDb = { ...db, load: Math.min(0.9, 1 - (1 - db.load) / factor) };
+        const oldBaseline = baseOf(db);
+        const after = simulate(stepped, limits, SETTLE_TICKS * 2, random, before.state, () => oldBaseline);
+        // Judged against the new workload's own budget: over it no longer than the reaction time
+        // (unless the floor alone breaches it: the floor is the promise that wins).
+        if (latencyAt(stepped, limits.minRowsPerSecond) <= latencyTargetMs(baseOf(stepped), budget)) expect(longestRunOver(after.latencies, latencyTargetMs(baseOf(stepped), budget))).toBeLessThanOrEqual(REACTION_TICKS);
+        const newBest = bestPace(stepped, budget);
+        const tail = after.paces.slice(-40);
+        // The old baseline is lower than the new workload's: the guard can only be more careful, and
+        // when the workload alone breaches it, it asks for a new baseline and climbs back.
+        for (const pace of tail) expect(pace).toBeLessThanOrEqual(1.15 * Math.max(newBest, limits.minRowsPerSecond) * (1 + 1e-9));
+        if (latencyAt(stepped, 0) > latencyTargetMs(oldBaseline, budget)) {
+          expect(after.relearns.length).toBeGreaterThan(0);
+          if (newBest > 4 * limits.minRowsPerSecond) for (const pace of tail) expect(pace).toBeGreaterThanOrEqual(0.85 * newBest * (1 - 1e-9));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('grows back after the load falls, once a baseline window has measured it', () => {
+    fc.assert(
+      fc.property(dbArb, budgetArb, fc.integer(), (raw, budget, seed) => {
+        const db = withBudget(raw, budget);
+        const random = prng(seed);
+        const heavy: SimDb = { ...db, load: 0.8 };
+        const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: Math.min(50, bestPace(heavy, budget) / 4), maxRowsPerSecond: null };
+        const before = simulate(heavy, limits, SETTLE_TICKS, random);
+        // A baseline window ends: the controller restarts from its last pace with the new baseline.
+        const after = simulate(db, limits, SETTLE_TICKS + 40, random, initialPaceState(limits, before.state.paceRowsPerSecond));
+        const best = bestPace(db, budget);
+        for (const pace of after.paces.slice(-40)) {
+          expect(pace).toBeGreaterThanOrEqual(0.85 * best * (1 - 1e-9));
+          expect(pace).toBeLessThanOrEqual(1.15 * best * (1 + 1e-9));
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('never goes under the floor or over the cap, and does not wind up beyond what the copy achieves', () => {
+    fc.assert(
+      fc.property(dbArb, budgetArb, fc.double({ min: 10, max: 2000, noNaN: true }), fc.double({ min: 2000, max: 50_000, noNaN: true }), fc.integer(), (db, budget, floor, cap, seed) => {
+        const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: floor, maxRowsPerSecond: cap };
+        const run = simulate(db, limits, 200, prng(seed));
+        for (const pace of run.paces) {
+          expect(pace).toBeGreaterThanOrEqual(floor);
+          expect(pace).toBeLessThanOrEqual(Math.max(cap, floor));
+          expect(pace).toBeLessThanOrEqual(Math.max(floor, 2 * maxCopy(db)) + 1e-6);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('nextPace decisions', () => {
+  const limits: PaceLimits = { latencyBudget: 0.3, minRowsPerSecond: 200, maxRowsPerSecond: null };
+
+  it('halves at most per tick on a hard breach and grows ×1.5 in slow start', () => {
+    const s0 = initialPaceState(limits);
+    expect(nextPace(s0, { observedP99Ms: 100, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state.paceRowsPerSecond).toBe(500);
+    expect(nextPace(s0, { observedP99Ms: 2, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state.paceRowsPerSecond).toBe(1500);
+  });
+
+  it('says when it starts and stops holding back, once each way', () => {
+    let state = initialPaceState(limits);
+    const changes: boolean[] = [];
+    const feed = (observed: number, achieved: number) => {
+      const d = nextPace(state, { observedP99Ms: observed, baselineP99Ms: 2, achievedRowsPerSecond: achieved }, limits);
+      state = d.state;
+      if (d.holdingChanged) changes.push(state.holding);
+    };
+    for (let i = 0; i < 5; i++) feed(10, state.paceRowsPerSecond);
+    for (let i = 0; i < 20; i++) feed(2, 100); // the copy runs far under its pace (e.g. the table is nearly done)
+    expect(changes).toEqual([true, false]);
+  });
+
+  it('asks for a new baseline after sitting at its floor over target', () => {
+    let state = initialPaceState(limits);
+    const relearns: number[] = [];
+    for (let t = 0; t < 30; t++) {
+      const d = nextPace(state, { observedP99Ms: 10, baselineP99Ms: 2, achievedRowsPerSecond: state.paceRowsPerSecond }, limits);
+      state = d.state;
+      if (d.relearnBaseline) relearns.push(t);
+    }
+    expect(state.paceRowsPerSecond).toBe(200);
+    expect(relearns.length).toBeGreaterThan(0);
+    expect(relearns[1]! - relearns[0]!).toBe(RELEARN_AFTER_TICKS);
+  });
+
+  it('refuses a baseline that is not positive', () => {
+    expect(() => nextPace(initialPaceState(limits), { observedP99Ms: 1, baselineP99Ms: 0, achievedRowsPerSecond: null }, limits)).toThrow(RangeError);
+  });
+});
+
+describe('quantile and the baseline schedule', () => {
+  it('interpolates between closest ranks', () => {
+    expect(quantile([], 0.5)).toBeNull();
+    expect(quantile([5], 0.99)).toBe(5);
+    expect(quantile([1, 2, 3, 4], 0.5)).toBe(2.5);
+    expect(quantile([10, 0, 20], 1)).toBe(20);
+    expect(() => quantile([1], 2)).toThrow(RangeError);
+  });
+
+  it('holds the backfill back at most 5 % of the time by default', () => {
+    expect(baselineDutyCycle(BASELINE_SCHEDULE)).toBeLessThanOrEqual(0.05);
+  });
+});

@@ -1,0 +1,238 @@
+/**
+ * The latency guard's pure parts: the window statistics of the production-latency signal, the
+ * baseline schedule, and the pace controller that turns "how much slower is production than with
+ * the backfill held back" into the rows/s every chunk on a datasource obeys (ADR 014).
+ *
+ * Sources of the idea: Netflix concurrency-limits' Gradient2 (a limit scaled by the ratio of a
+ * long-term to the short-term latency, clamped, smoothed), TCP Vegas (act on the rise of latency
+ * over its base before loss), and CockroachDB admission control's split of foreground and elastic
+ * work (background work gets only what foreground latency leaves). Unlike Gradient2 the baseline
+ * is not a drifting long-term average of loaded readings: it is measured with the backfill held
+ * back, so a sustained rise the backfill causes cannot become the new normal.
+ */
+
+/** The controller's tick: how often the pace is recomputed, milliseconds. */
+export const PACE_TICK_MS = 500;
+/** The signal window: the controller judges the p99 of the probe samples of this span, milliseconds. */
+export const SIGNAL_WINDOW_MS = 2000;
+/** Where inside the budget the controller aims: baseline × (1 + share × budget). */
+export const SETPOINT_SHARE = 0.9;
+/** Weight of the newest window in the smoothed signal. */
+export const SIGNAL_SMOOTHING = 0.5;
+/** A window p99 over target × this cuts the pace by itself, without waiting for the smoothed signal. */
+export const HARD_BREACH_RATIO = 1.5;
+/** Largest pace growth per tick once out of slow start (×1.25 per 500 ms ≈ ×1.56 per second), when the copy costs nothing. */
+export const MAX_PACE_GROWTH = 1.25;
+/** Growth per tick in slow start. */
+export const SLOW_START_GROWTH = 1.5;
+/** Smallest factor of one decrease (a breach at most halves the pace per tick). */
+export const MAX_PACE_CUT = 0.5;
+/** The first pace after a baseline, rows/s (slow start grows it ×1.5 per tick while far under the setpoint). */
+export const START_PACE_ROWS_PER_SECOND = 1000;
+/** Ticks over target at the floor before the guard asks for a new baseline (the workload, not the copy, got slower). */
+export const RELEARN_AFTER_TICKS = 6;
+/** The copy runs free (not held back) when the pace exceeds the achieved rate by this factor. */
+const FREE_RUNNING_RATIO = 1.5;
+/** Ticks of free running before the guard says it stopped holding back (hysteresis for the audit events). */
+const RELEASE_AFTER_TICKS = 4;
+
+/** The options the controller reads (spec `throttle.latencyGuard` and `backfill.maxRowsPerSecond`). */
+export interface PaceLimits {
+  /** Allowed rise of the signal's p99 over its baseline, a fraction (0.3 = +30 %). */
+  readonly latencyBudget: number;
+  /** The floor, rows/s (> 0): however bad the signal, the copy keeps at least this pace. */
+  readonly minRowsPerSecond: number;
+  /** A hard cap, rows/s, or `null` for none. */
+  readonly maxRowsPerSecond: number | null;
+}
+
+/** The controller's state between ticks (persisted per datasource). */
+export interface PaceState {
+  /** The pace every chunk on the datasource obeys, rows/s. */
+  readonly paceRowsPerSecond: number;
+  /** The signal as the controller judges it: an EWMA of the window p99s ({@link SIGNAL_SMOOTHING}), ms. `null` before the first tick. */
+  readonly smoothedP99Ms: number | null;
+  /** Growing the pace ×1.5 per tick until the signal first nears the setpoint. */
+  readonly slowStart: boolean;
+  /** Whether the guard is holding the copy back (set by a breach, cleared after the copy runs free a while). */
+  readonly holding: boolean;
+  /** Consecutive ticks over target with the pace at its floor. */
+  readonly floorBreachTicks: number;
+  /** Consecutive ticks the copy ran slower than the pace allowed. */
+  readonly freeTicks: number;
+}
+
+/** One tick's readings. */
+export interface PaceTick {
+  /** p99 of the signal over the last {@link SIGNAL_WINDOW_MS}, ms. */
+  readonly observedP99Ms: number;
+  /** p99 of the signal with the backfill held back, ms (> 0). */
+  readonly baselineP99Ms: number;
+  /** Rows/s the copy achieved over the last window, or `null` when unknown (no chunk ran yet). */
+  readonly achievedRowsPerSecond: number | null;
+}
+
+/** What a tick decided. */
+export interface PaceDecision {
+  readonly state: PaceState;
+  /** The guard sat at its floor over target for {@link RELEARN_AFTER_TICKS}: measure a new baseline now. */
+  readonly relearnBaseline: boolean;
+  /** `holding` changed this tick (one audit event each way, never one per tick). */
+  readonly holdingChanged: boolean;
+}
+
+/**
+ * The state a guard starts from: {@link START_PACE_ROWS_PER_SECOND}, or `previousPace` (a guard
+ * taken over from another worker), in slow start.
+ */
+export function initialPaceState(limits: PaceLimits, previousPace?: number): PaceState {
+  const start = previousPace ?? START_PACE_ROWS_PER_SECOND;
+  return {
+    paceRowsPerSecond: clampPace(start, limits),
+    smoothedP99Ms: null,
+    slowStart: true,
+    holding: false,
+    floorBreachTicks: 0,
+    freeTicks: 0,
+  };
+}
+
+/**
+ * The state after a new baseline was measured: the pace is kept, the smoothed signal (judged
+ * against the old baseline) is dropped, and slow start resumes, so a baseline that rose (the
+ * workload got heavier) lets the pace climb back quickly and one that fell is found out by the next
+ * breach.
+ */
+export function afterBaseline(state: PaceState): PaceState {
+  return { ...state, smoothedP99Ms: null, slowStart: true, floorBreachTicks: 0 };
+}
+
+/** The latency the controller aims at: baseline × (1 + {@link SETPOINT_SHARE} × budget), ms. */
+export function latencySetpointMs(baselineP99Ms: number, latencyBudget: number): number {
+  return baselineP99Ms * (1 + SETPOINT_SHARE * latencyBudget);
+}
+
+/** The latency the guard must keep production under: baseline × (1 + budget), ms. */
+export function latencyTargetMs(baselineP99Ms: number, latencyBudget: number): number {
+  return baselineP99Ms * (1 + latencyBudget);
+}
+
+function clampPace(pace: number, limits: PaceLimits): number {
+  const capped = limits.maxRowsPerSecond === null ? pace : Math.min(pace, limits.maxRowsPerSecond);
+  return Math.max(limits.minRowsPerSecond, capped);
+}
+
+/**
+ * One tick of the pace controller, a gradient controller on rows/s. With the signal's excess
+ * e = (signal / baseline − 1) / budget (0: the copy costs nothing, 1: at target):
+ * - over target (e > 1): the pace is cut at once by setpoint/signal, between ×0.5 and ×0.9, and slow
+ *   start ends;
+ * - otherwise the pace moves by 1 + 0.1 × (s − e) / s with s = {@link SETPOINT_SHARE}: ×1.1 when the
+ *   copy costs nothing, ×1 at the setpoint, a little less above it (×1.5 per tick in slow start, which
+ *   lasts while e ≤ 0.5). The step shrinks as the signal nears the setpoint, so the pace settles
+ *   instead of sawing like AIMD, and it is measured in budgets, so a small budget converges as
+ *   fast as a large one;
+ * - never above 2 × the achieved rate (no wind-up when the copy cannot use the pace), never under the
+ *   floor, never over `maxRowsPerSecond`.
+ * The signal is an EWMA of the window p99s, so noise neither cuts nor grows the pace much; a window
+ * over {@link HARD_BREACH_RATIO} × target is a breach by itself, so a load step is answered in the
+ * tick it appears in.
+ *
+ * @param tick - the readings; `baselineP99Ms` must be > 0 and `observedP99Ms` ≥ 0.
+ * @throws RangeError for a non-positive baseline or a negative reading.
+ * @example
+ * ```ts
+ * const limits = { latencyBudget: 0.3, minRowsPerSecond: 200, maxRowsPerSecond: null };
+ * let state = initialPaceState(limits);
+ * state = nextPace(state, { observedP99Ms: 8, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state;
+ * state.paceRowsPerSecond; // 500: a p99 four times the baseline halves the pace (the largest cut)
+ * ```
+ */
+export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): PaceDecision {
+  const { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved } = tick;
+  if (!(baseline > 0)) throw new RangeError(`baselineP99Ms must be > 0, got ${baseline}`);
+  if (!(observed >= 0)) throw new RangeError(`observedP99Ms must be ≥ 0, got ${observed}`);
+  const target = latencyTargetMs(baseline, limits.latencyBudget);
+  const setpoint = latencySetpointMs(baseline, limits.latencyBudget);
+  const smoothed = state.smoothedP99Ms === null ? observed : state.smoothedP99Ms + SIGNAL_SMOOTHING * (observed - state.smoothedP99Ms);
+  // A hard breach is judged on the raw window: a load step is answered in the tick it shows up in,
+  // while one noisy window a little over target is left to the smoothed signal.
+  const signal = Math.max(observed > HARD_BREACH_RATIO * target ? observed : smoothed, Number.MIN_VALUE);
+  // The signal's excess over its baseline in units of the budget: 0 = no effect, 1 = at target.
+  const excess = (signal / baseline - 1) / limits.latencyBudget;
+  let pace = state.paceRowsPerSecond;
+  let slowStart = state.slowStart;
+  const breach = signal > target;
+  if (breach) {
+    slowStart = false;
+    pace *= Math.min(0.9, Math.max(MAX_PACE_CUT, setpoint / signal));
+  } else if (slowStart && excess <= 0.5) {
+    pace *= SLOW_START_GROWTH;
+  } else {
+    slowStart = false;
+    pace *= Math.max(0.9, 1 + ((MAX_PACE_GROWTH - 1) * (SETPOINT_SHARE - excess)) / SETPOINT_SHARE);
+  }
+  if (achieved !== null && achieved >= 0) pace = Math.min(pace, Math.max(2 * achieved, limits.minRowsPerSecond, achieved === 0 ? Math.max(START_PACE_ROWS_PER_SECOND, state.paceRowsPerSecond) : 0));
+  pace = clampPace(pace, limits);
+
+  const atFloor = pace <= limits.minRowsPerSecond * 1.0001;
+  const floorBreachTicks = breach && atFloor ? state.floorBreachTicks + 1 : 0;
+  const relearnBaseline = floorBreachTicks >= RELEARN_AFTER_TICKS;
+  const free = achieved !== null && pace > FREE_RUNNING_RATIO * achieved && !breach;
+  const freeTicks = free ? state.freeTicks + 1 : 0;
+  const holding = breach ? true : state.holding && freeTicks < RELEASE_AFTER_TICKS;
+  return {
+    state: { paceRowsPerSecond: pace, smoothedP99Ms: smoothed, slowStart, holding, floorBreachTicks: relearnBaseline ? 0 : floorBreachTicks, freeTicks },
+    relearnBaseline,
+    holdingChanged: holding !== state.holding,
+  };
+}
+
+/** p50 and p99 of a window of samples, ms; `null` quantiles for an empty window. */
+export interface WindowQuantiles {
+  readonly count: number;
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+}
+
+/**
+ * The q-quantile of `values` with linear interpolation between closest ranks (Hyndman & Fan type 7,
+ * what numpy and R use by default).
+ * @param q - in [0, 1].
+ * @returns `null` for no values.
+ * @throws RangeError for q outside [0, 1].
+ */
+export function quantile(values: readonly number[], q: number): number | null {
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`q must be in [0, 1], got ${q}`);
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const h = (sorted.length - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return (sorted[lo] as number) + (h - lo) * ((sorted[hi] as number) - (sorted[lo] as number));
+}
+
+/** {@link WindowQuantiles} of `values`. */
+export function windowQuantiles(values: readonly number[]): WindowQuantiles {
+  return { count: values.length, p50Ms: quantile(values, 0.5), p99Ms: quantile(values, 0.99) };
+}
+
+/** When the guard holds the backfill back to measure its baseline. */
+export interface BaselineSchedule {
+  /** A baseline window starts this long after the previous one ended, ms. @defaultValue 60 000 */
+  readonly everyMs: number;
+  /** Length of a window (the backfill held back), ms. @defaultValue 2 500 */
+  readonly holdMs: number;
+  /** The first part of a window, whose samples are discarded while chunks in flight finish, ms. @defaultValue 500 */
+  readonly drainMs: number;
+  /** Samples a window needs to replace the baseline. @defaultValue 20 */
+  readonly minSamples: number;
+}
+
+/** The default schedule: 2.5 s of every 62.5 s held back (4 %, under the issue's 5 % budget). */
+export const BASELINE_SCHEDULE: BaselineSchedule = { everyMs: 60_000, holdMs: 2_500, drainMs: 500, minSamples: 20 };
+
+/** The share of wall time a schedule holds the backfill back, a fraction. */
+export function baselineDutyCycle(schedule: BaselineSchedule): number {
+  return schedule.holdMs / (schedule.holdMs + schedule.everyMs);
+}
