@@ -30,7 +30,9 @@ export interface BackfillProgress {
   rowsPerSecond?: number;
   etaSeconds?: number | null;
   planningDone?: boolean;
-  throttled?: { reason: string; since: string } | null;
+  throttled?: { reason: string; since: string; observedP99Ms?: number | null; baselineP99Ms?: number | null; paceRowsPerSecond?: number | null; measuringBaseline?: boolean } | null;
+  /** The datasource's latency guard while the backfill is guarded (absent from older control planes). */
+  latencyGuard?: { mode: 'baseline' | 'guarding'; holding: boolean; paceRowsPerSecond: number | null; observedP99Ms: number | null; baselineP99Ms: number | null; targetP99Ms: number | null } | null;
   completedAt?: string | null;
 }
 

@@ -1,3 +1,4 @@
+import { PACE_TICK_MS } from '@tideway/core';
 import { createDb } from '@tideway/db';
 import { BullmqControlQueue, BullmqWorkQueue, createEngine, crashFaults, type Engine } from '@tideway/engine';
 import { UnleashFlagControl } from '@tideway/flags';
@@ -45,6 +46,7 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
     installation: config.installation,
     faults: crashFaults(config.crashPoints),
     ...(config.workerName ? { workerName: config.workerName } : {}),
+    log: (msg, extra) => log(msg, extra),
   });
   const worker = new Worker(QUEUE_NAMES.work, workProcessor(engine.backfill, engine.verification), {
     connection: createRedisConnection(config.redisUrl),
@@ -111,11 +113,24 @@ export async function startWorker(config: WorkerConfig, log: (msg: string, extra
   };
   const timer = setInterval(() => void reconcile(), config.reconcileIntervalMs);
   void reconcile();
+  // The latency guard ticks on its own timer: its 500 ms beat must not wait for a reconcile round.
+  let guarding = false;
+  const guardTimer = setInterval(() => {
+    if (guarding) return;
+    guarding = true;
+    engine.latencyGuard
+      .tick()
+      .catch((error: unknown) => log('latency guard failed', { error: error instanceof Error ? error.message : String(error) }))
+      .finally(() => {
+        guarding = false;
+      });
+  }, PACE_TICK_MS);
 
   return {
     engine,
     close: async () => {
       clearInterval(timer);
+      clearInterval(guardTimer);
       await worker.close();
       await controlWorker.close();
       await queue.close();

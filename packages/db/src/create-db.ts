@@ -18,6 +18,8 @@ export interface DbOptions {
    * (`pg_catalog,pg_temp`). @defaultValue the server's (or the role's or database's) setting
    */
   readonly searchPath?: string;
+  /** Every transaction read-only (`default_transaction_read_only = on`, set at connection time). @defaultValue false */
+  readonly readOnly?: boolean;
   /**
    * Longest wait for a connection, milliseconds: to open a new one or for a busy pool to hand one
    * over. A server that is down, hung or unreachable then fails a query within this time (pg-pool's
@@ -84,7 +86,9 @@ export function createPool(options: DbOptions): pg.Pool {
     types: typeParsers,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-    ...(options.searchPath ? { options: `-c search_path=${searchPathOption(options.searchPath)}` } : {}),
+    ...(options.searchPath || options.readOnly
+      ? { options: [options.searchPath ? `-c search_path=${searchPathOption(options.searchPath)}` : '', options.readOnly ? '-c default_transaction_read_only=on' : ''].filter(Boolean).join(' ') }
+      : {}),
   });
   const onError = options.onIdleClientError ?? (() => undefined);
   pool.on('error', onError);

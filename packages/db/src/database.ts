@@ -401,6 +401,31 @@ export interface CleanupsTable {
   archived_table: string | null;
 }
 
+/** `datasource_paces`: the latency guard of one datasource (ADR 014). */
+export interface DatasourcePacesTable {
+  datasource: string;
+  /** The worker running the guard, and until when its lease holds. */
+  holder: string | null;
+  lease_until: Date | null;
+  /** 'baseline' while the backfill is held back to measure the baseline, else 'guarding'. */
+  mode: Generated<'baseline' | 'guarding'>;
+  mode_since: Generated<Date>;
+  next_baseline_at: Date | null;
+  /** The pace every chunk on the datasource obeys, rows/s; null before the first baseline. */
+  pace_rows_per_second: number | null;
+  baseline_p50_ms: number | null;
+  baseline_p99_ms: number | null;
+  observed_p50_ms: number | null;
+  observed_p99_ms: number | null;
+  probe_samples: Generated<number>;
+  holding: Generated<boolean>;
+  /** The controller's `PaceState`. */
+  controller: Json<unknown> | null;
+  /** Pacing of the datasource's chunks (GCRA theoretical arrival time); null = now. */
+  rate_tat: Date | null;
+  updated_at: Generated<Date>;
+}
+
 /** The orchestrator database, as Kysely sees it. */
 export interface Database {
   migrations: MigrationsTable;
@@ -428,9 +453,11 @@ export interface Database {
   ddl_guards: DdlGuardsTable;
   way_backs: WayBacksTable;
   round_trip_checks: RoundTripChecksTable;
+  datasource_paces: DatasourcePacesTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;
+export type DatasourcePaceRow = Selectable<DatasourcePacesTable>;
 export type NewMigrationRow = Insertable<MigrationsTable>;
 export type MigrationRowUpdate = Updateable<MigrationsTable>;
 export type MigrationEventRow = Selectable<MigrationEventsTable>;

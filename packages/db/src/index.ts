@@ -15,6 +15,8 @@ export type {
   AuditEventsTable,
   AuditEventRow,
   BackfillRunsTable,
+  DatasourcePacesTable,
+  DatasourcePaceRow,
   BackfillChunksTable,
   BackfillRunRow,
   BackfillChunkRow,

@@ -19,6 +19,9 @@ import { BackfillRepository } from './features/backfill/backfill-repository.js';
 import { BackfillService } from './features/backfill/backfill-service.js';
 import { ChunkCopier } from './features/backfill/chunk-copier.js';
 import { HealthProbe } from './features/backfill/health-probe.js';
+import { LatencyGuard } from './features/pace/latency-guard.js';
+import { PaceRepository } from './features/pace/pace-repository.js';
+import { registerLatencyGuard } from './features/pace/register-latency-guard.js';
 import { TombstoneSweeper } from './features/backfill/tombstone-sweeper.js';
 import { TargetPurger } from './features/backfill/target-purger.js';
 import { registerBackfill } from './features/backfill/register-backfill.js';
@@ -75,6 +78,8 @@ export interface EngineOptions {
   readonly installation?: string | null;
   /** Crash points for fault tests (`TIDEWAY_FAULT_CRASH_AT`). @defaultValue none */
   readonly faults?: Faults;
+  /** Where decisions worth a log line go (the latency guard's). @defaultValue nowhere */
+  readonly log?: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
 /** The use-cases both apps call, wired together. */
@@ -116,6 +121,10 @@ export interface Engine {
   readonly desiredState: DesiredStateReconciler;
   /** Which migrations' leased work cannot make progress (`progress.blocked`). */
   readonly workBlocks: WorkBlocks;
+  /** The latency guard of each datasource (ADR 014): a worker ticks it every `PACE_TICK_MS`. */
+  readonly latencyGuard: LatencyGuard;
+  /** The guards' rows (pace, baseline, signal) per datasource. */
+  readonly paces: PaceRepository;
   /** Ends the datasource pools (not the orchestrator database, which the caller owns). */
   close(): Promise<void>;
 }
@@ -169,6 +178,8 @@ export function createEngine(options: EngineOptions): Engine {
   const queue = options.queue ?? null;
   const workBlocks = new WorkBlocks(options.db, migrations);
   migrations.addProgressProvider(async (migration) => ({ blocked: await workBlocks.current(migration.id) }));
+  const paces = new PaceRepository();
+  const workerName = options.workerName ?? `${hostname()}:${process.pid}`;
   const backfill: BackfillService = new BackfillService({
     db: options.db,
     repository: new BackfillRepository(),
@@ -176,6 +187,7 @@ export function createEngine(options: EngineOptions): Engine {
     catalog,
     copier: new ChunkCopier(datasources),
     health,
+    pace: paces,
     sweeper: new TombstoneSweeper(datasources, catalog),
     purger: new TargetPurger(datasources, catalog),
     redriveSyncFailuresSince: (m, since): Promise<void> => divergence.redriveSince(m, since),
@@ -183,8 +195,10 @@ export function createEngine(options: EngineOptions): Engine {
     migrations,
     chunks: new LeasedWork(CHUNK_WORK, options.db, queue, workBlocks),
     datasourceConcurrency: options.datasourceConcurrency ?? 4,
-    workerName: options.workerName ?? `${hostname()}:${process.pid}`,
+    workerName,
   });
+  registerLatencyGuard({ migrations, datasources });
+  const latencyGuard = new LatencyGuard({ db: options.db, datasources, repository: paces, migrations, workerName, ...(options.log ? { log: options.log } : {}) });
   const divergenceReadModel = new DivergenceReadModel(options.db);
   const evidenceWindows = new EvidenceWindows();
   migrations.duringTransition(async (trx, m, action, to) => {
@@ -252,9 +266,14 @@ export function createEngine(options: EngineOptions): Engine {
       migrations,
       ranges: new LeasedWork(RANGE_WORK, options.db, queue, workBlocks),
       queue,
-      workerName: options.workerName ?? `${hostname()}:${process.pid}`,
+      workerName,
     }),
-    close: () => datasources.close(),
+    latencyGuard,
+    paces,
+    close: async () => {
+      latencyGuard.close();
+      await datasources.close();
+    },
   };
   hooks.addEntryAction('prepare', prepareCatalogCheck(catalog, ddlGuard));
   registerBackfill(hooks, { backfill, readModel: backfillReadModel, migrations, evidence: divergenceReadModel });

@@ -117,6 +117,10 @@ export {
 } from './features/leases/transient-error.js';
 export { cancelOnAbort } from './features/leases/cancel-on-abort.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
+export { LatencyGuard, GUARD_LEASE_MS, sharedLimits, type LatencyGuardDeps } from './features/pace/latency-guard.js';
+export { LatencyProbe, PROBE_INTERVAL_MS, type ProbeTarget } from './features/pace/latency-probe.js';
+export { PaceRepository, type PaceUpdate } from './features/pace/pace-repository.js';
+export { validateProbeSql, checkProbeSqlLive, PROBE_SQL_FIELD } from './features/pace/probe-sql.js';
 export { DdlGuard, GUARDED_PHASES, type DdlDetection } from './features/ddl-guard/ddl-guard.js';
 export { reverseMappingOf, wayBackProblems, wayBackColumns, type WayBackColumn, type WayBackHow } from './features/way-back/way-back.js';
 export { RoundTripCheck, ROUND_TRIP_ALL_ROWS, ROUND_TRIP_SAMPLE_ROWS, type RoundTripResult } from './features/way-back/round-trip-check.js';

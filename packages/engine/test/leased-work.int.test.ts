@@ -1,5 +1,5 @@
 import { QUEUE_NAMES, createRedisConnection, openQueue, type BackfillChunkJob } from '@tideway/queue';
-import { TEST_REDIS_URL, createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, type OrchestratorTestDatabase, type TestDatabase } from '@tideway/testing';
+import { TEST_REDIS_URL, createOrchestratorTestDatabase, createTestDatabase, uniqueRedisPrefix, type OrchestratorTestDatabase, type TestDatabase, unguarded } from '@tideway/testing';
 import { Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { sql } from 'kysely';
@@ -40,7 +40,7 @@ async function backfilling(): Promise<string> {
   n++;
   await user.query(`create table s${n} (id bigint primary key, v int); insert into s${n} select g, g from generate_series(1, 100) g; create table t${n} (id bigint primary key, v int);`);
   const m = await engine.migrations.create(
-    {
+    unguarded({
       name: `leases-${n}`,
       syncMode: 'application',
       source: { datasource: 'main', table: `s${n}`, key: 'id' },
@@ -49,7 +49,7 @@ async function backfilling(): Promise<string> {
       // No SDK instance here to wait for: the backfill may start at once.
       backfill: { initialChunkRows: 50, minChunkRows: 50, maxChunkRows: 50, concurrency: 1, flagPropagationSeconds: 0 },
       throttle: { enabled: false },
-    },
+    }),
     { actor: 'test' },
   );
   for (const action of ['start', 'advance', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 'test' });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MigrationResource } from '../api-types.js';
-import { rampText, renderBackfill, renderMigration } from './render-migration.js';
+import { rampText, renderBackfill, renderMigration, throttledText } from './render-migration.js';
 
 const base: MigrationResource = {
   id: '00000000-0000-4000-8000-000000000001',
@@ -41,5 +41,24 @@ describe('renderMigration', () => {
         '  rows       15,000 of ~60,000, 5,000 rows/s, ETA 9s\n' +
         '  throttled  replication_lag since 2026-01-01T00:01:00.000Z\n',
     );
+  });
+
+  it("shows the latency guard's numbers when it holds the copy back", () => {
+    const since = '2026-01-01T00:01:00.000Z';
+    const progress = {
+      chunksDone: 3,
+      chunksTotal: 12,
+      rowsCopied: 15000,
+      rowsEstimated: 60000,
+      rowsPerSecond: 4200,
+      etaSeconds: 11,
+      throttled: { reason: 'latency', since, observedP99Ms: 3.14, baselineP99Ms: 2, paceRowsPerSecond: 4200 },
+      latencyGuard: { mode: 'guarding' as const, holding: true, paceRowsPerSecond: 4200, observedP99Ms: 3.14, baselineP99Ms: 2, targetP99Ms: 2.6 },
+      completedAt: null,
+    };
+    const text = renderBackfill({ ...base, phase: 'backfill' as const, progress });
+    expect(text).toContain(`  throttled  latency (p99 3.1 ms, baseline 2.0 ms, pace 4,200 rows/s) since ${since}\n`);
+    expect(text).toContain('  guard      pace 4,200 rows/s, p99 3.1 ms of 2.6 ms allowed (baseline 2.0 ms), holding back\n');
+    expect(throttledText({ ...progress, throttled: { reason: 'latency', since, measuringBaseline: true } })).toBe('latency (measuring the baseline)');
   });
 });

@@ -7,6 +7,16 @@ export function renderGates(m: MigrationResource): string {
   return `gates of ${m.phase}\n${m.gates.map((g) => `  ${g.passed ? 'met    ' : 'not met'}  ${g.name}: ${g.message}\n`).join('')}`;
 }
 
+/** `latency (p99 3.1 ms, baseline 2.0 ms, pace 4,200 rows/s)`, `latency (measuring the baseline)`, or the bare reason. */
+export function throttledText(p: MigrationResource['progress']): string {
+  const t = p.throttled;
+  if (!t) return '';
+  if (t.reason !== 'latency') return t.reason;
+  if (t.measuringBaseline) return 'latency (measuring the baseline)';
+  const ms = (v: number | null | undefined) => (v === null || v === undefined ? '?' : `${v.toFixed(1)} ms`);
+  return `latency (p99 ${ms(t.observedP99Ms)}, baseline ${ms(t.baselineP99Ms)}, pace ${t.paceRowsPerSecond === null || t.paceRowsPerSecond === undefined ? '?' : count(t.paceRowsPerSecond)} rows/s)`;
+}
+
 /** The backfill figures of `progress`, or '' before backfill. */
 export function renderBackfill(m: MigrationResource): string {
   const p = m.progress;
@@ -17,7 +27,12 @@ export function renderBackfill(m: MigrationResource): string {
     `  chunks     ${count(done)}/${count(total)} (${percent(total > 0 ? done / total : p.completedAt ? 1 : 0, 0)}), ${count(p.chunksRunning ?? 0)} running, ${count(p.chunksFailed ?? 0)} failed`,
     `  rows       ${count(p.rowsCopied ?? 0)} of ~${count(p.rowsEstimated ?? 0)}, ${count(p.rowsPerSecond ?? 0)} rows/s, ETA ${p.completedAt ? 'done' : duration(p.etaSeconds)}`,
   ];
-  if (p.throttled) lines.push(`  throttled  ${p.throttled.reason} since ${p.throttled.since}`);
+  if (p.throttled) lines.push(`  throttled  ${throttledText(p)} since ${p.throttled.since}`);
+  const g = p.latencyGuard;
+  if (g && !p.completedAt) {
+    const ms = (v: number | null) => (v === null ? '?' : `${v.toFixed(1)} ms`);
+    lines.push(`  guard      ${g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`}, p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})${g.holding ? ', holding back' : ''}`);
+  }
   if (p.completedAt) lines.push(`  completed  ${p.completedAt}`);
   return `backfill\n${lines.map((l) => `${l}\n`).join('')}`;
 }

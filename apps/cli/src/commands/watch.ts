@@ -7,7 +7,7 @@ import { TERMINAL_STATUSES } from '../domain.js';
 import { EXIT_CODES } from '../exit-codes.js';
 import { count, duration, percent } from '../format.js';
 import type { Io } from '../io.js';
-import { rampOf, rampText } from './render-migration.js';
+import { rampOf, rampText, throttledText } from './render-migration.js';
 
 /** One reading: the migration and its divergence figures. */
 interface Reading {
@@ -38,7 +38,7 @@ function backfillText(m: MigrationResource): string {
   const done = p.chunksDone ?? 0;
   const ratio = p.chunksTotal > 0 ? done / p.chunksTotal : p.completedAt ? 1 : 0;
   const eta = p.completedAt ? 'done' : `ETA ${duration(p.etaSeconds)}`;
-  return `backfill ${count(done)}/${count(p.chunksTotal)} chunks ${percent(ratio, 0)} ${count(p.rowsPerSecond ?? 0)} rows/s ${eta}${p.throttled ? ` throttled: ${p.throttled.reason}` : ''}`;
+  return `backfill ${count(done)}/${count(p.chunksTotal)} chunks ${percent(ratio, 0)} ${count(p.rowsPerSecond ?? 0)} rows/s ${eta}${p.throttled ? ` throttled: ${throttledText(p)}` : ''}`;
 }
 
 /** One line per reading, for pipes and files. */
@@ -107,7 +107,7 @@ class BarsView implements View {
       this.#backfill.update(Math.min(total, p.chunksDone ?? 0), {
         rate: count(p.rowsPerSecond ?? 0),
         eta_text: p.completedAt ? 'done' : duration(p.etaSeconds),
-        note: p.throttled ? ` | throttled: ${p.throttled.reason}` : '',
+        note: p.throttled ? ` | throttled: ${throttledText(p)}` : '',
       });
     }
     this.#divergence.update(0, { text: divergenceText(d) });

@@ -53,7 +53,28 @@ export const metricsPlugin = fp(
     gauge('tideway_backfill_chunks_failed', 'Backfill chunks that finally failed', (p) => p.chunksFailed);
     gauge('tideway_backfill_rows_per_second', 'Rows copied per second over the last 60 s', (p) => p.rowsPerSecond);
     gauge('tideway_backfill_eta_seconds', 'Estimated seconds to the end of the backfill', (p) => p.etaSeconds);
-    gauge('tideway_backfill_throttled', '1 while the backfill is throttled by datasource health or rate cap', (p) => (p.throttled ? 1 : 0));
+    gauge('tideway_backfill_throttled', '1 while the backfill is throttled by datasource health, rate cap or the latency guard', (p) => (p.throttled ? 1 : 0));
+    // The latency guard (ADR 014): one series per datasource, from its row in datasource_paces.
+    const paces = () => app.engine.paces.list(app.engine.db);
+    const paceGauge = (name: string, help: string, pick: (row: Awaited<ReturnType<typeof paces>>[number]) => number | null) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['datasource'],
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const row of await paces()) {
+            const value = pick(row);
+            if (value !== null) this.set({ datasource: row.datasource }, value);
+          }
+        },
+      });
+    paceGauge('tideway_latency_guard_pace_rows_per_second', 'The pace the latency guard allows every chunk on the datasource, rows/s', (r) => r.pace_rows_per_second);
+    paceGauge('tideway_latency_guard_observed_p99_seconds', "The latency guard's signal: the canary probe's p99 over the last 2 s, seconds", (r) => (r.observed_p99_ms === null ? null : r.observed_p99_ms / 1000));
+    paceGauge('tideway_latency_guard_baseline_p99_seconds', "The probe's p99 measured with the backfill held back, seconds", (r) => (r.baseline_p99_ms === null ? null : r.baseline_p99_ms / 1000));
+    paceGauge('tideway_latency_guard_holding', '1 while the latency guard holds the copy back (a breach of its budget), 0 otherwise', (r) => (r.holding && r.holder !== null ? 1 : 0));
+    paceGauge('tideway_latency_guard_measuring_baseline', '1 while the latency guard holds the backfill back to measure its baseline', (r) => (r.mode === 'baseline' && r.holder !== null ? 1 : 0));
     app.decorate('metrics', registry);
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched';

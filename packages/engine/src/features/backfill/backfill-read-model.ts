@@ -15,17 +15,49 @@ export interface BackfillProgress {
   readonly chunksRunning: number;
   /** Rows copied per second over the last 60 s (wall clock, throttled time included). */
   readonly rowsPerSecond: number;
-  /** Remaining rows / rowsPerSecond; `null` while nothing is moving. */
+  /** Remaining rows / the rate: the latency guard's pace while it holds the copy back, else rowsPerSecond; `null` while nothing is moving. */
   readonly etaSeconds: number | null;
   readonly chunkRows: number;
   readonly planningDone: boolean;
-  readonly throttled: { readonly reason: string; readonly since: string } | null;
+  /**
+   * Why the backfill holds back now, since when; for `latency` also the guard's numbers (the
+   * signal's p99 and its baseline, ms; the pace, rows/s; whether it is measuring its baseline).
+   */
+  readonly throttled: {
+    readonly reason: string;
+    readonly since: string;
+    readonly observedP99Ms?: number | null;
+    readonly baselineP99Ms?: number | null;
+    readonly paceRowsPerSecond?: number | null;
+    readonly measuringBaseline?: boolean;
+  } | null;
+  /** The datasource's latency guard (ADR 014) while this run is guarded and not done; `null` otherwise. */
+  readonly latencyGuard: LatencyGuardView | null;
   readonly startedAt: string;
   readonly completedAt: string | null;
   /** The purge of what an earlier run left in the target, which precedes the first chunk. */
   readonly targetPurge: { readonly done: boolean; readonly rowsRemoved: number };
   /** New-side write failures (the SDK's or the sync trigger's) not re-driven yet. */
   readonly writeFailuresPending: number;
+}
+
+/** The latency guard of a datasource as progress shows it. */
+export interface LatencyGuardView {
+  /** `baseline` while the backfill is held back to measure the baseline, else `guarding`. */
+  readonly mode: 'baseline' | 'guarding';
+  /** Whether the guard is holding the copy back (a breach set it; running free for a while clears it). */
+  readonly holding: boolean;
+  /** The pace every chunk on the datasource obeys, rows/s; `null` before the first baseline. */
+  readonly paceRowsPerSecond: number | null;
+  /** The probe's p50/p99 with the backfill held back, and over the last 2 s, ms. */
+  readonly baselineP50Ms: number | null;
+  readonly baselineP99Ms: number | null;
+  readonly observedP50Ms: number | null;
+  readonly observedP99Ms: number | null;
+  /** The budget the guard keeps p99 within: baseline × (1 + budget), ms. */
+  readonly targetP99Ms: number | null;
+  /** The worker running the guard, `null` when no live worker does (chunks then run at the floor). */
+  readonly holder: string | null;
 }
 
 /** A chunk as listed by `GET /v1/migrations/:id/chunks`. */
@@ -46,14 +78,45 @@ export interface ChunkView {
 
 const WINDOW_SECONDS = 60;
 
+/** Seconds to copy `remaining` rows at `rate` rows/s; `null` at no rate. */
+function eta(remaining: number, rate: number): number | null {
+  return rate > 0 ? Math.ceil(remaining / rate) : null;
+}
+
 /** Reads backfill progress and chunks. */
 export class BackfillReadModel {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** The progress figures, or `null` when the migration never entered backfill. */
-  async progress(migrationId: string): Promise<BackfillProgress | null> {
+  /**
+   * The progress figures, or `null` when the migration never entered backfill.
+   * @param latencyBudget - the migration's `throttle.latencyGuard.latencyBudget` when the guard is on
+   *   for it, `null` when it is off (then `latencyGuard` is `null`). @defaultValue null
+   */
+  async progress(migrationId: string, latencyBudget: number | null = null): Promise<BackfillProgress | null> {
     const run = await this.db.selectFrom('backfill_runs').selectAll().where('migration_id', '=', migrationId).executeTakeFirst();
     if (!run) return null;
+    const pace =
+      latencyBudget !== null && !run.completed_at
+        ? await this.db
+            .selectFrom('datasource_paces')
+            .selectAll()
+            .select(sql<boolean>`coalesce(holder IS NOT NULL AND lease_until >= now(), false)`.as('live'))
+            .where('datasource', '=', run.datasource)
+            .executeTakeFirst()
+        : undefined;
+    const guard: LatencyGuardView | null = pace
+      ? {
+          mode: pace.mode,
+          holding: pace.live && pace.holding,
+          paceRowsPerSecond: pace.pace_rows_per_second === null ? null : Math.round(pace.pace_rows_per_second),
+          baselineP50Ms: pace.baseline_p50_ms,
+          baselineP99Ms: pace.baseline_p99_ms,
+          observedP50Ms: pace.observed_p50_ms,
+          observedP99Ms: pace.observed_p99_ms,
+          targetP99Ms: pace.baseline_p99_ms === null || latencyBudget === null ? null : pace.baseline_p99_ms * (1 + latencyBudget),
+          holder: pace.live ? pace.holder : null,
+        }
+      : null;
     const agg = await this.db
       .selectFrom('backfill_chunks')
       .select([
@@ -83,10 +146,20 @@ export class BackfillReadModel {
       chunksPending: agg.pending,
       chunksRunning: agg.running,
       rowsPerSecond: Math.round(rowsPerSecond),
-      etaSeconds: run.completed_at ? 0 : rowsPerSecond > 0 ? Math.ceil(remaining / rowsPerSecond) : null,
+      etaSeconds: run.completed_at ? 0 : eta(remaining, guard?.holding && guard.paceRowsPerSecond ? guard.paceRowsPerSecond : rowsPerSecond),
       chunkRows: run.chunk_rows,
       planningDone: run.planning_done,
-      throttled: run.throttled_reason && run.throttled_since ? { reason: run.throttled_reason, since: run.throttled_since.toISOString() } : null,
+      throttled:
+        run.throttled_reason && run.throttled_since
+          ? {
+              reason: run.throttled_reason,
+              since: run.throttled_since.toISOString(),
+              ...(run.throttled_reason === 'latency' && guard
+                ? { observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                : {}),
+            }
+          : null,
+      latencyGuard: guard,
       startedAt: run.started_at.toISOString(),
       completedAt: run.completed_at ? run.completed_at.toISOString() : null,
       targetPurge: { done: run.target_purged_at !== null, rowsRemoved: Number(run.rows_purged) },

@@ -1,3 +1,4 @@
+import { reserveSlot, shiftSlot } from '../pace/gcra.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Lease } from '../leases/leased-work.js';
@@ -184,27 +185,9 @@ export class BackfillRepository {
       .execute();
   }
 
-  /**
-   * Rate cap pacing (GCRA, see `rateCapSeconds`): when the run's theoretical arrival time has
-   * passed, moves it to now + `seconds` and grants the chunk; otherwise grants nothing. One
-   * statement under the run's row lock, so concurrent workers cannot both take the same slot.
-   *
-   * @param seconds - the time the chunk reserves, seconds.
-   * @returns `granted`; `waitMs`, milliseconds until the next slot when not granted; `pacing`,
-   *   whether the previous slot ended less than a second ago (the cap, not the work, sets the pace).
-   */
+  /** Rate cap pacing of the run (GCRA, {@link reserveSlot}): grants the chunk its slot of `seconds`, or says how long to wait. */
   async reserveRate(db: Kysely<Database>, migrationId: string, seconds: number): Promise<{ granted: boolean; waitMs: number; pacing: boolean }> {
-    const r = await sql<{ granted: boolean; wait_ms: number; pacing: boolean }>`
-      WITH cur AS (SELECT rate_tat FROM backfill_runs WHERE migration_id = ${migrationId} FOR UPDATE),
-      upd AS (
-        UPDATE backfill_runs r SET rate_tat = now() + make_interval(secs => ${seconds}::float8)
-        FROM cur WHERE r.migration_id = ${migrationId} AND (cur.rate_tat IS NULL OR cur.rate_tat <= now())
-        RETURNING 1)
-      SELECT EXISTS (SELECT 1 FROM upd) AS granted,
-             coalesce(greatest(0, extract(epoch FROM (SELECT rate_tat FROM cur) - now()) * 1000), 0)::float8 AS wait_ms,
-             coalesce((SELECT rate_tat FROM cur) > now() - interval '1 second', false) AS pacing`.execute(db);
-    const row = r.rows[0];
-    return { granted: row?.granted ?? false, waitMs: row?.wait_ms ?? 0, pacing: row?.pacing ?? false };
+    return reserveSlot(db, { table: 'backfill_runs', key: 'migration_id', value: migrationId }, seconds);
   }
 
   /**
@@ -222,13 +205,7 @@ export class BackfillRepository {
 
   /** Corrects a rate reservation by `seconds` (negative when the chunk copied fewer rows than reserved for). */
   async adjustRate(db: Kysely<Database>, migrationId: string, seconds: number): Promise<void> {
-    if (seconds === 0) return;
-    await db
-      .updateTable('backfill_runs')
-      .set({ rate_tat: sql`rate_tat + make_interval(secs => ${seconds}::float8)` })
-      .where('migration_id', '=', migrationId)
-      .where('rate_tat', 'is not', null)
-      .execute();
+    await shiftSlot(db, { table: 'backfill_runs', key: 'migration_id', value: migrationId }, seconds);
   }
 
   /** Marks the run completed when planning is done and nothing is pending or running. */

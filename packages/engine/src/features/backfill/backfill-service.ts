@@ -31,6 +31,7 @@ import {
 } from './sql.js';
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { TargetPurger } from './target-purger.js';
+import type { PaceRepository } from '../pace/pace-repository.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
 export const PLAN_AHEAD = 1;
@@ -40,9 +41,27 @@ export const SPLIT_AFTER_TIMEOUTS = 3;
 export const THROTTLE_RECHECK_MS = 1000;
 const PG_QUERY_CANCELED = '57014';
 
-/** Rows the next chunk is planned (and paced) for: the adaptive size within `maxChunkRows`, at least 1. */
-function plannedChunkRows(run: BackfillRunRow, spec: MigrationSpec): number {
-  return Math.max(1, Math.min(run.chunk_rows, spec.backfill.maxChunkRows));
+/** How long a chunk may take at the latency guard's pace, seconds: a guarded copy runs in small steps, not in bursts. */
+export const GUARDED_CHUNK_SECONDS = 0.25;
+/** How long a chunk waits while the latency guard measures its baseline before it looks again, milliseconds. */
+export const BASELINE_RECHECK_MS = 250;
+/** Longest wait of a chunk for its slot of the guard's pace before it looks again (a pace that rose applies within it), ms. */
+export const GUARD_RECHECK_MAX_MS = 1000;
+
+/** Whether the latency guard paces the migration's chunks. */
+function guarded(spec: MigrationSpec): boolean {
+  return spec.throttle.enabled && spec.throttle.latencyGuard.enabled;
+}
+
+/**
+ * Rows the next chunk is planned (and paced) for: the adaptive size within `maxChunkRows`, at least
+ * 1; under the latency guard at most {@link GUARDED_CHUNK_SECONDS} of its pace (and not under
+ * `minChunkRows`).
+ */
+function plannedChunkRows(run: BackfillRunRow, spec: MigrationSpec, paceRowsPerSecond: number | null = null): number {
+  const adaptive = Math.max(1, Math.min(run.chunk_rows, spec.backfill.maxChunkRows));
+  if (paceRowsPerSecond === null || !guarded(spec)) return adaptive;
+  return Math.max(1, Math.min(adaptive, Math.max(spec.backfill.minChunkRows, Math.floor(paceRowsPerSecond * GUARDED_CHUNK_SECONDS))));
 }
 
 /** What happened to a chunk job. */
@@ -62,6 +81,8 @@ export interface BackfillServiceDeps {
   readonly catalog: CatalogInspector;
   readonly copier: ChunkCopier;
   readonly health: HealthProbe;
+  /** The latency guard's pace per datasource (ADR 014); every chunk of a guarded migration reserves its rows from it. */
+  readonly pace: PaceRepository;
   readonly sweeper: TombstoneSweeper;
   /** Empties the target before a run's first chunk (re-runs start clean). */
   readonly purger: TargetPurger;
@@ -334,7 +355,8 @@ export class BackfillService {
       let through: KeyValue | null = run.planned_through;
       let done = run.planning_done;
       const key: KeyShape = { columns: run.key_columns, types: run.key_types };
-      const size = plannedChunkRows(run, migration.spec);
+      const guard = guarded(migration.spec) ? await this.deps.pace.get(trx, run.datasource) : null;
+      const size = plannedChunkRows(run, migration.spec, guard?.pace_rows_per_second ?? null);
       while (slots > 0 && !done) {
         const upper = await this.#nextBoundary(migration.spec, key, through, size);
         await repository.insertChunk(trx, migrationId, through, upper);
@@ -412,9 +434,22 @@ export class BackfillService {
       await repository.setThrottled(db, migration.id, unhealthy);
       return { kind: 'throttled', reason: unhealthy, retryInMs: THROTTLE_RECHECK_MS };
     }
+    // The latency guard's pace (ADR 014), shared by every migration on the datasource.
+    let chunkRows = plannedChunkRows(run, spec);
+    let guardPace: number | null = null;
+    if (guarded(spec)) {
+      const admitted = await this.#admitByGuard(run, spec);
+      if (!admitted.granted) {
+        if (admitted.holding && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, 'latency');
+        return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(admitted.waitMs))) };
+      }
+      guardPace = admitted.paceRowsPerSecond;
+      chunkRows = admitted.rows;
+      if (run.throttled_reason === 'latency' && !admitted.holding) await repository.setThrottled(db, migration.id, null);
+    }
     // The rows/s cap paces chunks (GCRA): a chunk starts only in its own slot of the cap's budget.
     const cap = spec.backfill.maxRowsPerSecond;
-    const expectedRows = plannedChunkRows(run, spec);
+    const expectedRows = chunkRows;
     let pacing = false;
     if (cap !== null) {
       const slot = await repository.reserveRate(db, migration.id, rateCapSeconds(expectedRows, cap));
@@ -424,8 +459,8 @@ export class BackfillService {
       }
       pacing = slot.pacing;
     }
-    // `throttled` stays 'rate-cap' while the cap sets the pace, so progress does not flap.
-    if (run.throttled_reason && !(pacing && run.throttled_reason === 'rate-cap')) await repository.setThrottled(db, migration.id, null);
+    // `throttled` stays 'rate-cap' while the cap sets the pace, and 'latency' while the guard holds back, so progress does not flap.
+    if (run.throttled_reason && !(pacing && run.throttled_reason === 'rate-cap') && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, null);
 
     const taken = await chunks.claim<BackfillChunkRow>(chunk.id, job.enqueue, this.deps.workerName);
     if (!taken) return { kind: 'skipped', reason: 'chunk not claimable (leased elsewhere or backing off)' };
@@ -449,6 +484,7 @@ export class BackfillService {
     const done = await repository.complete(db, claimed, result.rows, result.durationMs, chunks.blockedSql(claimed));
     if (done.blocked) await chunks.blocks.clear(migration.id, 'backfill', `chunk ${claimed.id} finished`).catch(() => undefined);
     if (cap !== null) await repository.adjustRate(db, migration.id, rateCapSeconds(result.rows, cap) - rateCapSeconds(expectedRows, cap));
+    if (guardPace !== null) await this.deps.pace.adjust(db, run.datasource, rateCapSeconds(result.rows, guardPace) - rateCapSeconds(expectedRows, guardPace)).catch(() => undefined);
     if (done.kept) {
       const sizing = nextChunkRows({
         rows: result.rows,
@@ -466,6 +502,32 @@ export class BackfillService {
     void this.pump(migration.id).catch(() => undefined);
     await this.finishRun(migration.id, run).catch(() => undefined);
     return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+  }
+
+  /**
+   * Admission by the latency guard: while it measures its baseline (a live guard in `baseline`
+   * mode) no chunk starts; otherwise the chunk reserves its rows at the guard's pace (GCRA on the
+   * datasource's row), or at the floor when no live guard has set one (a guard that died or has not
+   * started yet never leaves the copy unpaced, nor starved).
+   * @returns granted with the pace it was paced at, or how long to wait and whether the guard is
+   *   holding back (measuring, or pacing under a breach) — which is what progress shows.
+   */
+  async #admitByGuard(run: BackfillRunRow, spec: MigrationSpec): Promise<{ granted: true; paceRowsPerSecond: number; rows: number; holding: boolean } | { granted: false; waitMs: number; holding: boolean }> {
+    const { db, pace } = this.deps;
+    const datasource = run.datasource;
+    let row = await pace.get(db, datasource);
+    if (!row) {
+      await db.insertInto('datasource_paces').values({ datasource }).onConflict((oc) => oc.column('datasource').doNothing()).execute();
+      row = await pace.get(db, datasource);
+    }
+    const live = row?.live ?? false;
+    if (live && row?.mode === 'baseline') return { granted: false, waitMs: BASELINE_RECHECK_MS, holding: true };
+    const paceRowsPerSecond = live && row?.pace_rows_per_second ? row.pace_rows_per_second : spec.throttle.latencyGuard.minRowsPerSecond;
+    const holding = live && (row?.holding ?? false);
+    // The rows this chunk was planned with at about this pace (the pump caps them the same way).
+    const rows = plannedChunkRows(run, spec, paceRowsPerSecond);
+    const slot = await pace.reserve(db, datasource, rateCapSeconds(rows, paceRowsPerSecond));
+    return slot.granted ? { granted: true, paceRowsPerSecond, rows, holding } : { granted: false, waitMs: slot.waitMs, holding };
   }
 
   /** The datasource's health reading; a datasource that does not answer marks the backfill blocked before the error goes on. */

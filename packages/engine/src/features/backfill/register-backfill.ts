@@ -96,7 +96,8 @@ export function registerBackfill(
     },
   });
   deps.migrations.addProgressProvider(async (migration) => {
-    const p = await deps.readModel.progress(migration.id);
+    const t = migration.spec.throttle;
+    const p = await deps.readModel.progress(migration.id, t.enabled && t.latencyGuard.enabled && migration.phase === 'backfill' ? t.latencyGuard.latencyBudget : null);
     return p ? { ...p } : {};
   });
   deps.migrations.onTransition(async ({ migration, action, from }) => {

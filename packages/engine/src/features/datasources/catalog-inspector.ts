@@ -2,6 +2,7 @@ import type { MigrationSpec, SpecProblem, TableRef } from '@tideway/core';
 import { ExpressionBinder, type SpecBinding } from '../expressions/expression-binder.js';
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import { wayBackProblems } from '../way-back/way-back.js';
+import { checkProbeSqlLive } from '../pace/probe-sql.js';
 import type { DatasourceRegistry } from './datasource-registry.js';
 
 /** A column as the live catalog describes it. */
@@ -126,6 +127,8 @@ export class CatalogInspector {
       const known = new Set(problems.map((p) => `${p.field}|${p.problem}`));
       for (const p of wayBackProblems(spec, source)) if (!known.has(`${p.field}|${p.problem}`)) problems.push(p);
     }
+    const probeSql = spec.throttle.latencyGuard.probeSql;
+    if (probeSql !== null && source) problems.push(...(await this.datasources.withClient(spec.source.datasource, (client) => checkProbeSqlLive(client, probeSql))));
     if (source && target) {
       const binding = await this.#binder.bindSpec(spec);
       problems.push(...binding.problems);

@@ -19,6 +19,7 @@ export const DATASOURCE_SEARCH_PATH = 'pg_catalog,pg_temp';
 export class DatasourceRegistry {
   readonly #urls: ReadonlyMap<string, string>;
   readonly #pools = new Map<string, pg.Pool>();
+  readonly #probePools = new Map<string, pg.Pool>();
   readonly #poolSize: number;
 
   /**
@@ -54,6 +55,23 @@ export class DatasourceRegistry {
   }
 
   /**
+   * The latency guard's probe pool of a datasource: one connection of its own (application_name
+   * `tideway-probe:<name>`, statement timeout 2 s, every transaction read-only), so a probe never
+   * waits behind a chunk for a connection, measures only what production would wait for, and cannot
+   * write.
+   * @throws Error when the name is not configured.
+   */
+  probePool(name: string): pg.Pool {
+    const existing = this.#probePools.get(name);
+    if (existing) return existing;
+    const url = this.#urls.get(name);
+    if (!url) throw new Error(`datasource "${name}" is not configured`);
+    const pool = createPool({ connectionString: url, max: 1, applicationName: `tideway-probe:${name}`, searchPath: DATASOURCE_SEARCH_PATH, statementTimeoutMs: 2000, readOnly: true });
+    this.#probePools.set(name, pool);
+    return pool;
+  }
+
+  /**
    * Runs `fn` with a client of the datasource.
    * @throws DependencyUnavailableError when no connection can be made.
    */
@@ -73,8 +91,9 @@ export class DatasourceRegistry {
 
   /** Ends every pool. */
   async close(): Promise<void> {
-    const pools = [...this.#pools.values()];
+    const pools = [...this.#pools.values(), ...this.#probePools.values()];
     this.#pools.clear();
+    this.#probePools.clear();
     await Promise.all(pools.map((p) => p.end()));
   }
 }

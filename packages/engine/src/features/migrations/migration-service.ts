@@ -39,6 +39,7 @@ import { noFaults, type Faults } from '../../faults.js';
 import type { ConvergeChange, ConvergeTarget } from '../desired-state/desired-state.js';
 import type { Installation } from '../installation/installation.js';
 import { roleAllows, type Role } from '../tokens/roles.js';
+import { validateProbeSql } from '../pace/probe-sql.js';
 
 /** Who acts and under which optimistic-concurrency expectation. */
 export interface ActOptions {
@@ -447,6 +448,7 @@ export class MigrationService {
     }
     // The way back is part of the contract: every old column the mapping carries over comes back.
     problems.push(...wayBackProblems(spec));
+    if (spec.throttle.latencyGuard.probeSql !== null) problems.push(...validateProbeSql(spec.throttle.latencyGuard.probeSql));
     if (problems.length > 0) throw new InvalidSpecError(problems);
   }
 

@@ -1,4 +1,4 @@
-import { isPhase, isStatus, type MigrationSpec, type Phase, type Status } from '@tideway/core';
+import { isPhase, isStatus, SPEC_DEFAULTS, type MigrationSpec, type Phase, type Status } from '@tideway/core';
 import type { MigrationEventRow, MigrationRow } from '@tideway/db';
 
 /** A migration as the engine works with it. */
@@ -30,10 +30,12 @@ export interface MigrationEvent {
   readonly at: Date;
 }
 
-/** A stored spec with the defaults of fields added since it was stored (`rollbackAfterWriteCutover`). */
+/** A stored spec with the defaults of fields added since it was stored (`rollbackAfterWriteCutover`, `throttle.latencyGuard`). */
 function withSpecDefaults(spec: MigrationSpec): MigrationSpec {
   const stored = spec as Partial<MigrationSpec> & MigrationSpec;
-  return stored.rollbackAfterWriteCutover === undefined ? { ...spec, rollbackAfterWriteCutover: true } : spec;
+  let out = stored.rollbackAfterWriteCutover === undefined ? { ...spec, rollbackAfterWriteCutover: true } : spec;
+  if ((out.throttle as Partial<typeof out.throttle>).latencyGuard === undefined) out = { ...out, throttle: { ...out.throttle, latencyGuard: SPEC_DEFAULTS.throttle.latencyGuard } };
+  return out;
 }
 
 /** Maps a `migrations` row to a {@link Migration}. @throws Error on a phase or status outside the model. */

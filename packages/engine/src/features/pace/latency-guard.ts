@@ -1,0 +1,214 @@
+import {
+  afterBaseline,
+  BASELINE_SCHEDULE,
+  initialPaceState,
+  nextPace,
+  SIGNAL_WINDOW_MS,
+  windowQuantiles,
+  type BaselineSchedule,
+  type MigrationSpec,
+  type PaceLimits,
+  type PaceState,
+} from '@tideway/core';
+import type { Database } from '@tideway/db';
+import type { Kysely } from 'kysely';
+import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import type { MigrationService } from '../migrations/migration-service.js';
+import { toMigration } from '../migrations/migration.js';
+import { LatencyProbe, type ProbeTarget } from './latency-probe.js';
+import type { PaceRepository } from './pace-repository.js';
+
+/** A guard's lease, milliseconds: another worker takes the guard over this long after its holder died. */
+export const GUARD_LEASE_MS = 5_000;
+/** Fewest samples of a signal window the controller acts on. */
+const MIN_WINDOW_SAMPLES = 5;
+/** A baseline window that gathered too few samples is extended up to this long, then the guard runs blind at its floor. */
+const MAX_BASELINE_MS = 10_000;
+
+/** A migration the guard protects production from: active in backfill with the guard on. */
+interface Guarded {
+  readonly id: string;
+  readonly spec: MigrationSpec;
+  readonly target: ProbeTarget;
+}
+
+/** Dependencies of {@link LatencyGuard}. */
+export interface LatencyGuardDeps {
+  readonly db: Kysely<Database>;
+  readonly datasources: DatasourceRegistry;
+  readonly repository: PaceRepository;
+  readonly migrations: MigrationService;
+  /** Name of this worker (the lease holder). */
+  readonly workerName: string;
+  /** @defaultValue {@link BASELINE_SCHEDULE} */
+  readonly schedule?: BaselineSchedule;
+  /** Told of guard decisions worth a log line (start or stop holding back, a new baseline). */
+  readonly log?: (msg: string, extra?: Record<string, unknown>) => void;
+}
+
+/** The pace limits of migrations sharing a datasource: the smallest budget and the largest floor. */
+export function sharedLimits(specs: readonly MigrationSpec[]): PaceLimits {
+  return {
+    latencyBudget: Math.min(...specs.map((s) => s.throttle.latencyGuard.latencyBudget)),
+    minRowsPerSecond: Math.max(...specs.map((s) => s.throttle.latencyGuard.minRowsPerSecond)),
+    maxRowsPerSecond: null,
+  };
+}
+
+/**
+ * The latency guard of every datasource with a guarded backfill (ADR 014): the worker holding a
+ * datasource's guard lease runs its canary probe ({@link LatencyProbe}) and, every tick, the pace
+ * controller (`nextPace`, packages/core), writing the pace that every chunk on the datasource obeys
+ * (`BackfillService` reserves it, GCRA) into `datasource_paces`. It holds the backfill back for a
+ * baseline window before the first chunk, every `schedule.everyMs`, and when the controller sits at
+ * its floor over target (the workload changed). Starting and stopping holding back are migration
+ * events (`latency-guard.holding`, `latency-guard.released`) with the numbers, never one per tick.
+ */
+export class LatencyGuard {
+  readonly #probes = new Map<string, LatencyProbe>();
+  readonly #schedule: BaselineSchedule;
+
+  constructor(private readonly deps: LatencyGuardDeps) {
+    this.#schedule = deps.schedule ?? BASELINE_SCHEDULE;
+  }
+
+  /**
+   * One tick (call every `PACE_TICK_MS`): takes or renews the guard of each datasource with a
+   * guarded backfill, steps its controller, and gives up the guards with nothing left to guard.
+   * @throws the orchestrator's error (the caller logs it and ticks again).
+   */
+  async tick(): Promise<void> {
+    const byDatasource = await this.#guarded();
+    for (const [datasource, probe] of this.#probes) {
+      if (byDatasource.has(datasource)) continue;
+      probe.stop();
+      this.#probes.delete(datasource);
+      await this.deps.repository.release(this.deps.db, datasource, this.deps.workerName);
+    }
+    for (const [datasource, guarded] of byDatasource) {
+      await this.#tickDatasource(datasource, guarded).catch((error: unknown) =>
+        this.deps.log?.('latency guard tick failed', { datasource, error: error instanceof Error ? error.message : String(error) }),
+      );
+    }
+  }
+
+  /** Stops every probe (the process is shutting down); leases run out by themselves. */
+  close(): void {
+    for (const probe of this.#probes.values()) probe.stop();
+    this.#probes.clear();
+  }
+
+  async #guarded(): Promise<Map<string, Guarded[]>> {
+    const rows = await this.deps.db
+      .selectFrom('backfill_runs as r')
+      .innerJoin('migrations as m', 'm.id', 'r.migration_id')
+      .selectAll('m')
+      .select(['r.datasource', 'r.key_columns', 'r.key_types'])
+      .where('m.phase', '=', 'backfill')
+      .where('m.status', '=', 'active')
+      .where('r.completed_at', 'is', null)
+      .where('r.target_purged_at', 'is not', null)
+      .orderBy('m.seq')
+      .execute();
+    const out = new Map<string, Guarded[]>();
+    for (const r of rows) {
+      const spec = toMigration(r).spec;
+      if (!spec.throttle.enabled || !spec.throttle.latencyGuard.enabled) continue;
+      const list = out.get(r.datasource) ?? [];
+      list.push({ id: r.id, spec, target: { schema: spec.source.schema, table: spec.source.table, keyColumns: r.key_columns, keyTypes: r.key_types, probeSql: spec.throttle.latencyGuard.probeSql } });
+      out.set(r.datasource, list);
+    }
+    return out;
+  }
+
+  async #tickDatasource(datasource: string, guarded: readonly Guarded[]): Promise<void> {
+    const { db, repository, workerName } = this.deps;
+    const row = await repository.acquire(db, datasource, workerName, GUARD_LEASE_MS);
+    const local = this.#probes.get(datasource);
+    if (!row) {
+      // Another worker guards this datasource.
+      if (local) {
+        local.stop();
+        this.#probes.delete(datasource);
+      }
+      return;
+    }
+    // The probe of the first migration that names one, else the key lookup of the first one's source.
+    const first = guarded.find((g) => g.target.probeSql !== null) ?? (guarded[0] as Guarded);
+    let probe = local;
+    if (!probe || probe.target.schema !== first.target.schema || probe.target.table !== first.target.table || probe.target.probeSql !== first.target.probeSql) {
+      probe?.stop();
+      probe = new LatencyProbe(this.deps.datasources.probePool(datasource), first.target);
+      probe.start();
+      this.#probes.set(datasource, probe);
+    }
+    const limits = sharedLimits(guarded.map((g) => g.spec));
+    const state = await repository.get(db, datasource);
+    if (!state) return;
+    const previous = (state.controller as PaceState | null) ?? null;
+
+    if (state.mode === 'baseline') {
+      if (state.mode_ms < this.#schedule.holdMs) return;
+      const samples = probe.samplesWithin(Math.max(0, state.mode_ms - this.#schedule.drainMs));
+      if (samples.length < this.#schedule.minSamples && state.mode_ms < MAX_BASELINE_MS) return;
+      const q = windowQuantiles(samples);
+      const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
+      const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
+      await repository.update(db, datasource, workerName, {
+        mode: 'guarding',
+        restartMode: true,
+        nextBaselineInMs: this.#schedule.everyMs,
+        baselineP50Ms: q.p50Ms ?? state.baseline_p50_ms,
+        baselineP99Ms: baselineP99,
+        probeSamples: samples.length,
+        // No baseline at all (the probe fails): the floor, until a window measures one.
+        paceRowsPerSecond: baselineP99 ? controller.paceRowsPerSecond : limits.minRowsPerSecond,
+        controller,
+      });
+      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms });
+      return;
+    }
+
+    if (state.baseline_due) {
+      await repository.update(db, datasource, workerName, { mode: 'baseline', restartMode: true });
+      return;
+    }
+    const window = probe.samplesWithin(SIGNAL_WINDOW_MS);
+    const baseline = state.baseline_p99_ms;
+    if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) return;
+    const q = windowQuantiles(window);
+    const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
+    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: q.p99Ms ?? 0, baselineP99Ms: baseline, achievedRowsPerSecond: achieved }, limits);
+    const next = decision.state;
+    const written = await repository.update(db, datasource, workerName, {
+      paceRowsPerSecond: next.paceRowsPerSecond,
+      observedP50Ms: q.p50Ms,
+      observedP99Ms: q.p99Ms,
+      probeSamples: window.length,
+      holding: next.holding,
+      controller: next,
+      ...(decision.relearnBaseline ? { mode: 'baseline' as const, restartMode: true } : {}),
+    });
+    if (!written) return;
+    if (decision.holdingChanged) {
+      const action = next.holding ? 'latency-guard.holding' : 'latency-guard.released';
+      const details = {
+        datasource,
+        observedP99Ms: round(q.p99Ms),
+        baselineP99Ms: round(baseline),
+        latencyBudget: limits.latencyBudget,
+        paceRowsPerSecond: Math.round(next.paceRowsPerSecond),
+        achievedRowsPerSecond: Math.round(achieved),
+      };
+      this.deps.log?.(action, details);
+      for (const g of guarded) {
+        await this.deps.migrations.recordEvent(g.id, action, { actor: 'tideway:latency-guard', reason: next.holding ? 'production latency over its budget' : 'the copy runs under its pace again', details }).catch(() => undefined);
+      }
+    }
+    if (decision.relearnBaseline) this.deps.log?.('latency guard: at its floor over target, measuring a new baseline', { datasource });
+  }
+}
+
+function round(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms * 1000) / 1000;
+}

@@ -1,0 +1,120 @@
+import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
+import { quoteIdent, qualified } from '../backfill/sql.js';
+
+/** How often the canary probe runs, milliseconds: 40 samples per 2 s signal window (ADR 014). */
+export const PROBE_INTERVAL_MS = 50;
+/** How long samples are kept, milliseconds (covers a baseline window and a signal window). */
+const KEEP_MS = 30_000;
+/** Existing keys the default probe looks up, sampled once per probe start. */
+const PROBE_KEYS = 256;
+
+/** What the default probe looks up: the source table by its key. */
+export interface ProbeTarget {
+  readonly schema: string;
+  readonly table: string;
+  readonly keyColumns: readonly string[];
+  /** `format_type` of each key column (the run's key types). */
+  readonly keyTypes: readonly string[];
+  /** A custom probe (`throttle.latencyGuard.probeSql`, validated), run instead of the key lookup; `null` for the lookup. */
+  readonly probeSql: string | null;
+}
+
+/** One timed probe: when it ended (`performance.now()` ms) and how long it took (ms, client-side). */
+interface Sample {
+  readonly at: number;
+  readonly ms: number;
+}
+
+/**
+ * The canary probe of a datasource: an index lookup of a random existing key of the source table
+ * (or the spec's validated `probeSql`) every {@link PROBE_INTERVAL_MS}, on a connection of its own (so it never queues behind a chunk),
+ * timed client-side — the latency a production query of the same shape sees right now. Samples
+ * are kept for 30 s. A failed probe (statement timeout, connection error) is not a sample; it is
+ * counted in {@link errors}.
+ */
+export class LatencyProbe {
+  readonly #samples: Sample[] = [];
+  #keys: string[][] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #running = false;
+  #errors = 0;
+  readonly #lookup: string;
+
+  /**
+   * @param pool - a pool reserved for probes (one connection, see `DatasourceRegistry.probePool`).
+   * @param intervalMs - time between probe starts. @defaultValue {@link PROBE_INTERVAL_MS}
+   */
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly target: ProbeTarget,
+    private readonly intervalMs = PROBE_INTERVAL_MS,
+  ) {
+    const cols = target.keyColumns.map(quoteIdent);
+    const params = target.keyTypes.map((t, i) => `$${i + 1}::${t}`);
+    this.#lookup = `SELECT 1 FROM ${qualified(target)} WHERE (${cols.join(', ')}) = (${params.join(', ')})`;
+  }
+
+  /** Failed probes since start. */
+  get errors(): number {
+    return this.#errors;
+  }
+
+  /** Starts probing (idempotent). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#schedule(0);
+  }
+
+  /** Stops probing; samples stay readable. */
+  stop(): void {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Probe latencies (ms) of samples taken in the last `windowMs` milliseconds. */
+  samplesWithin(windowMs: number): number[] {
+    const since = performance.now() - windowMs;
+    return this.#samples.filter((s) => s.at >= since).map((s) => s.ms);
+  }
+
+  #schedule(delayMs: number): void {
+    if (!this.#running) return;
+    this.#timer = setTimeout(() => void this.#probe(), delayMs);
+    this.#timer.unref?.();
+  }
+
+  async #probe(): Promise<void> {
+    const started = performance.now();
+    try {
+      let t0: number;
+      if (this.target.probeSql !== null) {
+        t0 = performance.now();
+        await this.pool.query(this.target.probeSql);
+      } else {
+        if (this.#keys.length === 0) await this.#sampleKeys();
+        const key = this.#keys[Math.floor(Math.random() * this.#keys.length)];
+        t0 = performance.now();
+        await this.pool.query(this.#lookup, (key ?? this.target.keyColumns.map(() => null)) as unknown[]);
+      }
+      const t1 = performance.now();
+      this.#samples.push({ at: t1, ms: t1 - t0 });
+      while (this.#samples.length > 0 && (this.#samples[0] as Sample).at < t1 - KEEP_MS) this.#samples.shift();
+    } catch {
+      this.#errors++;
+    }
+    this.#schedule(Math.max(0, this.intervalMs - (performance.now() - started)));
+  }
+
+  /** Existing keys: a page sample of the table, or its first keys when the sample is small. */
+  async #sampleKeys(): Promise<void> {
+    const ref = qualified(this.target);
+    const cols = this.target.keyColumns.map((c, i) => `${quoteIdent(c)}::text AS k${i}`).join(', ');
+    const read = async (text: string) => (await this.pool.query<Record<string, string>>(text)).rows.map((r) => this.target.keyColumns.map((_, i) => r[`k${i}`] as string));
+    let keys = await read(`SELECT ${cols} FROM ${ref} TABLESAMPLE SYSTEM (1) LIMIT ${PROBE_KEYS}`);
+    if (keys.length < 16) keys = await read(`SELECT ${cols} FROM ${ref} LIMIT ${PROBE_KEYS}`);
+    this.#keys = keys;
+  }
+}
