@@ -8,7 +8,7 @@ import {
   unleashTestEnv,
   waitFor,
   type OrchestratorTestDatabase,
-  type TestDatabase,
+  type TestDatabase, unguarded,
 } from '@tideway/testing';
 import type { MigrationSpecInput } from '@tideway/core';
 import type { Queue } from 'bullmq';
@@ -77,9 +77,9 @@ export async function createBackfillFixture(label: string, options: { redisUrl?:
   };
 }
 
-/** Creates a migration and drives it to `backfill` (start, advance to dual_write, advance to backfill). */
+/** Creates a migration and drives it to `backfill` (start, advance to dual_write, advance to backfill); the latency guard is off unless `spec` turns it on ({@link unguarded}). */
 export async function driveToBackfill(engine: Engine, spec: MigrationSpecInput): Promise<string> {
-  const m = await engine.migrations.create(spec, { actor: 'test' });
+  const m = await engine.migrations.create(unguarded(spec), { actor: 'test' });
   await engine.migrations.act(m.id, 'start', { actor: 'test' });
   await engine.migrations.act(m.id, 'advance', { actor: 'test' });
   await engine.migrations.act(m.id, 'advance', { actor: 'test' });

@@ -1,6 +1,6 @@
 import { InvalidSpecError } from '@tideway/core';
 import { syncTriggerName } from '@tideway/engine';
-import { mappingDiff } from '@tideway/testing';
+import { mappingDiff, unguarded } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
@@ -84,7 +84,7 @@ describe('sync trigger', () => {
       mapping: { id: 'id', v: 'v + 1000' },
       reverseMapping: { v: 'v - 1000' },
     };
-    const m = await f.engine.migrations.create(spec, { actor: 'test' });
+    const m = await f.engine.migrations.create(unguarded(spec), { actor: 'test' });
     await f.engine.migrations.act(m.id, 'start', { actor: 'test' });
     const advanced = await f.engine.migrations.act(m.id, 'advance', { actor: 'test' });
     const base = syncTriggerName(m.id);

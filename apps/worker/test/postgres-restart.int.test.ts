@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { createDb, createPool, migrateToLatest, type Database } from '@tideway/db';
 import { BullmqWorkQueue, createEngine, type Engine } from '@tideway/engine';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
-import { TEST_REDIS_URL, mappingDiff, startPrivatePostgres, startTsProcess, uniqueRedisPrefix, waitFor, type PrivatePostgres, type TsProcess } from '@tideway/testing';
+import { TEST_REDIS_URL, mappingDiff, startPrivatePostgres, startTsProcess, uniqueRedisPrefix, waitFor, type PrivatePostgres, type TsProcess, unguarded } from '@tideway/testing';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
@@ -141,7 +141,7 @@ async function backfillThrough(label: string, fault: (i: number) => Promise<void
     create table ${target} (id bigint primary key, total_cents bigint, note text);`);
   const t0 = Date.now();
   const m = await engine.migrations.create(
-    {
+    unguarded({
       name: `${label}-${n}`,
       syncMode: 'trigger',
       source: { datasource: 'main', table: source, key: 'id' },
@@ -151,7 +151,7 @@ async function backfillThrough(label: string, fault: (i: number) => Promise<void
       // Fixed small chunks under a rows/s cap: the backfill lasts long enough to be interrupted
       // between chunks and mid-chunk.
       backfill: { initialChunkRows: CHUNK_ROWS, minChunkRows: CHUNK_ROWS, maxChunkRows: CHUNK_ROWS, concurrency: 2, maxRowsPerSecond: 12_000 },
-    },
+    }),
     { actor: 'test' },
   );
   for (const action of ['start', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 'test' });

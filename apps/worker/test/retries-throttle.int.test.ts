@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { createTestDatabase, mappingDiff, waitFor, type TestDatabase } from '@tideway/testing';
+import { createTestDatabase, mappingDiff, waitFor, type TestDatabase, unguarded } from '@tideway/testing';
 import { createEngine } from '@tideway/engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -93,7 +93,7 @@ describe('throttling', () => {
     const mapping = { id: 'id', v: 'v' };
     // Started first: start binds the mapping against both tables, which needs their locks.
     const created = await f.engine.migrations.create(
-      {
+      unguarded({
         name: 'throttled',
         syncMode: 'application',
         source: { datasource: 'main', table: 'calm', key: 'id' },
@@ -101,7 +101,7 @@ describe('throttling', () => {
         mapping,
         backfill: { flagPropagationSeconds: 0 }, // no SDK instance to wait for
         throttle: { maxLockWaiters: 0 },
-      },
+      }),
       { actor: 'test' },
     );
     await f.engine.migrations.act(created.id, 'start', { actor: 'test' });
@@ -178,7 +178,7 @@ describe('re-drive (application sync)', () => {
       const reverseMapping = { balance: 'balance_cents / 100' };
       for (const target of ['main', 'other']) {
         const m = await engine.migrations.create(
-          {
+          unguarded({
             name: `redrive-${target}`,
             syncMode: 'application',
             source: { datasource: 'main', table: 'accounts', key: 'id' },
@@ -186,7 +186,7 @@ describe('re-drive (application sync)', () => {
             mapping,
             reverseMapping,
             backfill: { flagPropagationSeconds: 0 }, // no SDK instance to wait for
-          },
+          }),
           { actor: 'test' },
         );
         const db = target === 'main' ? f.user : other;

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import type { Action, Phase } from '@tideway/core';
-import { freePort, startTsProcess, waitFor, type TsProcess } from '@tideway/testing';
+import { freePort, startTsProcess, waitFor, type TsProcess, unguarded } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, type BackfillFixture } from './fixture.js';
 
@@ -39,7 +39,7 @@ async function migrationIn(phase: Phase): Promise<{ id: string; source: string }
   await f.user.query(`create table ${source} (id bigint primary key, v int); insert into ${source} select g, g from generate_series(1, 50) g;
     create table cr_dst_${n} (id bigint primary key, v int)`);
   const m = await f.engine.migrations.create(
-    { name: `crash-${n}`, syncMode: 'trigger', source: { datasource: 'main', table: source, key: 'id' }, target: { datasource: 'main', table: `cr_dst_${n}`, key: 'id' }, mapping: { id: 'id', v: 'v' } },
+    unguarded({ name: `crash-${n}`, syncMode: 'trigger', source: { datasource: 'main', table: source, key: 'id' }, target: { datasource: 'main', table: `cr_dst_${n}`, key: 'id' }, mapping: { id: 'id', v: 'v' } }),
     { actor: 'test' },
   );
   const path: Action[] = phase === 'prepare' ? ['start'] : ['start', 'advance'];

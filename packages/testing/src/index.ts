@@ -12,4 +12,5 @@ export { startTsProcess, type TsProcess } from './child-process.js';
 export { startPrivateRedis, type PrivateRedis, type PrivateRedisOptions } from './private-redis.js';
 export { startPrivatePostgres, type PrivatePostgres, type PrivatePostgresOptions, type PostgresStopMode } from './private-postgres.js';
 export { freePort } from './free-port.js';
-export { ordersSpec, ORDERS_TABLES_SQL } from './orders-spec.js';
+export { ordersSpec, unguarded, ORDERS_TABLES_SQL } from './orders-spec.js';
+export { initPgbench, runPgbench, type PgTarget, type PgbenchRun, type PgbenchSample } from './pgbench.js';

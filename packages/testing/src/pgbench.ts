@@ -1,3 +1,7 @@
+/**
+ * pgbench as a live workload (the demo, the latency guard's tests): `pgbench -i` and fixed-rate runs with
+ * per-transaction logs, from which TPS and latency percentiles are computed.
+ */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
