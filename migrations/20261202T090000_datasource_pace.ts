@@ -1,6 +1,6 @@
 /**
  * The latency guard (ADR 014): one row per datasource with the pace every chunk on it obeys, the
- * guard's baseline and signal, its controller state, and the lease of the worker that runs the
+ * guard's baselines and signals (read probe and commit probe), its controller state, and the lease of the worker that runs the
  * guard (one guard per datasource, whichever worker holds the lease).
  */
 import { sql, type Kysely } from 'kysely';
@@ -20,15 +20,21 @@ export async function up(db: Kysely<any>): Promise<void> {
       baseline_p99_ms float8,
       observed_p50_ms float8,
       observed_p99_ms float8,
+      commit_baseline_p99_ms float8,
+      commit_observed_p99_ms float8,
+      worse_signal text CHECK (worse_signal IN ('read', 'commit')),
       probe_samples int NOT NULL DEFAULT 0,
       holding boolean NOT NULL DEFAULT false,
       controller jsonb,
       rate_tat timestamptz,
       updated_at timestamptz NOT NULL DEFAULT now()
     )`.execute(db);
+  // The rows a chunk was planned for (its keyset OFFSET): what it reserves of a pace before it runs.
+  await sql`ALTER TABLE backfill_chunks ADD COLUMN IF NOT EXISTS planned_rows int`.execute(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`DROP TABLE IF EXISTS datasource_paces`.execute(db);
+  await sql`ALTER TABLE backfill_chunks DROP COLUMN IF EXISTS planned_rows`.execute(db);
 }

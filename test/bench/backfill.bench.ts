@@ -22,6 +22,12 @@
  *    rows/s and ratio to the same baseline (goal ≥ 0.4), exactness by count + md5 of the mapped
  *    rows in key order on each side.
  *
+ * 6. The latency guard (issue 13, ADR 014): under pgbench at half its saturation TPS (`-R`) and at
+ *    saturation, the unthrottled backfill, static caps of 2k/8k/32k/128k rows/s and the default spec
+ *    (guarded) in interleaved windows; goals: guarded p99 ratio ≤ 1.3, TPS ratio ≥ 0.95, rows/s ≥ 0.8 ×
+ *    the best static cap that also keeps p99 ≤ 1.3 (`--guard-seconds N` (10) per window,
+ *    `--guard-settle-seconds N` (8), `--skip-guard`, `--only-guard` for this section alone).
+ *
  * Inputs: --rows N (2000000), --cross-rows N (1000000), --pgbench-scale N (10), --pgbench-seconds N
  * (10, per window), --pgbench-pairs N (3), --throttled-max-rows-per-second N (4000), --throttled-chunk-rows N (4000),
  * --throttled-target-chunk-ms N (100), --target-chunk-ms N (500) and --concurrency N (2) of the
@@ -91,11 +97,25 @@ const CONCURRENCY = intArg('concurrency', 2);
 const TIMEOUT_MS = intArg('timeout-minutes', 15) * 60_000;
 const DIAGNOSTICS = !argv.includes('--no-diagnostics');
 const SKIP_PGBENCH = argv.includes('--skip-pgbench');
+const SKIP_GUARD = argv.includes('--skip-guard');
+/** Only the guarded section (skips the unthrottled, paced and cross sections). */
+const ONLY_GUARD = argv.includes('--only-guard');
+/** Seconds of each window of the guarded section. */
+const GUARD_SECONDS = intArg('guard-seconds', 10);
+/** The static caps the guarded section compares the guard with, rows/s. */
+const GUARD_CAPS = [2000, 8000, 32000, 128000] as const;
+/** Configs of the guarded section to run (`--guard-configs unthrottled,cap8000,guarded`); all by default. */
+const GUARD_CONFIGS = (() => {
+  const i = argv.indexOf('--guard-configs');
+  return i >= 0 && argv[i + 1] ? new Set(argv[i + 1]?.split(',')) : null;
+})();
+/** Seconds the guard has, after its first baseline, to settle before its during window. */
+const GUARD_SETTLE_SECONDS = intArg('guard-settle-seconds', 8);
 const SKIP_CROSS = argv.includes('--skip-cross');
 const PGBENCH = process.env['PGBENCH'] ?? 'pgbench';
 const WORKER_ENTRY = fileURLToPath(new URL('../../apps/worker/src/main.ts', import.meta.url));
 
-const GOALS = { tidewayRatio: 0.8, pgbenchTpsRatio: 0.9, pgbenchP99Ratio: 1.5, crossRatio: 0.4 } as const;
+const GOALS = { tidewayRatio: 0.8, pgbenchTpsRatio: 0.9, pgbenchP99Ratio: 1.5, crossRatio: 0.4, guardedP99Ratio: 1.3, guardedTpsRatio: 0.95, guardedToBestCap: 0.8 } as const;
 
 const MAPPING = {
   id: 'id',
@@ -249,12 +269,14 @@ async function pgbenchInit(db: TestDatabase): Promise<void> {
   if (r.code !== 0) throw new Error(`pgbench -i failed (${r.code}):\n${r.stderr}`);
 }
 
-async function pgbenchRun(db: TestDatabase, label: string): Promise<PgbenchResult> {
+/** Runs one pgbench window; `rate` adds `-R` (transactions/s), `seconds` overrides `--pgbench-seconds`. */
+async function pgbenchRun(db: TestDatabase, label: string, opts: { rate?: number | null; seconds?: number } = {}): Promise<PgbenchResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tideway-bench-pgbench-'));
   try {
     const startedAtMs = Date.now();
     const r = await runProcess(PGBENCH, [
-      '-c', String(PGBENCH_CLIENTS), '-j', String(PGBENCH_THREADS), '-T', String(PGBENCH_SECONDS), '-P', '1',
+      '-c', String(PGBENCH_CLIENTS), '-j', String(PGBENCH_THREADS), '-T', String(opts.seconds ?? PGBENCH_SECONDS), '-P', '1',
+      ...(opts.rate ? ['-R', String(opts.rate)] : []),
       '-l', `--log-prefix=${path.join(dir, label)}`, ...pgbenchConnArgs(db),
     ]);
     const endedAtMs = Date.now();
@@ -421,6 +443,8 @@ const SAME_DATASOURCE = {
   source: { datasource: 'main', table: 'orders', key: 'id' },
   target: { datasource: 'main', table: 'orders_v2', key: 'id' },
   mapping: MAPPING,
+  // subtotal_cents is lossy (× 0.92): no way back past write cutover, declared (the bench never gets there).
+  rollbackAfterWriteCutover: false,
 } as const;
 
 const exactGoal = (d: { missingOrDifferent: number; extraOrDifferent: number }): Goal => ({
@@ -497,13 +521,23 @@ async function sectionTideway(b: Bench) {
 }
 
 /** 4. pgbench in alone windows interleaved with windows beside a (paused in between) throttled backfill. */
+let pgbenchDbOnce: Promise<TestDatabase> | null = null;
+/** pgbench's own database (`pgbench -i -s --pgbench-scale`), created once for the sections that use it. */
+function pgbenchDatabase(): Promise<TestDatabase> {
+  pgbenchDbOnce ??= (async () => {
+    const db = await createTestDatabase('bench_pgbench');
+    defer('pgbench database', () => db.drop());
+    log(`pgbench -i -s ${PGBENCH_SCALE}`);
+    await pgbenchInit(db);
+    await db.query('VACUUM ANALYZE');
+    return db;
+  })();
+  return pgbenchDbOnce;
+}
+
 async function sectionPgbench(b: Bench) {
   const { engine, user, orch } = b;
-  const pgbenchDb = await createTestDatabase('bench_pgbench');
-  defer('pgbench database', () => pgbenchDb.drop());
-  log(`pgbench -i -s ${PGBENCH_SCALE}`);
-  await pgbenchInit(pgbenchDb);
-  await pgbenchDb.query('VACUUM ANALYZE');
+  const pgbenchDb = await pgbenchDatabase();
   await user.query('CHECKPOINT');
   const throttledBackfill = {
     initialChunkRows: THROTTLED.chunkRows,
@@ -524,7 +558,8 @@ async function sectionPgbench(b: Bench) {
   await user.query('CHECKPOINT');
   alone.push(await pgbenchRun(pgbenchDb, 'alone-0'));
   log('Tideway throttled backfill + pgbench');
-  const id = await createToDualWrite(engine, { ...SAME_DATASOURCE, name: 'bench-orders-v2-throttled', backfill: throttledBackfill });
+  // The static cap alone (the guard has its own section).
+  const id = await createToDualWrite(engine, { ...SAME_DATASOURCE, name: 'bench-orders-v2-throttled', backfill: throttledBackfill, throttle: { latencyGuard: { enabled: false } } });
   const t0 = performance.now();
   await engine.migrations.act(id, 'advance', { actor: 'bench' });
   const wal0 = await walLsn(user);
@@ -642,6 +677,118 @@ async function sectionPgbench(b: Bench) {
   };
 }
 
+/**
+ * 6. The latency guard against static caps (issue 13): for two loads — pgbench at half its
+ * saturation TPS (`-R`) and at saturation (`-c 4`, no rate) — the unthrottled backfill, each static
+ * cap of {@link GUARD_CAPS} and the default spec (the guard) each get one during window, bracketed
+ * by alone windows (A D A D … A), on a fresh migration each (aborted and the target truncated
+ * after). Per config: rows/s during its window, pgbench TPS over the mean of the bracketing alone
+ * windows, p99 over the p99 of both alone windows' transactions. Goals: guarded p99 ratio ≤ 1.3 and
+ * TPS ratio ≥ 0.95, guarded rows/s ≥ 0.8 × the best static cap whose p99 ratio is ≤ 1.3.
+ */
+async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
+  const { engine, user, orch } = b;
+  log(`guarded section: pgbench saturation (${GUARD_SECONDS} s)`);
+  await user.query('CHECKPOINT');
+  const saturation = await pgbenchRun(pgbenchDb, 'guard-saturation', { seconds: GUARD_SECONDS });
+  const levels = [
+    { name: 'halfSaturation', rate: Math.max(10, Math.round(saturation.tps / 2)) },
+    { name: 'saturation', rate: null },
+  ] as const;
+  const configs = [
+    { name: 'unthrottled', spec: { backfill: UNTHROTTLED_BACKFILL, throttle: { enabled: false } } },
+    ...GUARD_CAPS.map((cap) => ({ name: `cap${cap}`, cap, spec: { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: cap }, throttle: { latencyGuard: { enabled: false } } } })),
+    { name: 'guarded', spec: {} },
+  ].filter((c) => GUARD_CONFIGS === null || GUARD_CONFIGS.has(c.name));
+  const out: Record<string, unknown> = { saturationTps: saturation.tps };
+  let n = 0;
+  for (const level of levels) {
+    const windows: Record<string, unknown>[] = [];
+    const alone: PgbenchResult[] = [];
+    log(`guarded section, ${level.name}: alone window`);
+    alone.push(await pgbenchRun(pgbenchDb, `g-${level.name}-alone-0`, { rate: level.rate, seconds: GUARD_SECONDS }));
+    for (const config of configs) {
+      // The guard starts under the production load, as it would in production: pgbench runs through
+      // its baseline window and its settling, then the during window follows at once.
+      const warm = config.name === 'guarded' ? pgbenchRun(pgbenchDb, `g-${level.name}-warm`, { rate: level.rate, seconds: GUARD_SETTLE_SECONDS + 4 }) : null;
+      const id = await createToDualWrite(engine, { ...SAME_DATASOURCE, name: `bench-guard-${n++}`, ...config.spec } as MigrationSpecInput);
+      await engine.migrations.act(id, 'advance', { actor: 'bench' });
+      if (warm) {
+        await waitFor('the guard paces', async () => ((await engine.paces.get(engine.db, 'main'))?.mode === 'guarding' ? true : null), 60_000, 50);
+        await warm;
+      } else {
+        await waitFor('a first chunk', async () => (((await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0) > 0 ? true : null), 60_000, 20);
+      }
+      const rows0 = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
+      log(`guarded section, ${level.name}: during ${config.name}`);
+      const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; mode: string }[] = [];
+      let tracing = config.name === 'guarded';
+      const tracer = (async () => {
+        while (tracing) {
+          const row = await engine.paces.get(engine.db, 'main');
+          if (row) trace.push({ pace: row.pace_rows_per_second, p99: row.observed_p99_ms, baseline: row.baseline_p99_ms, commitP99: row.commit_observed_p99_ms, commitBaseline: row.commit_baseline_p99_ms, mode: row.mode });
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      })();
+      const d = await pgbenchRun(pgbenchDb, `g-${level.name}-${config.name}`, { rate: level.rate, seconds: GUARD_SECONDS });
+      tracing = false;
+      await tracer;
+      const after = await engine.backfillReadModel.progress(id);
+      const rows = (after?.rowsCopied ?? 0) - rows0;
+      await abortQuietly(engine, id);
+      await waitFor(
+        'no chunk running',
+        async () => (await orch.query<{ n: number }>(`SELECT count(*)::int AS n FROM backfill_chunks WHERE migration_id = $1 AND status = 'running'`, [id])).rows[0]?.n === 0,
+        60_000,
+        20,
+      );
+      await user.query('TRUNCATE orders_v2');
+      await user.query('CHECKPOINT');
+      log(`guarded section, ${level.name}: alone window`);
+      const a1 = await pgbenchRun(pgbenchDb, `g-${level.name}-alone-${alone.length}`, { rate: level.rate, seconds: GUARD_SECONDS });
+      const a0 = alone[alone.length - 1] as PgbenchResult;
+      alone.push(a1);
+      const guardTrace = trace.filter((t) => t.mode === 'guarding' && t.pace !== null);
+      windows.push({
+        config: config.name,
+        rowsPerSecond: Math.round(rows / ((d.endedAtMs - d.startedAtMs) / 1000)),
+        finishedDuringWindow: after?.completedAt !== null && after?.completedAt !== undefined,
+        tps: d.tps,
+        p99Ms: d.latencyMs.p99,
+        failed: d.failed,
+        tpsRatio: round(d.tps / ((a0.tps + a1.tps) / 2)),
+        p99Ratio: round(d.latencyMs.p99 / pooledP99([a0, a1])),
+        ...(guardTrace.length
+          ? {
+              guard: {
+                paceRowsPerSecond: { min: Math.round(Math.min(...guardTrace.map((t) => t.pace as number))), max: Math.round(Math.max(...guardTrace.map((t) => t.pace as number))), last: Math.round(guardTrace[guardTrace.length - 1]?.pace ?? 0) },
+                baselineP99Ms: round(guardTrace[guardTrace.length - 1]?.baseline ?? 0),
+                observedP99Ms: guardTrace.map((t) => round(t.p99 ?? 0, 2)),
+                commitBaselineP99Ms: round(guardTrace[guardTrace.length - 1]?.commitBaseline ?? 0),
+                commitObservedP99Ms: guardTrace.map((t) => round(t.commitP99 ?? 0, 2)),
+                paceTrace: guardTrace.map((t) => Math.round(t.pace ?? 0)),
+                measuringBaselineSamples: trace.length - guardTrace.length,
+              },
+            }
+          : {}),
+      });
+    }
+    const guarded = windows.find((w) => w['config'] === 'guarded') as { rowsPerSecond: number; p99Ratio: number; tpsRatio: number };
+    const capsMeeting = windows.filter((w) => String(w['config']).startsWith('cap') && (w['p99Ratio'] as number) <= GOALS.guardedP99Ratio);
+    const bestCap = capsMeeting.reduce<Record<string, unknown> | null>((best, w) => (best === null || (w['rowsPerSecond'] as number) > (best['rowsPerSecond'] as number) ? w : best), null);
+    const toBest = bestCap ? guarded.rowsPerSecond / (bestCap['rowsPerSecond'] as number) : null;
+    b.goals[`guarded.${level.name}.p99Ratio`] = { goal: `<= ${GOALS.guardedP99Ratio}`, value: guarded.p99Ratio, met: guarded.p99Ratio <= GOALS.guardedP99Ratio };
+    b.goals[`guarded.${level.name}.tpsRatio`] = { goal: `>= ${GOALS.guardedTpsRatio}`, value: guarded.tpsRatio, met: guarded.tpsRatio >= GOALS.guardedTpsRatio };
+    b.goals[`guarded.${level.name}.toBestCap`] = {
+      goal: `>= ${GOALS.guardedToBestCap} × the best static cap with p99 ratio <= ${GOALS.guardedP99Ratio}`,
+      value: toBest === null ? 'no static cap met the p99 goal' : round(toBest),
+      met: toBest === null ? guarded.p99Ratio <= GOALS.guardedP99Ratio : toBest >= GOALS.guardedToBestCap,
+    };
+    out[level.name] = { pgbench: level.rate === null ? `-c ${PGBENCH_CLIENTS} (saturation)` : `-c ${PGBENCH_CLIENTS} -R ${level.rate}`, alone: alone.map((a) => ({ tps: a.tps, p99Ms: a.latencyMs.p99 })), windows, bestStaticCap: bestCap ? bestCap['config'] : null };
+  }
+  return out;
+}
+
 /** 5. main.orders_x → other.orders_v2 (application sync: the COPY path). */
 async function sectionCross(b: Bench, other: TestDatabase) {
   const { engine, user } = b;
@@ -656,6 +803,7 @@ async function sectionCross(b: Bench, other: TestDatabase) {
     source: { datasource: 'main', table: 'orders_x', key: 'id' },
     target: { datasource: 'other', table: 'orders_v2', key: 'id' },
     mapping: MAPPING,
+    rollbackAfterWriteCutover: false,
     backfill: UNTHROTTLED_BACKFILL,
     throttle: { enabled: false },
   });
@@ -753,9 +901,14 @@ async function main() {
   }
 
   const b: Bench = { engine, orch, user, baselineMs: base.ms, baselineRps: ROWS / (base.ms / 1000), goals: {} };
-  const same = await sectionTideway(b);
-  const pgbench = SKIP_PGBENCH ? undefined : await sectionPgbench(b);
-  const cross = other ? await sectionCross(b, other) : undefined;
+  const same = ONLY_GUARD ? {} : await sectionTideway(b);
+  const pgbench = SKIP_PGBENCH || ONLY_GUARD ? undefined : await sectionPgbench(b);
+  const cross = other && !ONLY_GUARD ? await sectionCross(b, other) : undefined;
+  let guarded: Awaited<ReturnType<typeof sectionGuarded>> | undefined;
+  if (!SKIP_GUARD) {
+    const pgbenchDb = await pgbenchDatabase();
+    guarded = await sectionGuarded(b, pgbenchDb);
+  }
 
   const crashed = workers.find((w) => w.child.exitCode !== null || w.child.signalCode !== null);
   if (crashed) notes.push(`worker ${crashed.pid} exited during the run:\n${crashed.output().slice(-2000)}`);
@@ -774,6 +927,7 @@ async function main() {
     ...same,
     ...(pgbench ? { pgbench } : {}),
     ...(cross ? { crossDatasource: cross } : {}),
+    ...(guarded ? { guarded } : {}),
     goals: b.goals,
     allGoalsMet: Object.values(b.goals).every((g) => g.met && !g.inconclusive),
     notes,

@@ -21,10 +21,61 @@ export interface DemoReport {
   readonly divergence: Record<string, unknown>;
   readonly ramp: Record<string, unknown>;
   readonly cleanup: Record<string, unknown>;
-  readonly pgbench: Record<'before' | 'during' | 'after', { tps: number; p50Ms: number; p99Ms: number; transactions: number; failed: number }>;
+  readonly pgbench: Record<'before' | 'during' | 'after', { tps: number; p50Ms: number; p99Ms: number; transactions: number; failed: number }> & {
+    /** pgbench's transactions completed in each phase: TPS over the phase's seconds, and their p99 (ms). */
+    readonly byPhase: Record<string, { tps: number; p99Ms: number; transactions: number }>;
+  };
+  /** The latency guard during the backfill (ADR 014): goal `byPhase.backfill.p99Ms / before.p99Ms ≤ 1.5`. */
+  readonly latencyGuard: { readonly backfillP99Ratio: number | null; readonly goal: string; readonly met: boolean | null };
   readonly demoService: { requests: number; errors: number; non2xx: number; p99Ms: number; sdk: Record<string, unknown> };
   readonly faultsInjected: string[];
-  readonly series: { pgbenchP99: SeriesPoint[]; demoP99: SeriesPoint[] };
+  readonly series: { pgbenchP99: SeriesPoint[]; demoP99: SeriesPoint[]; guard: GuardPoint[] };
+}
+
+/** A reading of the latency guard during the backfill (`progress.latencyGuard`). */
+export interface GuardPoint {
+  /** Seconds since the demo started. */
+  readonly t: number;
+  readonly paceRowsPerSecond: number | null;
+  readonly observedP99Ms: number | null;
+  readonly targetP99Ms: number | null;
+  readonly mode: string;
+}
+
+/** An SVG chart of the guard's pace (rows/s, left axis) and its signal against the budget (ms, right axis). */
+export function guardChart(report: DemoReport): string {
+  const pts = report.series.guard;
+  const W = 960;
+  const H = 300;
+  const pad = { l: 64, r: 56, t: 24, b: 48 };
+  if (pts.length === 0) return '<p>The latency guard did not run (no backfill was guarded).</p>';
+  const t0 = Math.min(...pts.map((p) => p.t));
+  const t1 = Math.max(t0 + 1, ...pts.map((p) => p.t));
+  const maxPace = Math.max(1, ...pts.map((p) => p.paceRowsPerSecond ?? 0)) * 1.1;
+  const maxMs = Math.max(0.1, ...pts.flatMap((p) => [p.observedP99Ms ?? 0, p.targetP99Ms ?? 0])) * 1.1;
+  const x = (t: number) => pad.l + ((t - t0) / (t1 - t0)) * (W - pad.l - pad.r);
+  const yPace = (v: number) => H - pad.b - (v / maxPace) * (H - pad.t - pad.b);
+  const yMs = (v: number) => H - pad.b - (v / maxMs) * (H - pad.t - pad.b);
+  const poly = (id: string, color: string, dash: string, values: [number, number | null][], y: (v: number) => number) =>
+    `<polyline id="${id}" fill="none" stroke="${color}" stroke-width="1.8"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${values
+      .filter((v): v is [number, number] => v[1] !== null)
+      .map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`)
+      .join(' ')}"/>`;
+  const baselineBands = pts
+    .filter((p) => p.mode === 'baseline')
+    .map((p) => `<rect x="${x(p.t).toFixed(1)}" y="${pad.t}" width="3" height="${H - pad.t - pad.b}" fill="#ddd"/>`)
+    .join('');
+  return `<svg id="guard-chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="latency guard pace and signal">
+<rect width="${W}" height="${H}" fill="#fff"/>${baselineBands}
+${poly('guard-pace', '#2ca02c', '', pts.map((p) => [p.t, p.paceRowsPerSecond]), yPace)}
+${poly('guard-p99', '#9467bd', '', pts.map((p) => [p.t, p.observedP99Ms]), yMs)}
+${poly('guard-target', '#9467bd', '5 4', pts.map((p) => [p.t, p.targetP99Ms]), yMs)}
+<text x="${pad.l - 6}" y="${pad.t}" font-size="10" text-anchor="end">${Math.round(maxPace)}</text><text x="8" y="${pad.t - 8}" font-size="11">rows/s</text>
+<text x="${W - pad.r + 6}" y="${pad.t}" font-size="10">${maxMs.toFixed(1)} ms</text>
+<text x="${pad.l}" y="${H - 24}" font-size="11">seconds since start (${t0.toFixed(0)}–${t1.toFixed(0)}); grey: baseline windows (backfill held back)</text>
+<rect x="${W - 520}" y="${H - 14}" width="10" height="10" fill="#2ca02c"/><text x="${W - 505}" y="${H - 5}" font-size="11">pace (rows/s)</text>
+<rect x="${W - 400}" y="${H - 14}" width="10" height="10" fill="#9467bd"/><text x="${W - 385}" y="${H - 5}" font-size="11">probe p99 (ms); dashed: its budget</text>
+</svg>`;
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
@@ -75,9 +126,13 @@ export async function writeReport(dir: string, report: DemoReport): Promise<{ js
 <body><h1>Tideway demo: pgbench_accounts → accounts_v2</h1>
 <p class="${report.ok ? 'ok' : 'bad'}"><b>${report.ok ? 'PASSED' : 'FAILED'}</b> in ${report.wallSeconds.toFixed(0)} s (scale ${report.scale}, faults ${report.faults ? 'on' : 'off'})${report.failures.length ? ` — ${esc(report.failures.join('; '))}` : ''}</p>
 <h2>Latency while the migration ran</h2>${latencyChart(report)}
+<h2>Latency guard during the backfill</h2>${guardChart(report)}
+<p>pgbench p99 during the backfill / before: ${report.latencyGuard.backfillP99Ratio === null ? 'n/a' : report.latencyGuard.backfillP99Ratio.toFixed(2)} (goal ${esc(report.latencyGuard.goal)})</p>
 <h2>Phases</h2>${table(report.phases.map((p) => [p.phase, `${p.seconds.toFixed(1)} s`]))}
 <h2>pgbench (TPC-B at a fixed rate)</h2><table><tr><th></th><th>TPS</th><th>p50 ms</th><th>p99 ms</th><th>transactions</th><th>failed</th></tr>
 ${(['before', 'during', 'after'] as const).map((k) => `<tr><th>${k}</th><td>${pg[k].tps.toFixed(1)}</td><td>${pg[k].p50Ms.toFixed(2)}</td><td>${pg[k].p99Ms.toFixed(2)}</td><td>${pg[k].transactions}</td><td>${pg[k].failed}</td></tr>`).join('')}</table>
+<h3>By phase</h3><table><tr><th>phase</th><th>TPS</th><th>p99 ms</th><th>transactions</th></tr>
+${Object.entries(pg.byPhase).map(([phase, v]) => `<tr><th>${esc(phase)}</th><td>${v.tps.toFixed(1)}</td><td>${v.p99Ms.toFixed(2)}</td><td>${v.transactions}</td></tr>`).join('')}</table>
 <h2>Backfill</h2>${table(Object.entries(report.backfill).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)]))}
 <h2>Verification</h2>${table(Object.entries(report.verification).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)]))}
 <h2>Divergence (shadow reads)</h2>${table(Object.entries(report.divergence).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : String(v)]))}

@@ -15,8 +15,8 @@ import pg from 'pg';
 import { createDb, migrateToLatest } from '@tideway/db';
 import { ensureLocalUnleash } from '@tideway/flags/testing';
 import { Processes, stop } from './processes.js';
-import { initPgbench, runPgbench, type PgbenchRun } from './pgbench.js';
-import { writeReport, type DemoReport, type SeriesPoint } from './report.js';
+import { initPgbench, runPgbench, type PgbenchRun } from '@tideway/testing';
+import { writeReport, type DemoReport, type GuardPoint, type SeriesPoint } from './report.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -63,6 +63,8 @@ const processes = new Processes();
 const failures: string[] = [];
 const faultsInjected: string[] = [];
 const phases: { phase: string; startedAt: number; seconds: number }[] = [];
+/** The latency guard as progress showed it during the backfill. */
+const guardSeries: GuardPoint[] = [];
 const markPhase = (phase: string) => {
   const last = phases[phases.length - 1];
   if (last?.phase === phase) return;
@@ -131,7 +133,8 @@ async function main(): Promise<number> {
     target: { datasource: 'demo', table: 'accounts_v2', key: 'aid' },
     mapping: { aid: 'aid', branch_id: 'bid', balance_cents: 'abalance::bigint * 100' },
     reverseMapping: { aid: 'aid', bid: 'branch_id', abalance: '(balance_cents / 100)::int' },
-    backfill: { initialChunkRows: 5000, maxChunkRows: 50_000, targetChunkMs: 300, concurrency: 2, chunkTimeoutMs: 5000 },
+    // The default backfill and throttle (the latency guard on): no hand-tuned pace.
+    backfill: { chunkTimeoutMs: 5000 },
     shadowRead: { samplePercent: 100, minWindowSeconds: 10 },
     abortCriteria: { minSamples: 4000, action: 'pause' },
     ramp: { steps: [1, 5, 25, 50, 100], holdSeconds: 5 },
@@ -214,6 +217,8 @@ async function main(): Promise<number> {
     const d = await api('GET', `/v1/migrations/${id}/divergences?limit=1`);
     const pct = p['rowsEstimated'] ? Math.min(100, (Number(p['rowsCopied']) / Number(p['rowsEstimated'])) * 100) : 0;
     const throttled = p['throttled'] ? ` throttled:${(p['throttled'] as { reason: string }).reason}` : '';
+    const g = p['latencyGuard'] as { mode: string; paceRowsPerSecond: number | null; observedP99Ms: number | null; targetP99Ms: number | null } | null | undefined;
+    if (g && m['phase'] === 'backfill') guardSeries.push({ t: since(), paceRowsPerSecond: g.paceRowsPerSecond, observedP99Ms: g.observedP99Ms, targetP99Ms: g.targetP99Ms, mode: g.mode });
     const ramp = p.ramp ? ` ramp ${p.ramp.percent}% (${p.ramp.status})` : '';
     const totals = d['totals'] as { samples: number; mismatches: number };
     const line = `${m['phase']}/${m['status']} backfill ${pct.toFixed(0)}% ${p['rowsPerSecond'] ?? 0} rows/s eta ${p['etaSeconds'] ?? '-'} s${throttled}${ramp} divergence ${totals.mismatches}/${totals.samples} (≤ ${Number(d['rateUpper95']).toFixed(4)})`;
@@ -320,7 +325,17 @@ async function main(): Promise<number> {
     return [...buckets].sort(([a], [b]) => a - b).map(([t, v]) => ({ t, ms: v.sort((a, b) => a - b)[Math.ceil(0.99 * v.length) - 1] as number }));
   };
   const demoAll = [...demoSeries.values()].flat().sort((a, b) => a - b);
-  const pgbench = { before: summarize([before]), during: summarize(during), after: summarize([after]) };
+  const allRuns = [before, ...during, after];
+  const byPhase: Record<string, { tps: number; p99Ms: number; transactions: number }> = {};
+  for (const ph of phases) {
+    const from = started + ph.startedAt * 1000;
+    const to = from + (ph.seconds || since() - ph.startedAt) * 1000;
+    const inPhase = allRuns.flatMap((r) => r.samples).filter((x) => x.at >= from && x.at < to).map((x) => x.latencyMs).sort((a, b) => a - b);
+    if (inPhase.length === 0) continue;
+    byPhase[ph.phase] = { tps: inPhase.length / Math.max(0.001, (to - from) / 1000), p99Ms: inPhase[Math.min(inPhase.length - 1, Math.ceil(0.99 * inPhase.length) - 1)] as number, transactions: inPhase.length };
+  }
+  const pgbench = { before: summarize([before]), during: summarize(during), after: summarize([after]), byPhase };
+  const backfillP99Ratio = byPhase['backfill'] && pgbench.before.p99Ms > 0 ? byPhase['backfill'].p99Ms / pgbench.before.p99Ms : null;
   const totalFailed = pgbench.before.failed + pgbench.during.failed + pgbench.after.failed;
   if (finalVerification['status'] !== 'passed') failures.push(`final verification: ${finalVerification['different']} different, ${finalVerification['missingInTarget']} missing, ${finalVerification['extraInTarget']} extra`);
   if (totalFailed > 0) failures.push(`${totalFailed} pgbench transaction(s) failed`);
@@ -338,11 +353,13 @@ async function main(): Promise<number> {
     ramp: { steps: [1, 5, 25, 50, 100], history: rampView['history'], writeCutoverAt: rampView['writeCutoverAt'], reverseSync: rampView['reverseSync'] },
     cleanup: { deadline: cleanups[0]?.['deadline'] ?? null, overdue: cleanups[0]?.['overdue'] ?? null },
     pgbench,
+    latencyGuard: { backfillP99Ratio, goal: 'byPhase.backfill.p99Ms / before.p99Ms <= 1.5', met: backfillP99Ratio === null ? null : backfillP99Ratio <= 1.5 },
     demoService: { requests: demoRequests, errors: demoErrors, non2xx: demoNon2xx, p99Ms: demoAll[Math.ceil(0.99 * demoAll.length) - 1] ?? 0, sdk },
     faultsInjected,
     series: {
       pgbenchP99: perSecond([before, ...during, after].flatMap((r) => r.samples)),
       demoP99: [...demoSeries].sort(([a], [b]) => a - b).map(([t, v]) => ({ t, ms: v.sort((a, b) => a - b)[Math.ceil(0.99 * v.length) - 1] as number })),
+      guard: guardSeries,
     },
   };
   const files = await writeReport(opts.out as string, report);
@@ -351,6 +368,7 @@ async function main(): Promise<number> {
   console.log(`  rows copied ${report.backfill['rowsCopied']} (${report.backfill['rowsPerSecond']} rows/s), chunks ${report.backfill['chunksDone']}, faults: ${faultsInjected.length || 'none'}`);
   console.log(`  final verification ${finalVerification['status']}: ${finalVerification['rowsCompared']} rows, ${finalVerification['different']} different`);
   console.log(`  pgbench TPS / p99 ms: before ${pgbench.before.tps.toFixed(1)} / ${pgbench.before.p99Ms.toFixed(1)}, during ${pgbench.during.tps.toFixed(1)} / ${pgbench.during.p99Ms.toFixed(1)}, after ${pgbench.after.tps.toFixed(1)} / ${pgbench.after.p99Ms.toFixed(1)}, failed ${totalFailed}`);
+  console.log(`  latency guard: pgbench p99 in backfill ${byPhase['backfill']?.p99Ms.toFixed(1) ?? '-'} ms vs ${pgbench.before.p99Ms.toFixed(1)} ms before (ratio ${backfillP99Ratio?.toFixed(2) ?? '-'}, goal ≤ 1.5), pace ${guardSeries.length ? `${Math.round(Math.min(...guardSeries.map((g) => g.paceRowsPerSecond ?? Infinity)))}–${Math.round(Math.max(...guardSeries.map((g) => g.paceRowsPerSecond ?? 0)))} rows/s` : '-'}`);
   console.log(`  demo service: ${demoRequests} requests, ${demoErrors + demoNon2xx} failed, p99 ${report.demoService.p99Ms} ms; shadow reads ${JSON.stringify(divergence['totals'])}`);
   console.log(`  cleanup deadline ${report.cleanup['deadline']}`);
   console.log(`  report: ${files.json}, ${files.html}`);

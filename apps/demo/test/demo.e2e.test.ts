@@ -38,6 +38,11 @@ describe('npm run demo', () => {
     expect(report['backfill']['rowsCopied']).toBe(100_000);
     expect(report['pgbench']['during']['failed']).toBe(0);
     expect(report['pgbench']['before']['transactions']).toBeGreaterThan(0);
+    // The latency guard paced the backfill (the default spec) and the report has its figures.
+    expect(report['pgbench']['byPhase']['backfill']['transactions']).toBeGreaterThan(0);
+    expect(report['pgbench']['byPhase']['backfill']['p99Ms']).toBeGreaterThan(0);
+    expect(report['series']['guard'].some((g: { mode: string; paceRowsPerSecond: number | null }) => g.mode === 'guarding' && (g.paceRowsPerSecond ?? 0) > 0)).toBe(true);
+    expect(typeof report['latencyGuard']['backfillP99Ratio']).toBe('number');
     expect(report['demoService']['requests']).toBeGreaterThan(100);
     expect(report['demoService']['errors'] + report['demoService']['non2xx']).toBe(0);
     expect(report['faultsInjected']).toHaveLength(2);
@@ -79,6 +84,7 @@ describe('npm run demo', () => {
     const points = /<polyline id="pgbench-line"[^>]*points="([^"]+)"/.exec(dom.stdout)?.[1] ?? '';
     expect(points.split(' ').length).toBeGreaterThan(20);
     expect(/<polyline id="demo-line"[^>]*points="([^"]+)"/.exec(dom.stdout)?.[1]?.split(' ').length ?? 0).toBeGreaterThan(20);
+    expect(/<polyline id="guard-pace"[^>]*points="([^"]+)"/.exec(dom.stdout)?.[1]?.split(' ').length ?? 0).toBeGreaterThan(3);
     expect(dom.stdout).toContain('PASSED');
   });
 });

@@ -182,6 +182,8 @@ export interface BackfillChunksTable {
   attempts: Generated<number>;
   timeouts: Generated<number>;
   rows_copied: number | null;
+  /** The rows the chunk was planned for (its keyset OFFSET; fewer for the last one); null for chunks planned before it was recorded. */
+  planned_rows: number | null;
   duration_ms: number | null;
   worker: string | null;
   lease_token: string | null;
@@ -417,6 +419,11 @@ export interface DatasourcePacesTable {
   baseline_p99_ms: number | null;
   observed_p50_ms: number | null;
   observed_p99_ms: number | null;
+  /** The commit probe's p99 with the backfill held back, and over the last 2 s, ms (null without commit probes). */
+  commit_baseline_p99_ms: number | null;
+  commit_observed_p99_ms: number | null;
+  /** Which signal rose more over its baseline at the last tick (the one the controller judged). */
+  worse_signal: 'read' | 'commit' | null;
   probe_samples: Generated<number>;
   holding: Generated<boolean>;
   /** The controller's `PaceState`. */

@@ -30,6 +30,8 @@ export interface BackfillProgress {
     readonly baselineP99Ms?: number | null;
     readonly paceRowsPerSecond?: number | null;
     readonly measuringBaseline?: boolean;
+    /** Which probe's numbers these are (`read` or `commit`). */
+    readonly signal?: 'read' | 'commit';
   } | null;
   /** The datasource's latency guard (ADR 014) while this run is guarded and not done; `null` otherwise. */
   readonly latencyGuard: LatencyGuardView | null;
@@ -54,8 +56,13 @@ export interface LatencyGuardView {
   readonly baselineP99Ms: number | null;
   readonly observedP50Ms: number | null;
   readonly observedP99Ms: number | null;
-  /** The budget the guard keeps p99 within: baseline × (1 + budget), ms. */
+  /** The budget the guard keeps the read probe's p99 within: baseline × (1 + budget), ms. */
   readonly targetP99Ms: number | null;
+  /** The commit probe's p99 with the backfill held back and over the last 2 s, ms (`null` where commits are not probed). */
+  readonly commitBaselineP99Ms: number | null;
+  readonly commitObservedP99Ms: number | null;
+  /** The signal that rose more over its baseline at the last tick: the one the controller judged. */
+  readonly signal: 'read' | 'commit' | null;
   /** The worker running the guard, `null` when no live worker does (chunks then run at the floor). */
   readonly holder: string | null;
 }
@@ -114,6 +121,9 @@ export class BackfillReadModel {
           observedP50Ms: pace.observed_p50_ms,
           observedP99Ms: pace.observed_p99_ms,
           targetP99Ms: pace.baseline_p99_ms === null || latencyBudget === null ? null : pace.baseline_p99_ms * (1 + latencyBudget),
+          commitBaselineP99Ms: pace.commit_baseline_p99_ms,
+          commitObservedP99Ms: pace.commit_observed_p99_ms,
+          signal: pace.worse_signal,
           holder: pace.live ? pace.holder : null,
         }
       : null;
@@ -155,7 +165,9 @@ export class BackfillReadModel {
               reason: run.throttled_reason,
               since: run.throttled_since.toISOString(),
               ...(run.throttled_reason === 'latency' && guard
-                ? { observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                ? guard.signal === 'commit'
+                  ? { signal: 'commit', observedP99Ms: guard.commitObservedP99Ms, baselineP99Ms: guard.commitBaselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                  : { signal: 'read', observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                 : {}),
             }
           : null,

@@ -50,10 +50,10 @@ export class BackfillRepository {
     return db.selectFrom('backfill_chunks').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  async insertChunk(trx: Kysely<Database>, migrationId: string, lower: KeyValue | null, upper: KeyValue | null): Promise<number> {
+  async insertChunk(trx: Kysely<Database>, migrationId: string, lower: KeyValue | null, upper: KeyValue | null, plannedRows: number | null = null): Promise<number> {
     const row = await trx
       .insertInto('backfill_chunks')
-      .values({ migration_id: migrationId, lower_key: lower ? JSON.stringify(lower) : null, upper_key: upper ? JSON.stringify(upper) : null, status: 'pending' })
+      .values({ migration_id: migrationId, lower_key: lower ? JSON.stringify(lower) : null, upper_key: upper ? JSON.stringify(upper) : null, status: 'pending', planned_rows: plannedRows })
       .returning('id')
       .executeTakeFirstOrThrow();
     return row.id;

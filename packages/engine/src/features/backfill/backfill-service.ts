@@ -359,7 +359,7 @@ export class BackfillService {
       const size = plannedChunkRows(run, migration.spec, guard?.pace_rows_per_second ?? null);
       while (slots > 0 && !done) {
         const upper = await this.#nextBoundary(migration.spec, key, through, size);
-        await repository.insertChunk(trx, migrationId, through, upper);
+        await repository.insertChunk(trx, migrationId, through, upper, size);
         if (upper === null) done = true;
         else through = upper;
         slots--;
@@ -438,7 +438,7 @@ export class BackfillService {
     let chunkRows = plannedChunkRows(run, spec);
     let guardPace: number | null = null;
     if (guarded(spec)) {
-      const admitted = await this.#admitByGuard(run, spec);
+      const admitted = await this.#admitByGuard(run, spec, chunk.planned_rows);
       if (!admitted.granted) {
         if (admitted.holding && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, 'latency');
         return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(admitted.waitMs))) };
@@ -512,7 +512,7 @@ export class BackfillService {
    * @returns granted with the pace it was paced at, or how long to wait and whether the guard is
    *   holding back (measuring, or pacing under a breach) — which is what progress shows.
    */
-  async #admitByGuard(run: BackfillRunRow, spec: MigrationSpec): Promise<{ granted: true; paceRowsPerSecond: number; rows: number; holding: boolean } | { granted: false; waitMs: number; holding: boolean }> {
+  async #admitByGuard(run: BackfillRunRow, spec: MigrationSpec, plannedRows: number | null): Promise<{ granted: true; paceRowsPerSecond: number; rows: number; holding: boolean } | { granted: false; waitMs: number; holding: boolean }> {
     const { db, pace } = this.deps;
     const datasource = run.datasource;
     let row = await pace.get(db, datasource);
@@ -524,8 +524,8 @@ export class BackfillService {
     if (live && row?.mode === 'baseline') return { granted: false, waitMs: BASELINE_RECHECK_MS, holding: true };
     const paceRowsPerSecond = live && row?.pace_rows_per_second ? row.pace_rows_per_second : spec.throttle.latencyGuard.minRowsPerSecond;
     const holding = live && (row?.holding ?? false);
-    // The rows this chunk was planned with at about this pace (the pump caps them the same way).
-    const rows = plannedChunkRows(run, spec, paceRowsPerSecond);
+    // The rows this chunk was planned for (its keyset OFFSET), or what the pump would plan now.
+    const rows = plannedRows ?? plannedChunkRows(run, spec, paceRowsPerSecond);
     const slot = await pace.reserve(db, datasource, rateCapSeconds(rows, paceRowsPerSecond));
     return slot.granted ? { granted: true, paceRowsPerSecond, rows, holding } : { granted: false, waitMs: slot.waitMs, holding };
   }

@@ -20,6 +20,7 @@ export class DatasourceRegistry {
   readonly #urls: ReadonlyMap<string, string>;
   readonly #pools = new Map<string, pg.Pool>();
   readonly #probePools = new Map<string, pg.Pool>();
+  readonly #commitProbePools = new Map<string, pg.Pool>();
   readonly #poolSize: number;
 
   /**
@@ -72,6 +73,21 @@ export class DatasourceRegistry {
   }
 
   /**
+   * The latency guard's commit-probe pool of a datasource: one connection of its own
+   * (`tideway-probe-commit:<name>`, statement timeout 2 s) that runs only the fixed commit probe.
+   * @throws Error when the name is not configured.
+   */
+  commitProbePool(name: string): pg.Pool {
+    const existing = this.#commitProbePools.get(name);
+    if (existing) return existing;
+    const url = this.#urls.get(name);
+    if (!url) throw new Error(`datasource "${name}" is not configured`);
+    const pool = createPool({ connectionString: url, max: 1, applicationName: `tideway-probe-commit:${name}`, searchPath: DATASOURCE_SEARCH_PATH, statementTimeoutMs: 2000 });
+    this.#commitProbePools.set(name, pool);
+    return pool;
+  }
+
+  /**
    * Runs `fn` with a client of the datasource.
    * @throws DependencyUnavailableError when no connection can be made.
    */
@@ -91,9 +107,10 @@ export class DatasourceRegistry {
 
   /** Ends every pool. */
   async close(): Promise<void> {
-    const pools = [...this.#pools.values(), ...this.#probePools.values()];
+    const pools = [...this.#pools.values(), ...this.#probePools.values(), ...this.#commitProbePools.values()];
     this.#pools.clear();
     this.#probePools.clear();
+    this.#commitProbePools.clear();
     await Promise.all(pools.map((p) => p.end()));
   }
 }

@@ -138,7 +138,7 @@ export class LatencyGuard {
     let probe = local;
     if (!probe || probe.target.schema !== first.target.schema || probe.target.table !== first.target.table || probe.target.probeSql !== first.target.probeSql) {
       probe?.stop();
-      probe = new LatencyProbe(this.deps.datasources.probePool(datasource), first.target);
+      probe = new LatencyProbe(this.deps.datasources.probePool(datasource), first.target, this.deps.datasources.commitProbePool(datasource));
       probe.start();
       this.#probes.set(datasource, probe);
     }
@@ -149,9 +149,12 @@ export class LatencyGuard {
 
     if (state.mode === 'baseline') {
       if (state.mode_ms < this.#schedule.holdMs) return;
-      const samples = probe.samplesWithin(Math.max(0, state.mode_ms - this.#schedule.drainMs));
+      const span = Math.max(0, state.mode_ms - this.#schedule.drainMs);
+      const samples = probe.samplesWithin(span, 'read');
       if (samples.length < this.#schedule.minSamples && state.mode_ms < MAX_BASELINE_MS) return;
       const q = windowQuantiles(samples);
+      const commits = probe.samplesWithin(span, 'commit');
+      const c = commits.length >= this.#schedule.minSamples ? windowQuantiles(commits) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
       await repository.update(db, datasource, workerName, {
@@ -160,12 +163,13 @@ export class LatencyGuard {
         nextBaselineInMs: this.#schedule.everyMs,
         baselineP50Ms: q.p50Ms ?? state.baseline_p50_ms,
         baselineP99Ms: baselineP99,
-        probeSamples: samples.length,
+        commitBaselineP99Ms: c?.p99Ms ?? null,
+        probeSamples: samples.length + commits.length,
         // No baseline at all (the probe fails): the floor, until a window measures one.
         paceRowsPerSecond: baselineP99 ? controller.paceRowsPerSecond : limits.minRowsPerSecond,
         controller,
       });
-      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms });
+      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms, commitSamples: commits.length, commitP99Ms: c?.p99Ms ?? null });
       return;
     }
 
@@ -173,18 +177,28 @@ export class LatencyGuard {
       await repository.update(db, datasource, workerName, { mode: 'baseline', restartMode: true });
       return;
     }
-    const window = probe.samplesWithin(SIGNAL_WINDOW_MS);
+    const window = probe.samplesWithin(SIGNAL_WINDOW_MS, 'read');
     const baseline = state.baseline_p99_ms;
     if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) return;
     const q = windowQuantiles(window);
+    const commitWindow = probe.samplesWithin(SIGNAL_WINDOW_MS, 'commit');
+    const cq = commitWindow.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(commitWindow) : null;
+    // The controller judges the signal that rose more over its own baseline (ratios: scale-free).
+    const readRatio = (q.p99Ms ?? 0) / baseline;
+    const commitBaseline = state.commit_baseline_p99_ms;
+    const commitRatio = cq?.p99Ms != null && commitBaseline ? cq.p99Ms / commitBaseline : null;
+    const worse: 'read' | 'commit' = commitRatio !== null && commitRatio > readRatio ? 'commit' : 'read';
+    const ratio = Math.max(readRatio, commitRatio ?? 0);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
-    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: q.p99Ms ?? 0, baselineP99Ms: baseline, achievedRowsPerSecond: achieved }, limits);
+    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved }, limits);
     const next = decision.state;
     const written = await repository.update(db, datasource, workerName, {
       paceRowsPerSecond: next.paceRowsPerSecond,
       observedP50Ms: q.p50Ms,
       observedP99Ms: q.p99Ms,
-      probeSamples: window.length,
+      commitObservedP99Ms: cq?.p99Ms ?? null,
+      worseSignal: worse,
+      probeSamples: window.length + commitWindow.length,
       holding: next.holding,
       controller: next,
       ...(decision.relearnBaseline ? { mode: 'baseline' as const, restartMode: true } : {}),
@@ -194,8 +208,9 @@ export class LatencyGuard {
       const action = next.holding ? 'latency-guard.holding' : 'latency-guard.released';
       const details = {
         datasource,
-        observedP99Ms: round(q.p99Ms),
-        baselineP99Ms: round(baseline),
+        signal: worse,
+        observedP99Ms: round(worse === 'commit' ? (cq?.p99Ms ?? null) : q.p99Ms),
+        baselineP99Ms: round(worse === 'commit' ? commitBaseline : baseline),
         latencyBudget: limits.latencyBudget,
         paceRowsPerSecond: Math.round(next.paceRowsPerSecond),
         achievedRowsPerSecond: Math.round(achieved),

@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { quoteIdent, qualified } from '../backfill/sql.js';
 
-/** How often the canary probe runs, milliseconds: 40 samples per 2 s signal window (ADR 014). */
-export const PROBE_INTERVAL_MS = 50;
+/** How often the canary probe runs, milliseconds: 100 samples per 2 s signal window, so its p99 is not just its maximum (ADR 014). */
+export const PROBE_INTERVAL_MS = 20;
 /** How long samples are kept, milliseconds (covers a baseline window and a signal window). */
 const KEEP_MS = 30_000;
 /** Existing keys the default probe looks up, sampled once per probe start. */
@@ -27,14 +27,28 @@ interface Sample {
 }
 
 /**
+ * The two signals of a probe: `read`, the lookup (or the custom `probeSql`) — what a reader waits
+ * for; `commit`, a commit that writes one WAL record (`pg_logical_emit_message`, transactional, in
+ * an implicit transaction: it waits for its WAL flush like every production commit) — what a writer
+ * waits for, which a read never sees (a copy's WAL volume delays every commit behind it).
+ */
+export type ProbeSignal = 'read' | 'commit';
+
+/** The commit probe: one transactional logical message, no table, no lock (any wal_level, no privilege needed). */
+const COMMIT_PROBE_SQL = "SELECT pg_catalog.pg_logical_emit_message(true, 'tideway-probe', '')";
+
+/**
  * The canary probe of a datasource: an index lookup of a random existing key of the source table
- * (or the spec's validated `probeSql`) every {@link PROBE_INTERVAL_MS}, on a connection of its own (so it never queues behind a chunk),
+ * (or the spec's validated `probeSql`) alternating with a commit probe ({@link ProbeSignal}), one
+ * every {@link PROBE_INTERVAL_MS}, on connections of their own (so it never queues behind a chunk),
  * timed client-side — the latency a production query of the same shape sees right now. Samples
  * are kept for 30 s. A failed probe (statement timeout, connection error) is not a sample; it is
  * counted in {@link errors}.
  */
 export class LatencyProbe {
-  readonly #samples: Sample[] = [];
+  readonly #samples: Record<ProbeSignal, Sample[]> = { read: [], commit: [] };
+  #tick = 0;
+  #commitUnavailable = false;
   #keys: string[][] = [];
   #timer: NodeJS.Timeout | null = null;
   #running = false;
@@ -42,12 +56,14 @@ export class LatencyProbe {
   readonly #lookup: string;
 
   /**
-   * @param pool - a pool reserved for probes (one connection, see `DatasourceRegistry.probePool`).
-   * @param intervalMs - time between probe starts. @defaultValue {@link PROBE_INTERVAL_MS}
+   * @param pool - a read-only pool reserved for the read probe (one connection, see `DatasourceRegistry.probePool`).
+   * @param commitPool - a pool for the commit probe (one connection, `DatasourceRegistry.commitProbePool`); `null` for none.
+   * @param intervalMs - time between probe starts; read and commit probes alternate. @defaultValue {@link PROBE_INTERVAL_MS}
    */
   constructor(
     private readonly pool: pg.Pool,
     readonly target: ProbeTarget,
+    private readonly commitPool: pg.Pool | null = null,
     private readonly intervalMs = PROBE_INTERVAL_MS,
   ) {
     const cols = target.keyColumns.map(quoteIdent);
@@ -74,10 +90,15 @@ export class LatencyProbe {
     this.#timer = null;
   }
 
-  /** Probe latencies (ms) of samples taken in the last `windowMs` milliseconds. */
-  samplesWithin(windowMs: number): number[] {
+  /** Whether commit probes run (not when the datasource refused the first one, e.g. a standby). */
+  get commits(): boolean {
+    return this.commitPool !== null && !this.#commitUnavailable;
+  }
+
+  /** Probe latencies (ms) of `signal`'s samples taken in the last `windowMs` milliseconds. */
+  samplesWithin(windowMs: number, signal: ProbeSignal = 'read'): number[] {
     const since = performance.now() - windowMs;
-    return this.#samples.filter((s) => s.at >= since).map((s) => s.ms);
+    return this.#samples[signal].filter((s) => s.at >= since).map((s) => s.ms);
   }
 
   #schedule(delayMs: number): void {
@@ -88,9 +109,19 @@ export class LatencyProbe {
 
   async #probe(): Promise<void> {
     const started = performance.now();
+    const signal: ProbeSignal = this.commits && this.#tick++ % 2 === 1 ? 'commit' : 'read';
     try {
       let t0: number;
-      if (this.target.probeSql !== null) {
+      if (signal === 'commit') {
+        t0 = performance.now();
+        try {
+          await (this.commitPool as pg.Pool).query(COMMIT_PROBE_SQL);
+        } catch (error) {
+          // Refused (a read-only standby, a revoked function): the read probe goes on alone.
+          if ((error as { code?: string }).code && !['57014', '08006', '08003', '57P01'].includes((error as { code: string }).code)) this.#commitUnavailable = true;
+          throw error;
+        }
+      } else if (this.target.probeSql !== null) {
         t0 = performance.now();
         await this.pool.query(this.target.probeSql);
       } else {
@@ -100,8 +131,9 @@ export class LatencyProbe {
         await this.pool.query(this.#lookup, (key ?? this.target.keyColumns.map(() => null)) as unknown[]);
       }
       const t1 = performance.now();
-      this.#samples.push({ at: t1, ms: t1 - t0 });
-      while (this.#samples.length > 0 && (this.#samples[0] as Sample).at < t1 - KEEP_MS) this.#samples.shift();
+      const samples = this.#samples[signal];
+      samples.push({ at: t1, ms: t1 - t0 });
+      while (samples.length > 0 && (samples[0] as Sample).at < t1 - KEEP_MS) samples.shift();
     } catch {
       this.#errors++;
     }

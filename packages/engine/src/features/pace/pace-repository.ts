@@ -13,6 +13,9 @@ export interface PaceUpdate {
   readonly baselineP99Ms?: number | null;
   readonly observedP50Ms?: number | null;
   readonly observedP99Ms?: number | null;
+  readonly commitBaselineP99Ms?: number | null;
+  readonly commitObservedP99Ms?: number | null;
+  readonly worseSignal?: 'read' | 'commit' | null;
   readonly probeSamples?: number;
   readonly holding?: boolean;
   readonly controller?: unknown;
@@ -69,6 +72,9 @@ export class PaceRepository {
         ...(u.baselineP99Ms !== undefined ? { baseline_p99_ms: u.baselineP99Ms } : {}),
         ...(u.observedP50Ms !== undefined ? { observed_p50_ms: u.observedP50Ms } : {}),
         ...(u.observedP99Ms !== undefined ? { observed_p99_ms: u.observedP99Ms } : {}),
+        ...(u.commitBaselineP99Ms !== undefined ? { commit_baseline_p99_ms: u.commitBaselineP99Ms } : {}),
+        ...(u.commitObservedP99Ms !== undefined ? { commit_observed_p99_ms: u.commitObservedP99Ms } : {}),
+        ...(u.worseSignal !== undefined ? { worse_signal: u.worseSignal } : {}),
         ...(u.probeSamples !== undefined ? { probe_samples: u.probeSamples } : {}),
         ...(u.holding !== undefined ? { holding: u.holding } : {}),
         ...(u.controller !== undefined ? { controller: JSON.stringify(u.controller) } : {}),
