@@ -3,7 +3,7 @@ import { buildApp, loadConfig } from '@tideway/control-plane';
 import { flagNames, type FlagNames } from '@tideway/core';
 import { UnleashFlagControl, UnleashFlagReader } from '@tideway/flags';
 import { ensureLocalUnleash, type LocalUnleash } from '@tideway/flags/testing';
-import { waitFor } from '@tideway/testing';
+import { waitFor, unguarded } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { expect } from 'vitest';
 import { createBackfillFixture, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -67,11 +67,11 @@ export async function createCutoverFixture(
  * start, dual_write, backfill to the end, shadow_read, verification. Short windows so gates hold at once.
  */
 export async function driveToVerifiedShadowRead(f: CutoverFixture, spec: Record<string, unknown>): Promise<string> {
-  const created = await f.api('POST', '/v1/migrations', {
+  const created = await f.api('POST', '/v1/migrations', unguarded({
     shadowRead: { minWindowSeconds: 0 },
     abortCriteria: { minSamples: 0 },
     ...spec,
-  });
+  }));
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   const id = created.body['id'] as string;
   for (const action of ['start', 'advance', 'advance']) expect((await f.api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import type { ShadowResult } from '@tideway/core';
 import { fileURLToPath } from 'node:url';
-import { startTsProcess, waitFor } from '@tideway/testing';
+import { startTsProcess, waitFor, unguarded } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -53,7 +53,7 @@ let n = 0;
 async function migrationInShadowRead(overrides: Record<string, unknown> = {}): Promise<string> {
   n++;
   await f.user.query(`truncate accounts_v2`);
-  const created = await api('POST', '/v1/migrations', {
+  const created = await api('POST', '/v1/migrations', unguarded({
     name: `accounts-${n}`,
     syncMode: 'trigger',
     source: { datasource: 'main', table: 'accounts', key: 'id' },
@@ -62,7 +62,7 @@ async function migrationInShadowRead(overrides: Record<string, unknown> = {}): P
     reverseMapping: { balance: 'balance_cents / 100' },
     shadowRead: { redact: ['email', 'card.number'], minWindowSeconds: 0 },
     ...overrides,
-  });
+  }));
   expect(created.status).toBe(201);
   const id = created.body['id'] as string;
   for (const action of ['start', 'advance', 'advance']) expect((await api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { freePort, mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess } from '@tideway/testing';
+import { freePort, mappingDiff, startPrivateRedis, startTsProcess, waitFor, type PrivateRedis, type TsProcess, unguarded } from '@tideway/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
@@ -197,7 +197,7 @@ describe('backfill faults', () => {
     };
     let server = await startTsProcess(SERVER, env);
     processes.push(server);
-    const created = await api('POST', '/v1/migrations', {
+    const created = await api('POST', '/v1/migrations', unguarded({
       name: `restart-${n}`,
       syncMode: 'trigger',
       source: { datasource: 'main', table: source, key: 'id' },
@@ -205,7 +205,7 @@ describe('backfill faults', () => {
       mapping,
       reverseMapping,
       backfill,
-    });
+    }));
     const id = created['id'] as string;
     for (const action of ['start', 'advance', 'advance']) await api('POST', `/v1/migrations/${id}/${action}`, {});
     await waitFor('some chunks done', async () => (((await api('GET', `/v1/migrations/${id}`))['progress'] as { chunksDone?: number }).chunksDone ?? 0) >= 3, 60_000, 10);

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import { UnleashFlagControl } from '@tideway/flags';
 import { ensureLocalUnleash } from '@tideway/flags/testing';
-import { startTsProcess, waitFor, type TsProcess } from '@tideway/testing';
+import { startTsProcess, waitFor, type TsProcess, unguarded } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillFixture, waitForBackfill, type BackfillFixture } from './fixture.js';
@@ -78,7 +78,7 @@ afterAll(async () => {
 describe('crash between a ramp step and its flags', () => {
   it('SIGKILL after the flag change (before the commit) is undone within one interval; after the row update (before the flag change) leaves both as they were; each step is then taken once', async () => {
     let w = await worker();
-    const created = await api('POST', '/v1/migrations', {
+    const created = await api('POST', '/v1/migrations', unguarded({
       name: `crash-${Date.now().toString(36)}`,
       syncMode: 'trigger',
       source: { datasource: 'main', table: 'src', key: 'id' },
@@ -88,7 +88,7 @@ describe('crash between a ramp step and its flags', () => {
       shadowRead: { minWindowSeconds: 0 },
       abortCriteria: { minSamples: 0 },
       ramp: { steps: [10, 50, 100], holdSeconds: HOLD_SECONDS },
-    });
+    }));
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const id = created.body['id'] as string;
     const readNew = (created.body['flags'] as { readNew: string }).readNew;

@@ -1,5 +1,5 @@
 import { ensureLocalUnleash } from '@tideway/flags/testing';
-import { waitFor } from '@tideway/testing';
+import { waitFor, unguarded } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCutoverFixture, driveToCutover, type CutoverFixture } from './cutover-fixture.js';
 import { waitForBackfill } from './fixture.js';
@@ -53,7 +53,7 @@ afterAll(async () => {
 
 describe('PATCH of shadowRead.samplePercent', () => {
   it('before shadow_read it is stored for later; during shadow_read it moves the rollout in the same request; with Unleash down it is 503 and nothing changes', async () => {
-    const created = await f.api('POST', '/v1/migrations', { ...(await freshSpec(`sample-${f.suffix}`)), shadowRead: { samplePercent: 10, minWindowSeconds: 0 } });
+    const created = await f.api('POST', '/v1/migrations', unguarded({ ...(await freshSpec(`sample-${f.suffix}`)), shadowRead: { samplePercent: 10, minWindowSeconds: 0 } }));
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const id = created.body['id'] as string;
     const shadowRead = (created.body['flags'] as { shadowRead: string }).shadowRead;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import { flagDescription, flagNames, flagOwnerOf, type FlagControl, type FlagNames } from '@tideway/core';
 import { FlagsKind, Installation, createEngine, type Engine } from '@tideway/engine';
-import { createOrchestratorTestDatabase, waitFor, type OrchestratorTestDatabase } from '@tideway/testing';
+import { createOrchestratorTestDatabase, waitFor, type OrchestratorTestDatabase, unguarded } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, createCutoverFixture, type CutoverFixture } from './cutover-fixture.js';
@@ -101,8 +101,8 @@ afterAll(async () => {
 describe('two installations on one Unleash', () => {
   it('a migration of the same name gets distinct flags in each, and neither changes the other’s', async () => {
     const name = `same-${a.suffix}`;
-    const inA = await a.api('POST', '/v1/migrations', spec(name));
-    const inB = await bApi('POST', '/v1/migrations', spec(name));
+    const inA = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
+    const inB = await bApi('POST', '/v1/migrations', unguarded(spec(name)));
     expect(inA.status, JSON.stringify(inA.body)).toBe(201);
     expect(inB.status, JSON.stringify(inB.body)).toBe(201);
     const instA = inA.body['installation'] as string;
@@ -158,7 +158,7 @@ describe('ownership', () => {
     await handMade(names.readNew, 'a flag someone made by hand', 33);
     const before = await a.flags.getState(names.readNew);
 
-    const refused = await a.api('POST', '/v1/migrations', spec(name));
+    const refused = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
     expect(refused.status, JSON.stringify(refused.body)).toBe(409);
     expect(refused.body['error']).toMatchObject({ code: 'FLAG_CONFLICT', details: { field: 'name', flag: names.readNew, owner: null, archived: false } });
     expect(((await a.api('GET', `/v1/migrations?name=${name}`)).body['items'] as unknown[])).toEqual([]);
@@ -177,7 +177,7 @@ describe('ownership', () => {
     await handMade(names.writeNew, 'archived by hand', 10);
     expect((await admin('DELETE', `/api/admin/projects/default/features/${names.writeNew}`)).status).toBe(202);
 
-    const refused = await a.api('POST', '/v1/migrations', spec(name));
+    const refused = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
     expect(refused.status, JSON.stringify(refused.body)).toBe(409);
     expect(refused.body['error']).toMatchObject({ code: 'FLAG_CONFLICT', details: { flag: names.writeNew, archived: true } });
     for (const flag of [names.dualWrite, names.shadowRead, names.readNew, names.writeNew]) expect(await a.flags.findState(flag)).toBeNull();
@@ -192,7 +192,7 @@ describe('ownership', () => {
     const ghost = randomUUID();
     await handMade(names.readNew, flagDescription({ installation: inst, migrationId: ghost }, 'read-new'), 70);
 
-    const created = await a.api('POST', '/v1/migrations', spec(name));
+    const created = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const id = created.body['id'] as string;
     expect(await states(names)).toEqual({ dualWrite: on(0), shadowRead: on(0), readNew: on(0), writeNew: on(0) });
@@ -218,7 +218,7 @@ describe('ownership', () => {
 describe('desired state on the flag server', () => {
   it('abort archives the four flags (dual-write was on), in the abort’s own transaction', async () => {
     const name = `abort-${a.suffix}`;
-    const created = await a.api('POST', '/v1/migrations', spec(name));
+    const created = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
     const id = created.body['id'] as string;
     const names = created.body['flags'] as FlagNames;
     for (const action of ['start', 'advance']) expect((await a.api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);
@@ -238,7 +238,7 @@ describe('desired state on the flag server', () => {
 
   it('a change made by hand in Unleash is put back by the next periodic pass and audited; a pass in step makes one list request', async () => {
     const name = `drift-${a.suffix}`;
-    const created = await a.api('POST', '/v1/migrations', spec(name));
+    const created = await a.api('POST', '/v1/migrations', unguarded(spec(name)));
     const id = created.body['id'] as string;
     const names = created.body['flags'] as FlagNames;
     for (const action of ['start', 'advance']) expect((await a.api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);

@@ -123,18 +123,25 @@ describe('latency guard', () => {
       expect(before.length).toBeGreaterThan(0);
       const paceBefore = Math.max(...before.map((r) => r.row.pace_rows_per_second as number));
       const lowestAfter = Math.min(...after.map((r) => (r.row.mode === 'baseline' ? 0 : (r.row.pace_rows_per_second as number))));
-      // The pace drops (or the guard holds the copy back to re-measure its baseline) within 5 s.
-      expect(lowestAfter, JSON.stringify(readings.slice(-60).map((r) => [r.at - stepAt, r.row.mode, Math.round(r.row.pace_rows_per_second ?? 0), r.row.observed_p99_ms, r.row.baseline_p99_ms]))).toBeLessThan(0.9 * paceBefore);
+      // The pace drops (or the guard holds the copy back to re-measure its baseline) within 5 s. A
+      // guard already at its floor when the step comes (a machine busy with other tests) cannot go
+      // lower: then it must be holding the copy back through the step.
+      const floor = 200;
+      const trace = JSON.stringify(readings.slice(-60).map((r) => [r.at - stepAt, r.row.mode, Math.round(r.row.pace_rows_per_second ?? 0), r.row.observed_p99_ms, r.row.baseline_p99_ms, r.row.holding]));
+      if (paceBefore <= floor * 1.05) expect(after.every((r) => r.row.mode === 'baseline' || r.row.holding), trace).toBe(true);
+      else expect(lowestAfter, trace).toBeLessThan(0.9 * paceBefore);
       // …and the signal comes back under its budget (against the baseline in force) within 10 s.
-      if (process.env["GUARD_TRACE"]) console.log(JSON.stringify(readings.map((r) => [r.at - stepAt, r.row.mode, Math.round(r.row.pace_rows_per_second ?? 0), r.row.observed_p99_ms?.toFixed(2), r.row.baseline_p99_ms?.toFixed(2), r.row.holding])));
       const recovered = readings.some((r) => r.at > stepAt && r.at <= stepAt + 10_000 && guarding(r) && r.row.observed_p99_ms !== null && r.row.baseline_p99_ms !== null && r.row.observed_p99_ms <= r.row.baseline_p99_ms * (1 + budget));
-      expect(recovered).toBe(true);
+      expect(recovered, trace).toBe(true);
       await step;
     } finally {
       sampling = false;
       await base;
     }
-    const done = await waitForBackfill(f.engine, id, 180_000);
+    // The guard did its part; on a machine busy with other tests it would go on holding the copy
+    // back (by design), so the operator's switch finishes it: PATCH it off, and the rest runs free.
+    await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } } }, { actor: 'test', role: 'operator' });
+    const done = await waitForBackfill(f.engine, id, 120_000);
     expect(done.rowsCopied).toBe(ROWS);
     expect(await mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { id: 'id', payload: 'payload', n: 'n' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
     const events = await f.engine.migrationReadModel.allEvents(id);

@@ -1,3 +1,4 @@
+import { unguarded } from '@tideway/testing';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
@@ -57,7 +58,7 @@ describe('a shadowing function on the database search_path', () => {
   });
 
   it('does not capture lower(email): the backfill writes the real lower-cased emails and the attack never runs', async () => {
-    const created = await api('POST', '/v1/migrations', {
+    const created = await api('POST', '/v1/migrations', unguarded({
       name: 'shadowed',
       source: { datasource: 'main', table: 'people', key: 'id' },
       target: { datasource: 'main', table: 'people_v2', key: 'id' },
@@ -65,7 +66,7 @@ describe('a shadowing function on the database search_path', () => {
       reverseMapping: { email: 'email' },
       syncMode: 'trigger',
       backfill: { initialChunkRows: 500, minChunkRows: 100, maxChunkRows: 500 },
-    });
+    }));
     expect(created.status).toBe(201);
     const id = created.body['id'] as string;
     for (const action of ['start', 'advance', 'advance']) {

@@ -1,5 +1,5 @@
 import { buildApp, loadConfig } from '@tideway/control-plane';
-import { mappingDiff, waitFor } from '@tideway/testing';
+import { mappingDiff, waitFor, unguarded } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,7 +61,7 @@ async function verify(id: string): Promise<Record<string, unknown>> {
 
 describe('verification (checksummed key ranges, split down to keys)', () => {
   it('finds exactly the planted differences, repair fixes them, the next verification is clean and the gate holds', async () => {
-    const created = await api('POST', '/v1/migrations', {
+    const created = await api('POST', '/v1/migrations', unguarded({
       name: 'verify-orders',
       syncMode: 'trigger',
       source: { datasource: 'main', table: 'src', key: 'id' },
@@ -69,7 +69,7 @@ describe('verification (checksummed key ranges, split down to keys)', () => {
       mapping,
       reverseMapping,
       backfill: { initialChunkRows: 20_000, maxChunkRows: 50_000 },
-    });
+    }));
     const id = created.body['id'] as string;
     for (const action of ['start', 'advance', 'advance']) await api('POST', `/v1/migrations/${id}/${action}`, {});
     await waitForBackfill(f.engine, id, 120_000);
@@ -174,13 +174,13 @@ describe('verification (checksummed key ranges, split down to keys)', () => {
       insert into race_src select g, g % 7 from generate_series(1, 30000) g;
       analyze race_src;
       create table race_dst (id bigint primary key, v int);`);
-    const created = await api('POST', '/v1/migrations', {
+    const created = await api('POST', '/v1/migrations', unguarded({
       name: 'verify-race',
       syncMode: 'trigger',
       source: { datasource: 'main', table: 'race_src', key: 'id' },
       target: { datasource: 'main', table: 'race_dst', key: 'id' },
       mapping: { id: 'id', v: 'v' },
-    });
+    }));
     const id = created.body['id'] as string;
     for (const action of ['start', 'advance', 'advance']) expect((await api('POST', `/v1/migrations/${id}/${action}`, {})).status).toBe(200);
     await waitForBackfill(f.engine, id, 60_000);
