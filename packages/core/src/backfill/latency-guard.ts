@@ -13,8 +13,12 @@
 
 /** The controller's tick: how often the pace is recomputed, milliseconds. */
 export const PACE_TICK_MS = 500;
-/** The signal window: the controller judges the p99 of the probe samples of this span, milliseconds. */
+/** The short signal window: a p99 over {@link HARD_BREACH_RATIO} × target in it cuts the pace at once, milliseconds. */
 export const SIGNAL_WINDOW_MS = 2000;
+/** The long signal window: the controller's gradient follows the p99 of this span (more samples, less noise), milliseconds. */
+export const SMOOTH_WINDOW_MS = 5000;
+/** Baseline windows pooled for the baseline p99 (the newest ones): one quiet window does not set a baseline too low. */
+export const BASELINE_POOL = 3;
 /** Where inside the budget the controller aims: baseline × (1 + share × budget). */
 export const SETPOINT_SHARE = 0.9;
 /** Weight of the newest window in the smoothed signal. */

@@ -4,6 +4,10 @@ import {
   initialPaceState,
   nextPace,
   SIGNAL_WINDOW_MS,
+  SMOOTH_WINDOW_MS,
+  BASELINE_POOL,
+  HARD_BREACH_RATIO,
+  latencyTargetMs,
   windowQuantiles,
   type BaselineSchedule,
   type MigrationSpec,
@@ -66,6 +70,8 @@ export function sharedLimits(specs: readonly MigrationSpec[]): PaceLimits {
  */
 export class LatencyGuard {
   readonly #probes = new Map<string, LatencyProbe>();
+  /** The samples of the newest {@link BASELINE_POOL} baseline windows per datasource, per signal. */
+  readonly #pools = new Map<string, { read: number[][]; commit: number[][] }>();
   readonly #schedule: BaselineSchedule;
 
   constructor(private readonly deps: LatencyGuardDeps) {
@@ -83,6 +89,7 @@ export class LatencyGuard {
       if (byDatasource.has(datasource)) continue;
       probe.stop();
       this.#probes.delete(datasource);
+      this.#pools.delete(datasource);
       await this.deps.repository.release(this.deps.db, datasource, this.deps.workerName);
     }
     for (const [datasource, guarded] of byDatasource) {
@@ -130,6 +137,7 @@ export class LatencyGuard {
       if (local) {
         local.stop();
         this.#probes.delete(datasource);
+        this.#pools.delete(datasource);
       }
       return;
     }
@@ -152,9 +160,15 @@ export class LatencyGuard {
       const span = Math.max(0, state.mode_ms - this.#schedule.drainMs);
       const samples = probe.samplesWithin(span, 'read');
       if (samples.length < this.#schedule.minSamples && state.mode_ms < MAX_BASELINE_MS) return;
-      const q = windowQuantiles(samples);
       const commits = probe.samplesWithin(span, 'commit');
-      const c = commits.length >= this.#schedule.minSamples ? windowQuantiles(commits) : null;
+      // The baseline is the p99 of the newest windows pooled: more samples, and one window that
+      // happened to be quiet does not leave the guard judging the workload against too low a bar.
+      const pool = this.#pools.get(datasource) ?? { read: [], commit: [] };
+      if (samples.length >= this.#schedule.minSamples) pool.read = [...pool.read, samples].slice(-BASELINE_POOL);
+      if (commits.length >= this.#schedule.minSamples) pool.commit = [...pool.commit, commits].slice(-BASELINE_POOL);
+      this.#pools.set(datasource, pool);
+      const q = windowQuantiles(pool.read.flat());
+      const c = pool.commit.length > 0 ? windowQuantiles(pool.commit.flat()) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
       await repository.update(db, datasource, workerName, {
@@ -177,16 +191,26 @@ export class LatencyGuard {
       await repository.update(db, datasource, workerName, { mode: 'baseline', restartMode: true });
       return;
     }
-    const window = probe.samplesWithin(SIGNAL_WINDOW_MS, 'read');
+    const window = probe.samplesWithin(SMOOTH_WINDOW_MS, 'read');
     const baseline = state.baseline_p99_ms;
     if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) return;
     const q = windowQuantiles(window);
-    const commitWindow = probe.samplesWithin(SIGNAL_WINDOW_MS, 'commit');
+    const commitWindow = probe.samplesWithin(SMOOTH_WINDOW_MS, 'commit');
     const cq = commitWindow.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(commitWindow) : null;
-    // The controller judges the signal that rose more over its own baseline (ratios: scale-free).
-    const readRatio = (q.p99Ms ?? 0) / baseline;
     const commitBaseline = state.commit_baseline_p99_ms;
-    const commitRatio = cq?.p99Ms != null && commitBaseline ? cq.p99Ms / commitBaseline : null;
+    // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
+    // the p99 of the long window, unless the short one is a hard breach by itself.
+    const ratioOf = (signal: 'read' | 'commit', spanMs: number): number | null => {
+      const base = signal === 'read' ? baseline : commitBaseline;
+      const p99 = windowQuantiles(probe.samplesWithin(spanMs, signal)).p99Ms;
+      return base && p99 !== null ? p99 / base : null;
+    };
+    const longRatios = { read: (q.p99Ms ?? 0) / baseline, commit: cq?.p99Ms != null && commitBaseline ? cq.p99Ms / commitBaseline : null };
+    const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
+    const shortRatios = { read: ratioOf('read', SIGNAL_WINDOW_MS), commit: ratioOf('commit', SIGNAL_WINDOW_MS) };
+    const pick = (signal: 'read' | 'commit') => ((shortRatios[signal] ?? 0) > hard ? shortRatios[signal] : longRatios[signal]);
+    const readRatio = pick('read') ?? 0;
+    const commitRatio = pick('commit');
     const worse: 'read' | 'commit' = commitRatio !== null && commitRatio > readRatio ? 'commit' : 'read';
     const ratio = Math.max(readRatio, commitRatio ?? 0);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
