@@ -1,6 +1,6 @@
 /**
  * The latency guard under a load step (ADR 014), outside `npm test` (`npm run test:guard-load`):
- * it passed 3 of 4 runs alone on the 2-core machine — whether doubling pgbench's rate breaches the
+ * it passed 2 of 3 runs alone on the 2-core machine — whether doubling pgbench's rate breaches the
  * guard's budget at all depends on the machine's state, and the signal is still noisy (issue 13).
  * A real worker guards a backfill beside pgbench on the same database. Across a load step (pgbench's rate doubles mid-backfill) every breach of the budget
  * must be answered within 5 s (the pace drops, or the guard re-measures its baseline, or it already
