@@ -75,12 +75,21 @@ describe('drift and orphans', () => {
 
   it('re-creates a dropped, a disabled and a replaced object within one pass, and audits what it did', async () => {
     const before = (await convergeEvents()).length;
-    await f.user.query(`drop trigger ${base()}_upd on sc_src`);
-    await f.user.query(`alter table sc_src disable trigger ${base()}_del`);
-    await f.user.query(`create or replace function ${base()}() returns trigger language plpgsql as $$ begin return null; end $$`);
+    // One simple-protocol query is one transaction: a worker's pass sees all three breaks or none.
+    await f.user.query(
+      `drop trigger ${base()}_upd on sc_src; alter table sc_src disable trigger ${base()}_del; ` +
+        `create or replace function ${base()}() returns trigger language plpgsql as $$ begin return null; end $$`,
+    );
     const report = await f.engine.desiredState.reconcileAll({ driftCheckSeconds: 0 });
-    const events = await convergeEvents();
-    // The worker's own pass may have got there first; either way exactly one pass converged it.
+    // The worker's own pass may have got there first (or holds the row while this pass skips it);
+    // either way exactly one pass converged it.
+    const events =
+      report.changes.length > 0
+        ? await convergeEvents()
+        : await waitFor('the worker’s converge event', async () => {
+            const all = await convergeEvents();
+            return all.length > before ? all : null;
+          }, 20_000);
     const changes = report.changes.length > 0 ? report.changes : ((events.at(-1)?.details['changes'] ?? []) as ConvergeChange[]);
     expect(events.length).toBe(before + 1);
     expect(changes.map((c) => `${c.action} ${c.object}`).sort()).toEqual(
