@@ -31,7 +31,7 @@ import {
 } from './sql.js';
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { TargetPurger } from './target-purger.js';
-import type { PaceRepository } from '../pace/pace-repository.js';
+import type { Admission, PaceRepository } from '../pace/pace-repository.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
 export const PLAN_AHEAD = 1;
@@ -505,29 +505,16 @@ export class BackfillService {
   }
 
   /**
-   * Admission by the latency guard: while it measures its baseline (a live guard in `baseline`
-   * mode) no chunk starts; otherwise the chunk reserves its rows at the guard's pace (GCRA on the
-   * datasource's row), or at the floor when no live guard has set one (a guard that died or has not
+   * Admission by the latency guard ({@link PaceRepository.admit}, one statement): while it measures
+   * its baseline no chunk starts; otherwise the chunk reserves the rows it was planned for at the
+   * guard's pace, or at the floor when no live guard has set one (a guard that died or has not
    * started yet never leaves the copy unpaced, nor starved).
-   * @returns granted with the pace it was paced at, or how long to wait and whether the guard is
-   *   holding back (measuring, or pacing under a breach) — which is what progress shows.
    */
-  async #admitByGuard(run: BackfillRunRow, spec: MigrationSpec, plannedRows: number | null): Promise<{ granted: true; paceRowsPerSecond: number; rows: number; holding: boolean } | { granted: false; waitMs: number; holding: boolean }> {
-    const { db, pace } = this.deps;
-    const datasource = run.datasource;
-    let row = await pace.get(db, datasource);
-    if (!row) {
-      await db.insertInto('datasource_paces').values({ datasource }).onConflict((oc) => oc.column('datasource').doNothing()).execute();
-      row = await pace.get(db, datasource);
-    }
-    const live = row?.live ?? false;
-    if (live && row?.mode === 'baseline') return { granted: false, waitMs: BASELINE_RECHECK_MS, holding: true };
-    const paceRowsPerSecond = live && row?.pace_rows_per_second ? row.pace_rows_per_second : spec.throttle.latencyGuard.minRowsPerSecond;
-    const holding = live && (row?.holding ?? false);
-    // The rows this chunk was planned for (its keyset OFFSET), or what the pump would plan now.
-    const rows = plannedRows ?? plannedChunkRows(run, spec, paceRowsPerSecond);
-    const slot = await pace.reserve(db, datasource, rateCapSeconds(rows, paceRowsPerSecond));
-    return slot.granted ? { granted: true, paceRowsPerSecond, rows, holding } : { granted: false, waitMs: slot.waitMs, holding };
+  async #admitByGuard(run: BackfillRunRow, spec: MigrationSpec, plannedRows: number | null): Promise<Admission & { rows: number }> {
+    // The rows this chunk was planned for (its keyset OFFSET), or the run's adaptive size (a split half).
+    const rows = plannedRows ?? plannedChunkRows(run, spec);
+    const admission = await this.deps.pace.admit(this.deps.db, run.datasource, rows, spec.throttle.latencyGuard.minRowsPerSecond);
+    return { ...admission, waitMs: admission.measuring ? BASELINE_RECHECK_MS : admission.waitMs, rows };
   }
 
   /** The datasource's health reading; a datasource that does not answer marks the backfill blocked before the error goes on. */

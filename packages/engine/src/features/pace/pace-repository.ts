@@ -1,5 +1,5 @@
 import type { Database, DatasourcePaceRow } from '@tideway/db';
-import { reserveSlot, shiftSlot } from './gcra.js';
+import { shiftSlot } from './gcra.js';
 import { sql, type Kysely } from 'kysely';
 
 /** The fields a guard writes on each tick. */
@@ -19,6 +19,19 @@ export interface PaceUpdate {
   readonly probeSamples?: number;
   readonly holding?: boolean;
   readonly controller?: unknown;
+}
+
+/** What {@link PaceRepository.admit} decided for a chunk. */
+export interface Admission {
+  readonly granted: boolean;
+  /** Milliseconds until the next slot (0 when granted). */
+  readonly waitMs: number;
+  /** The pace the chunk is (or would be) reserved at, rows/s. */
+  readonly paceRowsPerSecond: number;
+  /** A live guard holds the copy back (measuring its baseline, or pacing under a breach). */
+  readonly holding: boolean;
+  /** A live guard measures its baseline: no chunk starts. */
+  readonly measuring: boolean;
 }
 
 /** `datasource_paces`: one latency guard per datasource, held by one worker at a time (ADR 014). */
@@ -101,9 +114,37 @@ export class PaceRepository {
     return db.selectFrom('datasource_paces').selectAll().orderBy('datasource').execute();
   }
 
-  /** Reserves `seconds` of the datasource's pace for a chunk (GCRA, {@link reserveSlot}). */
-  async reserve(db: Kysely<Database>, datasource: string, seconds: number): Promise<{ granted: boolean; waitMs: number }> {
-    return reserveSlot(db, { table: 'datasource_paces', key: 'datasource', value: datasource }, seconds);
+  /**
+   * Admission of a guarded chunk of `rows` rows, in one statement under the row's lock: while a live
+   * guard measures its baseline nothing is granted; otherwise the rows are reserved at the live
+   * guard's pace, or at `floorRowsPerSecond` when no live guard has set one (GCRA, as
+   * {@link reserveSlot}). Creates the datasource's row the first time.
+   * @returns `granted`; `waitMs` until the next slot (or until the baseline is re-checked:
+   *   `measuring`); the pace (rows/s) the reservation was made at; whether the guard holds back.
+   */
+  async admit(db: Kysely<Database>, datasource: string, rows: number, floorRowsPerSecond: number): Promise<Admission> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const r = await sql<{ granted: boolean; wait_ms: number; pace: number; holding: boolean; measuring: boolean }>`
+        WITH cur AS (
+          SELECT p.rate_tat, p.holding, p.mode, p.pace_rows_per_second,
+                 coalesce(p.holder IS NOT NULL AND p.lease_until >= now(), false) AS live
+            FROM datasource_paces p WHERE p.datasource = ${datasource} FOR UPDATE),
+        d AS (
+          SELECT cur.*, (live AND mode = 'baseline') AS measuring,
+                 CASE WHEN live AND pace_rows_per_second > 0 THEN pace_rows_per_second ELSE ${floorRowsPerSecond}::float8 END AS pace
+            FROM cur),
+        upd AS (
+          UPDATE datasource_paces p SET rate_tat = now() + make_interval(secs => ${rows}::float8 / d.pace)
+            FROM d WHERE p.datasource = ${datasource} AND NOT d.measuring AND (d.rate_tat IS NULL OR d.rate_tat <= now())
+            RETURNING 1)
+        SELECT EXISTS (SELECT 1 FROM upd) AS granted, d.pace, d.measuring, (d.live AND (d.holding OR d.measuring)) AS holding,
+               coalesce(greatest(0, extract(epoch FROM d.rate_tat - now()) * 1000), 0)::float8 AS wait_ms
+          FROM d`.execute(db);
+      const out = r.rows[0];
+      if (out) return { granted: out.granted, waitMs: out.wait_ms, paceRowsPerSecond: out.pace, holding: out.holding, measuring: out.measuring };
+      await db.insertInto('datasource_paces').values({ datasource }).onConflict((oc) => oc.column('datasource').doNothing()).execute();
+    }
+    throw new Error(`datasource_paces row of "${datasource}" vanished while admitting a chunk`);
   }
 
   /** Corrects a reservation by the chunk's actual rows (`seconds` may be negative). */
