@@ -11,6 +11,12 @@ import { DependencyUnavailableError } from '@tideway/core';
  */
 export const DATASOURCE_SEARCH_PATH = 'pg_catalog,pg_temp';
 
+/** Statement timeout of the latency guard's probe connections, milliseconds: a probe slower than this is a failed probe. */
+export const PROBE_STATEMENT_TIMEOUT_MS = 2000;
+
+/** The pools a datasource has: the shared one, and the latency guard's two probe connections. */
+type PoolKind = 'shared' | 'probe' | 'commit-probe';
+
 /**
  * The user databases Tideway may touch, by name. Datasources are server configuration only (a name
  * → a connection string); specs refer to them by name and never carry credentials. Every connection
@@ -18,9 +24,8 @@ export const DATASOURCE_SEARCH_PATH = 'pg_catalog,pg_temp';
  */
 export class DatasourceRegistry {
   readonly #urls: ReadonlyMap<string, string>;
+  /** Pools by kind and datasource name. */
   readonly #pools = new Map<string, pg.Pool>();
-  readonly #probePools = new Map<string, pg.Pool>();
-  readonly #commitProbePools = new Map<string, pg.Pool>();
   readonly #poolSize: number;
 
   /**
@@ -46,13 +51,7 @@ export class DatasourceRegistry {
    * @throws Error when the name is not configured (callers check {@link has} first).
    */
   pool(name: string): pg.Pool {
-    const existing = this.#pools.get(name);
-    if (existing) return existing;
-    const url = this.#urls.get(name);
-    if (!url) throw new Error(`datasource "${name}" is not configured`);
-    const pool = createPool({ connectionString: url, max: this.#poolSize, applicationName: `tideway:${name}`, searchPath: DATASOURCE_SEARCH_PATH });
-    this.#pools.set(name, pool);
-    return pool;
+    return this.#poolFor(name, 'shared', { max: this.#poolSize, applicationName: `tideway:${name}` });
   }
 
   /**
@@ -63,13 +62,7 @@ export class DatasourceRegistry {
    * @throws Error when the name is not configured.
    */
   probePool(name: string): pg.Pool {
-    const existing = this.#probePools.get(name);
-    if (existing) return existing;
-    const url = this.#urls.get(name);
-    if (!url) throw new Error(`datasource "${name}" is not configured`);
-    const pool = createPool({ connectionString: url, max: 1, applicationName: `tideway-probe:${name}`, searchPath: DATASOURCE_SEARCH_PATH, statementTimeoutMs: 2000, readOnly: true });
-    this.#probePools.set(name, pool);
-    return pool;
+    return this.#poolFor(name, 'probe', { max: 1, applicationName: `tideway-probe:${name}`, statementTimeoutMs: PROBE_STATEMENT_TIMEOUT_MS, readOnly: true });
   }
 
   /**
@@ -78,12 +71,18 @@ export class DatasourceRegistry {
    * @throws Error when the name is not configured.
    */
   commitProbePool(name: string): pg.Pool {
-    const existing = this.#commitProbePools.get(name);
+    return this.#poolFor(name, 'commit-probe', { max: 1, applicationName: `tideway-probe-commit:${name}`, statementTimeoutMs: PROBE_STATEMENT_TIMEOUT_MS });
+  }
+
+  /** The pool of `kind` for datasource `name`, created on first use with `options` (always with {@link DATASOURCE_SEARCH_PATH}). */
+  #poolFor(name: string, kind: PoolKind, options: { max: number; applicationName: string; statementTimeoutMs?: number; readOnly?: boolean }): pg.Pool {
+    const id = `${kind}\u0000${name}`;
+    const existing = this.#pools.get(id);
     if (existing) return existing;
     const url = this.#urls.get(name);
     if (!url) throw new Error(`datasource "${name}" is not configured`);
-    const pool = createPool({ connectionString: url, max: 1, applicationName: `tideway-probe-commit:${name}`, searchPath: DATASOURCE_SEARCH_PATH, statementTimeoutMs: 2000 });
-    this.#commitProbePools.set(name, pool);
+    const pool = createPool({ connectionString: url, searchPath: DATASOURCE_SEARCH_PATH, ...options });
+    this.#pools.set(id, pool);
     return pool;
   }
 
@@ -107,10 +106,8 @@ export class DatasourceRegistry {
 
   /** Ends every pool. */
   async close(): Promise<void> {
-    const pools = [...this.#pools.values(), ...this.#probePools.values(), ...this.#commitProbePools.values()];
+    const pools = [...this.#pools.values()];
     this.#pools.clear();
-    this.#probePools.clear();
-    this.#commitProbePools.clear();
     await Promise.all(pools.map((p) => p.end()));
   }
 }
