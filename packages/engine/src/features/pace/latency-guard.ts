@@ -193,24 +193,31 @@ export class LatencyGuard {
     }
     const window = probe.samplesWithin(SMOOTH_WINDOW_MS, 'read');
     const baseline = state.baseline_p99_ms;
-    if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) return;
+    if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) {
+      // Blind (the probe fails every time): the floor, holding, until it measures again.
+      if (probe.failing && (state.pace_rows_per_second ?? Infinity) > limits.minRowsPerSecond) {
+        const blind = { ...(previous ?? initialPaceState(limits)), paceRowsPerSecond: limits.minRowsPerSecond };
+        await repository.update(db, datasource, workerName, { paceRowsPerSecond: limits.minRowsPerSecond, controller: blind });
+        this.deps.log?.('latency guard: the probe fails, pacing at the floor', { datasource });
+      }
+      return;
+    }
     const q = windowQuantiles(window);
     const commitWindow = probe.samplesWithin(SMOOTH_WINDOW_MS, 'commit');
     const cq = commitWindow.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(commitWindow) : null;
     const commitBaseline = state.commit_baseline_p99_ms;
     // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
     // the p99 of the long window, unless the short one is a hard breach by itself.
-    const ratioOf = (signal: 'read' | 'commit', spanMs: number): number | null => {
-      const base = signal === 'read' ? baseline : commitBaseline;
-      const p99 = windowQuantiles(probe.samplesWithin(spanMs, signal)).p99Ms;
-      return base && p99 !== null ? p99 / base : null;
-    };
-    const longRatios = { read: (q.p99Ms ?? 0) / baseline, commit: cq?.p99Ms != null && commitBaseline ? cq.p99Ms / commitBaseline : null };
     const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
-    const shortRatios = { read: ratioOf('read', SIGNAL_WINDOW_MS), commit: ratioOf('commit', SIGNAL_WINDOW_MS) };
-    const pick = (signal: 'read' | 'commit') => ((shortRatios[signal] ?? 0) > hard ? shortRatios[signal] : longRatios[signal]);
-    const readRatio = pick('read') ?? 0;
-    const commitRatio = pick('commit');
+    const ratioOf = (signal: 'read' | 'commit'): number | null => {
+      const base = signal === 'read' ? baseline : commitBaseline;
+      const long = signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null);
+      if (!base || long === null) return null;
+      const short = windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms;
+      return short !== null && short / base > hard ? short / base : long / base;
+    };
+    const readRatio = ratioOf('read') ?? 0;
+    const commitRatio = ratioOf('commit');
     const worse: 'read' | 'commit' = commitRatio !== null && commitRatio > readRatio ? 'commit' : 'read';
     const ratio = Math.max(readRatio, commitRatio ?? 0);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);

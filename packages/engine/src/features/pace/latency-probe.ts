@@ -34,6 +34,11 @@ interface Sample {
  */
 export type ProbeSignal = 'read' | 'commit';
 
+/** SQLSTATE of a statement cancelled by its `statement_timeout`. */
+const QUERY_CANCELED = '57014';
+/** Consecutive failed read probes after which the probe is {@link LatencyProbe.failing} (about 1 s of them). */
+export const FAILING_AFTER = 25;
+
 /** The commit probe: one transactional logical message, no table, no lock (any wal_level, no privilege needed). */
 const COMMIT_PROBE_SQL = "SELECT pg_catalog.pg_logical_emit_message(true, 'tideway-probe', '')";
 
@@ -42,8 +47,9 @@ const COMMIT_PROBE_SQL = "SELECT pg_catalog.pg_logical_emit_message(true, 'tidew
  * (or the spec's validated `probeSql`) alternating with a commit probe ({@link ProbeSignal}), one
  * every {@link PROBE_INTERVAL_MS}, on connections of their own (so it never queues behind a chunk),
  * timed client-side — the latency a production query of the same shape sees right now. Samples
- * are kept for 30 s. A failed probe (statement timeout, connection error) is not a sample; it is
- * counted in {@link errors}.
+ * are kept for 30 s. A probe cancelled by its statement timeout is a sample of the time it waited
+ * (the latency was at least that: an overloaded database must not look quiet); any other failure is
+ * not a sample, and {@link failing} says whether the read probe has failed since its last sample.
  */
 export class LatencyProbe {
   readonly #samples: Record<ProbeSignal, Sample[]> = { read: [], commit: [] };
@@ -52,7 +58,8 @@ export class LatencyProbe {
   #keys: string[][] = [];
   #timer: NodeJS.Timeout | null = null;
   #running = false;
-  #errors = 0;
+  /** Read probes failed (not by their timeout) since the last read sample. */
+  #readFailures = 0;
   readonly #lookup: string;
 
   /**
@@ -71,9 +78,9 @@ export class LatencyProbe {
     this.#lookup = `SELECT 1 FROM ${qualified(target)} WHERE (${cols.join(', ')}) = (${params.join(', ')})`;
   }
 
-  /** Failed probes since start. */
-  get errors(): number {
-    return this.#errors;
+  /** Whether the last {@link FAILING_AFTER} read probes or more all failed (a connection error, a revoked grant): the guard is blind. */
+  get failing(): boolean {
+    return this.#readFailures >= FAILING_AFTER;
   }
 
   /** Starts probing (idempotent). */
@@ -110,8 +117,8 @@ export class LatencyProbe {
   async #probe(): Promise<void> {
     const started = performance.now();
     const signal: ProbeSignal = this.commits && this.#tick++ % 2 === 1 ? 'commit' : 'read';
+    let t0 = performance.now();
     try {
-      let t0: number;
       if (signal === 'commit') {
         t0 = performance.now();
         try {
@@ -130,14 +137,20 @@ export class LatencyProbe {
         t0 = performance.now();
         await this.pool.query(this.#lookup, (key ?? this.target.keyColumns.map(() => null)) as unknown[]);
       }
-      const t1 = performance.now();
-      const samples = this.#samples[signal];
-      samples.push({ at: t1, ms: t1 - t0 });
-      while (samples.length > 0 && (samples[0] as Sample).at < t1 - KEEP_MS) samples.shift();
-    } catch {
-      this.#errors++;
+      this.#record(signal, t0);
+      if (signal === 'read') this.#readFailures = 0;
+    } catch (error) {
+      if ((error as { code?: string }).code === QUERY_CANCELED) this.#record(signal, t0);
+      else if (signal === 'read') this.#readFailures++;
     }
     this.#schedule(Math.max(0, this.intervalMs - (performance.now() - started)));
+  }
+
+  #record(signal: ProbeSignal, t0: number): void {
+    const t1 = performance.now();
+    const samples = this.#samples[signal];
+    samples.push({ at: t1, ms: t1 - t0 });
+    while (samples.length > 0 && (samples[0] as Sample).at < t1 - KEEP_MS) samples.shift();
   }
 
   /** Existing keys: a page sample of the table, or its first keys when the sample is small. */
