@@ -98,3 +98,19 @@ export async function waitForBackfill(engine: Engine, id: string, timeoutMs = 60
     timeoutMs,
   );
 }
+
+/**
+ * The fixture of the latency guard's tests: a `big` table of `rows` rows (id, payload, n) and its
+ * empty `big_v2`, analysed, with a worker running.
+ */
+export async function createGuardFixture(label: string, rows: number): Promise<BackfillFixture> {
+  const f = await createBackfillFixture(label);
+  await f.user.query(`
+    create table big (id bigint primary key, payload text, n int);
+    insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(1, ${rows}) g;
+    create table big_v2 (id bigint primary key, payload text, n int);
+  `);
+  await f.user.query('vacuum analyze big');
+  await f.startWorker();
+  return f;
+}

@@ -11,7 +11,7 @@
 import type { DatasourcePaceRow } from '@tideway/db';
 import { initPgbench, mappingDiff, runPgbench, waitFor, type PgTarget } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 600_000;
 /** pgbench's base rate, transactions/s; the step adds as much again. */
@@ -21,17 +21,10 @@ let f: BackfillFixture;
 let target: PgTarget;
 
 beforeAll(async () => {
-  f = await createBackfillFixture('latency_guard_load');
-  await f.user.query(`
-    create table big (id bigint primary key, payload text, n int);
-    insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(1, ${ROWS}) g;
-    create table big_v2 (id bigint primary key, payload text, n int);
-  `);
-  await f.user.query('vacuum analyze big');
+  f = await createGuardFixture('latency_guard_load', ROWS);
   const url = new URL(f.user.url);
   target = { host: url.hostname, port: url.port || '5432', user: decodeURIComponent(url.username || 'postgres'), database: url.pathname.slice(1) };
   await initPgbench(target, 2);
-  await f.startWorker();
 }, 120_000);
 
 afterAll(async () => {
@@ -90,6 +83,11 @@ describe('latency guard', () => {
       // or it already holds the copy at its floor.
       const floor = 200;
       const breaches = readings.filter((r) => r.at > stepAt && r.at + 5000 <= end && guarding(r) && ratio(r) > 1 + budget);
+      // The step must have pushed the signal over its budget, or found the copy already held at its
+      // floor: otherwise nothing was tested.
+      const atStep = readings.filter((r) => r.at > stepAt - 1000 && r.at <= stepAt && guarding(r));
+      const atFloor = atStep.length > 0 && atStep.every((r) => (r.row.pace_rows_per_second ?? 0) <= floor * 1.05);
+      expect(breaches.length > 0 || atFloor, `the load step did not breach the budget: ${trace}`).toBe(true);
       for (const breach of breaches) {
         const answered = readings.some(
           (r) => r.at > breach.at && r.at <= breach.at + 5000 && (r.row.mode === 'baseline' || (r.row.pace_rows_per_second ?? 0) < 0.9 * (breach.row.pace_rows_per_second ?? 0) || (r.row.pace_rows_per_second ?? 0) <= floor * 1.05),

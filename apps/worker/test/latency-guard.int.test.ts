@@ -5,21 +5,14 @@
  */
 import { mappingDiff, waitFor } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackfillFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 1000;
 
 let f: BackfillFixture;
 
 beforeAll(async () => {
-  f = await createBackfillFixture('latency_guard');
-  await f.user.query(`
-    create table big (id bigint primary key, payload text, n int);
-    insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(1, ${ROWS}) g;
-    create table big_v2 (id bigint primary key, payload text, n int);
-  `);
-  await f.user.query('vacuum analyze big');
-  await f.startWorker();
+  f = await createGuardFixture('latency_guard', ROWS);
 }, 120_000);
 
 afterAll(async () => {
@@ -47,6 +40,14 @@ describe('latency guard probe query', () => {
     await expect(f.engine.migrations.act(m.id, 'start', { actor: 'test' })).rejects.toMatchObject({ code: 'INVALID_SPEC', problems: [expect.objectContaining({ field: 'throttle.latencyGuard.probeSql', problem: expect.stringContaining('no_such_table') })] });
     expect((await f.engine.migrationReadModel.get(m.id))?.phase).toBe('draft');
     await f.engine.migrations.act(m.id, 'abort', { actor: 'test' });
+    // Valid and bound, but a scan of the whole table 25 times a second would be the load itself.
+    await f.user.query(`insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(${ROWS + 1}, ${ROWS + 100_000}) g; analyze big`);
+    const costly = await f.engine.migrations.create(spec('costly-probe', 'SELECT count(*) FROM public.big WHERE payload LIKE $$%x%$$'), { actor: 'test' });
+    await expect(f.engine.migrations.act(costly.id, 'start', { actor: 'test' })).rejects.toMatchObject({ code: 'INVALID_SPEC', problems: [expect.objectContaining({ field: 'throttle.latencyGuard.probeSql', problem: expect.stringMatching(/plans at cost \d+/) })] });
+    expect((await f.engine.migrationReadModel.get(costly.id))?.phase).toBe('draft');
+    await f.engine.migrations.act(costly.id, 'abort', { actor: 'test' });
+    await f.user.query(`delete from big where id > ${ROWS}`);
+    await f.user.query(`vacuum analyze big`);
   });
 
   it('runs a valid custom probe, read-only, instead of the key lookup', async () => {
