@@ -67,7 +67,7 @@ describe('npm run demo', () => {
   });
 
   it('renders in headless Chromium with the latency chart', async () => {
-    const chromium = spawnSync(process.execPath, [path.join(root, 'infra/chromium.mjs')], { encoding: 'utf8' });
+    const chromium = spawnSync(process.execPath, [path.join(root, 'infra/debian-tool.mjs'), 'chromium'], { encoding: 'utf8' });
     expect(chromium.status, chromium.stderr).toBe(0);
     const bin = chromium.stdout.trim();
     const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${path.join(out, 'chrome')}`];
