@@ -30,9 +30,9 @@ export interface BackfillProgress {
   rowsPerSecond?: number;
   etaSeconds?: number | null;
   planningDone?: boolean;
-  throttled?: { reason: string; since: string; observedP99Ms?: number | null; baselineP99Ms?: number | null; paceRowsPerSecond?: number | null; measuringBaseline?: boolean } | null;
+  throttled?: { reason: string; since: string; observedP99Ms?: number | null; baselineP99Ms?: number | null; paceRowsPerSecond?: number | null; measuringBaseline?: boolean; signal?: 'read' | 'commit' | 'prometheus'; prometheusValue?: number | null; prometheusMax?: number } | null;
   /** The datasource's latency guard while the backfill is guarded (absent from older control planes). */
-  latencyGuard?: { mode: 'baseline' | 'guarding'; holding: boolean; paceRowsPerSecond: number | null; observedP99Ms: number | null; baselineP99Ms: number | null; targetP99Ms: number | null } | null;
+  latencyGuard?: { mode: 'baseline' | 'guarding'; holding: boolean; paceRowsPerSecond: number | null; observedP99Ms: number | null; baselineP99Ms: number | null; targetP99Ms: number | null; prometheus?: { value: number | null; max: number; error: string | null } | null } | null;
   completedAt?: string | null;
 }
 

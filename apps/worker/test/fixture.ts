@@ -33,11 +33,13 @@ export interface BackfillFixture {
 /**
  * @param options.redisUrl - the Redis to use (default the shared TEST_REDIS_URL); tests that FLUSHALL
  *   pass a private one (startPrivateRedis) so other packages' tests keep their queues.
+ * @param options.userServerUrl - the server of the user database (a private cluster's maintenance
+ *   URL, for settings the shared one lacks); default the shared server.
  */
-export async function createBackfillFixture(label: string, options: { redisUrl?: string } = {}): Promise<BackfillFixture> {
+export async function createBackfillFixture(label: string, options: { redisUrl?: string; userServerUrl?: string } = {}): Promise<BackfillFixture> {
   const redisUrl = options.redisUrl ?? TEST_REDIS_URL;
   const orch = await createOrchestratorTestDatabase(label);
-  const user = await createTestDatabase(`${label}_user`);
+  const user = await createTestDatabase(`${label}_user`, options.userServerUrl);
   const prefix = uniqueRedisPrefix();
   const redis = createRedisConnection(redisUrl);
   const queue = openQueue(QUEUE_NAMES.work, { redisUrl, prefix }, redis);
@@ -103,8 +105,8 @@ export async function waitForBackfill(engine: Engine, id: string, timeoutMs = 60
  * The fixture of the latency guard's tests: a `big` table of `rows` rows (id, payload, n) and its
  * empty `big_v2`, analysed, with a worker running.
  */
-export async function createGuardFixture(label: string, rows: number): Promise<BackfillFixture> {
-  const f = await createBackfillFixture(label);
+export async function createGuardFixture(label: string, rows: number, options: { userServerUrl?: string } = {}): Promise<BackfillFixture> {
+  const f = await createBackfillFixture(label, options);
   await f.user.query(`
     create table big (id bigint primary key, payload text, n int);
     insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(1, ${rows}) g;

@@ -423,7 +423,14 @@ export interface DatasourcePacesTable {
   commit_baseline_p99_ms: number | null;
   commit_observed_p99_ms: number | null;
   /** Which signal rose more over its baseline at the last tick (the one the controller judged). */
-  worse_signal: 'read' | 'commit' | null;
+  worse_signal: 'read' | 'commit' | 'prometheus' | 'statements' | null;
+  /** The Prometheus signal's newest fresh value (the query's unit), its ceiling, and why its newest query failed; null without one. */
+  prometheus_value: number | null;
+  prometheus_max: number | null;
+  prometheus_error: string | null;
+  /** Mean execution time of other clients' statements (pg_stat_statements) with the backfill held back, and over the last 5 s, ms; null without the extension. */
+  statements_baseline_ms: number | null;
+  statements_observed_ms: number | null;
   probe_samples: Generated<number>;
   holding: Generated<boolean>;
   /** The controller's `PaceState`. */

@@ -119,6 +119,8 @@ export { cancelOnAbort } from './features/leases/cancel-on-abort.js';
 export { HealthProbe } from './features/backfill/health-probe.js';
 export { LatencyGuard, GUARD_LEASE_MS, sharedLimits, type LatencyGuardDeps } from './features/pace/latency-guard.js';
 export { LatencyProbe, PROBE_INTERVAL_MS, type ProbeTarget } from './features/pace/latency-probe.js';
+export { StatementLatency, TIDEWAY_SQL_MARK } from './features/pace/statement-latency.js';
+export { queryPrometheus, checkPrometheusLive, PrometheusQueryError, PrometheusSignal } from './features/pace/prometheus-signal.js';
 export { PaceRepository, type PaceUpdate } from './features/pace/pace-repository.js';
 export { validateProbeSql, checkProbeSqlLive, PROBE_SQL_FIELD } from './features/pace/probe-sql.js';
 export { DdlGuard, GUARDED_PHASES, type DdlDetection } from './features/ddl-guard/ddl-guard.js';

@@ -14,3 +14,4 @@ export { startPrivatePostgres, type PrivatePostgres, type PrivatePostgresOptions
 export { freePort } from './free-port.js';
 export { ordersSpec, unguarded, ORDERS_TABLES_SQL } from './orders-spec.js';
 export { initPgbench, runPgbench, type PgTarget, type PgbenchRun, type PgbenchSample } from './pgbench.js';
+export { startPrivatePrometheus, type PrivatePrometheus, type PrivatePrometheusOptions } from './private-prometheus.js';

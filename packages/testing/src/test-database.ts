@@ -15,14 +15,14 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-function urlFor(name: string): string {
-  const url = new URL(PG_ADMIN_URL);
+function urlFor(name: string, adminUrl = PG_ADMIN_URL): string {
+  const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: PG_ADMIN_URL });
+async function admin<T>(fn: (client: pg.Client) => Promise<T>, adminUrl = PG_ADMIN_URL): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl });
   // A dropped connection is the query's error, not an uncaught 'error' event.
   client.on('error', () => undefined);
   await client.connect();
@@ -37,6 +37,8 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
  * Creates an empty database with a unique name (`tw_<label>_<random>`) on the local server.
  *
  * @param label - lower-case letters, digits and `_`; part of the name to tell databases apart.
+ * @param adminUrl - the maintenance database of the server to create it on (a private cluster's
+ *   `url`). @defaultValue {@link PG_ADMIN_URL}
  * @example
  * ```ts
  * const userDb = await createTestDatabase('orders');
@@ -44,11 +46,11 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
  * await userDb.drop();
  * ```
  */
-export async function createTestDatabase(label: string): Promise<TestDatabase> {
+export async function createTestDatabase(label: string, adminUrl = PG_ADMIN_URL): Promise<TestDatabase> {
   if (!/^[a-z0-9_]{1,30}$/.test(label)) throw new Error(`bad test database label "${label}"`);
   const name = `tw_${label}_${randomBytes(5).toString('hex')}`;
-  await admin((c) => c.query(`CREATE DATABASE "${name}"`));
-  const url = urlFor(name);
+  await admin((c) => c.query(`CREATE DATABASE "${name}"`), adminUrl);
+  const url = urlFor(name, adminUrl);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   // DROP DATABASE … WITH (FORCE) terminates sessions that may still be closing; never crash on it.
   pool.on('error', () => undefined);
@@ -58,7 +60,7 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
     query: (text, values) => pool.query(text, values),
     drop: async () => {
       await pool.end();
-      await admin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+      await admin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`), adminUrl);
     },
   };
 }

@@ -77,6 +77,27 @@ export interface LatencyGuardOptions {
    * lookup of a random existing key of the source table. @defaultValue null
    */
   readonly probeSql: string | null;
+  /**
+   * A production-latency signal from Prometheus (admin only), for teams whose SLO lives there:
+   * the guard keeps the query's value under `max` beside the probe's signals, or `null` for none.
+   * @defaultValue null
+   */
+  readonly prometheus: PrometheusSignalOptions | null;
+}
+
+/**
+ * `throttle.latencyGuard.prometheus`: an instant query (`GET <url>/api/v1/query`) evaluated about
+ * once a second. It must return one number (a scalar or a one-series vector) — e.g. the
+ * application's p99 in seconds, `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[1m])))`;
+ * `max` is its ceiling in the query's own unit (the SLO). Checked against the server at start and PATCH.
+ */
+export interface PrometheusSignalOptions {
+  /** The Prometheus server's base URL, `http://` or `https://` (e.g. `http://prometheus:9090`). */
+  readonly url: string;
+  /** A PromQL expression giving one number. */
+  readonly query: string;
+  /** The value the query must stay under, in the query's unit (> 0). */
+  readonly max: number;
 }
 
 /** Shadow-read sampling and what the divergence ledger may store. */
@@ -181,7 +202,7 @@ export const SPEC_DEFAULTS = {
     maxTransactionAgeSeconds: 300,
     maxConnectionsUsedRatio: 0.8,
     recoverRatio: 0.8,
-    latencyGuard: { enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null },
+    latencyGuard: { enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null, prometheus: null },
   },
   shadowRead: { samplePercent: 10, minWindowSeconds: 600, redact: [] },
   abortCriteria: {

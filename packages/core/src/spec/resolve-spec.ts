@@ -44,6 +44,18 @@ export function checkSpec(spec: MigrationSpec): SpecProblem[] {
   if (cleanup.dropOld && cleanup.dropConfirmation !== source.table) {
     problems.push({ field: 'cleanup.dropConfirmation', problem: 'dropOld needs dropConfirmation equal to the source table name' });
   }
+  const prometheus = spec.throttle.latencyGuard.prometheus;
+  if (prometheus !== null) {
+    let url: URL | null = null;
+    try {
+      url = new URL(prometheus.url);
+    } catch {
+      problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: 'is not an absolute URL' });
+    }
+    if (url && url.protocol !== 'http:' && url.protocol !== 'https:') problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: `must be http:// or https://, not ${url.protocol}//` });
+    if (url && (url.search !== '' || url.hash !== '')) problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: 'is the server\'s base URL: no query string or fragment' });
+    if (!Number.isFinite(prometheus.max)) problems.push({ field: 'throttle.latencyGuard.prometheus.max', problem: 'must be a finite number' });
+  }
   return problems;
 }
 

@@ -27,7 +27,7 @@ const FROM_CUTOVER: readonly Phase[] = ['cutover', 'cleanup', 'done'];
 
 /**
  * Spec fields only an admin may set or change: what decides the SQL Tideway runs on datasources
- * (`source`, `target`, `mapping`, `reverseMapping`, `syncMode`, the latency guard's `probeSql`) and what destroys data
+ * (`source`, `target`, `mapping`, `reverseMapping`, `syncMode`, the latency guard's `probeSql` and `prometheus`) and what destroys data
  * (`cleanup.dropOld`, `cleanup.autoExecute`, `cleanup.dropConfirmation`). Operators run actions and
  * tune pace (every other field). A name covers its sub-fields (`source` covers `source.table`).
  */
@@ -42,6 +42,7 @@ export const ADMIN_ONLY_SPEC_FIELDS = [
   'cleanup.autoExecute',
   'cleanup.dropConfirmation',
   'throttle.latencyGuard.probeSql',
+  'throttle.latencyGuard.prometheus',
 ] as const;
 
 /**
@@ -66,6 +67,7 @@ function toInput(spec: MigrationSpec): Record<string, unknown> {
   if (plain.cleanup['dropConfirmation'] === null) delete plain.cleanup['dropConfirmation'];
   const guard = (plain['throttle'] as { latencyGuard?: Record<string, unknown> } | undefined)?.latencyGuard;
   if (guard && guard['probeSql'] === null) delete guard['probeSql'];
+  if (guard && guard['prometheus'] === null) delete guard['prometheus'];
   return plain;
 }
 

@@ -46,12 +46,22 @@ export const BackfillOptionsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const PrometheusSignalSchema = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 2000 }),
+    query: Type.String({ minLength: 1, maxLength: 4000 }),
+    max: Type.Number({ exclusiveMinimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+
 export const LatencyGuardOptionsSchema = Type.Object(
   {
     enabled: Type.Optional(Type.Boolean()),
     latencyBudget: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
     minRowsPerSecond: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 10_000_000 })),
     probeSql: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 2000 }), Type.Null()])),
+    prometheus: Type.Optional(Type.Union([PrometheusSignalSchema, Type.Null()])),
   },
   { additionalProperties: false },
 );

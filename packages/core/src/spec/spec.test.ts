@@ -73,12 +73,33 @@ describe('applySpecPatch', () => {
   });
 
   it('merges the latency guard field by field and names its fields', () => {
-    expect(spec.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null });
+    expect(spec.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.3, minRowsPerSecond: 200, probeSql: null, prometheus: null });
     const { spec: next, changed } = applySpecPatch(spec, { throttle: { latencyGuard: { latencyBudget: 0.5 } } }, 'backfill');
-    expect(next.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.5, minRowsPerSecond: 200, probeSql: null });
+    expect(next.throttle.latencyGuard).toEqual({ enabled: true, latencyBudget: 0.5, minRowsPerSecond: 200, probeSql: null, prometheus: null });
     expect(next.throttle.maxLockWaiters).toBe(spec.throttle.maxLockWaiters);
     expect(changed).toEqual(['throttle.latencyGuard.latencyBudget']);
     expect(applySpecPatch(next, { throttle: { maxLockWaiters: 9 } }, 'backfill').spec.throttle.latencyGuard.latencyBudget).toBe(0.5);
+  });
+
+  it('takes the Prometheus signal whole, names it as one admin-only field, and refuses a URL that is not a server base URL', () => {
+    const prometheus = { url: 'http://prometheus:9090', query: 'max(app_p99_seconds)', max: 0.25 };
+    const { spec: next, changed } = applySpecPatch(spec, { throttle: { latencyGuard: { prometheus } } }, 'backfill');
+    expect(next.throttle.latencyGuard.prometheus).toEqual(prometheus);
+    expect(changed).toEqual(['throttle.latencyGuard.prometheus']);
+    expect(adminOnlyChanges(changed)).toEqual(['throttle.latencyGuard.prometheus']);
+    // A new object replaces the old one (no half-merged signal), and null removes it.
+    expect(applySpecPatch(next, { throttle: { latencyGuard: { prometheus: { ...prometheus, max: 1 } } } }, 'backfill').spec.throttle.latencyGuard.prometheus).toEqual({ ...prometheus, max: 1 });
+    expect(applySpecPatch(next, { throttle: { latencyGuard: { prometheus: null } } }, 'backfill').spec.throttle.latencyGuard.prometheus).toBeNull();
+    for (const [url, problem] of [
+      ['prometheus:9090', /absolute URL|http/],
+      ['ftp://prometheus:9090', /http:\/\/ or https:\/\//],
+      ['http://prometheus:9090/?x=1', /no query string/],
+      ['not a url', /absolute URL/],
+    ] as const) {
+      expect(() => applySpecPatch(spec, { throttle: { latencyGuard: { prometheus: { ...prometheus, url } } } }, 'backfill'), url).toThrow(
+        expect.objectContaining({ problems: [expect.objectContaining({ field: 'throttle.latencyGuard.prometheus.url', problem: expect.stringMatching(problem) })] }),
+      );
+    }
   });
 
   it('reports no change for a patch equal to the current values', () => {

@@ -30,8 +30,12 @@ export interface BackfillProgress {
     readonly baselineP99Ms?: number | null;
     readonly paceRowsPerSecond?: number | null;
     readonly measuringBaseline?: boolean;
-    /** Which probe's numbers these are (`read` or `commit`). */
-    readonly signal?: 'read' | 'commit';
+    /** Which signal's numbers these are (`read` or `commit` probe, `statements` (means, ms), or `prometheus`: then the value and its ceiling). */
+    readonly signal?: 'read' | 'commit' | 'statements' | 'prometheus';
+    readonly prometheusValue?: number | null;
+    readonly prometheusMax?: number;
+    readonly statementsObservedMeanMs?: number | null;
+    readonly statementsBaselineMeanMs?: number | null;
   } | null;
   /** The datasource's latency guard (ADR 014) while this run is guarded and not done; `null` otherwise. */
   readonly latencyGuard: LatencyGuardView | null;
@@ -62,7 +66,18 @@ export interface LatencyGuardView {
   readonly commitBaselineP99Ms: number | null;
   readonly commitObservedP99Ms: number | null;
   /** The signal that rose more over its baseline at the last tick: the one the controller judged. */
-  readonly signal: 'read' | 'commit' | null;
+  readonly signal: 'read' | 'commit' | 'statements' | 'prometheus' | null;
+  /**
+   * Mean execution time of other clients' statements (`pg_stat_statements`, where the extension is
+   * created and loaded) with the backfill held back and over the last 5 s, ms; `null` without it.
+   */
+  readonly statements: { readonly baselineMeanMs: number | null; readonly observedMeanMs: number | null } | null;
+  /**
+   * The Prometheus signal (`throttle.latencyGuard.prometheus`): its newest value (the query's unit;
+   * `null` when no fresh one), the ceiling it is held under, and why its newest query failed;
+   * `null` when no guarded migration on the datasource names one.
+   */
+  readonly prometheus: { readonly value: number | null; readonly max: number; readonly error: string | null } | null;
   /** The worker running the guard, `null` when no live worker does (chunks then run at the floor). */
   readonly holder: string | null;
 }
@@ -124,6 +139,8 @@ export class BackfillReadModel {
           commitBaselineP99Ms: pace.commit_baseline_p99_ms,
           commitObservedP99Ms: pace.commit_observed_p99_ms,
           signal: pace.worse_signal,
+          statements: pace.statements_baseline_ms === null && pace.statements_observed_ms === null ? null : { baselineMeanMs: pace.statements_baseline_ms, observedMeanMs: pace.statements_observed_ms },
+          prometheus: pace.prometheus_max === null ? null : { value: pace.prometheus_value, max: pace.prometheus_max, error: pace.prometheus_error },
           holder: pace.live ? pace.holder : null,
         }
       : null;
@@ -165,7 +182,11 @@ export class BackfillReadModel {
               reason: run.throttled_reason,
               since: run.throttled_since.toISOString(),
               ...(run.throttled_reason === 'latency' && guard
-                ? guard.signal === 'commit'
+                ? guard.signal === 'prometheus' && guard.prometheus
+                  ? { signal: 'prometheus', prometheusValue: guard.prometheus.value, prometheusMax: guard.prometheus.max, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                  : guard.signal === 'statements' && guard.statements
+                  ? { signal: 'statements', observedP99Ms: null, baselineP99Ms: null, statementsObservedMeanMs: guard.statements.observedMeanMs, statementsBaselineMeanMs: guard.statements.baselineMeanMs, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                  : guard.signal === 'commit'
                   ? { signal: 'commit', observedP99Ms: guard.commitObservedP99Ms, baselineP99Ms: guard.commitBaselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : { signal: 'read', observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                 : {}),

@@ -6,6 +6,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import { cancelOnAbort } from '../leases/cancel-on-abort.js';
 import { LeaseLostError } from '../leases/lease-lost-error.js';
+import { TIDEWAY_SQL_MARK } from '../pace/statement-latency.js';
 import {
   chunkInsertSql,
   chunkUpsertSql,
@@ -108,12 +109,12 @@ export class ChunkCopier {
           await client.query('SAVEPOINT tideway_chunk');
           try {
             // No RELEASE: COMMIT releases the savepoint (one round trip fewer per chunk).
-            const r = await client.query(insert.sql, insert.params);
+            const r = await client.query(TIDEWAY_SQL_MARK + insert.sql, insert.params);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
           } catch (error) {
             if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
             await client.query('ROLLBACK TO SAVEPOINT tideway_chunk');
-            const r = await client.query<{ n?: number }>(upsert.sql, upsert.params);
+            const r = await client.query<{ n?: number }>(TIDEWAY_SQL_MARK + upsert.sql, upsert.params);
             return { rows: locking === 'none' ? Number(r.rows[0]?.n ?? 0) : (r.rowCount ?? 0), durationMs: performance.now() - t0 };
           }
         }, beforeCommit)),
@@ -126,11 +127,11 @@ export class ChunkCopier {
             const t0 = performance.now();
             const cols = mappedColumns(spec).map((c) => quoteIdent(c.column)).join(', ');
             const where = rangePredicateLiteral(key, lower, upper, (v) => source.escapeLiteral(v));
-            const out = () => source.query(copyTo(`COPY (${mappedSelectSql(spec, where, true)}) TO STDOUT`));
+            const out = () => source.query(copyTo(`${TIDEWAY_SQL_MARK}COPY (${mappedSelectSql(spec, where, true)}) TO STDOUT`));
             // Straight into the target first; the staging table and upsert only when a row is there.
             await target.query('SAVEPOINT tideway_chunk');
             try {
-              const into = target.query(copyFrom(`COPY ${qualified(spec.target)} (${cols}) FROM STDIN`));
+              const into = target.query(copyFrom(`${TIDEWAY_SQL_MARK}COPY ${qualified(spec.target)} (${cols}) FROM STDIN`));
               await pipeline(out(), into);
               await target.query('RELEASE SAVEPOINT tideway_chunk');
               return { rows: into.rowCount ?? 0, durationMs: performance.now() - t0 };
@@ -141,7 +142,7 @@ export class ChunkCopier {
             await target.query(`CREATE TEMP TABLE IF NOT EXISTS tideway_stage (LIKE ${qualified(spec.target)} INCLUDING DEFAULTS) ON COMMIT DROP`);
             const staged = target.query(copyFrom(`COPY tideway_stage (${cols}) FROM STDIN`));
             await pipeline(out(), staged);
-            const r = await target.query(`INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
+            const r = await target.query(`${TIDEWAY_SQL_MARK}INSERT INTO ${qualified(spec.target)} (${cols}) SELECT ${cols} FROM tideway_stage ${upsertClause(spec)}`);
             return { rows: r.rowCount ?? 0, durationMs: performance.now() - t0 };
           }, beforeCommit),
         ))),

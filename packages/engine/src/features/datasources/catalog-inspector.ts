@@ -3,6 +3,7 @@ import { ExpressionBinder, type SpecBinding } from '../expressions/expression-bi
 import { loadSqlParser, validateMapping } from '../mapping/mapping-validator.js';
 import { wayBackProblems } from '../way-back/way-back.js';
 import { checkProbeSqlLive } from '../pace/probe-sql.js';
+import { checkPrometheusLive } from '../pace/prometheus-signal.js';
 import type { DatasourceRegistry } from './datasource-registry.js';
 
 /** A column as the live catalog describes it. */
@@ -129,6 +130,9 @@ export class CatalogInspector {
     }
     const probeSql = spec.throttle.latencyGuard.probeSql;
     if (probeSql !== null && source) problems.push(...(await this.datasources.withClient(spec.source.datasource, (client) => checkProbeSqlLive(client, probeSql))));
+    // Not the catalog, but live too: the Prometheus signal must give a number now.
+    const prometheus = spec.throttle.latencyGuard.prometheus;
+    if (prometheus !== null) problems.push(...(await checkPrometheusLive(prometheus)));
     if (source && target) {
       const binding = await this.#binder.bindSpec(spec);
       problems.push(...binding.problems);

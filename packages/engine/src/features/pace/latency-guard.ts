@@ -20,6 +20,8 @@ import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
 import { LatencyProbe, type ProbeTarget } from './latency-probe.js';
+import { PrometheusSignal } from './prometheus-signal.js';
+import { StatementLatency } from './statement-latency.js';
 import type { PaceRepository } from './pace-repository.js';
 
 /** A guard's lease, milliseconds: another worker takes the guard over this long after its holder died. */
@@ -28,6 +30,9 @@ export const GUARD_LEASE_MS = 5_000;
 const MIN_WINDOW_SAMPLES = 5;
 /** A baseline window that gathered too few samples is extended up to this long, then the guard runs blind at its floor. */
 const MAX_BASELINE_MS = 10_000;
+
+/** The signals the controller judges: the probe's read and commit latency, other clients' statements (pg_stat_statements), and the optional Prometheus query. */
+type Signal = 'read' | 'commit' | 'prometheus' | 'statements';
 
 /** A migration the guard protects production from: active in backfill with the guard on. */
 interface Guarded {
@@ -70,8 +75,12 @@ export function sharedLimits(specs: readonly MigrationSpec[]): PaceLimits {
  */
 export class LatencyGuard {
   readonly #probes = new Map<string, LatencyProbe>();
+  /** The Prometheus signal of each datasource whose guarded migrations name one. */
+  readonly #prometheus = new Map<string, PrometheusSignal>();
+  /** Other clients' statement latency of each guarded datasource (off by itself where pg_stat_statements is not there). */
+  readonly #statements = new Map<string, StatementLatency>();
   /** The samples of the newest {@link BASELINE_POOL} baseline windows per datasource, per signal. */
-  readonly #pools = new Map<string, { read: number[][]; commit: number[][] }>();
+  readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: { meanMs: number; calls: number }[] }>();
   readonly #schedule: BaselineSchedule;
 
   constructor(private readonly deps: LatencyGuardDeps) {
@@ -85,11 +94,9 @@ export class LatencyGuard {
    */
   async tick(): Promise<void> {
     const byDatasource = await this.#guarded();
-    for (const [datasource, probe] of this.#probes) {
+    for (const datasource of [...this.#probes.keys()]) {
       if (byDatasource.has(datasource)) continue;
-      probe.stop();
-      this.#probes.delete(datasource);
-      this.#pools.delete(datasource);
+      this.#forget(datasource);
       await this.deps.repository.release(this.deps.db, datasource, this.deps.workerName);
     }
     for (const [datasource, guarded] of byDatasource) {
@@ -101,8 +108,35 @@ export class LatencyGuard {
 
   /** Stops every probe (the process is shutting down); leases run out by themselves. */
   close(): void {
-    for (const probe of this.#probes.values()) probe.stop();
-    this.#probes.clear();
+    for (const datasource of [...this.#probes.keys()]) this.#forget(datasource);
+  }
+
+  /** Stops the datasource's probe and Prometheus signal and forgets its baseline pool. */
+  #forget(datasource: string): void {
+    this.#probes.get(datasource)?.stop();
+    this.#probes.delete(datasource);
+    this.#pools.delete(datasource);
+    this.#prometheus.get(datasource)?.stop();
+    this.#prometheus.delete(datasource);
+    this.#statements.get(datasource)?.stop();
+    this.#statements.delete(datasource);
+  }
+
+  /** The Prometheus signal of the first migration that names one, started; `null` for none. */
+  #prometheusOf(datasource: string, guarded: readonly Guarded[]): PrometheusSignal | null {
+    const options = guarded.find((g) => g.spec.throttle.latencyGuard.prometheus !== null)?.spec.throttle.latencyGuard.prometheus ?? null;
+    let signal = this.#prometheus.get(datasource) ?? null;
+    if (signal && (options === null || JSON.stringify(signal.options) !== JSON.stringify(options))) {
+      signal.stop();
+      this.#prometheus.delete(datasource);
+      signal = null;
+    }
+    if (!signal && options !== null) {
+      signal = new PrometheusSignal(options);
+      signal.start();
+      this.#prometheus.set(datasource, signal);
+    }
+    return signal;
   }
 
   async #guarded(): Promise<Map<string, Guarded[]>> {
@@ -134,11 +168,7 @@ export class LatencyGuard {
     const local = this.#probes.get(datasource);
     if (!row) {
       // Another worker guards this datasource.
-      if (local) {
-        local.stop();
-        this.#probes.delete(datasource);
-        this.#pools.delete(datasource);
-      }
+      if (local) this.#forget(datasource);
       return;
     }
     // The probe of the first migration that names one, else the key lookup of the first one's source.
@@ -150,6 +180,13 @@ export class LatencyGuard {
       probe.start();
       this.#probes.set(datasource, probe);
     }
+    let statements = this.#statements.get(datasource);
+    if (!statements) {
+      statements = new StatementLatency(this.deps.datasources.pool(datasource));
+      statements.start();
+      this.#statements.set(datasource, statements);
+    }
+    const prometheus = this.#prometheusOf(datasource, guarded);
     const limits = sharedLimits(guarded.map((g) => g.spec));
     const state = await repository.get(db, datasource);
     if (!state) return;
@@ -163,12 +200,17 @@ export class LatencyGuard {
       const commits = probe.samplesWithin(span, 'commit');
       // The baseline is the p99 of the newest windows pooled: more samples, and one window that
       // happened to be quiet does not leave the guard judging the workload against too low a bar.
-      const pool = this.#pools.get(datasource) ?? { read: [], commit: [] };
+      const pool = this.#pools.get(datasource) ?? { read: [], commit: [], statements: [] };
       if (samples.length >= this.#schedule.minSamples) pool.read = [...pool.read, samples].slice(-BASELINE_POOL);
       if (commits.length >= this.#schedule.minSamples) pool.commit = [...pool.commit, commits].slice(-BASELINE_POOL);
+      const statementWindow = statements.meanWithin(span);
+      if (statementWindow) pool.statements = [...pool.statements, statementWindow].slice(-BASELINE_POOL);
       this.#pools.set(datasource, pool);
       const q = windowQuantiles(pool.read.flat());
       const c = pool.commit.length > 0 ? windowQuantiles(pool.commit.flat()) : null;
+      // The pooled mean: every baseline statement weighs the same, whichever window it ran in.
+      const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
+      const statementsBaselineMs = pooledCalls > 0 ? pool.statements.reduce((t, w) => t + w.meanMs * w.calls, 0) / pooledCalls : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
       await repository.update(db, datasource, workerName, {
@@ -178,12 +220,13 @@ export class LatencyGuard {
         baselineP50Ms: q.p50Ms ?? state.baseline_p50_ms,
         baselineP99Ms: baselineP99,
         commitBaselineP99Ms: c?.p99Ms ?? null,
+        statementsBaselineMs,
         probeSamples: samples.length + commits.length,
         // No baseline at all (the probe fails): the floor, until a window measures one.
         paceRowsPerSecond: baselineP99 ? controller.paceRowsPerSecond : limits.minRowsPerSecond,
         controller,
       });
-      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms, commitSamples: commits.length, commitP99Ms: c?.p99Ms ?? null });
+      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms, commitSamples: commits.length, commitP99Ms: c?.p99Ms ?? null, statementsMeanMs: statementsBaselineMs });
       return;
     }
 
@@ -216,10 +259,21 @@ export class LatencyGuard {
       const short = windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms;
       return short !== null && short / base > hard ? short / base : long / base;
     };
-    const readRatio = ratioOf('read') ?? 0;
-    const commitRatio = ratioOf('commit');
-    const worse: 'read' | 'commit' = commitRatio !== null && commitRatio > readRatio ? 'commit' : 'read';
-    const ratio = Math.max(readRatio, commitRatio ?? 0);
+    // The Prometheus value against its ceiling, on the same scale: at `max` it is at target.
+    const reading = prometheus?.reading() ?? null;
+    const promRatio = reading?.value != null && prometheus ? (reading.value / prometheus.options.max) * latencyTargetMs(1, limits.latencyBudget) : null;
+    // Other clients' mean statement time over its baseline, the long window unless the short one is a hard breach.
+    const statementsBaseline = state.statements_baseline_ms;
+    const statementsLong = statements.meanWithin(SMOOTH_WINDOW_MS);
+    const statementsShort = statements.meanWithin(SIGNAL_WINDOW_MS);
+    const statementsRatio =
+      statementsBaseline && statementsBaseline > 0 && statementsLong
+        ? statementsShort && statementsShort.meanMs / statementsBaseline > hard
+          ? statementsShort.meanMs / statementsBaseline
+          : statementsLong.meanMs / statementsBaseline
+        : null;
+    const ratios: [Signal, number | null][] = [['read', ratioOf('read') ?? 0], ['commit', ratioOf('commit')], ['statements', statementsRatio], ['prometheus', promRatio]];
+    const [worse, ratio] = ratios.reduce<[Signal, number]>((best, [name, r]) => (r !== null && r > best[1] ? [name, r] : best), ['read', 0]);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
     const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved }, limits);
     const next = decision.state;
@@ -229,6 +283,8 @@ export class LatencyGuard {
       observedP99Ms: q.p99Ms,
       commitObservedP99Ms: cq?.p99Ms ?? null,
       worseSignal: worse,
+      statementsObservedMs: statementsLong?.meanMs ?? null,
+      prometheus: { value: reading?.value ?? null, max: prometheus?.options.max ?? null, error: reading?.error ?? null },
       probeSamples: window.length + commitWindow.length,
       holding: next.holding,
       controller: next,
@@ -242,6 +298,8 @@ export class LatencyGuard {
         signal: worse,
         observedP99Ms: round(worse === 'commit' ? (cq?.p99Ms ?? null) : q.p99Ms),
         baselineP99Ms: round(worse === 'commit' ? commitBaseline : baseline),
+        ...(worse === 'statements' ? { statementsObservedMs: round(statementsLong?.meanMs ?? null), statementsBaselineMs: round(statementsBaseline) } : {}),
+        ...(worse === 'prometheus' ? { prometheusValue: reading?.value ?? null, prometheusMax: prometheus?.options.max ?? null } : {}),
         latencyBudget: limits.latencyBudget,
         paceRowsPerSecond: Math.round(next.paceRowsPerSecond),
         achievedRowsPerSecond: Math.round(achieved),

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { quoteIdent, qualified } from '../backfill/sql.js';
+import { TIDEWAY_SQL_MARK } from './statement-latency.js';
 
 /** How often the canary probe runs, milliseconds: 100 samples per 2 s signal window, so its p99 is not just its maximum (ADR 014). */
 export const PROBE_INTERVAL_MS = 20;
@@ -75,7 +76,7 @@ export class LatencyProbe {
   ) {
     const cols = target.keyColumns.map(quoteIdent);
     const params = target.keyTypes.map((t, i) => `$${i + 1}::${t}`);
-    this.#lookup = `SELECT 1 FROM ${qualified(target)} WHERE (${cols.join(', ')}) = (${params.join(', ')})`;
+    this.#lookup = `${TIDEWAY_SQL_MARK}SELECT 1 FROM ${qualified(target)} WHERE (${cols.join(', ')}) = (${params.join(', ')})`;
   }
 
   /** Whether the last {@link FAILING_AFTER} read probes or more all failed (a connection error, a revoked grant): the guard is blind. */
@@ -130,7 +131,7 @@ export class LatencyProbe {
         }
       } else if (this.target.probeSql !== null) {
         t0 = performance.now();
-        await this.pool.query(this.target.probeSql);
+        await this.pool.query(TIDEWAY_SQL_MARK + this.target.probeSql);
       } else {
         if (this.#keys.length === 0) await this.#sampleKeys();
         const key = this.#keys[Math.floor(Math.random() * this.#keys.length)];
@@ -158,8 +159,8 @@ export class LatencyProbe {
     const ref = qualified(this.target);
     const cols = this.target.keyColumns.map((c, i) => `${quoteIdent(c)}::text AS k${i}`).join(', ');
     const read = async (text: string) => (await this.pool.query<Record<string, string>>(text)).rows.map((r) => this.target.keyColumns.map((_, i) => r[`k${i}`] as string));
-    let keys = await read(`SELECT ${cols} FROM ${ref} TABLESAMPLE SYSTEM (1) LIMIT ${PROBE_KEYS}`);
-    if (keys.length < 16) keys = await read(`SELECT ${cols} FROM ${ref} LIMIT ${PROBE_KEYS}`);
+    let keys = await read(`${TIDEWAY_SQL_MARK}SELECT ${cols} FROM ${ref} TABLESAMPLE SYSTEM (1) LIMIT ${PROBE_KEYS}`);
+    if (keys.length < 16) keys = await read(`${TIDEWAY_SQL_MARK}SELECT ${cols} FROM ${ref} LIMIT ${PROBE_KEYS}`);
     this.#keys = keys;
   }
 }

@@ -15,7 +15,10 @@ export interface PaceUpdate {
   readonly observedP99Ms?: number | null;
   readonly commitBaselineP99Ms?: number | null;
   readonly commitObservedP99Ms?: number | null;
-  readonly worseSignal?: 'read' | 'commit' | null;
+  readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | null;
+  readonly statementsBaselineMs?: number | null;
+  readonly statementsObservedMs?: number | null;
+  readonly prometheus?: { readonly value: number | null; readonly max: number | null; readonly error: string | null };
   readonly probeSamples?: number;
   readonly holding?: boolean;
   readonly controller?: unknown;
@@ -88,6 +91,9 @@ export class PaceRepository {
         ...(u.commitBaselineP99Ms !== undefined ? { commit_baseline_p99_ms: u.commitBaselineP99Ms } : {}),
         ...(u.commitObservedP99Ms !== undefined ? { commit_observed_p99_ms: u.commitObservedP99Ms } : {}),
         ...(u.worseSignal !== undefined ? { worse_signal: u.worseSignal } : {}),
+        ...(u.statementsBaselineMs !== undefined ? { statements_baseline_ms: u.statementsBaselineMs } : {}),
+        ...(u.statementsObservedMs !== undefined ? { statements_observed_ms: u.statementsObservedMs } : {}),
+        ...(u.prometheus !== undefined ? { prometheus_value: u.prometheus.value, prometheus_max: u.prometheus.max, prometheus_error: u.prometheus.error } : {}),
         ...(u.probeSamples !== undefined ? { probe_samples: u.probeSamples } : {}),
         ...(u.holding !== undefined ? { holding: u.holding } : {}),
         ...(u.controller !== undefined ? { controller: JSON.stringify(u.controller) } : {}),

@@ -1,0 +1,141 @@
+import type pg from 'pg';
+import { quoteIdent } from '../backfill/sql.js';
+
+/**
+ * The comment Tideway's heavy statements on a datasource start with (chunk copies, probes), so the
+ * statement-latency signal can leave them out: `pg_stat_statements` keeps a statement's text with
+ * its comments.
+ */
+export const TIDEWAY_SQL_MARK = '/* tideway */ ';
+
+/** How often the statistics are read, milliseconds. */
+export const STATEMENTS_INTERVAL_MS = 1000;
+/** Snapshots kept, milliseconds (covers the baseline pool's windows). */
+const KEEP_MS = 30_000;
+/** Fewest statements of other clients a window needs to have a mean. */
+export const MIN_STATEMENT_CALLS = 20;
+
+/** One reading of the summed statistics of other clients' statements. */
+interface Snapshot {
+  readonly at: number;
+  readonly calls: number;
+  readonly totalMs: number;
+}
+
+/**
+ * Production statement latency from `pg_stat_statements` (ADR 014): every second, the calls and
+ * total execution time summed over the statements of this database that are not Tideway's (texts
+ * without {@link TIDEWAY_SQL_MARK}, `tideway_` objects or the probe's message); the mean
+ * execution time over a span is the delta of the totals over the delta of the calls. Top-level
+ * statements only (the extension's default `track = top`), so an application statement's sync
+ * trigger counts as the application's cost, which it is. Tideway's unmarked statements (`BEGIN`,
+ * `COMMIT`, the health queries) share their entries with the application's: a few per chunk
+ * against the application's many, a small upward bias.
+ *
+ * Available only where the extension is created in the database and loaded
+ * (`shared_preload_libraries`); otherwise {@link available} is false after the first reading and
+ * nothing more is read. Reading other roles' statistics needs `pg_read_all_stats` for their texts;
+ * without it their texts are hidden but their numbers still count (they are not Tideway's).
+ */
+export class StatementLatency {
+  readonly #snapshots: Snapshot[] = [];
+  #relation: string | null = null;
+  #available: boolean | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #running = false;
+  #error: string | null = null;
+
+  /** @param pool - a pool of the datasource (one query a second). */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly intervalMs = STATEMENTS_INTERVAL_MS,
+  ) {}
+
+  /** `null` before the first reading; then whether the extension answers in this database. */
+  get available(): boolean | null {
+    return this.#available;
+  }
+
+  /** Why the extension is not available (or the newest reading failed), or `null`. */
+  get error(): string | null {
+    return this.#error;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#schedule(0);
+  }
+
+  stop(): void {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /**
+   * The mean execution time of other clients' statements over the last `spanMs`, ms, with its calls;
+   * `null` without two readings that far apart, with fewer than {@link MIN_STATEMENT_CALLS} calls,
+   * or across a reset of the statistics (the sums went down).
+   */
+  meanWithin(spanMs: number, now = performance.now()): { meanMs: number; calls: number } | null {
+    return this.#delta(now - spanMs, now);
+  }
+
+  /** {@link meanWithin} of the span `[from, to]` (`performance.now()` ms). */
+  #delta(from: number, to: number): { meanMs: number; calls: number } | null {
+    const last = [...this.#snapshots].reverse().find((s) => s.at <= to);
+    const first = this.#snapshots.find((s) => s.at >= from);
+    if (!first || !last || last.at <= first.at) return null;
+    const calls = last.calls - first.calls;
+    const total = last.totalMs - first.totalMs;
+    if (calls < MIN_STATEMENT_CALLS || total < 0) return null;
+    return { meanMs: total / calls, calls };
+  }
+
+  #schedule(delayMs: number): void {
+    if (!this.#running) return;
+    this.#timer = setTimeout(() => void this.#read(), delayMs);
+    this.#timer.unref?.();
+  }
+
+  async #read(): Promise<void> {
+    const started = performance.now();
+    try {
+      if (this.#relation === null) {
+        const ext = await this.pool.query<{ schema: string }>(
+          "SELECT n.nspname AS schema FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'",
+        );
+        const schema = ext.rows[0]?.schema;
+        if (!schema) {
+          this.#available = false;
+          this.#error = 'pg_stat_statements is not created in this database';
+          this.stop();
+          return;
+        }
+        this.#relation = `${quoteIdent(schema)}.pg_stat_statements`;
+      }
+      const r = await this.pool.query<{ calls: number; total_ms: number }>(
+        `${TIDEWAY_SQL_MARK}SELECT coalesce(sum(s.calls), 0)::float8 AS calls, coalesce(sum(s.total_exec_time), 0)::float8 AS total_ms
+           FROM ${this.#relation} s
+          WHERE s.toplevel AND s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+            AND s.query NOT LIKE '%tideway%'`,
+      );
+      const row = r.rows[0];
+      this.#available = true;
+      this.#error = null;
+      const at = performance.now();
+      this.#snapshots.push({ at, calls: row?.calls ?? 0, totalMs: row?.total_ms ?? 0 });
+      while (this.#snapshots.length > 0 && (this.#snapshots[0] as Snapshot).at < at - KEEP_MS) this.#snapshots.shift();
+    } catch (error) {
+      this.#error = error instanceof Error ? error.message : String(error);
+      // Created but not loaded ("must be loaded via shared_preload_libraries"), or no privilege: off for this datasource.
+      if (this.#available !== true) {
+        this.#available = false;
+        this.stop();
+        return;
+      }
+    }
+    this.#schedule(Math.max(0, this.intervalMs - (performance.now() - started)));
+  }
+}

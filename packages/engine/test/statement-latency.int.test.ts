@@ -1,0 +1,83 @@
+/**
+ * The latency guard's statement-latency signal (ADR 014) on a private PostgreSQL with
+ * pg_stat_statements loaded: off by itself where the extension is not created; the mean execution
+ * time of other clients' statements from the deltas, leaving Tideway's marked statements out.
+ */
+import { startPrivatePostgres, waitFor, type PrivatePostgres } from '@tideway/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DatasourceRegistry, StatementLatency, TIDEWAY_SQL_MARK } from '../src/index.js';
+
+let server: PrivatePostgres;
+let registry: DatasourceRegistry;
+let app: pg.Client;
+const signals: StatementLatency[] = [];
+
+beforeAll(async () => {
+  server = await startPrivatePostgres({ sharedPreloadLibraries: ['pg_stat_statements'] });
+  const url = await server.createDatabase('shop');
+  registry = new DatasourceRegistry({ main: url });
+  app = new pg.Client({ connectionString: url, application_name: 'the-application' });
+  await app.connect();
+  await app.query('create table t (id bigint primary key, v int); insert into t select g, g from generate_series(1, 1000) g');
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of signals) s.stop();
+  await app?.end();
+  await registry?.close();
+  await server?.stop();
+});
+
+function signal(): StatementLatency {
+  const s = new StatementLatency(registry.pool('main'), 200);
+  signals.push(s);
+  s.start();
+  return s;
+}
+
+/** `n` application statements of about `ms` each (pg_sleep), one after another. */
+async function appStatements(n: number, ms: number): Promise<void> {
+  for (let i = 0; i < n; i++) await app.query(`select pg_sleep($1), v from t where id = $2`, [ms / 1000, 1 + (i % 1000)]);
+}
+
+describe('statement latency (pg_stat_statements)', () => {
+  it('is unavailable, saying why, where the extension is not created', async () => {
+    const s = signal();
+    await waitFor('the first reading', async () => (s.available !== null ? true : null), 10_000);
+    expect(s.available).toBe(false);
+    expect(s.error).toMatch(/pg_stat_statements is not created/);
+    expect(s.meanWithin(60_000)).toBeNull();
+  });
+
+  it("measures other clients' mean statement time from the deltas and leaves Tideway's marked statements out", async () => {
+    await app.query('create extension pg_stat_statements');
+    const s = signal();
+    await waitFor('available', async () => (s.available ? true : null), 10_000);
+    // The application at ~2 ms a statement, and Tideway at ~150 ms (marked: not counted).
+    const t0 = performance.now();
+    const tideway = new pg.Client({ connectionString: server.urlFor('shop') });
+    await tideway.connect();
+    const heavy = (async () => {
+      for (let i = 0; i < 6; i++) await tideway.query(`${TIDEWAY_SQL_MARK}select pg_sleep(0.15), count(*) from t`);
+    })();
+    await appStatements(200, 2);
+    await heavy;
+    await tideway.end();
+    const quiet = await waitFor('a reading after the statements', async () => s.meanWithin(performance.now() - t0 + 500), 10_000);
+    expect(quiet.calls).toBeGreaterThanOrEqual(200);
+    // ~2 ms each (pg_sleep's own overshoot included); with Tideway's 6 × 150 ms counted it would be over 6 ms.
+    expect(quiet.meanMs).toBeGreaterThan(1.5);
+    expect(quiet.meanMs).toBeLessThan(5);
+
+    // The application slows down to ~10 ms a statement: the signal follows.
+    const t1 = performance.now();
+    await appStatements(60, 10);
+    const slow = await waitFor('a reading of the slow statements', async () => {
+      const m = s.meanWithin(performance.now() - t1 + 200);
+      return m && m.calls >= 60 ? m : null;
+    }, 10_000);
+    expect(slow.meanMs).toBeGreaterThan(8);
+    expect(slow.meanMs / quiet.meanMs).toBeGreaterThan(2);
+  }, 60_000);
+});
