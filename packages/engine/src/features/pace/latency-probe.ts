@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { quoteIdent, qualified } from '../backfill/sql.js';
+import { Periodic } from './periodic.js';
 import { TIDEWAY_SQL_MARK } from './statement-latency.js';
 
 /** How often the canary probe runs, milliseconds: 100 samples per 2 s signal window, so its p99 is not just its maximum (ADR 014). */
@@ -57,11 +58,10 @@ export class LatencyProbe {
   #tick = 0;
   #commitUnavailable = false;
   #keys: string[][] = [];
-  #timer: NodeJS.Timeout | null = null;
-  #running = false;
   /** Read probes failed (not by their timeout) since the last read sample. */
   #readFailures = 0;
   readonly #lookup: string;
+  readonly #loop: Periodic;
 
   /**
    * @param pool - a read-only pool reserved for the read probe (one connection, see `DatasourceRegistry.probePool`).
@@ -72,10 +72,11 @@ export class LatencyProbe {
     private readonly pool: pg.Pool,
     readonly target: ProbeTarget,
     private readonly commitPool: pg.Pool | null = null,
-    private readonly intervalMs = PROBE_INTERVAL_MS,
+    intervalMs = PROBE_INTERVAL_MS,
   ) {
     const cols = target.keyColumns.map(quoteIdent);
     const params = target.keyTypes.map((t, i) => `$${i + 1}::${t}`);
+    this.#loop = new Periodic(intervalMs, () => this.#probe());
     this.#lookup = `${TIDEWAY_SQL_MARK}SELECT 1 FROM ${qualified(target)} WHERE (${cols.join(', ')}) = (${params.join(', ')})`;
   }
 
@@ -86,16 +87,12 @@ export class LatencyProbe {
 
   /** Starts probing (idempotent). */
   start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#schedule(0);
+    this.#loop.start();
   }
 
   /** Stops probing; samples stay readable. */
   stop(): void {
-    this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#loop.stop();
   }
 
   /** Whether commit probes run (not when the datasource refused the first one, e.g. a standby). */
@@ -109,14 +106,7 @@ export class LatencyProbe {
     return this.#samples[signal].filter((s) => s.at >= since).map((s) => s.ms);
   }
 
-  #schedule(delayMs: number): void {
-    if (!this.#running) return;
-    this.#timer = setTimeout(() => void this.#probe(), delayMs);
-    this.#timer.unref?.();
-  }
-
   async #probe(): Promise<void> {
-    const started = performance.now();
     const signal: ProbeSignal = this.commits && this.#tick++ % 2 === 1 ? 'commit' : 'read';
     let t0 = performance.now();
     try {
@@ -144,7 +134,6 @@ export class LatencyProbe {
       if ((error as { code?: string }).code === QUERY_CANCELED) this.#record(signal, t0);
       else if (signal === 'read') this.#readFailures++;
     }
-    this.#schedule(Math.max(0, this.intervalMs - (performance.now() - started)));
   }
 
   #record(signal: ProbeSignal, t0: number): void {

@@ -1,4 +1,5 @@
 import type { PrometheusSignalOptions, SpecProblem } from '@tideway/core';
+import { Periodic } from './periodic.js';
 
 /** The spec field of the Prometheus signal. */
 export const PROMETHEUS_FIELD = 'throttle.latencyGuard.prometheus';
@@ -125,25 +126,22 @@ export class PrometheusSignal {
   #value: number | null = null;
   #at = 0;
   #error: string | null = null;
-  #timer: NodeJS.Timeout | null = null;
-  #running = false;
+  readonly #loop: Periodic;
 
   constructor(
     readonly options: PrometheusSignalOptions,
-    private readonly intervalMs = PROMETHEUS_INTERVAL_MS,
-  ) {}
+    intervalMs = PROMETHEUS_INTERVAL_MS,
+  ) {
+    this.#loop = new Periodic(intervalMs, () => this.#evaluate());
+  }
 
   /** Starts evaluating (idempotent). */
   start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#schedule(0);
+    this.#loop.start();
   }
 
   stop(): void {
-    this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#loop.stop();
   }
 
   /** The newest fresh value and the newest error. */
@@ -151,14 +149,7 @@ export class PrometheusSignal {
     return { value: this.#value !== null && now - this.#at <= PROMETHEUS_STALE_MS ? this.#value : null, error: this.#error };
   }
 
-  #schedule(delayMs: number): void {
-    if (!this.#running) return;
-    this.#timer = setTimeout(() => void this.#evaluate(), delayMs);
-    this.#timer.unref?.();
-  }
-
   async #evaluate(): Promise<void> {
-    const started = Date.now();
     try {
       this.#value = await queryPrometheus(this.options);
       this.#at = Date.now();
@@ -166,6 +157,5 @@ export class PrometheusSignal {
     } catch (error) {
       this.#error = error instanceof Error ? error.message : String(error);
     }
-    this.#schedule(Math.max(0, this.intervalMs - (Date.now() - started)));
   }
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../backfill/sql.js';
+import { Periodic } from './periodic.js';
 
 /**
  * The comment Tideway's heavy statements on a datasource start with (chunk copies, probes), so the
@@ -41,15 +42,16 @@ export class StatementLatency {
   readonly #snapshots: Snapshot[] = [];
   #relation: string | null = null;
   #available: boolean | null = null;
-  #timer: NodeJS.Timeout | null = null;
-  #running = false;
   #error: string | null = null;
+  readonly #loop: Periodic;
 
   /** @param pool - a pool of the datasource (one query a second). */
   constructor(
     private readonly pool: pg.Pool,
-    private readonly intervalMs = STATEMENTS_INTERVAL_MS,
-  ) {}
+    intervalMs = STATEMENTS_INTERVAL_MS,
+  ) {
+    this.#loop = new Periodic(intervalMs, () => this.#read());
+  }
 
   /** `null` before the first reading; then whether the extension answers in this database. */
   get available(): boolean | null {
@@ -62,15 +64,11 @@ export class StatementLatency {
   }
 
   start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#schedule(0);
+    this.#loop.start();
   }
 
   stop(): void {
-    this.#running = false;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#loop.stop();
   }
 
   /**
@@ -93,14 +91,7 @@ export class StatementLatency {
     return { meanMs: total / calls, calls };
   }
 
-  #schedule(delayMs: number): void {
-    if (!this.#running) return;
-    this.#timer = setTimeout(() => void this.#read(), delayMs);
-    this.#timer.unref?.();
-  }
-
   async #read(): Promise<void> {
-    const started = performance.now();
     try {
       if (this.#relation === null) {
         const ext = await this.pool.query<{ schema: string }>(
@@ -133,9 +124,7 @@ export class StatementLatency {
       if (this.#available !== true) {
         this.#available = false;
         this.stop();
-        return;
       }
     }
-    this.#schedule(Math.max(0, this.intervalMs - (performance.now() - started)));
   }
 }
