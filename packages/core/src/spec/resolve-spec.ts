@@ -53,6 +53,7 @@ export function checkSpec(spec: MigrationSpec): SpecProblem[] {
       problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: 'is not an absolute URL' });
     }
     if (url && url.protocol !== 'http:' && url.protocol !== 'https:') problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: `must be http:// or https://, not ${url.protocol}//` });
+    if (url && (url.username !== '' || url.password !== '')) problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: 'carries credentials: a spec is readable by every viewer; put an authenticating proxy in front instead' });
     if (url && (url.search !== '' || url.hash !== '')) problems.push({ field: 'throttle.latencyGuard.prometheus.url', problem: 'is the server\'s base URL: no query string or fragment' });
     if (!Number.isFinite(prometheus.max)) problems.push({ field: 'throttle.latencyGuard.prometheus.max', problem: 'must be a finite number' });
   }

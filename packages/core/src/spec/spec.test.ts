@@ -95,6 +95,7 @@ describe('applySpecPatch', () => {
       ['ftp://prometheus:9090', /http:\/\/ or https:\/\//],
       ['http://prometheus:9090/?x=1', /no query string/],
       ['not a url', /absolute URL/],
+      ['http://admin:secret@prometheus:9090', /carries credentials/],
     ] as const) {
       expect(() => applySpecPatch(spec, { throttle: { latencyGuard: { prometheus: { ...prometheus, url } } } }, 'backfill'), url).toThrow(
         expect.objectContaining({ problems: [expect.objectContaining({ field: 'throttle.latencyGuard.prometheus.url', problem: expect.stringMatching(problem) })] }),
