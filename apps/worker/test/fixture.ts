@@ -103,16 +103,16 @@ export async function waitForBackfill(engine: Engine, id: string, timeoutMs = 60
 
 /**
  * The fixture of the latency guard's tests: a `big` table of `rows` rows (id, payload, n) and its
- * empty `big_v2`, analysed, with a worker running.
+ * empty `big_v2`, analysed, with a worker running (unless `startWorker` is false).
  */
-export async function createGuardFixture(label: string, rows: number, options: { userServerUrl?: string } = {}): Promise<BackfillFixture> {
-  const f = await createBackfillFixture(label, options);
+export async function createGuardFixture(label: string, rows: number, options: { userServerUrl?: string; startWorker?: boolean } = {}): Promise<BackfillFixture> {
+  const f = await createBackfillFixture(label, options.userServerUrl ? { userServerUrl: options.userServerUrl } : {});
   await f.user.query(`
     create table big (id bigint primary key, payload text, n int);
     insert into big select g, repeat(md5(g::text), 3), g % 1000 from generate_series(1, ${rows}) g;
     create table big_v2 (id bigint primary key, payload text, n int);
   `);
   await f.user.query('vacuum analyze big');
-  await f.startWorker();
+  if (options.startWorker !== false) await f.startWorker();
   return f;
 }
