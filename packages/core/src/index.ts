@@ -150,6 +150,7 @@ export {
   LATENCY_BUCKETS_MS,
   latencyBucket,
   histogramQuantile,
+  interpolatedQuantile,
   evaluateAbortCriteria,
   redact,
   type DivergenceEvidence,

@@ -423,7 +423,7 @@ export interface DatasourcePacesTable {
   commit_baseline_p99_ms: number | null;
   commit_observed_p99_ms: number | null;
   /** Which signal rose more over its baseline at the last tick (the one the controller judged). */
-  worse_signal: 'read' | 'commit' | 'prometheus' | 'statements' | null;
+  worse_signal: 'read' | 'commit' | 'prometheus' | 'statements' | 'application' | null;
   /** The Prometheus signal's newest fresh value (the query's unit), its ceiling, and why its newest query failed; null without one. */
   prometheus_value: number | null;
   prometheus_max: number | null;
@@ -431,6 +431,9 @@ export interface DatasourcePacesTable {
   /** Mean execution time of other clients' statements (pg_stat_statements) with the backfill held back, and over the last 5 s, ms; null without the extension. */
   statements_baseline_ms: number | null;
   statements_observed_ms: number | null;
+  /** The application's p99 (SDK reports) with the backfill held back, and over the last 5 s, ms; null without reports. */
+  application_baseline_p99_ms: number | null;
+  application_observed_p99_ms: number | null;
   probe_samples: Generated<number>;
   holding: Generated<boolean>;
   /** The controller's `PaceState`. */
@@ -438,6 +441,19 @@ export interface DatasourcePacesTable {
   /** Pacing of the datasource's chunks (GCRA theoretical arrival time); null = now. */
   rate_tat: Date | null;
   updated_at: Generated<Date>;
+}
+
+/** The application's old-store latency, one row per SDK dual-write report that carried it (kept 10 minutes). */
+export interface AppLatencyReportsTable {
+  id: Generated<number>;
+  migration_id: string;
+  /** The migration's source datasource: the guard sums the reports of every migration on it. */
+  datasource: string;
+  received_at: Generated<Date>;
+  /** Calls per bucket of `LATENCY_BUCKETS_MS` (the last one open-ended). */
+  counts: number[];
+  sum_ms: number;
+  calls: number;
 }
 
 /** The orchestrator database, as Kysely sees it. */
@@ -468,6 +484,7 @@ export interface Database {
   way_backs: WayBacksTable;
   round_trip_checks: RoundTripChecksTable;
   datasource_paces: DatasourcePacesTable;
+  app_latency_reports: AppLatencyReportsTable;
 }
 
 export type MigrationRow = Selectable<MigrationsTable>;

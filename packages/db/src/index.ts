@@ -16,6 +16,7 @@ export type {
   AuditEventRow,
   BackfillRunsTable,
   DatasourcePacesTable,
+  AppLatencyReportsTable,
   DatasourcePaceRow,
   BackfillChunksTable,
   BackfillRunRow,

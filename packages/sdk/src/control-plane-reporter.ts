@@ -1,4 +1,4 @@
-import { DependencyUnavailableError, ERROR_CODES, TidewayError, type DualWriteReport, type ErrorCode, type ShadowResult, type ShadowResultBatch } from '@tideway/core';
+import { DependencyUnavailableError, ERROR_CODES, LATENCY_BUCKETS_MS, TidewayError, latencyBucket, type DualWriteReport, type ErrorCode, type ShadowResult, type ShadowResultBatch } from '@tideway/core';
 import type { SdkErrorEvent } from './sdk-error-event.js';
 
 /**
@@ -89,6 +89,8 @@ export class ControlPlaneReporter {
   private inFlight = 0;
   private failures: DualWriteFailure[] = [];
   private unreportedWrites = 0;
+  /** The old store's call latencies since the last report (`LATENCY_BUCKETS_MS` counts, summed ms). */
+  private latency = { counts: Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, calls: 0 };
   private unreportedDropped = 0;
   private counters = { sent: 0, sendFailures: 0, dropped: 0, droppedDualWriteFailures: 0 };
   private overflowing = false;
@@ -144,6 +146,18 @@ export class ControlPlaneReporter {
     this.arm();
   }
 
+  /**
+   * Counts one call the application made to the old store (`ms`, wall time) for the next report:
+   * the latency guard's application signal (ADR 014).
+   */
+  addLatency(ms: number): void {
+    if (this.closed || !Number.isFinite(ms) || ms < 0) return;
+    (this.latency.counts[latencyBucket(ms)] as number)++;
+    this.latency.sumMs += ms;
+    this.latency.calls++;
+    this.arm();
+  }
+
   /** Queues the key of a failed new-side write for the next report, so the control plane re-drives it. */
   addDualWriteFailure(failure: DualWriteFailure): void {
     if (failure.key.length < 1 || failure.key.length > 16 || failure.key.some((part) => part.length > 1000)) {
@@ -195,7 +209,7 @@ export class ControlPlaneReporter {
   }
 
   private hasPending(): boolean {
-    return this.results.length > 0 || this.unreportedWrites > 0 || this.failures.length > 0;
+    return this.results.length > 0 || this.unreportedWrites > 0 || this.failures.length > 0 || this.latency.calls > 0;
   }
 
   /** Arms the flush timer when something is pending and no timer runs. */
@@ -212,7 +226,7 @@ export class ControlPlaneReporter {
     while (this.results.length > 0) {
       if (!(await this.sendResultBatch())) break;
     }
-    while (this.unreportedWrites > 0 || this.failures.length > 0) {
+    while (this.unreportedWrites > 0 || this.failures.length > 0 || this.latency.calls > 0) {
       if (!(await this.sendReport())) break;
     }
   }
@@ -251,7 +265,10 @@ export class ControlPlaneReporter {
   private async sendReport(): Promise<boolean> {
     const writes = this.unreportedWrites;
     const failures = this.failures.slice(0, MAX_BATCH_ITEMS);
-    const body: DualWriteReport = { writes, failures };
+    // Latency is a reading of now: taken out of the buffer whatever the outcome (a lost one is not resent late).
+    const latency = this.latency;
+    this.latency = { counts: Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, calls: 0 };
+    const body: DualWriteReport = latency.calls > 0 ? { writes, failures, latency: { counts: latency.counts, sumMs: latency.sumMs } } : { writes, failures };
     const outcome = await this.post(this.reportsUrl, body);
     switch (outcome) {
       case 'ok':

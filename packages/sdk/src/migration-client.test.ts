@@ -239,8 +239,29 @@ describe('write', () => {
     expect(order).toEqual(['old-start', 'old-end', 'new-start']);
     await settled(client);
     expect(newDone).toBe(true);
-    expect(acceptedReports(cp.posts)).toEqual([{ writes: 1, failures: [] }]);
+    // The old write's wall time (~5 ms) rides along for the latency guard.
+    const [report] = acceptedReports(cp.posts) as { writes: number; failures: unknown[]; latency?: { counts: number[]; sumMs: number } }[];
+    expect(report).toMatchObject({ writes: 1, failures: [] });
+    expect(report?.latency?.counts.reduce((a, b) => a + b, 0)).toBe(1);
+    expect(report?.latency?.sumMs).toBeGreaterThanOrEqual(4);
+    expect(report?.latency?.sumMs).toBeLessThan(150);
     expect(client.stats()).toMatchObject({ dualWrites: 1, dualWriteFailures: 0 });
+  });
+
+  it('counts the old store calls for the latency guard only while dual writes are on', async () => {
+    const off = setup({});
+    await off.client.write({ key: 1, writeOld: async () => ({ id: 1 }), writeNew: async () => ({ id: 1 }) });
+    await off.client.read({ key: 1, readOld: async () => ({ id: 1 }), readNew: async () => ({ id: 1 }) });
+    await settled(off.client);
+    expect(off.cp.posts).toEqual([]);
+    const on = setup({ dualWrite: true });
+    await on.client.read({ key: 2, readOld: () => delay(3, { id: 2 }), readNew: async () => ({ id: 2 }) });
+    await on.client.read({ key: 3, readOld: () => delay(3, { id: 3 }), readNew: async () => ({ id: 3 }) });
+    await settled(on.client);
+    const reports = acceptedReports(on.cp.posts) as { writes: number; latency?: { counts: number[]; sumMs: number } }[];
+    expect(reports.map((r) => r.writes)).toEqual([0]);
+    expect(reports[0]?.latency?.counts.reduce((a, b) => a + b, 0)).toBe(2);
+    expect(reports[0]?.latency?.sumMs).toBeGreaterThanOrEqual(5);
   });
 
   it("propagates writeOld's error unchanged and never calls writeNew then", async () => {
@@ -259,9 +280,10 @@ describe('write', () => {
     expect(await client.write({ key: 43, writeOld: () => 'o', writeNew: () => { throw new TypeError('sync'); } })).toBe('o');
     expect(await client.write({ key: 44, writeOld: () => 'o', writeNew: () => 'n' })).toBe('o');
     await settled(client);
-    expect(acceptedReports(cp.posts)).toEqual([
+    expect(acceptedReports(cp.posts)).toMatchObject([
       {
         writes: 3,
+        latency: { counts: expect.any(Array) },
         failures: [
           { key: ['tenant-1', '42'], error: 'Error: new down', at: '2026-01-02T00:00:00.000Z', side: 'new' },
           { key: ['43'], error: 'TypeError: sync', at: '2026-01-02T00:00:00.000Z', side: 'new' },
@@ -398,7 +420,7 @@ describe('batching and the bounded buffer', () => {
     expect(cp.attempts).toBe(0);
     await vi.advanceTimersByTimeAsync(1);
     expect(acceptedResults(cp.posts)).toHaveLength(5);
-    expect(acceptedReports(cp.posts)).toEqual([{ writes: 1, failures: [] }]);
+    expect(acceptedReports(cp.posts)).toMatchObject([{ writes: 1, failures: [], latency: { counts: expect.any(Array) } }]);
     expect(vi.getTimerCount()).toBe(0);
     await vi.advanceTimersByTimeAsync(10_000);
     expect(cp.attempts).toBe(2);

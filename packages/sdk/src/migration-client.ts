@@ -332,18 +332,18 @@ class TidewayMigrationClient implements MigrationClient {
 
   async write<T>(request: WriteRequest<T>): Promise<T> {
     const keyText = this.keyText(request.key);
-    if (keyText === null) return request.writeOld();
+    if (keyText === null) return invoke(request.writeOld);
     if (this.isOn(this.names.writeNew, keyText)) {
       const result = await request.writeNew();
       this.bestEffortWrite(request.writeOld, 'old', request.key, keyText);
       return result;
     }
     if (this.isOn(this.names.dualWrite, keyText)) {
-      const result = await request.writeOld();
+      const result = await this.timedOld(request.writeOld);
       this.bestEffortWrite(request.writeNew, 'new', request.key, keyText);
       return result;
     }
-    return request.writeOld();
+    return invoke(request.writeOld);
   }
 
   read<T>(request: ReadRequest<T>): Promise<T> {
@@ -354,7 +354,7 @@ class TidewayMigrationClient implements MigrationClient {
       !this.closed &&
       (this.samplePercent === undefined || stickyBucket(this.migrationName, keyText) < this.samplePercent) &&
       this.isOn(this.names.shadowRead, keyText);
-    if (!shadow) return invoke(serveNew ? request.readNew : request.readOld);
+    if (!shadow) return serveNew ? invoke(request.readNew) : this.isOn(this.names.dualWrite, keyText) ? this.timedOld(request.readOld) : invoke(request.readOld);
 
     const at = this.now();
     const oldStarted = performance.now();
@@ -439,6 +439,24 @@ class TidewayMigrationClient implements MigrationClient {
       this.onError({ kind: 'flags', error, key: keyText });
       return false;
     }
+  }
+
+  /**
+   * Runs a call of the application's to the old store and counts its wall time for the latency
+   * guard (ADR 014): the production path a backfill must not slow down, as the application sees it.
+   * Only while dual writes are on for the key (the phases in which a backfill runs), so an
+   * application with every flag off sends nothing.
+   */
+  private timedOld<T>(fn: () => T | PromiseLike<T>): Promise<T> {
+    const started = performance.now();
+    const done = (): void => this.reporter.addLatency(performance.now() - started);
+    return invoke(fn).then(
+      (value) => (done(), value),
+      (error: unknown) => {
+        done();
+        throw error;
+      },
+    );
   }
 
   private background(task: Promise<unknown>): void {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS } from '../spec/migration-spec.js';
-import { evaluateAbortCriteria, histogramQuantile, latencyBucket, redact, wilsonLowerBound, wilsonUpperBound } from './divergence-math.js';
+import { evaluateAbortCriteria, histogramQuantile, interpolatedQuantile, LATENCY_BUCKETS_MS, latencyBucket, redact, wilsonLowerBound, wilsonUpperBound } from './divergence-math.js';
 
 describe('wilsonUpperBound', () => {
   it('matches known values', () => {
@@ -93,5 +93,26 @@ describe('redact', () => {
       items: [{ secret: '[REDACTED]', sku: 'x' }, { secret: '[REDACTED]' }],
     });
     expect(input.email).toBe('a@b.c');
+  });
+});
+
+describe('interpolatedQuantile', () => {
+  const counts = (entries: Record<number, number>) => Array.from({ length: LATENCY_BUCKETS_MS.length + 1 }, (_, i) => entries[i] ?? 0);
+
+  it('interpolates inside the bucket that holds the rank, as histogram_quantile does', () => {
+    // 100 calls in (1, 2] ms: the p50 is halfway, the p99 near the top.
+    const h = counts({ [latencyBucket(1.5)]: 100 });
+    expect(interpolatedQuantile(h, 0.5)).toBeCloseTo(1.5, 6);
+    expect(interpolatedQuantile(h, 0.99)).toBeCloseTo(1.99, 6);
+    expect(histogramQuantile(h, 0.5)).toBe(2);
+  });
+
+  it('moves with the tail across buckets, answers the open bucket by its lower bound, and null when empty', () => {
+    const h = counts({ [latencyBucket(0.8)]: 98, [latencyBucket(12)]: 2 });
+    const p99 = interpolatedQuantile(h, 0.99) as number;
+    expect(p99).toBeGreaterThan(10);
+    expect(p99).toBeLessThanOrEqual(15);
+    expect(interpolatedQuantile(counts({ [LATENCY_BUCKETS_MS.length]: 5 }), 0.99)).toBe(LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.length - 1]);
+    expect(interpolatedQuantile(counts({}), 0.99)).toBeNull();
   });
 });

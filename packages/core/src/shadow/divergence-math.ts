@@ -63,6 +63,30 @@ export function histogramQuantile(counts: readonly number[], q: number): number 
   return Infinity;
 }
 
+/**
+ * A quantile from bucket counts with linear interpolation inside the bucket holding it (Prometheus'
+ * `histogram_quantile`): finer than {@link histogramQuantile} where a ratio of two quantiles is
+ * judged against a budget of tens of percent. The open-ended last bucket answers its lower bound.
+ * `null` for an empty histogram.
+ */
+export function interpolatedQuantile(counts: readonly number[], q: number): number | null {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i] ?? 0;
+    if (c > 0 && seen + c >= rank) {
+      const lower = i === 0 ? 0 : (LATENCY_BUCKETS_MS[i - 1] as number);
+      if (i >= LATENCY_BUCKETS_MS.length) return lower;
+      const upper = LATENCY_BUCKETS_MS[i] as number;
+      return lower + (upper - lower) * ((rank - seen) / c);
+    }
+    seen += c;
+  }
+  return LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.length - 1] as number;
+}
+
 /** The evidence abort criteria are judged on, over one window. */
 export interface DivergenceEvidence {
   readonly samples: number;

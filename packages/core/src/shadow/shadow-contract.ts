@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { LATENCY_BUCKETS_MS } from './divergence-math.js';
 
 /**
  * The wire contract between the application SDK and the control plane. The SDK batches these and
@@ -63,6 +64,20 @@ export const DualWriteReportSchema = Type.Object(
         { additionalProperties: false },
       ),
       { maxItems: 1000 },
+    ),
+    /**
+     * The application's calls to the old store (the production path the backfill must not slow
+     * down) since its last report: counts per bucket of `LATENCY_BUCKETS_MS` (the last one open-ended)
+     * and their summed time, ms. The latency guard reads it as a signal (ADR 014).
+     */
+    latency: Type.Optional(
+      Type.Object(
+        {
+          counts: Type.Array(Type.Integer({ minimum: 0 }), { minItems: LATENCY_BUCKETS_MS.length + 1, maxItems: LATENCY_BUCKETS_MS.length + 1 }),
+          sumMs: Type.Number({ minimum: 0 }),
+        },
+        { additionalProperties: false },
+      ),
     ),
   },
   { additionalProperties: false },

@@ -31,7 +31,7 @@ export interface BackfillProgress {
     readonly paceRowsPerSecond?: number | null;
     readonly measuringBaseline?: boolean;
     /** Which signal's numbers these are (`read` or `commit` probe, `statements` (means, ms), or `prometheus`: then the value and its ceiling). */
-    readonly signal?: 'read' | 'commit' | 'statements' | 'prometheus';
+    readonly signal?: 'read' | 'commit' | 'statements' | 'application' | 'prometheus';
     readonly prometheusValue?: number | null;
     readonly prometheusMax?: number;
     readonly statementsObservedMeanMs?: number | null;
@@ -66,7 +66,9 @@ export interface LatencyGuardView {
   readonly commitBaselineP99Ms: number | null;
   readonly commitObservedP99Ms: number | null;
   /** The signal that rose more over its baseline at the last tick: the one the controller judged. */
-  readonly signal: 'read' | 'commit' | 'statements' | 'prometheus' | null;
+  readonly signal: 'read' | 'commit' | 'statements' | 'application' | 'prometheus' | null;
+  /** The application's own old-store p99 from its SDK reports, with the backfill held back and over the last 5 s, ms; `null` without reports. */
+  readonly application: { readonly baselineP99Ms: number | null; readonly observedP99Ms: number | null } | null;
   /**
    * Mean execution time of other clients' statements (`pg_stat_statements`, where the extension is
    * created and loaded) with the backfill held back and over the last 5 s, ms; `null` without it.
@@ -140,6 +142,8 @@ export class BackfillReadModel {
           commitObservedP99Ms: pace.commit_observed_p99_ms,
           signal: pace.worse_signal,
           statements: pace.statements_baseline_ms === null && pace.statements_observed_ms === null ? null : { baselineMeanMs: pace.statements_baseline_ms, observedMeanMs: pace.statements_observed_ms },
+          application:
+            pace.application_baseline_p99_ms === null && pace.application_observed_p99_ms === null ? null : { baselineP99Ms: pace.application_baseline_p99_ms, observedP99Ms: pace.application_observed_p99_ms },
           prometheus: pace.prometheus_max === null ? null : { value: pace.prometheus_value, max: pace.prometheus_max, error: pace.prometheus_error },
           holder: pace.live ? pace.holder : null,
         }
@@ -184,6 +188,8 @@ export class BackfillReadModel {
               ...(run.throttled_reason === 'latency' && guard
                 ? guard.signal === 'prometheus' && guard.prometheus
                   ? { signal: 'prometheus', prometheusValue: guard.prometheus.value, prometheusMax: guard.prometheus.max, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                  : guard.signal === 'application' && guard.application
+                  ? { signal: 'application', observedP99Ms: guard.application.observedP99Ms, baselineP99Ms: guard.application.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : guard.signal === 'statements' && guard.statements
                   ? { signal: 'statements', observedP99Ms: null, baselineP99Ms: null, statementsObservedMeanMs: guard.statements.observedMeanMs, statementsBaselineMeanMs: guard.statements.baselineMeanMs, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : guard.signal === 'commit'

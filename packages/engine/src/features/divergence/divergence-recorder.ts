@@ -5,6 +5,7 @@ import { BackfillService } from '../backfill/backfill-service.js';
 import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type { EvidenceWindows } from './evidence-windows.js';
 import { toMigration, type Migration } from '../migrations/migration.js';
+import { recordAppLatency } from '../pace/pace-repository.js';
 
 const HIST = LATENCY_BUCKETS_MS.length + 1;
 
@@ -150,6 +151,8 @@ export class DivergenceRecorder {
       }
     }
     const winners = await this.db.transaction().execute(async (trx) => {
+      // The application's own latency rides along: the latency guard's application signal (ADR 014).
+      if (report.latency) await recordAppLatency(trx, migration.id, migration.spec.source.datasource, report.latency);
       await this.#upsertBuckets(trx, migration.id, new Map([[slot, bucket]]));
       await this.#upsertLedger(trx, migration.id, [...ledger.values()]);
       if (latestKind.size === 0) return [];

@@ -7,6 +7,7 @@ import {
   SMOOTH_WINDOW_MS,
   BASELINE_POOL,
   HARD_BREACH_RATIO,
+  interpolatedQuantile,
   latencyTargetMs,
   windowQuantiles,
   type BaselineSchedule,
@@ -28,11 +29,13 @@ import type { PaceRepository } from './pace-repository.js';
 export const GUARD_LEASE_MS = 5_000;
 /** Fewest samples of a signal window the controller acts on. */
 const MIN_WINDOW_SAMPLES = 5;
+/** Fewest application calls (SDK reports) a window needs for a p99. */
+const MIN_APP_CALLS = 20;
 /** A baseline window that gathered too few samples is extended up to this long, then the guard runs blind at its floor. */
 const MAX_BASELINE_MS = 10_000;
 
-/** The signals the controller judges: the probe's read and commit latency, other clients' statements (pg_stat_statements), and the optional Prometheus query. */
-type Signal = 'read' | 'commit' | 'prometheus' | 'statements';
+/** The signals the controller judges: the probe's read and commit latency, other clients' statements (pg_stat_statements), the application's own latency (SDK reports), and the optional Prometheus query. */
+type Signal = 'read' | 'commit' | 'prometheus' | 'statements' | 'application';
 
 /** A migration the guard protects production from: active in backfill with the guard on. */
 interface Guarded {
@@ -80,7 +83,7 @@ export class LatencyGuard {
   /** Other clients' statement latency of each guarded datasource (off by itself where pg_stat_statements is not there). */
   readonly #statements = new Map<string, StatementLatency>();
   /** The samples of the newest {@link BASELINE_POOL} baseline windows per datasource, per signal. */
-  readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: { meanMs: number; calls: number }[] }>();
+  readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: { meanMs: number; calls: number }[]; application: number[][] }>();
   readonly #schedule: BaselineSchedule;
 
   constructor(private readonly deps: LatencyGuardDeps) {
@@ -200,17 +203,20 @@ export class LatencyGuard {
       const commits = probe.samplesWithin(span, 'commit');
       // The baseline is the p99 of the newest windows pooled: more samples, and one window that
       // happened to be quiet does not leave the guard judging the workload against too low a bar.
-      const pool = this.#pools.get(datasource) ?? { read: [], commit: [], statements: [] };
+      const pool = this.#pools.get(datasource) ?? { read: [], commit: [], statements: [], application: [] };
       if (samples.length >= this.#schedule.minSamples) pool.read = [...pool.read, samples].slice(-BASELINE_POOL);
       if (commits.length >= this.#schedule.minSamples) pool.commit = [...pool.commit, commits].slice(-BASELINE_POOL);
       const statementWindow = statements.meanWithin(span);
       if (statementWindow) pool.statements = [...pool.statements, statementWindow].slice(-BASELINE_POOL);
+      const appWindow = await repository.appLatencyWithin(db, datasource, span);
+      if (appWindow.calls >= MIN_APP_CALLS) pool.application = [...pool.application, appWindow.counts].slice(-BASELINE_POOL);
       this.#pools.set(datasource, pool);
       const q = windowQuantiles(pool.read.flat());
       const c = pool.commit.length > 0 ? windowQuantiles(pool.commit.flat()) : null;
       // The pooled mean: every baseline statement weighs the same, whichever window it ran in.
       const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
       const statementsBaselineMs = pooledCalls > 0 ? pool.statements.reduce((t, w) => t + w.meanMs * w.calls, 0) / pooledCalls : null;
+      const applicationBaselineP99Ms = pool.application.length > 0 ? interpolatedQuantile(sumCounts(pool.application), 0.99) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
       await repository.update(db, datasource, workerName, {
@@ -221,6 +227,7 @@ export class LatencyGuard {
         baselineP99Ms: baselineP99,
         commitBaselineP99Ms: c?.p99Ms ?? null,
         statementsBaselineMs,
+        applicationBaselineP99Ms,
         probeSamples: samples.length + commits.length,
         // No baseline at all (the probe fails): the floor, until a window measures one.
         paceRowsPerSecond: baselineP99 ? controller.paceRowsPerSecond : limits.minRowsPerSecond,
@@ -272,7 +279,21 @@ export class LatencyGuard {
           ? statementsShort.meanMs / statementsBaseline
           : statementsLong.meanMs / statementsBaseline
         : null;
-    const ratios: [Signal, number | null][] = [['read', ratioOf('read') ?? 0], ['commit', ratioOf('commit')], ['statements', statementsRatio], ['prometheus', promRatio]];
+    // The application's own p99 (SDK reports) over its baseline, the same way.
+    const appBaseline = state.application_baseline_p99_ms;
+    const appLong = await repository.appLatencyWithin(db, datasource, SMOOTH_WINDOW_MS);
+    const appShort = await repository.appLatencyWithin(db, datasource, SIGNAL_WINDOW_MS);
+    const appLongP99 = appLong.calls >= MIN_APP_CALLS ? interpolatedQuantile(appLong.counts, 0.99) : null;
+    const appShortP99 = appShort.calls >= MIN_APP_CALLS ? interpolatedQuantile(appShort.counts, 0.99) : null;
+    const applicationRatio =
+      appBaseline && appBaseline > 0 && appLongP99 !== null ? (appShortP99 !== null && appShortP99 / appBaseline > hard ? appShortP99 / appBaseline : appLongP99 / appBaseline) : null;
+    const ratios: [Signal, number | null][] = [
+      ['read', ratioOf('read') ?? 0],
+      ['commit', ratioOf('commit')],
+      ['statements', statementsRatio],
+      ['application', applicationRatio],
+      ['prometheus', promRatio],
+    ];
     const [worse, ratio] = ratios.reduce<[Signal, number]>((best, [name, r]) => (r !== null && r > best[1] ? [name, r] : best), ['read', 0]);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
     const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved }, limits);
@@ -284,6 +305,7 @@ export class LatencyGuard {
       commitObservedP99Ms: cq?.p99Ms ?? null,
       worseSignal: worse,
       statementsObservedMs: statementsLong?.meanMs ?? null,
+      applicationObservedP99Ms: appLongP99,
       prometheus: { value: reading?.value ?? null, max: prometheus?.options.max ?? null, error: reading?.error ?? null },
       probeSamples: window.length + commitWindow.length,
       holding: next.holding,
@@ -298,6 +320,7 @@ export class LatencyGuard {
         signal: worse,
         observedP99Ms: round(worse === 'commit' ? (cq?.p99Ms ?? null) : q.p99Ms),
         baselineP99Ms: round(worse === 'commit' ? commitBaseline : baseline),
+        ...(worse === 'application' ? { applicationObservedP99Ms: round(appLongP99), applicationBaselineP99Ms: round(appBaseline) } : {}),
         ...(worse === 'statements' ? { statementsObservedMs: round(statementsLong?.meanMs ?? null), statementsBaselineMs: round(statementsBaseline) } : {}),
         ...(worse === 'prometheus' ? { prometheusValue: reading?.value ?? null, prometheusMax: prometheus?.options.max ?? null } : {}),
         latencyBudget: limits.latencyBudget,
@@ -311,6 +334,13 @@ export class LatencyGuard {
     }
     if (decision.relearnBaseline) this.deps.log?.('latency guard: at its floor over target, measuring a new baseline', { datasource });
   }
+}
+
+/** Bucket counts of several histograms added up. */
+function sumCounts(histograms: readonly number[][]): number[] {
+  const out: number[] = [];
+  for (const h of histograms) h.forEach((c, i) => (out[i] = (out[i] ?? 0) + c));
+  return out;
 }
 
 function round(ms: number | null): number | null {

@@ -15,13 +15,30 @@ export interface PaceUpdate {
   readonly observedP99Ms?: number | null;
   readonly commitBaselineP99Ms?: number | null;
   readonly commitObservedP99Ms?: number | null;
-  readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | null;
+  readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | 'application' | null;
   readonly statementsBaselineMs?: number | null;
   readonly statementsObservedMs?: number | null;
+  readonly applicationBaselineP99Ms?: number | null;
+  readonly applicationObservedP99Ms?: number | null;
   readonly prometheus?: { readonly value: number | null; readonly max: number | null; readonly error: string | null };
   readonly probeSamples?: number;
   readonly holding?: boolean;
   readonly controller?: unknown;
+}
+
+/** How long the application's latency reports are kept, seconds (the guard reads the last 30 s at most). */
+const APP_LATENCY_KEEP_SECONDS = 600;
+
+/**
+ * Stores the application's old-store latency of one SDK report (inside the caller's transaction)
+ * for the latency guard of the migration's source datasource, and drops that datasource's reports
+ * older than 10 minutes.
+ */
+export async function recordAppLatency(db: Kysely<Database>, migrationId: string, datasource: string, latency: { readonly counts: readonly number[]; readonly sumMs: number }): Promise<void> {
+  const calls = latency.counts.reduce((a, b) => a + b, 0);
+  if (calls === 0) return;
+  await db.insertInto('app_latency_reports').values({ migration_id: migrationId, datasource, counts: [...latency.counts], sum_ms: latency.sumMs, calls }).execute();
+  await db.deleteFrom('app_latency_reports').where('datasource', '=', datasource).where('received_at', '<', sql<Date>`now() - make_interval(secs => ${APP_LATENCY_KEEP_SECONDS})`).execute();
 }
 
 /** What {@link PaceRepository.admit} decided for a chunk. */
@@ -67,7 +84,23 @@ export class PaceRepository {
   async release(db: Kysely<Database>, datasource: string, holder: string): Promise<void> {
     await db
       .updateTable('datasource_paces')
-      .set({ holder: null, lease_until: null, mode: 'baseline', mode_since: sql`now()`, holding: false, controller: null, pace_rows_per_second: null, updated_at: sql`now()` })
+      .set({
+        holder: null,
+        lease_until: null,
+        mode: 'baseline',
+        mode_since: sql`now()`,
+        holding: false,
+        controller: null,
+        pace_rows_per_second: null,
+        prometheus_value: null,
+        prometheus_max: null,
+        prometheus_error: null,
+        statements_baseline_ms: null,
+        statements_observed_ms: null,
+        application_baseline_p99_ms: null,
+        application_observed_p99_ms: null,
+        updated_at: sql`now()`,
+      })
       .where('datasource', '=', datasource)
       .where('holder', '=', holder)
       .execute();
@@ -93,6 +126,8 @@ export class PaceRepository {
         ...(u.worseSignal !== undefined ? { worse_signal: u.worseSignal } : {}),
         ...(u.statementsBaselineMs !== undefined ? { statements_baseline_ms: u.statementsBaselineMs } : {}),
         ...(u.statementsObservedMs !== undefined ? { statements_observed_ms: u.statementsObservedMs } : {}),
+        ...(u.applicationBaselineP99Ms !== undefined ? { application_baseline_p99_ms: u.applicationBaselineP99Ms } : {}),
+        ...(u.applicationObservedP99Ms !== undefined ? { application_observed_p99_ms: u.applicationObservedP99Ms } : {}),
         ...(u.prometheus !== undefined ? { prometheus_value: u.prometheus.value, prometheus_max: u.prometheus.max, prometheus_error: u.prometheus.error } : {}),
         ...(u.probeSamples !== undefined ? { probe_samples: u.probeSamples } : {}),
         ...(u.holding !== undefined ? { holding: u.holding } : {}),
@@ -156,6 +191,26 @@ export class PaceRepository {
   /** Corrects a reservation by the chunk's actual rows (`seconds` may be negative). */
   async adjust(db: Kysely<Database>, datasource: string, seconds: number): Promise<void> {
     await shiftSlot(db, { table: 'datasource_paces', key: 'datasource', value: datasource }, seconds);
+  }
+
+  /**
+   * The application's old-store latency histogram on `datasource` (SDK reports received in the last
+   * `spanMs`, every migration on it summed): counts per `LATENCY_BUCKETS_MS` bucket and their calls.
+   */
+  async appLatencyWithin(db: Kysely<Database>, datasource: string, spanMs: number): Promise<{ counts: number[]; calls: number }> {
+    const rows = await db
+      .selectFrom('app_latency_reports')
+      .select(['counts', 'calls'])
+      .where('datasource', '=', datasource)
+      .where('received_at', '>', sql<Date>`now() - make_interval(secs => ${spanMs / 1000}::float8)`)
+      .execute();
+    const counts: number[] = [];
+    let calls = 0;
+    for (const r of rows) {
+      r.counts.forEach((c, i) => (counts[i] = (counts[i] ?? 0) + c));
+      calls += r.calls;
+    }
+    return { counts, calls };
   }
 
   /** Rows the datasource's chunks copied per second over the last `windowMs` (chunks finished in it). */
