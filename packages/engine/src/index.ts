@@ -49,6 +49,8 @@ export {
 } from './features/migrations/migration-repository.js';
 export {
   MigrationService,
+  TRANSITION_ATTEMPTS,
+  isConflictError,
   type ActOptions,
   type PatchOptions,
   type MigrationView,

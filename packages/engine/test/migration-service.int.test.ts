@@ -1,14 +1,17 @@
 import fc from 'fast-check';
 import { ACTIONS, GateNotMetError, InvalidSpecError, replayEvents, TidewayError, type MigrationSpecInput } from '@tideway/core';
-import { createOrchestratorTestDatabase, createTestDatabase, type OrchestratorTestDatabase, type TestDatabase } from '@tideway/testing';
+import { createOrchestratorTestDatabase, createTestDatabase, waitFor, type OrchestratorTestDatabase, type TestDatabase } from '@tideway/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, type Engine } from '../src/index.js';
+import { createEngine, TRANSITION_ATTEMPTS, type Engine } from '../src/index.js';
 
 let orch: OrchestratorTestDatabase;
 let user: TestDatabase;
 let engine: Engine;
 let gateOpen = true;
 let failEntry = false;
+/** Deadlocks the next `conflicts` runs of the backfill entry action (a real one, on the user database). */
+let conflicts = 0;
 
 const spec = (name: string, overrides: Partial<MigrationSpecInput> = {}): MigrationSpecInput => ({
   name,
@@ -20,6 +23,35 @@ const spec = (name: string, overrides: Partial<MigrationSpecInput> = {}): Migrat
   ...overrides,
 });
 
+/**
+ * A real deadlock on the user database: two sessions lock the rows of `locks` in opposite orders;
+ * `b` waits first with a long deadlock_timeout, `a` closes the cycle with a short one, so PostgreSQL
+ * (which checks once per wait, after the timeout) cancels `a`. Rejects with `a`'s 40P01 error.
+ */
+async function deadlock(url: string): Promise<void> {
+  const [a, b] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  await Promise.all([a.connect(), b.connect()]);
+  try {
+    await a.query(`SET deadlock_timeout = '50ms'`);
+    await b.query(`SET deadlock_timeout = '10s'`);
+    await a.query('BEGIN');
+    await b.query('BEGIN');
+    await a.query('SELECT * FROM locks WHERE id = 1 FOR UPDATE');
+    await b.query('SELECT * FROM locks WHERE id = 2 FOR UPDATE');
+    const bWaits = b.query('SELECT * FROM locks WHERE id = 1 FOR UPDATE').catch(() => undefined);
+    await waitFor('b waiting on the lock', async () => ((await user.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]?.n === 1 ? true : null), 5000);
+    try {
+      await a.query('SELECT * FROM locks WHERE id = 2 FOR UPDATE');
+    } finally {
+      await a.query('ROLLBACK').catch(() => undefined);
+      await bWaits;
+      await b.query('ROLLBACK').catch(() => undefined);
+    }
+  } finally {
+    await Promise.all([a.end(), b.end()]);
+  }
+}
+
 beforeAll(async () => {
   orch = await createOrchestratorTestDatabase('engine');
   user = await createTestDatabase('engine_user');
@@ -29,7 +61,8 @@ beforeAll(async () => {
     create table line_items (order_id bigint not null, line int not null, sku text, unique (order_id, line));
     create table line_items_v2 (order_id bigint not null, line int not null, sku text, primary key (order_id, line));
     create table loose (code text unique, v int);
-    create table loose_v2 (code text primary key, v int);`);
+    create table loose_v2 (code text primary key, v int);
+    create table locks (id int primary key); insert into locks values (1), (2);`);
   engine = createEngine({
     db: orch.db,
     datasources: { main: user.url },
@@ -37,6 +70,14 @@ beforeAll(async () => {
       hooks.addGate('dual_write', {
         name: 'test-gate',
         evaluate: () => ({ name: 'test-gate', passed: gateOpen, message: gateOpen ? 'open' : 'closed', observed: { open: gateOpen, rowsLeft: gateOpen ? 0 : 42 } }),
+      });
+      hooks.addEntryAction('backfill', {
+        name: 'may-deadlock',
+        run: async () => {
+          if (conflicts <= 0) return;
+          conflicts--;
+          await deadlock(user.url);
+        },
       });
       hooks.addEntryAction('dual_write', {
         name: 'may-fail',
@@ -96,6 +137,25 @@ describe('MigrationService on PostgreSQL', () => {
     const last = (await engine.migrationReadModel.allEvents(m.id)).at(-1);
     expect(last?.details).toMatchObject({ gates: [{ name: 'test-gate', passed: true }] });
   });
+
+  it('runs a transition that lost a deadlock again, and records it once', async () => {
+    const m = await engine.migrations.create(spec('deadlocked'), { actor: 't' });
+    for (const action of ['start', 'advance'] as const) await engine.migrations.act(m.id, action, { actor: 't' });
+    conflicts = 1;
+    const after = await engine.migrations.act(m.id, 'advance', { actor: 't' });
+    expect(conflicts).toBe(0);
+    expect(after.phase).toBe('backfill');
+    const events = (await engine.migrationReadModel.allEvents(m.id)).filter((e) => e.action === 'advance');
+    expect(events.map((e) => e.toPhase)).toEqual(['dual_write', 'backfill']);
+    // One that keeps losing gives up after its attempts, with the database's error, and changes nothing.
+    const m2 = await engine.migrations.create(spec('deadlocked-always'), { actor: 't' });
+    for (const action of ['start', 'advance'] as const) await engine.migrations.act(m2.id, action, { actor: 't' });
+    conflicts = TRANSITION_ATTEMPTS;
+    const before = await engine.migrationReadModel.get(m2.id);
+    await expect(engine.migrations.act(m2.id, 'advance', { actor: 't' })).rejects.toMatchObject({ code: '40P01' });
+    expect(conflicts).toBe(0);
+    expect(await engine.migrationReadModel.get(m2.id)).toEqual(before);
+  }, 60_000);
 
   it('leaves state and audit log untouched when a phase action throws', async () => {
     const m = await engine.migrations.create(spec('action-fails'), { actor: 't' });

@@ -228,7 +228,9 @@ export class MigrationService {
       if (row) for (const { step } of before) await step(row).catch(() => undefined);
     }
     const intent = this.#converge && isUuid(id) ? await this.#converge.intend(id) : null;
-    const result = await this.#deps.db.transaction().execute(async (trx) => {
+    // A transition that lost a deadlock (its DROP TRIGGER against a chunk's locks, say) or a
+    // serialization conflict was rolled back whole: it is run again on the state as it is then.
+    const result = await retryOnConflict(() => this.#deps.db.transaction().execute(async (trx) => {
       const current = await repository.lock(trx, id);
       if (!current) throw new MigrationNotFoundError(id);
       if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
@@ -285,7 +287,7 @@ export class MigrationService {
       });
       faults.crashPoint(`transition:${action}:before-commit`);
       return { updated, from };
-    });
+    }));
     (this.#deps.faults ?? noFaults).crashPoint(`transition:${action}:after-commit`);
     this.#describing.delete(id);
     await this.#notify({ migration: result.updated, action, from: result.from });
@@ -464,6 +466,31 @@ export class MigrationService {
       } catch {
         // A listener's failure must not undo or fail a committed transition; listeners log their own.
       }
+    }
+  }
+}
+
+/** SQLSTATEs of a transaction PostgreSQL rolled back to resolve a conflict: run it again. */
+const CONFLICT_CODES = new Set(['40P01', '40001']);
+/** Attempts of a transition that keeps losing conflicts before the error goes to the caller. */
+export const TRANSITION_ATTEMPTS = 3;
+
+/** Whether `error`, or an error it was caused by, is a deadlock or serialization failure. */
+export function isConflictError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (CONFLICT_CODES.has((e as { code?: string }).code ?? '')) return true;
+  }
+  return false;
+}
+
+/** Runs `fn` again, up to {@link TRANSITION_ATTEMPTS} times in all, while it fails by {@link isConflictError}, with a short jittered pause between. */
+async function retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= TRANSITION_ATTEMPTS || !isConflictError(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 25 * attempt + Math.random() * 50));
     }
   }
 }
