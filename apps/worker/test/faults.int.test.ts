@@ -70,7 +70,7 @@ async function holdTable(name: string): Promise<{ since: Date; release(): Promis
 
 async function chunkStats(id: string) {
   const r = await f.orch.query<{ redone: number; done: number; max_attempts: number }>(
-    `select count(*) filter (where attempts > 1)::int as redone, count(*) filter (where status = 'done')::int as done, max(attempts)::int as max_attempts
+    `select count(*) filter (where attempts - timeouts > 1)::int as redone, count(*) filter (where status = 'done')::int as done, max(attempts)::int as max_attempts
      from backfill_chunks where migration_id = $1`,
     [id],
   );
@@ -78,7 +78,7 @@ async function chunkStats(id: string) {
 }
 
 describe('backfill faults', () => {
-  it('SIGKILL of a worker mid-chunk: the chunk is re-leased and done within 15 s, ends exact, only the killed chunk is redone', async () => {
+  it('SIGKILL of a worker mid-chunk: the chunk is re-leased and done within 15 s, ends exact, only the killed chunks are redone', async () => {
     const { source, target } = await table();
     const a = await worker('a');
     await worker('b');
@@ -99,6 +99,8 @@ describe('backfill faults', () => {
       const r = await f.orch.query<{ id: number }>(`select id from backfill_chunks where migration_id = $1 and status = 'running' and worker = 'a' and started_at > $2`, [id, lock.since]);
       return r.rows[0]?.id;
     }, 60_000, 5);
+    // Worker a runs two chunks at a time: every chunk it holds now dies with it.
+    const inFlight = await f.orch.query<{ n: number }>(`select count(*)::int as n from backfill_chunks where migration_id = $1 and status = 'running' and worker = 'a'`, [id]);
     await a.kill('SIGKILL');
     const t0 = Date.now();
     await lock.release();
@@ -113,7 +115,9 @@ describe('backfill faults', () => {
     expect(doneMs).toBeLessThan(15_000);
     await waitForBackfill(f.engine, id, 90_000);
     const stats = await chunkStats(id);
-    expect(stats.redone).toBeLessThanOrEqual(1);
+    // Redone: the chunks the kill interrupted, no other (attempts lost to a statement timeout while
+    // the test held the lock copied nothing and are not counted).
+    expect(stats.redone).toBeLessThanOrEqual(Math.max(1, inFlight.rows[0]?.n ?? 0));
     expect(stats.done).toBe(ROWS / 15_000 + 1); // 20 full chunks and the empty open-ended last one
     expect(await mappingDiff(f.user, { source, target, mapping })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
   });
