@@ -7,6 +7,7 @@ import {
   uniqueRedisPrefix,
   unleashTestEnv,
   waitFor,
+  mappingDiff,
   type OrchestratorTestDatabase,
   type TestDatabase, unguarded,
 } from '@tideway/testing';
@@ -115,4 +116,28 @@ export async function createGuardFixture(label: string, rows: number, options: {
   await f.user.query('vacuum analyze big');
   if (options.startWorker !== false) await f.startWorker();
   return f;
+}
+
+/** The mapping of the guard fixture's `big` → `big_v2`. */
+export const BIG_MAPPING = { id: 'id', payload: 'payload', n: 'n' } as const;
+
+/**
+ * A trigger-sync migration of the guard fixture's `big` into `big_v2` named `name`, with the
+ * latency guard on and `throttle.latencyGuard` / `backfill` options from `options`.
+ */
+export function bigSpec(name: string, options: { latencyGuard?: Record<string, unknown>; backfill?: Record<string, unknown> } = {}): MigrationSpecInput {
+  return {
+    name,
+    syncMode: 'trigger',
+    source: { datasource: 'main', table: 'big', key: 'id' },
+    target: { datasource: 'main', table: 'big_v2', key: 'id' },
+    mapping: { ...BIG_MAPPING },
+    throttle: { latencyGuard: { enabled: true, ...options.latencyGuard } },
+    ...(options.backfill ? { backfill: options.backfill } : {}),
+  } as MigrationSpecInput;
+}
+
+/** How `big_v2` differs from what the mapping makes of `big` (`{ missingOrDifferent: 0, extraOrDifferent: 0 }` when exact). */
+export function bigDiff(f: BackfillFixture): ReturnType<typeof mappingDiff> {
+  return mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { ...BIG_MAPPING } });
 }

@@ -10,11 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { buildApp, loadConfig } from '@tideway/control-plane';
 import { flagNames } from '@tideway/core';
 import { createMigrationClient, type MigrationClient } from '@tideway/sdk';
-import { mappingDiff, waitFor } from '@tideway/testing';
+import { waitFor } from '@tideway/testing';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { bigDiff, bigSpec, createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ADMIN = 'latency-application-admin-token-0123';
 const ROWS = 20_000;
@@ -40,16 +40,11 @@ afterAll(async () => {
 
 describe('latency guard: the application signal', () => {
   it("holds the copy at its floor when the application's own writes slow down", async () => {
-    const id = await driveToBackfill(f.engine, {
-      name: 'application-guarded',
-      syncMode: 'trigger',
-      source: { datasource: 'main', table: 'big', key: 'id' },
-      target: { datasource: 'main', table: 'big_v2', key: 'id' },
-      mapping: { id: 'id', payload: 'payload', n: 'n' },
-      throttle: { latencyGuard: { enabled: true, minRowsPerSecond: FLOOR } },
+    const id = await driveToBackfill(
+      f.engine,
       // Slow enough that the copy still runs when the application slows down.
-      backfill: { maxRowsPerSecond: 1500 },
-    });
+      bigSpec('application-guarded', { latencyGuard: { minRowsPerSecond: FLOOR }, backfill: { maxRowsPerSecond: 1500 } }),
+    );
     const installation = await f.engine.installation.id();
     const names = flagNames(installation, 'application-guarded');
     const client: MigrationClient = createMigrationClient({
@@ -103,6 +98,6 @@ describe('latency guard: the application signal', () => {
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } }, backfill: { maxRowsPerSecond: null } }, { actor: 'test', role: 'operator' });
     const done = await waitForBackfill(f.engine, id, 120_000);
     expect(done.rowsCopied).toBe(ROWS);
-    expect(await mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { id: 'id', payload: 'payload', n: 'n' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    expect(await bigDiff(f)).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
   }, 240_000);
 });

@@ -5,10 +5,10 @@
  * guarded migration gives the guard up, and its probes stop.
  */
 import { GUARD_LEASE_MS } from '@tideway/engine';
-import { mappingDiff, waitFor } from '@tideway/testing';
+import { waitFor } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerRuntime } from '../src/worker.js';
-import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { bigDiff, bigSpec, createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 30_000;
 
@@ -29,16 +29,11 @@ const guardOf = async () => f.engine.paces.get(f.engine.db, 'main');
 
 describe('latency guard handover', () => {
   it('is taken over by the other worker when its holder goes away, with a baseline of its own, and the backfill ends exact', async () => {
-    const id = await driveToBackfill(f.engine, {
-      name: 'handover',
-      syncMode: 'trigger',
-      source: { datasource: 'main', table: 'big', key: 'id' },
-      target: { datasource: 'main', table: 'big_v2', key: 'id' },
-      mapping: { id: 'id', payload: 'payload', n: 'n' },
-      throttle: { latencyGuard: { enabled: true, minRowsPerSecond: 500 } },
+    const id = await driveToBackfill(
+      f.engine,
       // Slow enough that the copy still runs when the holder goes.
-      backfill: { maxRowsPerSecond: 2000 },
-    });
+      bigSpec('handover', { latencyGuard: { minRowsPerSecond: 500 }, backfill: { maxRowsPerSecond: 2000 } }),
+    );
     const first = await waitFor('a holder guarding', async () => {
       const g = await guardOf();
       return g?.holder && g.mode === 'guarding' ? g.holder : null;
@@ -60,7 +55,7 @@ describe('latency guard handover', () => {
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } }, backfill: { maxRowsPerSecond: null } }, { actor: 'test', role: 'operator' });
     const done = await waitForBackfill(f.engine, id, 120_000);
     expect(done.rowsCopied).toBe(ROWS);
-    expect(await mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { id: 'id', payload: 'payload', n: 'n' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    expect(await bigDiff(f)).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
   }, 240_000);
 
   it('gives the guard up when the guarded migration is aborted, and its probes stop', async () => {

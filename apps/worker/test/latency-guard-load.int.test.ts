@@ -9,9 +9,9 @@
  * are the bench's and the demo's.
  */
 import type { DatasourcePaceRow } from '@tideway/db';
-import { initPgbench, mappingDiff, runPgbench, waitFor, type PgTarget } from '@tideway/testing';
+import { initPgbench, runPgbench, waitFor, type PgTarget } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { bigDiff, bigSpec, createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 600_000;
 /** pgbench's base rate, transactions/s; the step adds as much again. */
@@ -39,14 +39,7 @@ interface Reading {
 describe('latency guard', () => {
   it('answers every breach after a load step within 5 s and brings p99 back under its budget', async () => {
     const budget = 0.3;
-    const id = await driveToBackfill(f.engine, {
-      name: 'guarded',
-      syncMode: 'trigger',
-      source: { datasource: 'main', table: 'big', key: 'id' },
-      target: { datasource: 'main', table: 'big_v2', key: 'id' },
-      mapping: { id: 'id', payload: 'payload', n: 'n' },
-      throttle: { latencyGuard: { enabled: true, latencyBudget: budget } },
-    });
+    const id = await driveToBackfill(f.engine, bigSpec('guarded', { latencyGuard: { latencyBudget: budget } }));
     const readings: Reading[] = [];
     let sampling = true;
     const sampler = (async () => {
@@ -107,7 +100,7 @@ describe('latency guard', () => {
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } } }, { actor: 'test', role: 'operator' });
     const done = await waitForBackfill(f.engine, id, 120_000);
     expect(done.rowsCopied).toBe(ROWS);
-    expect(await mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { id: 'id', payload: 'payload', n: 'n' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    expect(await bigDiff(f)).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
     const events = await f.engine.migrationReadModel.allEvents(id);
     expect(events.some((e) => e.action === 'latency-guard.holding')).toBe(true);
   }, 240_000);

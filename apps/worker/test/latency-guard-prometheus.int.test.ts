@@ -10,11 +10,11 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mappingDiff, startPrivatePostgres, startPrivatePrometheus, waitFor, type PrivatePostgres, type PrivatePrometheus } from '@tideway/testing';
+import { startPrivatePostgres, startPrivatePrometheus, waitFor, type PrivatePostgres, type PrivatePrometheus } from '@tideway/testing';
 import pg from 'pg';
 import { Histogram, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
+import { bigDiff, bigSpec, createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 20_000;
 const FLOOR = 200;
@@ -73,14 +73,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const spec = (name: string, prom: { url: string; query: string; max: number }) => ({
-  name,
-  syncMode: 'trigger' as const,
-  source: { datasource: 'main', table: 'big', key: 'id' },
-  target: { datasource: 'main', table: 'big_v2', key: 'id' },
-  mapping: { id: 'id', payload: 'payload', n: 'n' },
-  throttle: { latencyGuard: { enabled: true, minRowsPerSecond: FLOOR, prometheus: prom } },
-});
+const spec = (name: string, prom: { url: string; query: string; max: number }) => bigSpec(name, { latencyGuard: { minRowsPerSecond: FLOOR, prometheus: prom } });
 
 describe('latency guard: the Prometheus signal', () => {
   it('refuses at start a server that does not answer and a query that gives no number, naming the field', async () => {
@@ -140,7 +133,7 @@ describe('latency guard: the Prometheus signal', () => {
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } } }, { actor: 'test', role: 'operator' });
     const done = await waitForBackfill(f.engine, id, 120_000);
     expect(done.rowsCopied).toBe(ROWS);
-    expect(await mappingDiff(f.user, { source: 'big', target: 'big_v2', mapping: { id: 'id', payload: 'payload', n: 'n' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    expect(await bigDiff(f)).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
   }, 240_000);
 
   it('refuses a PATCH to a query that gives no number, and keeps the one in force', async () => {
