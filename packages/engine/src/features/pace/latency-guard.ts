@@ -208,7 +208,7 @@ export class LatencyGuard {
       if (commits.length >= this.#schedule.minSamples) pool.commit = [...pool.commit, commits].slice(-BASELINE_POOL);
       const statementWindow = statements.meanWithin(span);
       if (statementWindow) pool.statements = [...pool.statements, statementWindow].slice(-BASELINE_POOL);
-      const appWindow = await repository.appLatencyWithin(db, datasource, span);
+      const appWindow = (await repository.appLatencyWithin(db, datasource, span)).long;
       if (appWindow.calls >= MIN_APP_CALLS) pool.application = [...pool.application, appWindow.counts].slice(-BASELINE_POOL);
       this.#pools.set(datasource, pool);
       const q = windowQuantiles(pool.read.flat());
@@ -259,34 +259,20 @@ export class LatencyGuard {
     // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
     // the p99 of the long window, unless the short one is a hard breach by itself.
     const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
-    const ratioOf = (signal: 'read' | 'commit'): number | null => {
-      const base = signal === 'read' ? baseline : commitBaseline;
-      const long = signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null);
-      if (!base || long === null) return null;
-      const short = windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms;
-      return short !== null && short / base > hard ? short / base : long / base;
-    };
+    const ratioOf = (signal: 'read' | 'commit'): number | null =>
+      judgedRatio(signal === 'read' ? baseline : commitBaseline, signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null), windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms, hard);
     // The Prometheus value against its ceiling, on the same scale: at `max` it is at target.
     const reading = prometheus?.reading() ?? null;
     const promRatio = reading?.value != null && prometheus ? (reading.value / prometheus.options.max) * latencyTargetMs(1, limits.latencyBudget) : null;
-    // Other clients' mean statement time over its baseline, the long window unless the short one is a hard breach.
-    const statementsBaseline = state.statements_baseline_ms;
+    // Other clients' mean statement time over its baseline.
     const statementsLong = statements.meanWithin(SMOOTH_WINDOW_MS);
-    const statementsShort = statements.meanWithin(SIGNAL_WINDOW_MS);
-    const statementsRatio =
-      statementsBaseline && statementsBaseline > 0 && statementsLong
-        ? statementsShort && statementsShort.meanMs / statementsBaseline > hard
-          ? statementsShort.meanMs / statementsBaseline
-          : statementsLong.meanMs / statementsBaseline
-        : null;
-    // The application's own p99 (SDK reports) over its baseline, the same way.
+    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statements.meanWithin(SIGNAL_WINDOW_MS)?.meanMs ?? null, hard);
+    // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
+    const app = await repository.appLatencyWithin(db, datasource, SMOOTH_WINDOW_MS, SIGNAL_WINDOW_MS);
+    const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;
+    const appShortP99 = app.short.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.short.counts, 0.99) : null;
+    const applicationRatio = judgedRatio(state.application_baseline_p99_ms, appLongP99, appShortP99, hard);
     const appBaseline = state.application_baseline_p99_ms;
-    const appLong = await repository.appLatencyWithin(db, datasource, SMOOTH_WINDOW_MS);
-    const appShort = await repository.appLatencyWithin(db, datasource, SIGNAL_WINDOW_MS);
-    const appLongP99 = appLong.calls >= MIN_APP_CALLS ? interpolatedQuantile(appLong.counts, 0.99) : null;
-    const appShortP99 = appShort.calls >= MIN_APP_CALLS ? interpolatedQuantile(appShort.counts, 0.99) : null;
-    const applicationRatio =
-      appBaseline && appBaseline > 0 && appLongP99 !== null ? (appShortP99 !== null && appShortP99 / appBaseline > hard ? appShortP99 / appBaseline : appLongP99 / appBaseline) : null;
     const ratios: [Signal, number | null][] = [
       ['read', ratioOf('read') ?? 0],
       ['commit', ratioOf('commit')],
@@ -321,7 +307,7 @@ export class LatencyGuard {
         observedP99Ms: round(worse === 'commit' ? (cq?.p99Ms ?? null) : q.p99Ms),
         baselineP99Ms: round(worse === 'commit' ? commitBaseline : baseline),
         ...(worse === 'application' ? { applicationObservedP99Ms: round(appLongP99), applicationBaselineP99Ms: round(appBaseline) } : {}),
-        ...(worse === 'statements' ? { statementsObservedMs: round(statementsLong?.meanMs ?? null), statementsBaselineMs: round(statementsBaseline) } : {}),
+        ...(worse === 'statements' ? { statementsObservedMs: round(statementsLong?.meanMs ?? null), statementsBaselineMs: round(state.statements_baseline_ms) } : {}),
         ...(worse === 'prometheus' ? { prometheusValue: reading?.value ?? null, prometheusMax: prometheus?.options.max ?? null } : {}),
         latencyBudget: limits.latencyBudget,
         paceRowsPerSecond: Math.round(next.paceRowsPerSecond),
@@ -334,6 +320,16 @@ export class LatencyGuard {
     }
     if (decision.relearnBaseline) this.deps.log?.('latency guard: at its floor over target, measuring a new baseline', { datasource });
   }
+}
+
+/**
+ * A signal's value over its baseline, as the controller judges it: the long window's, unless the
+ * short window alone is over `hard` (a hard breach is answered in the tick it shows up in).
+ * `null` without a baseline or a long-window value.
+ */
+function judgedRatio(baseline: number | null, long: number | null, short: number | null, hard: number): number | null {
+  if (!baseline || baseline <= 0 || long === null) return null;
+  return short !== null && short / baseline > hard ? short / baseline : long / baseline;
 }
 
 /** Bucket counts of several histograms added up. */

@@ -41,6 +41,12 @@ export async function recordAppLatency(db: Kysely<Database>, migrationId: string
   await db.deleteFrom('app_latency_reports').where('datasource', '=', datasource).where('received_at', '<', sql<Date>`now() - make_interval(secs => ${APP_LATENCY_KEEP_SECONDS})`).execute();
 }
 
+/** Summed SDK latency reports: calls per `LATENCY_BUCKETS_MS` bucket (the last one open-ended), and their count. */
+export interface AppLatencyHistogram {
+  readonly counts: number[];
+  calls: number;
+}
+
 /** What {@link PaceRepository.admit} decided for a chunk. */
 export interface Admission {
   readonly granted: boolean;
@@ -194,23 +200,26 @@ export class PaceRepository {
   }
 
   /**
-   * The application's old-store latency histogram on `datasource` (SDK reports received in the last
-   * `spanMs`, every migration on it summed): counts per `LATENCY_BUCKETS_MS` bucket and their calls.
+   * The application's old-store latency histograms on `datasource` (SDK reports, every migration on
+   * it summed), in one read: `long` of the reports received in the last `spanMs`, `short` of those
+   * in the last `shortSpanMs` (≤ `spanMs`; 0 for none): counts per `LATENCY_BUCKETS_MS` bucket and their calls.
    */
-  async appLatencyWithin(db: Kysely<Database>, datasource: string, spanMs: number): Promise<{ counts: number[]; calls: number }> {
+  async appLatencyWithin(db: Kysely<Database>, datasource: string, spanMs: number, shortSpanMs = 0): Promise<{ long: AppLatencyHistogram; short: AppLatencyHistogram }> {
     const rows = await db
       .selectFrom('app_latency_reports')
-      .select(['counts', 'calls'])
+      .select(['counts', 'calls', sql<number>`(extract(epoch FROM now() - received_at) * 1000)::float8`.as('age_ms')])
       .where('datasource', '=', datasource)
       .where('received_at', '>', sql<Date>`now() - make_interval(secs => ${spanMs / 1000}::float8)`)
       .execute();
-    const counts: number[] = [];
-    let calls = 0;
+    const long: AppLatencyHistogram = { counts: [], calls: 0 };
+    const short: AppLatencyHistogram = { counts: [], calls: 0 };
     for (const r of rows) {
-      r.counts.forEach((c, i) => (counts[i] = (counts[i] ?? 0) + c));
-      calls += r.calls;
+      for (const h of r.age_ms < shortSpanMs ? [long, short] : [long]) {
+        r.counts.forEach((c, i) => (h.counts[i] = (h.counts[i] ?? 0) + c));
+        h.calls += r.calls;
+      }
     }
-    return { counts, calls };
+    return { long, short };
   }
 
   /** Rows the datasource's chunks copied per second over the last `windowMs` (chunks finished in it). */
