@@ -26,7 +26,9 @@
  *    saturation, the unthrottled backfill, static caps of 2k/8k/32k/128k rows/s and the default spec
  *    (guarded) in interleaved windows; goals: guarded p99 ratio ≤ 1.3, TPS ratio ≥ 0.95, rows/s ≥ 0.8 ×
  *    the best static cap that also keeps p99 ≤ 1.3 (`--guard-seconds N` (10) per window,
- *    `--guard-settle-seconds N` (8), `--skip-guard`, `--only-guard` for this section alone).
+ *    `--guard-settle-seconds N` (8), `--skip-guard`, `--only-guard` for this section alone,
+ *    `--guard-configs a,b` to run some of the configs, `--guard-private`: the user databases on a
+ *    private cluster with pg_stat_statements and pgbench in "main", so the statement signal sees it).
  *
  * Inputs: --rows N (2000000), --cross-rows N (1000000), --pgbench-scale N (10), --pgbench-seconds N
  * (10, per window), --pgbench-pairs N (3), --throttled-max-rows-per-second N (4000), --throttled-chunk-rows N (4000),
@@ -52,6 +54,7 @@ import {
   createOrchestratorTestDatabase,
   createTestDatabase,
   mappingDiff,
+  startPrivatePostgres,
   startTsProcess,
   uniqueRedisPrefix,
   waitFor,
@@ -109,6 +112,13 @@ const GUARD_CONFIGS = (() => {
   const i = argv.indexOf('--guard-configs');
   return i >= 0 && argv[i + 1] ? new Set(argv[i + 1]?.split(',')) : null;
 })();
+/**
+ * The user databases on a private PostgreSQL cluster of the bench's own, with pg_stat_statements
+ * loaded and created in "main", durability as on the shared server (fsync, full_page_writes on), and
+ * the guarded section's pgbench in "main" itself — production traffic in the database of the table
+ * being migrated, so every signal of the guard (probe, statements) can see it.
+ */
+const GUARD_PRIVATE = argv.includes('--guard-private');
 /** Seconds the guard has, after its first baseline, to settle before its during window. */
 const GUARD_SETTLE_SECONDS = intArg('guard-settle-seconds', 8);
 const SKIP_CROSS = argv.includes('--skip-cross');
@@ -721,12 +731,17 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
       }
       const rows0 = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
       log(`guarded section, ${level.name}: during ${config.name}`);
-      const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; mode: string }[] = [];
+      const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; statements: number | null; statementsBaseline: number | null; worse: string | null; mode: string }[] = [];
       let tracing = config.name === 'guarded';
       const tracer = (async () => {
         while (tracing) {
           const row = await engine.paces.get(engine.db, 'main');
-          if (row) trace.push({ pace: row.pace_rows_per_second, p99: row.observed_p99_ms, baseline: row.baseline_p99_ms, commitP99: row.commit_observed_p99_ms, commitBaseline: row.commit_baseline_p99_ms, mode: row.mode });
+          if (row) {
+            trace.push({
+              pace: row.pace_rows_per_second, p99: row.observed_p99_ms, baseline: row.baseline_p99_ms, commitP99: row.commit_observed_p99_ms, commitBaseline: row.commit_baseline_p99_ms,
+              statements: row.statements_observed_ms, statementsBaseline: row.statements_baseline_ms, worse: row.worse_signal, mode: row.mode,
+            });
+          }
           await new Promise((r) => setTimeout(r, 500));
         }
       })();
@@ -766,6 +781,10 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
                 observedP99Ms: guardTrace.map((t) => round(t.p99 ?? 0, 2)),
                 commitBaselineP99Ms: round(guardTrace[guardTrace.length - 1]?.commitBaseline ?? 0),
                 commitObservedP99Ms: guardTrace.map((t) => round(t.commitP99 ?? 0, 2)),
+                ...(guardTrace.some((t) => t.statements !== null)
+                  ? { statementsBaselineMs: round(guardTrace[guardTrace.length - 1]?.statementsBaseline ?? 0), statementsObservedMs: guardTrace.map((t) => round(t.statements ?? 0, 2)) }
+                  : {}),
+                worseSignal: guardTrace.map((t) => t.worse ?? '-').join(' '),
                 paceTrace: guardTrace.map((t) => Math.round(t.pace ?? 0)),
                 measuringBaselineSamples: trace.length - guardTrace.length,
               },
@@ -843,9 +862,22 @@ async function main() {
   log('creating databases');
   const orch = await createOrchestratorTestDatabase('bench_backfill');
   defer('orchestrator database', () => orch.drop());
-  const user = await createTestDatabase('bench_backfill_main');
+  let userServer: string | undefined;
+  if (GUARD_PRIVATE) {
+    const shared = (await orch.query<{ s: string }>(`SELECT current_setting('shared_buffers') AS s`)).rows[0]?.s ?? '128MB';
+    const server = await startPrivatePostgres({
+      sharedPreloadLibraries: ['pg_stat_statements'],
+      settings: { fsync: 'on', full_page_writes: 'on', shared_buffers: shared, max_connections: 200 },
+      timeoutMs: 120_000,
+    });
+    defer('private PostgreSQL', () => server.stop());
+    userServer = server.url;
+    log(`private PostgreSQL on port ${server.port} (pg_stat_statements, fsync on)`);
+  }
+  const user = await createTestDatabase('bench_backfill_main', userServer);
   defer('main database', () => user.drop());
-  const other = SKIP_CROSS ? null : await createTestDatabase('bench_backfill_other');
+  if (GUARD_PRIVATE) await user.query('CREATE EXTENSION pg_stat_statements');
+  const other = SKIP_CROSS ? null : await createTestDatabase('bench_backfill_other', userServer);
   if (other) defer('other database', () => other.drop());
   const settings = (
     await user.query<{ name: string; setting: string }>(
@@ -906,7 +938,15 @@ async function main() {
   const cross = other && !ONLY_GUARD ? await sectionCross(b, other) : undefined;
   let guarded: Awaited<ReturnType<typeof sectionGuarded>> | undefined;
   if (!SKIP_GUARD) {
-    const pgbenchDb = await pgbenchDatabase();
+    let pgbenchDb: TestDatabase;
+    if (GUARD_PRIVATE) {
+      log(`pgbench -i -s ${PGBENCH_SCALE} in the main database`);
+      await pgbenchInit(user);
+      await user.query('VACUUM ANALYZE');
+      pgbenchDb = user;
+    } else {
+      pgbenchDb = await pgbenchDatabase();
+    }
     guarded = await sectionGuarded(b, pgbenchDb);
   }
 

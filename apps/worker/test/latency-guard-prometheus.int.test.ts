@@ -73,7 +73,13 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const spec = (name: string, prom: { url: string; query: string; max: number }) => bigSpec(name, { latencyGuard: { minRowsPerSecond: FLOOR, prometheus: prom } });
+/**
+ * The guard with the widest budget (10: target = 11 × each baseline): the probe's and the
+ * statements' noise on a machine busy with other tests never holds the copy back, so what holds it
+ * is the Prometheus signal alone (its ratio is value / max × (1 + budget): with a ceiling of 1 µs,
+ * thousands of times the target).
+ */
+const spec = (name: string, prom: { url: string; query: string; max: number }) => bigSpec(name, { latencyGuard: { minRowsPerSecond: FLOOR, latencyBudget: 10, prometheus: prom } });
 
 describe('latency guard: the Prometheus signal', () => {
   it('refuses at start a server that does not answer and a query that gives no number, naming the field', async () => {
@@ -125,10 +131,14 @@ describe('latency guard: the Prometheus signal', () => {
 
     // The SLO raised far over what the application sees: the guard lets the pace grow.
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { prometheus: { url: prometheus.url, query: QUERY, max: 10 } } } }, { actor: 'test', role: 'admin' });
+    let seen: unknown = null;
     await waitFor('the pace grows again', async () => {
       const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
+      seen = g;
       return g && g.prometheus?.max === 10 && (g.paceRowsPerSecond ?? 0) > FLOOR * 4 ? g : null;
-    }, 30_000);
+    }, 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}; the guard last showed ${JSON.stringify(seen)}`);
+    });
     // Shown: the rest runs unguarded (the operator's switch), so the test does not wait on the ramp-up.
     await f.engine.migrations.patch(id, { throttle: { latencyGuard: { enabled: false } } }, { actor: 'test', role: 'operator' });
     const done = await waitForBackfill(f.engine, id, 120_000);
