@@ -724,7 +724,10 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
     { name: 'unthrottled', spec: { backfill: UNTHROTTLED_BACKFILL, throttle: { enabled: false } } },
     ...GUARD_CAPS.map((cap) => ({ name: `cap${cap}`, cap, spec: { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: cap }, throttle: { latencyGuard: { enabled: false } } } })),
     { name: 'guarded', spec: {} },
-  ].filter((c) => GUARD_CONFIGS === null || GUARD_CONFIGS.has(c.name));
+    // The guard's own cost: probes, ticks and small chunks, with the copy held at the floor's pace
+    // (only with --guard-configs; compare it with cap2000).
+    { name: 'guardedFloor', spec: { backfill: { maxRowsPerSecond: 200 } }, optIn: true },
+  ].filter((c) => (GUARD_CONFIGS === null ? !('optIn' in c) : GUARD_CONFIGS.has(c.name)));
   const out: Record<string, unknown> = { saturationTps: saturation.tps };
   let n = 0;
   for (const level of levels) {
@@ -741,7 +744,7 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
       // The guard starts under the production load, as it would in production: pgbench runs through
       // its baseline window and its settling, then the during window follows at once.
       // The backfill starts 3 s into it: its baseline is the load in its stride, not pgbench's start.
-      const warm = config.name === 'guarded' ? pgbenchRun(pgbenchDb, `g-${level.name}-warm`, { rate: level.rate, seconds: GUARD_SETTLE_SECONDS + 7 }) : null;
+      const warm = config.name.startsWith('guarded') ? pgbenchRun(pgbenchDb, `g-${level.name}-warm`, { rate: level.rate, seconds: GUARD_SETTLE_SECONDS + 7 }) : null;
       if (warm) await new Promise((r) => setTimeout(r, 3000));
       const id = await createToDualWrite(engine, { ...SAME_DATASOURCE, name: `bench-guard-${n++}`, ...config.spec } as MigrationSpecInput);
       await engine.migrations.act(id, 'advance', { actor: 'bench' });
@@ -754,7 +757,7 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
       const rows0 = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
       log(`guarded section, ${level.name}: during ${config.name}`);
       const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; statements: number | null; statementsBaseline: number | null; worse: string | null; mode: string }[] = [];
-      let tracing = config.name === 'guarded';
+      let tracing = config.name.startsWith('guarded');
       const tracer = (async () => {
         while (tracing) {
           const row = await engine.paces.get(engine.db, 'main');
