@@ -334,9 +334,8 @@ export class LatencyGuard {
       }
     }
     if (decision.relearnBaseline) {
-      // The pool is kept: a stalled window leaves it after BASELINE_POOL relearns, while one new
-      // window alone, measured at a quiet moment, set the bar so low that the demo's backfill sat at
-      // its floor (seen when each relearn started the pool afresh).
+      // The windows pooled so far no longer describe the workload (it got slower, or one of them was a stall): the new one starts the pool afresh.
+      this.#pools.delete(datasource);
       const why = lowestRatio !== null && lowestRatio < UNDER_BASELINE_RATIO ? 'a signal stayed far under its baseline' : 'at its floor over target';
       this.deps.log?.(`latency guard: ${why}, measuring a new baseline`, { datasource, lowestRatio });
     }
