@@ -46,7 +46,7 @@ export const UNDER_BASELINE_RATIO = 0.7;
 export const RELEARN_UNDER_TICKS = 10;
 /**
  * The quantile of the short window that judges a hard breach. Not its p99: with ~50 samples in
- * {@link SIGNAL_WINDOW_MS} a p99 is the window's maximum, and one stalled probe was enough to halve the pace;
+ * {@link SIGNAL_WINDOW_MS} a p99 is the window's maximum, and one stalled probe halved the pace;
  * a load step moves many samples, so the window's p95 (its 3rd-highest) is over the line too.
  */
 export const HARD_BREACH_QUANTILE = 0.95;
