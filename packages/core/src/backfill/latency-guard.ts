@@ -35,21 +35,6 @@ export const MAX_PACE_CUT = 0.5;
 export const START_PACE_ROWS_PER_SECOND = 1000;
 /** Ticks over target at the floor before the guard asks for a new baseline (the workload, not the copy, got slower). */
 export const RELEARN_AFTER_TICKS = 6;
-/**
- * A signal this far under its baseline while the copy runs says the baseline is wrong, not that
- * the copy helps: measured during a stall (an inflated baseline blinds the guard until the next
- * window, 60 s later: the bench saw the copy climb to 380k rows/s and take 26 % of pgbench's
- * throughput with the read probe at 0.35–0.65 × its baseline), or the workload got lighter.
- */
-export const UNDER_BASELINE_RATIO = 0.7;
-/** Ticks a signal stays under {@link UNDER_BASELINE_RATIO} × its baseline before the guard measures a new one (5 s; never sooner than 5 s after a baseline). */
-export const RELEARN_UNDER_TICKS = 10;
-/**
- * The quantile of the short window that judges a hard breach. Not its p99: with ~50 samples in
- * {@link SIGNAL_WINDOW_MS} a p99 is the window's maximum, and one stalled probe halved the pace;
- * a load step moves many samples, so the window's p95 (its 3rd-highest) is over the line too.
- */
-export const HARD_BREACH_QUANTILE = 0.95;
 /** The copy runs free (not held back) when the pace exceeds the achieved rate by this factor. */
 const FREE_RUNNING_RATIO = 1.5;
 /** Ticks of free running before the guard says it stopped holding back (hysteresis for the audit events). */
@@ -79,8 +64,6 @@ export interface PaceState {
   readonly floorBreachTicks: number;
   /** Consecutive ticks the copy ran slower than the pace allowed. */
   readonly freeTicks: number;
-  /** Consecutive ticks some signal was under {@link UNDER_BASELINE_RATIO} × its baseline (absent in states stored before it existed: 0). */
-  readonly underBaselineTicks?: number;
 }
 
 /** One tick's readings. */
@@ -91,22 +74,12 @@ export interface PaceTick {
   readonly baselineP99Ms: number;
   /** Rows/s the copy achieved over the last window, or `null` when unknown (no chunk ran yet). */
   readonly achievedRowsPerSecond: number | null;
-  /**
-   * The smallest ratio of a signal to its own baseline this tick, among the signals that have a
-   * baseline (`null` or absent: not known). Under {@link UNDER_BASELINE_RATIO} for
-   * {@link RELEARN_UNDER_TICKS} ticks, a new baseline is measured.
-   */
-  readonly lowestRatio?: number | null;
 }
 
 /** What a tick decided. */
 export interface PaceDecision {
   readonly state: PaceState;
-  /**
-   * Measure a new baseline now: the guard sat at its floor over target for
-   * {@link RELEARN_AFTER_TICKS} (the workload got slower), or a signal stayed under
-   * {@link UNDER_BASELINE_RATIO} × its baseline for {@link RELEARN_UNDER_TICKS} (the baseline is wrong).
-   */
+  /** The guard sat at its floor over target for {@link RELEARN_AFTER_TICKS}: measure a new baseline now. */
   readonly relearnBaseline: boolean;
   /** `holding` changed this tick (one audit event each way, never one per tick). */
   readonly holdingChanged: boolean;
@@ -125,7 +98,6 @@ export function initialPaceState(limits: PaceLimits, previousPace?: number): Pac
     holding: false,
     floorBreachTicks: 0,
     freeTicks: 0,
-    underBaselineTicks: 0,
   };
 }
 
@@ -136,7 +108,7 @@ export function initialPaceState(limits: PaceLimits, previousPace?: number): Pac
  * breach.
  */
 export function afterBaseline(state: PaceState): PaceState {
-  return { ...state, smoothedP99Ms: null, slowStart: true, floorBreachTicks: 0, underBaselineTicks: 0 };
+  return { ...state, smoothedP99Ms: null, slowStart: true, floorBreachTicks: 0 };
 }
 
 /** The latency the controller aims at: baseline × (1 + {@link SETPOINT_SHARE} × budget), ms. */
@@ -209,22 +181,12 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
 
   const atFloor = pace <= limits.minRowsPerSecond * 1.0001;
   const floorBreachTicks = breach && atFloor ? state.floorBreachTicks + 1 : 0;
-  const under = tick.lowestRatio !== undefined && tick.lowestRatio !== null && tick.lowestRatio < UNDER_BASELINE_RATIO;
-  const underBaselineTicks = under ? (state.underBaselineTicks ?? 0) + 1 : 0;
-  const relearnBaseline = floorBreachTicks >= RELEARN_AFTER_TICKS || underBaselineTicks >= RELEARN_UNDER_TICKS;
+  const relearnBaseline = floorBreachTicks >= RELEARN_AFTER_TICKS;
   const free = achieved !== null && pace > FREE_RUNNING_RATIO * achieved && !breach;
   const freeTicks = free ? state.freeTicks + 1 : 0;
   const holding = breach ? true : state.holding && freeTicks < RELEASE_AFTER_TICKS;
   return {
-    state: {
-      paceRowsPerSecond: pace,
-      smoothedP99Ms: smoothed,
-      slowStart,
-      holding,
-      floorBreachTicks: relearnBaseline ? 0 : floorBreachTicks,
-      freeTicks,
-      underBaselineTicks: relearnBaseline ? 0 : underBaselineTicks,
-    },
+    state: { paceRowsPerSecond: pace, smoothedP99Ms: smoothed, slowStart, holding, floorBreachTicks: relearnBaseline ? 0 : floorBreachTicks, freeTicks },
     relearnBaseline,
     holdingChanged: holding !== state.holding,
   };

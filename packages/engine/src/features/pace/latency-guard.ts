@@ -7,12 +7,9 @@ import {
   SMOOTH_WINDOW_MS,
   BASELINE_POOL,
   HARD_BREACH_RATIO,
-  HARD_BREACH_QUANTILE,
   interpolatedQuantile,
-  quantile,
   latencyTargetMs,
   windowQuantiles,
-  UNDER_BASELINE_RATIO,
   type BaselineSchedule,
   type MigrationSpec,
   type PaceLimits,
@@ -262,42 +259,30 @@ export class LatencyGuard {
     // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
     // the p99 of the long window, unless the short one is a hard breach by itself.
     const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
-    // The short window judged by its p95, not its p99 (its maximum): one stalled probe is no load step.
     const ratioOf = (signal: 'read' | 'commit'): number | null =>
-      judgedRatio(signal === 'read' ? baseline : commitBaseline, signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null), quantile(probe.samplesWithin(SIGNAL_WINDOW_MS, signal), HARD_BREACH_QUANTILE), hard);
+      judgedRatio(signal === 'read' ? baseline : commitBaseline, signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null), windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms, hard);
     // The Prometheus value against its ceiling, on the same scale: at `max` it is at target.
     const reading = prometheus?.reading() ?? null;
     const promRatio = reading?.value != null && prometheus ? (reading.value / prometheus.options.max) * latencyTargetMs(1, limits.latencyBudget) : null;
     // Other clients' mean statement time over its baseline.
-    // Judged as a client sees it: execution time plus the round trip (the read probe's baseline p50,
-    // timed client-side). A bare ratio of execution times made +12 µs on pgbench's 28 µs statements
-    // a 1.4× breach that held the copy at its floor, on transactions of ~5 ms.
     const statementsLong = statements.meanWithin(SMOOTH_WINDOW_MS);
-    const roundTrip = state.baseline_p50_ms ?? 0;
-    const plusRoundTrip = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : ms + roundTrip);
-    const statementsRatio = judgedRatio(plusRoundTrip(state.statements_baseline_ms), plusRoundTrip(statementsLong?.meanMs), plusRoundTrip(statements.meanWithin(SIGNAL_WINDOW_MS)?.meanMs), hard);
+    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statements.meanWithin(SIGNAL_WINDOW_MS)?.meanMs ?? null, hard);
     // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
     const app = await repository.appLatencyWithin(db, datasource, SMOOTH_WINDOW_MS, SIGNAL_WINDOW_MS);
     const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;
     const appShortP99 = app.short.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.short.counts, 0.99) : null;
     const applicationRatio = judgedRatio(state.application_baseline_p99_ms, appLongP99, appShortP99, hard);
     const appBaseline = state.application_baseline_p99_ms;
-    const readRatio = ratioOf('read');
     const ratios: [Signal, number | null][] = [
-      ['read', readRatio ?? 0],
+      ['read', ratioOf('read') ?? 0],
       ['commit', ratioOf('commit')],
       ['statements', statementsRatio],
       ['application', applicationRatio],
       ['prometheus', promRatio],
     ];
     const [worse, ratio] = ratios.reduce<[Signal, number]>((best, [name, r]) => (r !== null && r > best[1] ? [name, r] : best), ['read', 0]);
-    // The probe signal furthest under its own baseline: far under it for long, the baseline is wrong
-    // (a stall inflated it). Only the probe's p99s, measured alike in and out of baseline windows:
-    // the statements' mean runs under its baseline with the copy on (measured: 0.5–0.8 ×).
-    const probeRatios = [readRatio, ratioOf('commit')].filter((r): r is number => r !== null);
-    const lowestRatio = probeRatios.length > 0 ? Math.min(...probeRatios) : null;
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
-    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved, lowestRatio }, limits);
+    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved }, limits);
     const next = decision.state;
     const written = await repository.update(db, datasource, workerName, {
       paceRowsPerSecond: next.paceRowsPerSecond,
@@ -333,12 +318,7 @@ export class LatencyGuard {
         await this.deps.migrations.recordEvent(g.id, action, { actor: 'tideway:latency-guard', reason: next.holding ? 'production latency over its budget' : 'the copy runs under its pace again', details }).catch(() => undefined);
       }
     }
-    if (decision.relearnBaseline) {
-      // The windows pooled so far no longer describe the workload (it got slower, or one of them was a stall): the new one starts the pool afresh.
-      this.#pools.delete(datasource);
-      const why = lowestRatio !== null && lowestRatio < UNDER_BASELINE_RATIO ? 'a signal stayed far under its baseline' : 'at its floor over target';
-      this.deps.log?.(`latency guard: ${why}, measuring a new baseline`, { datasource, lowestRatio });
-    }
+    if (decision.relearnBaseline) this.deps.log?.('latency guard: at its floor over target, measuring a new baseline', { datasource });
   }
 }
 
