@@ -1,6 +1,7 @@
-import { waitFor, unguarded } from '@tideway/testing';
+import { mappingDiff, waitFor, unguarded } from '@tideway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCutoverFixture, driveToCutover, driveToVerifiedShadowRead, ramp, type CutoverFixture } from './cutover-fixture.js';
+import { waitForBackfill } from './fixture.js';
 
 // Issue 12 §1: the way back is part of the spec's contract — complete (422 naming each column),
 // derived where the mapping copies, proven by a round trip before writes switch, or declared absent.
@@ -138,6 +139,44 @@ describe('the way back', () => {
     // Not before the grace: 2 s after the abort's transaction.
     expect(converge.at.getTime() - abort!.at.getTime()).toBeGreaterThanOrEqual(2000);
     await f.user.query(`delete from wb_src where id = 9001`);
+  });
+
+  it('a re-run backfill after a rollback from write cutover waits for instances still writing new, and no write of Tideway reaches old through the reverse sync', async () => {
+    const t = await target();
+    const id = await driveToCutover(f, spec('wb-rerun', t, { reverseMapping: { total: 'total_cents / 100.0' }, backfill: { flagPropagationSeconds: 3 } }));
+    await waitFor('write cutover', async () => ((await ramp(f, id)).status === 'write_cutover' ? true : null), 20_000, 50);
+    const oldRows = async () => (await f.user.query<{ id: number; total: string; note: string | null }>(`select id, total::text, note from wb_src order by id`)).rows;
+    const before = await oldRows();
+    expect(before.length).toBeGreaterThanOrEqual(3000);
+
+    // Back to shadow_read, then on into a new backfill at once: write-new went off moments ago.
+    expect((await f.api('POST', `/v1/migrations/${id}/rollback`, {})).body['phase']).toBe('shadow_read');
+    const rolled = await f.api('POST', `/v1/migrations/${id}/rollback`, {});
+    expect(rolled.body['phase']).toBe('backfill');
+
+    // An instance that has not seen write-new go off still writes new: its row is there to update
+    // (the purge has not begun), and old gets the write through the reverse sync.
+    const stale = await f.user.query(`update ${t} set total_cents = 4242, note = 'stale instance' where id = 11`);
+    expect(stale.rowCount).toBe(1);
+    const waiting = await f.engine.backfillReadModel.progress(id);
+    expect(waiting?.targetPurge).toMatchObject({ done: false, rowsRemoved: 0, waitsUntil: expect.any(String) });
+    const gate = (await f.engine.migrations.describe(id)).gates.find((g) => g.name === 'backfill-complete');
+    expect(gate?.message).toMatch(/^waiting until .* before removing what an earlier run left in the target/);
+    // A write on a Tideway session (as a chunk, the purge or a repair makes) is not taken for an
+    // application's by the reverse sync, which is still installed.
+    expect((await f.user.query<{ n: number }>(`select count(*)::int as n from pg_trigger where tgrelid = $1::regclass and tgname like 'tideway_sync_%_rev%'`, [t])).rows[0]?.n).toBe(3);
+    await f.engine.datasources.withClient('main', (c) => c.query(`update public.${t} set note = 'tideway session' where id = 12`));
+    expect((await f.user.query(`select note from wb_src where id = 12`)).rows).toEqual([{ note: 'n12' }]);
+
+    // After the grace the purge and the chunks run; neither reaches old through the reverse sync
+    // (which stays installed until the reconciler removes it).
+    const done = await waitForBackfill(f.engine, id, 60_000);
+    expect(done.targetPurge).toMatchObject({ done: true, waitsUntil: null });
+    expect(done.targetPurge.rowsRemoved).toBeGreaterThanOrEqual(3000);
+    const expected = before.map((r) => (r.id === 11 ? { id: 11, total: '42.42', note: 'stale instance' } : r));
+    expect(await oldRows()).toEqual(expected);
+    expect(await mappingDiff(f.user, { source: 'wb_src', target: t, mapping: { id: 'id::bigint', total_cents: '(total * 100)::bigint', note: 'note' } })).toEqual({ missingOrDifferent: 0, extraOrDifferent: 0 });
+    expect((await f.api('POST', `/v1/migrations/${id}/abort`, {})).status).toBe(200);
   });
 
   it('rollbackAfterWriteCutover: false declares no way back: no reverse sync, and rollback past the write cutover is refused', async () => {

@@ -21,6 +21,12 @@ export interface DbOptions {
   /** Every transaction read-only (`default_transaction_read_only = on`, set at connection time). @defaultValue false */
   readonly readOnly?: boolean;
   /**
+   * Further settings of every session, set at connection time like {@link searchPath}: name →
+   * value, names `[a-z_][a-z0-9_]*` with at most one dot (`tideway.syncing`), values
+   * `[A-Za-z0-9_]+`. @defaultValue none
+   */
+  readonly settings?: Readonly<Record<string, string>>;
+  /**
    * Longest wait for a connection, milliseconds: to open a new one or for a busy pool to hand one
    * over. A server that is down, hung or unreachable then fails a query within this time (pg-pool's
    * "timeout exceeded when trying to connect") instead of hanging it. 0 waits forever.
@@ -65,6 +71,19 @@ function searchPathOption(searchPath: string): string {
   return searchPath;
 }
 
+/** The libpq `options` string of {@link DbOptions} (`-c name=value …`), or `undefined` when there is nothing to set. */
+function sessionOptions(options: DbOptions): string | undefined {
+  const parts: string[] = [];
+  if (options.searchPath) parts.push(`-c search_path=${searchPathOption(options.searchPath)}`);
+  if (options.readOnly) parts.push('-c default_transaction_read_only=on');
+  for (const [name, value] of Object.entries(options.settings ?? {})) {
+    if (!/^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/.test(name)) throw new Error(`setting name must be a plain (optionally dotted) identifier, got "${name}"`);
+    if (!/^[A-Za-z0-9_]+$/.test(value)) throw new Error(`setting ${name} must be letters, digits and underscores, got "${value}"`);
+    parts.push(`-c ${name}=${value}`);
+  }
+  return parts.length ? parts.join(' ') : undefined;
+}
+
 /**
  * A `pg` pool with Tideway's type parsers, a bounded connection wait, and an error listener on the
  * pool and on every client it opens. The caller ends it (`pool.end()`).
@@ -76,19 +95,19 @@ function searchPathOption(searchPath: string): string {
  * the running query fails with the error (callers retry it as transient, see
  * {@link isConnectionError}) and the broken client is discarded when released.
  *
- * @throws Error when `searchPath` is not a comma-separated list of plain schema names.
+ * @throws Error when `searchPath` is not a comma-separated list of plain schema names, or a
+ *   `settings` name or value is not of its shape.
  */
 export function createPool(options: DbOptions): pg.Pool {
+  const sessionOptionsText = sessionOptions(options);
   const pool = new pg.Pool({
+    ...(sessionOptionsText ? { options: sessionOptionsText } : {}),
     connectionString: options.connectionString,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'tideway',
     types: typeParsers,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
-    ...(options.searchPath || options.readOnly
-      ? { options: [options.searchPath ? `-c search_path=${searchPathOption(options.searchPath)}` : '', options.readOnly ? '-c default_transaction_read_only=on' : ''].filter(Boolean).join(' ') }
-      : {}),
   });
   const onError = options.onIdleClientError ?? (() => undefined);
   pool.on('error', onError);

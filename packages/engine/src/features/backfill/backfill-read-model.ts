@@ -41,8 +41,12 @@ export interface BackfillProgress {
   readonly latencyGuard: LatencyGuardView | null;
   readonly startedAt: string;
   readonly completedAt: string | null;
-  /** The purge of what an earlier run left in the target, which precedes the first chunk. */
-  readonly targetPurge: { readonly done: boolean; readonly rowsRemoved: number };
+  /**
+   * The purge of what an earlier run left in the target, which precedes the first chunk.
+   * `waitsUntil`: while application instances may still write the target after a rollback from
+   * write cutover (the reverse sync's grace, ISO time), the purge has not begun; else `null`.
+   */
+  readonly targetPurge: { readonly done: boolean; readonly rowsRemoved: number; readonly waitsUntil: string | null };
   /** New-side write failures (the SDK's or the sync trigger's) not re-driven yet. */
   readonly writeFailuresPending: number;
 }
@@ -159,6 +163,7 @@ export class BackfillReadModel {
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done' AND finished_at > now() - make_interval(secs => ${WINDOW_SECONDS})), 0)::bigint`.as('recent'),
         sql<number>`extract(epoch FROM now() - ${run.started_at})::float8`.as('elapsed'),
         sql<number>`(SELECT count(*)::int FROM divergences d WHERE d.migration_id = ${migrationId} AND d.kind = 'dual_write_failure' AND d.redriven_at IS NULL)`.as('write_failures'),
+        sql<Date | null>`(SELECT g.reverse_until FROM ramps g WHERE g.migration_id = ${migrationId} AND g.reverse_until > now())`.as('purge_waits_until'),
       ])
       .where('migration_id', '=', migrationId)
       .executeTakeFirstOrThrow();
@@ -201,7 +206,11 @@ export class BackfillReadModel {
       latencyGuard: guard,
       startedAt: run.started_at.toISOString(),
       completedAt: run.completed_at ? run.completed_at.toISOString() : null,
-      targetPurge: { done: run.target_purged_at !== null, rowsRemoved: Number(run.rows_purged) },
+      targetPurge: {
+        done: run.target_purged_at !== null,
+        rowsRemoved: Number(run.rows_purged),
+        waitsUntil: run.target_purged_at === null && agg.purge_waits_until ? new Date(agg.purge_waits_until).toISOString() : null,
+      },
       writeFailuresPending: agg.write_failures,
     };
   }

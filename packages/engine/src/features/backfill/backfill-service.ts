@@ -152,7 +152,9 @@ export class BackfillService {
   /**
    * Empties the target of what an earlier run (or anyone) left there, before the run's first chunk
    * is planned ({@link TargetPurger}); for at most `budgetMs`, then the next call goes on. Does
-   * nothing once purged, or unless the migration is in backfill and active. Callers pump after it
+   * nothing once purged, unless the migration is in backfill and active, or while application
+   * instances may still write the target after a rollback from write cutover (until
+   * `ramps.reverse_until`, `backfill.flagPropagationSeconds` after it). Callers pump after it
    * (the reconciler's round, the transition listener).
    * @throws the database error (the reconciler calls again).
    */
@@ -162,6 +164,10 @@ export class BackfillService {
     if (!run || run.target_purged_at) return;
     const row = await db.selectFrom('migrations').selectAll().where('id', '=', migrationId).executeTakeFirst();
     if (!row || row.phase !== 'backfill' || row.status !== 'active') return;
+    // After a rollback from write cutover, application instances may write the target until the
+    // write-new flag reaches them (the reverse sync's grace, `ramps.reverse_until`): a row purged
+    // under such a write would make it touch nothing, and the write would be lost on both sides.
+    if (await this.#writersMayWriteTarget(migrationId)) return;
     const spec = toMigration(row).spec;
     // Background work on the datasource like a chunk: it holds back while the datasource is unhealthy.
     if (spec.throttle.enabled) {
@@ -184,6 +190,16 @@ export class BackfillService {
       .where('migration_id', '=', migrationId)
       .where('target_purged_at', 'is', null)
       .execute();
+  }
+
+  /** Whether the reverse sync's grace after a rollback from write cutover is still running (database time). */
+  async #writersMayWriteTarget(migrationId: string): Promise<boolean> {
+    const ramp = await this.deps.db
+      .selectFrom('ramps')
+      .select(sql<boolean>`coalesce(reverse_until > now(), false)`.as('pending'))
+      .where('migration_id', '=', migrationId)
+      .executeTakeFirst();
+    return ramp?.pending ?? false;
   }
 
   /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */

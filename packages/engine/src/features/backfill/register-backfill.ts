@@ -74,7 +74,9 @@ export function registerBackfill(
           ? 'backfill has not started'
           : passed
             ? `all ${p.chunksDone} chunks done, ${p.rowsCopied} rows copied`
-            : !p.targetPurge.done
+            : p.targetPurge.waitsUntil
+              ? `waiting until ${p.targetPurge.waitsUntil} before removing what an earlier run left in the target: application instances may write it until the rollback from write cutover reaches them (backfill.flagPropagationSeconds)`
+              : !p.targetPurge.done
               ? `removing what an earlier run left in the target (${p.targetPurge.rowsRemoved} rows so far)`
               : p.chunksFailed > 0
                 ? `${p.chunksFailed} chunk(s) failed`

@@ -11,6 +11,17 @@ import { DependencyUnavailableError } from '@tideway/core';
  */
 export const DATASOURCE_SEARCH_PATH = 'pg_catalog,pg_temp';
 
+/**
+ * The setting that tells the trigger sync (ADR 009) a write is the sync's own: its function returns
+ * at once when it reads `on`. The sync sets it locally while it writes the other table; every
+ * Tideway connection to a datasource has it `on` for the whole session ({@link DatasourceRegistry}),
+ * so what Tideway itself writes — chunks, the purge of a re-run, re-drives, repairs, the tombstone
+ * sweep — is never synced to the other table. (A chunk written into the target while the reverse sync
+ * of a rollback's grace was still installed went back into the source as the chunk's snapshot,
+ * and the purge of a re-run deleted the source's rows through it.)
+ */
+export const SYNCING_SETTING = 'tideway.syncing';
+
 /** Statement timeout of the latency guard's probe connections, milliseconds: a probe slower than this is a failed probe. */
 export const PROBE_STATEMENT_TIMEOUT_MS = 2000;
 
@@ -20,7 +31,8 @@ type PoolKind = 'shared' | 'probe' | 'commit-probe';
 /**
  * The user databases Tideway may touch, by name. Datasources are server configuration only (a name
  * → a connection string); specs refer to them by name and never carry credentials. Every connection
- * runs with `search_path = pg_catalog, pg_temp` ({@link DATASOURCE_SEARCH_PATH}).
+ * runs with `search_path = pg_catalog, pg_temp` ({@link DATASOURCE_SEARCH_PATH}) and with
+ * {@link SYNCING_SETTING} on: no write Tideway makes is taken for an application's by a sync trigger.
  */
 export class DatasourceRegistry {
   readonly #urls: ReadonlyMap<string, string>;
@@ -74,14 +86,14 @@ export class DatasourceRegistry {
     return this.#poolFor(name, 'commit-probe', { max: 1, applicationName: `tideway-probe-commit:${name}`, statementTimeoutMs: PROBE_STATEMENT_TIMEOUT_MS });
   }
 
-  /** The pool of `kind` for datasource `name`, created on first use with `options` (always with {@link DATASOURCE_SEARCH_PATH}). */
+  /** The pool of `kind` for datasource `name`, created on first use with `options` (always with {@link DATASOURCE_SEARCH_PATH} and {@link SYNCING_SETTING} on). */
   #poolFor(name: string, kind: PoolKind, options: { max: number; applicationName: string; statementTimeoutMs?: number; readOnly?: boolean }): pg.Pool {
     const id = `${kind}\u0000${name}`;
     const existing = this.#pools.get(id);
     if (existing) return existing;
     const url = this.#urls.get(name);
     if (!url) throw new Error(`datasource "${name}" is not configured`);
-    const pool = createPool({ connectionString: url, searchPath: DATASOURCE_SEARCH_PATH, ...options });
+    const pool = createPool({ connectionString: url, searchPath: DATASOURCE_SEARCH_PATH, settings: { [SYNCING_SETTING]: 'on' }, ...options });
     this.#pools.set(id, pool);
     return pool;
   }

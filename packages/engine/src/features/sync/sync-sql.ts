@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { MigrationSpec, TableRef } from '@tideway/core';
+import { SYNCING_SETTING } from '../datasources/datasource-registry.js';
 import { idTag, qualified, quoteIdent, reverseSpec, SOURCE_ALIAS, tombstoneTableName, upsertClause } from '../backfill/sql.js';
 
 export { idTag, tombstoneTable, tombstoneTableName } from '../backfill/sql.js';
@@ -112,7 +113,8 @@ export interface SyncPlanInput {
  * never fails the application's statement (serialization failures and deadlocks excepted: they are
  * re-raised, as the application retries them anyway) — its keys and the error are recorded in the direction's
  * failures table, collected into the divergence ledger and re-driven (ADR 009). Writes made by a
- * sync itself are not synced back (`tideway.syncing`), so both directions can run together (ADR 004).
+ * sync itself are not synced back (`tideway.syncing`, {@link SYNCING_SETTING}), so both directions can
+ * run together (ADR 004), and neither are Tideway's own writes (its datasource sessions have it on).
  *
  * Definitions are deterministic (the dollar-quote tag is derived from the body), so a definition's
  * hash in its marker tells whether the object in the database is the current one.
@@ -175,9 +177,9 @@ DECLARE
   tw_message text;
   tw_keys jsonb;
 BEGIN
-  IF pg_catalog.current_setting('tideway.syncing', true) = 'on' THEN RETURN NULL; END IF;
+  IF pg_catalog.current_setting('${SYNCING_SETTING}', true) = 'on' THEN RETURN NULL; END IF;
   BEGIN
-    PERFORM pg_catalog.set_config('tideway.syncing', 'on', true);
+    PERFORM pg_catalog.set_config('${SYNCING_SETTING}', 'on', true);
     IF TG_OP = 'INSERT' THEN
       ${upsert}
     ELSIF TG_OP = 'UPDATE' THEN
@@ -186,7 +188,7 @@ BEGIN
     ELSE
       ${removeGone(mappedKeys('tw_old'))}
     END IF;
-    PERFORM pg_catalog.set_config('tideway.syncing', 'off', true);
+    PERFORM pg_catalog.set_config('${SYNCING_SETTING}', 'off', true);
   EXCEPTION
   WHEN serialization_failure OR deadlock_detected THEN
     -- Concurrency outcomes the application retries anyway (ADR 004); catching them could let a
