@@ -278,8 +278,8 @@ async function main(): Promise<number> {
   }
   log(`verification ${verification['status']}: ${verification['rowsCompared']} rows compared, ${verification['missingInTarget']} missing, ${verification['extraInTarget']} extra, ${verification['different']} different`);
   if (verification['status'] !== 'passed') throw new Error('verification found differences after the backfill');
-  // The way back's round-trip check runs as part of the advance (its gate says so until then).
-  await until('shadow_read gates', (m) => (m['gates'] as { name: string; passed: boolean }[]).every((g) => g.passed || g.name === 'way-back-round-trip'));
+  // Every gate holds by itself, the way back's round-trip check included (it ran on entering shadow_read).
+  await until('shadow_read gates', (m) => (m['gates'] as { name: string; passed: boolean }[]).every((g) => g.passed));
   await act('advance'); // cutover: the ramp starts
   await until('write cutover', (m) => (m['progress'] as { ramp?: { status: string } }).ramp?.status === 'write_cutover');
   const rampView = ((await get())['progress'] as { ramp: Record<string, unknown> }).ramp;

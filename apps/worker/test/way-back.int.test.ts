@@ -65,6 +65,9 @@ describe('the way back', () => {
     const t = await target();
     // Rounds to whole units: 1.25 comes back as 1.
     const id = await driveToVerifiedShadowRead(f, spec('wb-lossy', t, { reverseMapping: { total: '(total_cents / 100)::int' } }));
+    // Entering shadow_read ran the check: the gate has its numbers before anyone advances.
+    const entered = (await f.engine.migrations.describe(id)).gates.find((g) => g.name === 'way-back-round-trip');
+    expect(entered).toMatchObject({ passed: false, observed: { rowsChecked: 3000, mismatches: 3000 } });
 
     const refused = await f.api('POST', `/v1/migrations/${id}/advance`, {});
     expect(refused.status).toBe(409);

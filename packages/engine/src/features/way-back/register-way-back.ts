@@ -27,7 +27,7 @@ export async function judgeRoundTrip(db: Kysely<Database>, roundTrip: RoundTripC
   }
   const epoch = await syncEpoch(db, migration.id);
   const check = await roundTrip.latest(migration.id, epoch?.at);
-  if (!check) return { passed: false, message: 'no round-trip check of the way back since the sync last changed: it runs when the migration advances', check };
+  if (!check) return { passed: false, message: 'no round-trip check of the way back since the sync last changed: it runs on entering shadow_read and again when the migration advances', check };
   if (check.passed) return { passed: true, message: `reverse(mapping(row)) = row on all ${check.rowsChecked} rows checked`, check };
   if (check.error) return { passed: false, message: `the round-trip check could not run: ${check.error}`, check };
   const worst = Object.entries(check.columns).map(([c, n]) => `${c} (${n})`).join(', ');
@@ -38,7 +38,8 @@ export async function judgeRoundTrip(db: Kysely<Database>, roundTrip: RoundTripC
  * The way back as a declared contract (issue 12 §1, shared/DESIGN.md §7), plugged into the machine:
  * - prepare (after the catalog check): every old column's fate planned and recorded;
  * - the shadow_read gate `way-back-round-trip`: a round-trip check started after the current sync
- *   epoch passed (or the spec declares no way back); advancing out of shadow_read runs one first;
+ *   epoch passed (or the spec declares no way back); entering shadow_read runs one, and advancing
+ *   out of it runs one first;
  * - cutover's rollback action `way-back-declared`: with `rollbackAfterWriteCutover: false`, rollback
  *   and abort past a write cutover are refused (old is stale: going back would serve it);
  * - PATCH of `reverseMapping` or `rollbackAfterWriteCutover` after start (admin only, until cutover):
@@ -80,6 +81,11 @@ export function registerWayBack(
   });
   deps.migrations.beforeAct(['advance'], async (m) => {
     if (m.phase === 'shadow_read' && m.spec.rollbackAfterWriteCutover) await deps.roundTrip.run(m);
+  });
+  // Entering shadow_read runs one too, so the gate has its numbers before anyone advances (a tool
+  // that waits for every gate to hold before it advances would otherwise wait forever).
+  deps.migrations.onTransition(async ({ migration }) => {
+    if (migration.phase === 'shadow_read' && migration.status === 'active' && migration.spec.rollbackAfterWriteCutover) await deps.roundTrip.run(migration);
   });
   hooks.addRollbackAction('cutover', {
     name: 'way-back-declared',
