@@ -30,6 +30,9 @@
  *    `--guard-configs a,b` to run some of the configs, `--guard-repeats N` (1) during windows of each,
  *    interleaved and pooled per config, `--guard-private`: the user databases on a
  *    private cluster with pg_stat_statements and pgbench in "main", so the statement signal sees it).
+ *    With 2 or more repeats each guarded goal also carries the 90 % confidence interval of its
+ *    windows' ratios and is inconclusive while that interval contains the bound; `noise` gives the
+ *    same ratios for alone windows judged against their neighbours (what the machine does alone).
  *
  * Inputs: --rows N (2000000), --cross-rows N (1000000), --pgbench-scale N (10), --pgbench-seconds N
  * (10, per window), --pgbench-pairs N (3), --throttled-max-rows-per-second N (4000), --throttled-chunk-rows N (4000),
@@ -46,6 +49,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import type { MigrationSpecInput } from '@tideway/core';
 import { BullmqWorkQueue, chunkUpsertSql, createEngine, type Engine } from '@tideway/engine';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
@@ -440,6 +444,8 @@ interface Goal {
   readonly met: boolean;
   /** Set when noise on the machine is larger than the effect the goal is about: `met` is then not a verdict. */
   readonly inconclusive?: string;
+  /** The 90 % confidence interval of the per-window values the verdict rests on, where there are several. */
+  readonly ci90?: readonly [number, number] | null;
 }
 
 /** What the sections share. */
@@ -828,25 +834,45 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
     // Each config over all its repetitions: rows/s over its during windows, the sum of their TPS
     // over the sum of their brackets' means, and the p99 of all their transactions over the p99 of
     // all their brackets' transactions.
+    // With each, the mean of its windows' own ratios and its 90 % confidence interval: what decides
+    // whether a goal is met or the windows cannot tell.
+    const windowRatios = (config: string, key: 'tpsRatio' | 'p99Ratio') => windows.filter((w) => w['config'] === config).map((w) => w[key] as number);
     const summary = [...pooled].map(([config, acc]) => ({
       config,
       windows: acc.during.length,
       rowsPerSecond: Math.round(acc.rows / acc.seconds),
       tpsRatio: round(acc.during.reduce((t, d) => t + d.tps, 0) / acc.bracketTps),
       p99Ratio: round(pooledP99(acc.during) / pooledP99(acc.brackets)),
+      perWindow: { tpsRatio: meanCi90(windowRatios(config, 'tpsRatio')), p99Ratio: meanCi90(windowRatios(config, 'p99Ratio')) },
     }));
-    const guarded = summary.find((w) => w.config === 'guarded') as { rowsPerSecond: number; p99Ratio: number; tpsRatio: number };
+    // The machine's own noise on the same statistics: each inner alone window judged against the
+    // alone windows bracketing it, as a during window is (no backfill ran in any of them).
+    const nullTps: number[] = [];
+    const nullP99: number[] = [];
+    for (let i = 1; i + 1 < alone.length; i++) {
+      const [before, self, next] = [alone[i - 1], alone[i], alone[i + 1]] as [PgbenchResult, PgbenchResult, PgbenchResult];
+      nullTps.push(round(self.tps / ((before.tps + next.tps) / 2)));
+      nullP99.push(round(self.latencyMs.p99 / pooledP99([before, next])));
+    }
+    const noise = { tpsRatio: meanCi90(nullTps), p99Ratio: meanCi90(nullP99), tpsRatios: nullTps, p99Ratios: nullP99 };
+    const guarded = summary.find((w) => w.config === 'guarded') as (typeof summary)[number];
     const capsMeeting = summary.filter((w) => w.config.startsWith('cap') && w.p99Ratio <= GOALS.guardedP99Ratio);
     const bestCap = capsMeeting.reduce<(typeof summary)[number] | null>((best, w) => (best === null || w.rowsPerSecond > best.rowsPerSecond ? w : best), null);
     const toBest = bestCap ? guarded.rowsPerSecond / bestCap.rowsPerSecond : null;
-    b.goals[`guarded.${level.name}.p99Ratio`] = { goal: `<= ${GOALS.guardedP99Ratio}`, value: guarded.p99Ratio, met: guarded.p99Ratio <= GOALS.guardedP99Ratio };
-    b.goals[`guarded.${level.name}.tpsRatio`] = { goal: `>= ${GOALS.guardedTpsRatio}`, value: guarded.tpsRatio, met: guarded.tpsRatio >= GOALS.guardedTpsRatio };
+    const p99Undecided = undecided(guarded.perWindow.p99Ratio, GOALS.guardedP99Ratio);
+    const tpsUndecided = undecided(guarded.perWindow.tpsRatio, GOALS.guardedTpsRatio);
+    b.goals[`guarded.${level.name}.p99Ratio`] = {
+      goal: `<= ${GOALS.guardedP99Ratio}`, value: guarded.p99Ratio, met: guarded.p99Ratio <= GOALS.guardedP99Ratio, ci90: guarded.perWindow.p99Ratio.ci90, ...(p99Undecided ? { inconclusive: p99Undecided } : {}),
+    };
+    b.goals[`guarded.${level.name}.tpsRatio`] = {
+      goal: `>= ${GOALS.guardedTpsRatio}`, value: guarded.tpsRatio, met: guarded.tpsRatio >= GOALS.guardedTpsRatio, ci90: guarded.perWindow.tpsRatio.ci90, ...(tpsUndecided ? { inconclusive: tpsUndecided } : {}),
+    };
     b.goals[`guarded.${level.name}.toBestCap`] = {
       goal: `>= ${GOALS.guardedToBestCap} × the best static cap with p99 ratio <= ${GOALS.guardedP99Ratio}`,
       value: toBest === null ? 'no static cap met the p99 goal' : round(toBest),
       met: toBest === null ? guarded.p99Ratio <= GOALS.guardedP99Ratio : toBest >= GOALS.guardedToBestCap,
     };
-    out[level.name] = { pgbench: level.rate === null ? `-c ${PGBENCH_CLIENTS} (saturation)` : `-c ${PGBENCH_CLIENTS} -R ${level.rate}`, alone: alone.map((a) => ({ tps: a.tps, p99Ms: a.latencyMs.p99 })), summary, windows, bestStaticCap: bestCap ? bestCap.config : null };
+    out[level.name] = { pgbench: level.rate === null ? `-c ${PGBENCH_CLIENTS} (saturation)` : `-c ${PGBENCH_CLIENTS} -R ${level.rate}`, alone: alone.map((a) => ({ tps: a.tps, p99Ms: a.latencyMs.p99 })), noise, summary, windows, bestStaticCap: bestCap ? bestCap.config : null };
   }
   return out;
 }
@@ -1020,6 +1046,27 @@ async function main() {
 function strip(r: PgbenchResult) {
   const { startedAtMs: _s, endedAtMs: _e, sortedLatencies: _l, tpsPerSecond: _t, ...rest } = r;
   return rest;
+}
+
+/**
+ * The mean of `values` with its two-sided 90 % Student-t confidence interval (`null` under two
+ * values): mean ± t(0.95, n − 1) · s / √n, s the sample standard deviation.
+ */
+function meanCi90(values: readonly number[]): { n: number; mean: number | null; ci90: [number, number] | null } {
+  const n = values.length;
+  if (n === 0) return { n, mean: null, ci90: null };
+  const mean = values.reduce((a, v) => a + v, 0) / n;
+  if (n < 2) return { n, mean: round(mean), ci90: null };
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
+  const half = (tQuantile(0.95, n - 1) * sd) / Math.sqrt(n);
+  return { n, mean: round(mean), ci90: [round(mean - half), round(mean + half)] };
+}
+
+/** Why a goal's bound cannot be judged from these windows (their 90 % interval contains it, or there is no interval), or `undefined` when it can. */
+function undecided(perWindow: { n: number; ci90: [number, number] | null }, bound: number): string | undefined {
+  if (!perWindow.ci90) return `${perWindow.n} window(s): no confidence interval (--guard-repeats 2 or more gives one)`;
+  const [lo, hi] = perWindow.ci90;
+  return lo < bound && bound < hi ? `the 90 % confidence interval of the windows' ratios, [${lo}, ${hi}], contains the bound ${bound}: these windows cannot tell` : undefined;
 }
 
 /** p99 of the transactions of several windows together, ms. */
