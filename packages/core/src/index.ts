@@ -116,6 +116,8 @@ export {
   baselineDutyCycle,
   initialPaceState,
   latencySetpointMs,
+  evidenceSpanMs,
+  RECOVERY_MS,
   latencyTargetMs,
   nextPace,
   PACE_TICK_MS,

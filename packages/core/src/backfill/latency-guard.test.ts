@@ -4,6 +4,11 @@ import {
   afterBaseline,
   BASELINE_SCHEDULE,
   baselineDutyCycle,
+  evidenceSpanMs,
+  HARD_BREACH_RATIO,
+  SIGNAL_WINDOW_MS,
+  SMOOTH_WINDOW_MS,
+  windowQuantiles,
   initialPaceState,
   latencyTargetMs,
   nextPace,
@@ -61,7 +66,7 @@ interface Run {
 }
 
 /** Runs the controller for `ticks` ticks against `db`; `baseline` is what the guard measured (the true base unless told). */
-function simulate(db: SimDb, limits: PaceLimits, ticks: number, random: () => number, start?: PaceState, baselineOf: (t: number) => number = () => baseOf(db)): Run {
+function simulate(db: SimDb, limits: PaceLimits, ticks: number, random: () => number, start?: PaceState, baselineOf: (t: number) => number = () => baseOf(db), clock = { t: 0 }): Run {
   let state = start ?? initialPaceState(limits);
   const run: Run = { paces: [], latencies: [], relearns: [], state };
   let baseline = baselineOf(0);
@@ -69,7 +74,7 @@ function simulate(db: SimDb, limits: PaceLimits, ticks: number, random: () => nu
     const achieved = Math.min(state.paceRowsPerSecond, maxCopy(db));
     const latency = latencyAt(db, achieved);
     const observed = latency * (1 + db.noise * (2 * random() - 1)); // noise already scaled by the caller
-    const decision = nextPace(state, { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved }, limits);
+    const decision = nextPace(state, { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved, nowMs: (clock.t += PACE_TICK_MS) }, limits);
     state = decision.state;
     if (decision.relearnBaseline) {
       run.relearns.push(t);
@@ -150,11 +155,12 @@ describe('nextPace on a simulated database', () => {
         const db = withBudget(raw, budget);
         const random = prng(seed);
         const limits: PaceLimits = { latencyBudget: budget, minRowsPerSecond: 50, maxRowsPerSecond: null };
-        const before = simulate(db, limits, SETTLE_TICKS + 40, random);
+        const clock = { t: 0 };
+        const before = simulate(db, limits, SETTLE_TICKS + 40, random, undefined, undefined, clock);
         // Production's load rises (e.g. pgbench's rate doubles) while the guard keeps the old baseline.
         const stepped: SimDb = { ...db, load: Math.min(0.9, 1 - (1 - db.load) / factor) };
         const oldBaseline = baseOf(db);
-        const after = simulate(stepped, limits, SETTLE_TICKS * 2, random, before.state, () => oldBaseline);
+        const after = simulate(stepped, limits, SETTLE_TICKS * 2, random, before.state, () => oldBaseline, clock);
         // Judged against the new workload's own budget: over it no longer than the reaction time
         // (unless the floor alone breaches it: the floor is the promise that wins).
         if (latencyAt(stepped, limits.minRowsPerSecond) <= latencyTargetMs(baseOf(stepped), budget)) expect(longestRunOver(after.latencies, latencyTargetMs(baseOf(stepped), budget))).toBeLessThanOrEqual(REACTION_TICKS);
@@ -208,20 +214,72 @@ describe('nextPace on a simulated database', () => {
   });
 });
 
+describe('nextPace on probe samples in sliding windows', () => {
+  /**
+   * The engine's loop on samples: a probe every 40 ms (12.5 a tick) of a workload the copy does not
+   * slow at all, p99 judged over the samples of the windows a tick may judge ({@link evidenceSpanMs}),
+   * the short window when it alone is a hard breach. `stallAt`: ticks at which 3 probes in a row
+   * take 6 × the usual time (the machine stalls; the copy has nothing to do with it).
+   */
+  function runOnSamples(stallAt: readonly number[], ticks: number, seed: number) {
+    const random = prng(seed);
+    const limits: PaceLimits = { latencyBudget: 0.3, minRowsPerSecond: 100, maxRowsPerSecond: 50_000 };
+    const usual = () => 1 + 0.3 * random();
+    const baseline = windowQuantiles(Array.from({ length: 150 }, usual)).p99Ms as number;
+    const samples: { at: number; ms: number }[] = [];
+    let state = initialPaceState(limits);
+    const paces: number[] = [];
+    let cuts = 0;
+    for (let t = 1; t <= ticks; t++) {
+      const now = t * PACE_TICK_MS;
+      for (let i = 0; i < 12; i++) samples.push({ at: now - PACE_TICK_MS + i * 40, ms: stallAt.includes(t) && i < 3 ? 6 * usual() : usual() });
+      const within = (span: number) => samples.filter((x) => x.at > now - span).map((x) => x.ms);
+      const long = within(evidenceSpanMs(state, now, SMOOTH_WINDOW_MS));
+      if (long.length < 5) {
+        paces.push(state.paceRowsPerSecond);
+        continue;
+      }
+      const short = windowQuantiles(within(evidenceSpanMs(state, now, SIGNAL_WINDOW_MS))).p99Ms ?? 0;
+      const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
+      const ratio = short / baseline > hard ? short / baseline : (windowQuantiles(long).p99Ms as number) / baseline;
+      const before = state.paceRowsPerSecond;
+      // The copy keeps up with its pace (it costs production nothing here).
+      state = nextPace(state, { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: before, nowMs: now }, limits).state;
+      if (state.paceRowsPerSecond < before) cuts++;
+      paces.push(state.paceRowsPerSecond);
+    }
+    return { paces, cuts };
+  }
+
+  it('a burst of slow probes cuts the pace once, not on every tick it stays in the windows', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const quiet = runOnSamples([], 120, seed);
+      expect(quiet.cuts).toBe(0);
+      // Three stalls, 10 s apart: each is in the 5 s window for 10 ticks.
+      const stalled = runOnSamples([60, 80, 100], 140, seed);
+      expect(stalled.cuts).toBe(3);
+      // Each costs at most half the pace, and the pace is back at the cap within 10 s of the last one.
+      expect(Math.min(...stalled.paces.slice(60))).toBeGreaterThanOrEqual(0.5 * (stalled.paces[58] as number));
+      expect(stalled.paces[stalled.paces.length - 1]).toBe(50_000);
+    }
+  });
+});
+
 describe('nextPace decisions', () => {
   const limits: PaceLimits = { latencyBudget: 0.3, minRowsPerSecond: 200, maxRowsPerSecond: null };
 
   it('halves at most per tick on a hard breach and grows ×1.5 in slow start', () => {
     const s0 = initialPaceState(limits);
-    expect(nextPace(s0, { observedP99Ms: 100, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state.paceRowsPerSecond).toBe(500);
-    expect(nextPace(s0, { observedP99Ms: 2, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state.paceRowsPerSecond).toBe(1500);
+    expect(nextPace(s0, { observedP99Ms: 100, baselineP99Ms: 2, achievedRowsPerSecond: 1000, nowMs: 0 }, limits).state.paceRowsPerSecond).toBe(500);
+    expect(nextPace(s0, { observedP99Ms: 2, baselineP99Ms: 2, achievedRowsPerSecond: 1000, nowMs: 0 }, limits).state.paceRowsPerSecond).toBe(1500);
   });
 
   it('says when it starts and stops holding back, once each way', () => {
     let state = initialPaceState(limits);
     const changes: boolean[] = [];
+    let now = 0;
     const feed = (observed: number, achieved: number) => {
-      const d = nextPace(state, { observedP99Ms: observed, baselineP99Ms: 2, achievedRowsPerSecond: achieved }, limits);
+      const d = nextPace(state, { observedP99Ms: observed, baselineP99Ms: 2, achievedRowsPerSecond: achieved, nowMs: (now += PACE_TICK_MS) }, limits);
       state = d.state;
       if (d.holdingChanged) changes.push(state.holding);
     };
@@ -234,7 +292,7 @@ describe('nextPace decisions', () => {
     let state = initialPaceState(limits);
     const relearns: number[] = [];
     for (let t = 0; t < 30; t++) {
-      const d = nextPace(state, { observedP99Ms: 10, baselineP99Ms: 2, achievedRowsPerSecond: state.paceRowsPerSecond }, limits);
+      const d = nextPace(state, { observedP99Ms: 10, baselineP99Ms: 2, achievedRowsPerSecond: state.paceRowsPerSecond, nowMs: t * PACE_TICK_MS }, limits);
       state = d.state;
       if (d.relearnBaseline) relearns.push(t);
     }
@@ -244,7 +302,7 @@ describe('nextPace decisions', () => {
   });
 
   it('refuses a baseline that is not positive', () => {
-    expect(() => nextPace(initialPaceState(limits), { observedP99Ms: 1, baselineP99Ms: 0, achievedRowsPerSecond: null }, limits)).toThrow(RangeError);
+    expect(() => nextPace(initialPaceState(limits), { observedP99Ms: 1, baselineP99Ms: 0, achievedRowsPerSecond: null, nowMs: 0 }, limits)).toThrow(RangeError);
   });
 });
 

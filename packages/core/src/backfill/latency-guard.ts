@@ -33,6 +33,13 @@ export const SLOW_START_GROWTH = 1.5;
 export const MAX_PACE_CUT = 0.5;
 /** The first pace after a baseline, rows/s (slow start grows it ×1.5 per tick while far under the setpoint). */
 export const START_PACE_ROWS_PER_SECOND = 1000;
+/**
+ * After a cut, how long only fresh evidence counts and the pace does not grow, milliseconds: a cut's
+ * own evidence — the samples that caused it, which stay in the sliding windows for up to
+ * {@link SMOOTH_WINDOW_MS} — cannot justify another, and the pace grows again only once a short
+ * window of samples taken after the cut has said it may (TCP's one reduction per round trip).
+ */
+export const RECOVERY_MS = SIGNAL_WINDOW_MS;
 /** Ticks over target at the floor before the guard asks for a new baseline (the workload, not the copy, got slower). */
 export const RELEARN_AFTER_TICKS = 6;
 /** The copy runs free (not held back) when the pace exceeds the achieved rate by this factor. */
@@ -64,6 +71,8 @@ export interface PaceState {
   readonly floorBreachTicks: number;
   /** Consecutive ticks the copy ran slower than the pace allowed. */
   readonly freeTicks: number;
+  /** When the pace was last cut (the caller's clock, ms), or `null`: the signal is judged on samples after it ({@link evidenceSpanMs}). */
+  readonly lastCutAtMs: number | null;
 }
 
 /** One tick's readings. */
@@ -74,6 +83,8 @@ export interface PaceTick {
   readonly baselineP99Ms: number;
   /** Rows/s the copy achieved over the last window, or `null` when unknown (no chunk ran yet). */
   readonly achievedRowsPerSecond: number | null;
+  /** Now, on the clock of {@link PaceState.lastCutAtMs}, ms. */
+  readonly nowMs: number;
 }
 
 /** What a tick decided. */
@@ -98,6 +109,7 @@ export function initialPaceState(limits: PaceLimits, previousPace?: number): Pac
     holding: false,
     floorBreachTicks: 0,
     freeTicks: 0,
+    lastCutAtMs: null,
   };
 }
 
@@ -108,7 +120,21 @@ export function initialPaceState(limits: PaceLimits, previousPace?: number): Pac
  * breach.
  */
 export function afterBaseline(state: PaceState): PaceState {
-  return { ...state, smoothedP99Ms: null, slowStart: true, floorBreachTicks: 0 };
+  return { ...state, smoothedP99Ms: null, slowStart: true, floorBreachTicks: 0, lastCutAtMs: null };
+}
+
+/**
+ * The span of samples a window of `windowMs` may judge at `nowMs`: the whole window, or — after a
+ * cut — only what came after it, so one burst of slow samples (a stall of the machine, a checkpoint)
+ * cuts the pace once, not on every tick it stays in the window. Callers take the samples of the
+ * last span ms for the signal and skip the tick while too few have arrived.
+ * @returns milliseconds, 0 ≤ span ≤ windowMs.
+ */
+export function evidenceSpanMs(state: PaceState, nowMs: number, windowMs: number): number {
+  // (`?? null`: a state persisted before this field existed has none.)
+  // A clock that went back past the cut (the state came from another worker) judges the whole window.
+  const cutAt = state.lastCutAtMs ?? null;
+  return cutAt === null || nowMs < cutAt ? windowMs : Math.min(windowMs, nowMs - cutAt);
 }
 
 /** The latency the controller aims at: baseline × (1 + {@link SETPOINT_SHARE} × budget), ms. */
@@ -140,7 +166,10 @@ function clampPace(pace: number, limits: PaceLimits): number {
  *   floor, never over `maxRowsPerSecond`.
  * The signal is an EWMA of the window p99s, so noise neither cuts nor grows the pace much; a window
  * over {@link HARD_BREACH_RATIO} × target is a breach by itself, so a load step is answered in the
- * tick it appears in.
+ * tick it appears in. After a cut the EWMA starts afresh, the caller judges only samples taken
+ * since ({@link evidenceSpanMs}), and for {@link RECOVERY_MS} the pace is cut again on such fresh
+ * evidence or eased by the gradient, never grown: a burst of slow samples cuts once, however long it stays in the
+ * windows, while a breach that persists is cut again as soon as fresh samples show it.
  *
  * @param tick - the readings; `baselineP99Ms` must be > 0 and `observedP99Ms` ≥ 0.
  * @throws RangeError for a non-positive baseline or a negative reading.
@@ -148,16 +177,20 @@ function clampPace(pace: number, limits: PaceLimits): number {
  * ```ts
  * const limits = { latencyBudget: 0.3, minRowsPerSecond: 200, maxRowsPerSecond: null };
  * let state = initialPaceState(limits);
- * state = nextPace(state, { observedP99Ms: 8, baselineP99Ms: 2, achievedRowsPerSecond: 1000 }, limits).state;
+ * state = nextPace(state, { observedP99Ms: 8, baselineP99Ms: 2, achievedRowsPerSecond: 1000, nowMs: 0 }, limits).state;
  * state.paceRowsPerSecond; // 500: a p99 four times the baseline halves the pace (the largest cut)
  * ```
  */
 export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): PaceDecision {
-  const { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved } = tick;
+  const { observedP99Ms: observed, baselineP99Ms: baseline, achievedRowsPerSecond: achieved, nowMs } = tick;
   if (!(baseline > 0)) throw new RangeError(`baselineP99Ms must be > 0, got ${baseline}`);
   if (!(observed >= 0)) throw new RangeError(`observedP99Ms must be ≥ 0, got ${observed}`);
   const target = latencyTargetMs(baseline, limits.latencyBudget);
   const setpoint = latencySetpointMs(baseline, limits.latencyBudget);
+  // The smoothed signal restarts at a cut (ADR 014, "one cut per window of evidence"): it judges
+  // only the samples after it.
+  const cutAt = state.lastCutAtMs ?? null;
+  const recovering = cutAt !== null && nowMs >= cutAt && nowMs - cutAt < RECOVERY_MS;
   const smoothed = state.smoothedP99Ms === null ? observed : state.smoothedP99Ms + SIGNAL_SMOOTHING * (observed - state.smoothedP99Ms);
   // A hard breach is judged on the raw window: a load step is answered in the tick it shows up in,
   // while one noisy window a little over target is left to the smoothed signal.
@@ -170,15 +203,25 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   if (breach) {
     slowStart = false;
     pace *= Math.min(0.9, Math.max(MAX_PACE_CUT, setpoint / signal));
-  } else if (slowStart && excess <= 0.5) {
-    pace *= SLOW_START_GROWTH;
   } else {
-    slowStart = false;
-    pace *= Math.max(0.9, 1 + ((MAX_PACE_GROWTH - 1) * (SETPOINT_SHARE - excess)) / SETPOINT_SHARE);
+    const gradient = Math.max(0.9, 1 + ((MAX_PACE_GROWTH - 1) * (SETPOINT_SHARE - excess)) / SETPOINT_SHARE);
+    if (recovering) {
+      // Not over target on the samples since the cut, but not yet a short window of them: the
+      // gradient may still ease the pace (between setpoint and target), never grow it.
+      pace *= Math.min(1, gradient);
+    } else if (slowStart && excess <= 0.5) {
+      pace *= SLOW_START_GROWTH;
+    } else {
+      slowStart = false;
+      pace *= gradient;
+    }
   }
   if (achieved !== null && achieved >= 0) pace = Math.min(pace, Math.max(2 * achieved, limits.minRowsPerSecond, achieved === 0 ? Math.max(START_PACE_ROWS_PER_SECOND, state.paceRowsPerSecond) : 0));
   pace = clampPace(pace, limits);
 
+  // A cut that lowered the pace starts a new window of evidence; a breach at the floor lowers
+  // nothing, and the smoothed signal goes on (it is what tells the workload changed, below).
+  const cut = breach && pace < state.paceRowsPerSecond;
   const atFloor = pace <= limits.minRowsPerSecond * 1.0001;
   const floorBreachTicks = breach && atFloor ? state.floorBreachTicks + 1 : 0;
   const relearnBaseline = floorBreachTicks >= RELEARN_AFTER_TICKS;
@@ -186,7 +229,15 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   const freeTicks = free ? state.freeTicks + 1 : 0;
   const holding = breach ? true : state.holding && freeTicks < RELEASE_AFTER_TICKS;
   return {
-    state: { paceRowsPerSecond: pace, smoothedP99Ms: smoothed, slowStart, holding, floorBreachTicks: relearnBaseline ? 0 : floorBreachTicks, freeTicks },
+    state: {
+      paceRowsPerSecond: pace,
+      smoothedP99Ms: cut ? null : smoothed,
+      slowStart,
+      holding,
+      floorBreachTicks: relearnBaseline ? 0 : floorBreachTicks,
+      freeTicks,
+      lastCutAtMs: cut ? nowMs : cutAt,
+    },
     relearnBaseline,
     holdingChanged: holding !== state.holding,
   };

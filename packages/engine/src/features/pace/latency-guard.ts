@@ -1,6 +1,7 @@
 import {
   afterBaseline,
   BASELINE_SCHEDULE,
+  evidenceSpanMs,
   initialPaceState,
   nextPace,
   SIGNAL_WINDOW_MS,
@@ -241,8 +242,16 @@ export class LatencyGuard {
       await repository.update(db, datasource, workerName, { mode: 'baseline', restartMode: true });
       return;
     }
-    const window = probe.samplesWithin(SMOOTH_WINDOW_MS, 'read');
+    // After a cut only samples taken since count (one cut per window of evidence, ADR 014): the
+    // spans of the long and the short window this tick may judge.
+    const nowMs = Date.now();
+    const current = previous ?? initialPaceState(limits);
+    const longMs = evidenceSpanMs(current, nowMs, SMOOTH_WINDOW_MS);
+    const shortMs = evidenceSpanMs(current, nowMs, SIGNAL_WINDOW_MS);
+    const window = probe.samplesWithin(longMs, 'read');
     const baseline = state.baseline_p99_ms;
+    // Too few samples since the last cut to judge yet: the pace stays as it is this tick.
+    if (window.length < MIN_WINDOW_SAMPLES && longMs < SMOOTH_WINDOW_MS && !probe.failing) return;
     if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) {
       // Blind (the probe fails every time): the floor, holding, until it measures again.
       if (probe.failing && (state.pace_rows_per_second ?? Infinity) > limits.minRowsPerSecond) {
@@ -253,22 +262,22 @@ export class LatencyGuard {
       return;
     }
     const q = windowQuantiles(window);
-    const commitWindow = probe.samplesWithin(SMOOTH_WINDOW_MS, 'commit');
+    const commitWindow = probe.samplesWithin(longMs, 'commit');
     const cq = commitWindow.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(commitWindow) : null;
     const commitBaseline = state.commit_baseline_p99_ms;
     // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
     // the p99 of the long window, unless the short one is a hard breach by itself.
     const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
     const ratioOf = (signal: 'read' | 'commit'): number | null =>
-      judgedRatio(signal === 'read' ? baseline : commitBaseline, signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null), windowQuantiles(probe.samplesWithin(SIGNAL_WINDOW_MS, signal)).p99Ms, hard);
+      judgedRatio(signal === 'read' ? baseline : commitBaseline, signal === 'read' ? q.p99Ms : (cq?.p99Ms ?? null), windowQuantiles(probe.samplesWithin(shortMs, signal)).p99Ms, hard);
     // The Prometheus value against its ceiling, on the same scale: at `max` it is at target.
     const reading = prometheus?.reading() ?? null;
     const promRatio = reading?.value != null && prometheus ? (reading.value / prometheus.options.max) * latencyTargetMs(1, limits.latencyBudget) : null;
     // Other clients' mean statement time over its baseline.
-    const statementsLong = statements.meanWithin(SMOOTH_WINDOW_MS);
-    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statements.meanWithin(SIGNAL_WINDOW_MS)?.meanMs ?? null, hard);
+    const statementsLong = statements.meanWithin(longMs);
+    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statements.meanWithin(shortMs)?.meanMs ?? null, hard);
     // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
-    const app = await repository.appLatencyWithin(db, datasource, SMOOTH_WINDOW_MS, SIGNAL_WINDOW_MS);
+    const app = await repository.appLatencyWithin(db, datasource, longMs, shortMs);
     const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;
     const appShortP99 = app.short.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.short.counts, 0.99) : null;
     const applicationRatio = judgedRatio(state.application_baseline_p99_ms, appLongP99, appShortP99, hard);
@@ -282,7 +291,7 @@ export class LatencyGuard {
     ];
     const [worse, ratio] = ratios.reduce<[Signal, number]>((best, [name, r]) => (r !== null && r > best[1] ? [name, r] : best), ['read', 0]);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
-    const decision = nextPace(previous ?? initialPaceState(limits), { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved }, limits);
+    const decision = nextPace(current, { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved, nowMs }, limits);
     const next = decision.state;
     const written = await repository.update(db, datasource, workerName, {
       paceRowsPerSecond: next.paceRowsPerSecond,
