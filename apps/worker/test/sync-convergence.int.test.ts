@@ -82,16 +82,18 @@ describe('drift and orphans', () => {
     );
     const report = await f.engine.desiredState.reconcileAll({ driftCheckSeconds: 0 });
     // The worker's own pass may have got there first (or holds the row while this pass skips it);
-    // either way exactly one pass converged it.
-    const events =
-      report.changes.length > 0
-        ? await convergeEvents()
-        : await waitFor('the worker’s converge event', async () => {
-            const all = await convergeEvents();
-            return all.length > before ? all : null;
-          }, 20_000);
-    const changes = report.changes.length > 0 ? report.changes : ((events.at(-1)?.details['changes'] ?? []) as ConvergeChange[]);
-    expect(events.length).toBe(before + 1);
+    // either way exactly one pass converged the datasource. (A pass may also converge flags, which
+    // a slow Unleash left behind under load: those are the flags kind's, not this test's.)
+    const ofDatasource = (e: { details: Record<string, unknown> }) => ((e.details['changes'] ?? []) as ConvergeChange[]).filter((c) => c.kind === 'datasource');
+    const datasourceEvents = async () => (await convergeEvents()).slice(before).filter((e) => ofDatasource(e).length > 0);
+    const events = report.changes.some((c) => c.kind === 'datasource')
+      ? await datasourceEvents()
+      : await waitFor('the worker’s converge event', async () => {
+          const found = await datasourceEvents();
+          return found.length > 0 ? found : null;
+        }, 20_000);
+    expect(events.length).toBe(1);
+    const changes = ofDatasource(events[0] as { details: Record<string, unknown> });
     expect(changes.map((c) => `${c.action} ${c.object}`).sort()).toEqual(
       [`created trigger "${base()}_upd" on "public"."sc_src"`, `replaced function "public"."${base()}"()`, `replaced trigger "${base()}_del" on "public"."sc_src"`].sort(),
     );
@@ -99,8 +101,8 @@ describe('drift and orphans', () => {
     expect((await triggers()).map((t) => [t.tgname, t.enabled])).toEqual([[`${base()}_del`, 'O'], [`${base()}_ins`, 'O'], [`${base()}_upd`, 'O']]);
     await f.user.query(`update sc_src set v = 11 where id = 11`);
     expect((await f.user.query(`select v from sc_dst where id = 11`)).rows).toEqual([{ v: 11 }]);
-    // Converged: another pass changes nothing.
-    expect((await f.engine.desiredState.reconcileAll({ driftCheckSeconds: 0 })).changes).toEqual([]);
+    // Converged: another pass changes nothing on the datasource.
+    expect((await f.engine.desiredState.reconcileAll({ driftCheckSeconds: 0 })).changes.filter((c) => c.kind === 'datasource')).toEqual([]);
   });
 
   it("removes this installation's objects of a migration it does not know, and leaves another installation's alone", async () => {
