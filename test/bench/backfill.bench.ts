@@ -49,7 +49,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import tQuantile from '@stdlib/stats-base-dists-t-quantile';
+import jstat from 'jstat';
 import type { MigrationSpecInput } from '@tideway/core';
 import { BullmqWorkQueue, chunkUpsertSql, createEngine, type Engine } from '@tideway/engine';
 import { QUEUE_NAMES, createRedisConnection, openQueue } from '@tideway/queue';
@@ -1058,7 +1058,7 @@ function meanCi90(values: readonly number[]): { n: number; mean: number | null; 
   const mean = values.reduce((a, v) => a + v, 0) / n;
   if (n < 2) return { n, mean: round(mean), ci90: null };
   const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
-  const half = (tQuantile(0.95, n - 1) * sd) / Math.sqrt(n);
+  const half = (jstat.jStat.studentt.inv(0.95, n - 1) * sd) / Math.sqrt(n);
   return { n, mean: round(mean), ci90: [round(mean - half), round(mean + half)] };
 }
 

@@ -13,7 +13,7 @@ export {
 } from './features/desired-state/desired-state.js';
 export { createEngine, type Engine, type EngineOptions } from './engine.js';
 export { AuditLog, type AuditEntry } from './features/audit/audit-log.js';
-export { DatasourceRegistry, DATASOURCE_SEARCH_PATH } from './features/datasources/datasource-registry.js';
+export { DatasourceRegistry, DATASOURCE_SEARCH_PATH, SYNCING_SETTING } from './features/datasources/datasource-registry.js';
 export { CatalogInspector, type CatalogTable, type CatalogColumn, type SpecInspection } from './features/datasources/catalog-inspector.js';
 export {
   ExpressionBinder,

@@ -11,6 +11,16 @@ export interface ClaimedChunk extends Lease {
   readonly timeouts: number;
 }
 
+/**
+ * Until when the purge of a re-run waits for application instances that may still write the
+ * target: the reverse sync's grace after a rollback from write cutover (`ramps.reverse_until`,
+ * database time); `NULL` once it has passed, or when there was none. A scalar subquery, for a
+ * select list (the purge's check and the progress read the same expression).
+ */
+export function purgeWaitsUntilSql(migrationId: string): RawBuilder<Date | null> {
+  return sql<Date | null>`(SELECT g.reverse_until FROM ramps g WHERE g.migration_id = ${migrationId} AND g.reverse_until > now())`;
+}
+
 /** Writes backfill runs and chunks. Methods take the executor of the caller's transaction. */
 export class BackfillRepository {
   async createRun(

@@ -9,7 +9,7 @@ import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import type { Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
-import type { BackfillRepository, ClaimedChunk } from './backfill-repository.js';
+import { purgeWaitsUntilSql, type BackfillRepository, type ClaimedChunk } from './backfill-repository.js';
 import type { ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
 import { LeaseLostError } from '../leases/lease-lost-error.js';
@@ -167,7 +167,7 @@ export class BackfillService {
     // After a rollback from write cutover, application instances may write the target until the
     // write-new flag reaches them (the reverse sync's grace, `ramps.reverse_until`): a row purged
     // under such a write would make it touch nothing, and the write would be lost on both sides.
-    if (await this.#writersMayWriteTarget(migrationId)) return;
+    if ((await db.selectNoFrom(purgeWaitsUntilSql(migrationId).as('until')).executeTakeFirst())?.until) return;
     const spec = toMigration(row).spec;
     // Background work on the datasource like a chunk: it holds back while the datasource is unhealthy.
     if (spec.throttle.enabled) {
@@ -190,16 +190,6 @@ export class BackfillService {
       .where('migration_id', '=', migrationId)
       .where('target_purged_at', 'is', null)
       .execute();
-  }
-
-  /** Whether the reverse sync's grace after a rollback from write cutover is still running (database time). */
-  async #writersMayWriteTarget(migrationId: string): Promise<boolean> {
-    const ramp = await this.deps.db
-      .selectFrom('ramps')
-      .select(sql<boolean>`coalesce(reverse_until > now(), false)`.as('pending'))
-      .where('migration_id', '=', migrationId)
-      .executeTakeFirst();
-    return ramp?.pending ?? false;
   }
 
   /** Rollback action of `backfill`: forgets the run; entering backfill again starts afresh. */

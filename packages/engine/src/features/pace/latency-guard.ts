@@ -255,7 +255,7 @@ export class LatencyGuard {
     if (window.length < MIN_WINDOW_SAMPLES || !baseline || baseline <= 0) {
       // Blind (the probe fails every time): the floor, holding, until it measures again.
       if (probe.failing && (state.pace_rows_per_second ?? Infinity) > limits.minRowsPerSecond) {
-        const blind = { ...(previous ?? initialPaceState(limits)), paceRowsPerSecond: limits.minRowsPerSecond };
+        const blind = { ...current, paceRowsPerSecond: limits.minRowsPerSecond };
         await repository.update(db, datasource, workerName, { paceRowsPerSecond: limits.minRowsPerSecond, controller: blind });
         this.deps.log?.('latency guard: the probe fails, pacing at the floor', { datasource });
       }
