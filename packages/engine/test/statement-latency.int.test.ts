@@ -91,4 +91,36 @@ describe('statement latency (pg_stat_statements)', () => {
     expect(slow.meanMs).toBeGreaterThan(8);
     expect(slow.meanMs - quiet.meanMs).toBeGreaterThan(5);
   }, 60_000);
+
+  it("measures other clients' throughput: a closed-loop client whose statements take 20× longer shows a rate several times lower", async () => {
+    await app.query('create extension if not exists pg_stat_statements');
+    const s = signal();
+    await waitFor('available', async () => (s.available ? true : null), 10_000);
+    const phase = async (n: number, ms: number) => {
+      const t0 = performance.now();
+      await appStatements(n, ms);
+      const end = performance.now();
+      // The window from the first reading after t0 - 300 to the newest reading at end + 300, taken
+      // once a reading that late exists (readings every 200 ms): the phase and ≤ 600 ms around it.
+      const to = end + 300;
+      const window = await waitFor('a reading after the phase', async () => {
+        if (performance.now() < to + 250) return null;
+        const w = s.meanWithin(to - (t0 - 300), to);
+        return w && w.calls >= n ? w : null;
+      }, 10_000);
+      return { clientRate: n / ((end - t0) / 1000), phaseSeconds: (end - t0) / 1000, window };
+    };
+    const fast = await phase(1000, 1);
+    const slow = await phase(100, 20);
+    // The readings' span covers the phase and up to 600 ms around it, and the phases last ≥ 1 s,
+    // so the signal's rate is the client's within that share.
+    for (const p of [fast, slow]) {
+      const rate = p.window.calls / p.window.seconds;
+      expect(p.window.seconds).toBeGreaterThan(p.phaseSeconds * 0.5);
+      expect(p.window.seconds).toBeLessThan(p.phaseSeconds + 0.8);
+      expect(rate).toBeGreaterThan(p.clientRate * 0.4);
+      expect(rate).toBeLessThan(p.clientRate * 1.6);
+    }
+    expect((fast.window.calls / fast.window.seconds) / (slow.window.calls / slow.window.seconds)).toBeGreaterThan(2.5);
+  }, 60_000);
 });

@@ -23,6 +23,16 @@ interface Snapshot {
   readonly totalMs: number;
 }
 
+/** Other clients' statements over a span: what {@link StatementLatency.meanWithin} returns. */
+export interface StatementWindow {
+  /** Their mean execution time, ms. */
+  readonly meanMs: number;
+  /** How many finished in the span. */
+  readonly calls: number;
+  /** The span between the two readings the deltas come from, seconds (> 0): `calls / seconds` is their throughput. */
+  readonly seconds: number;
+}
+
 /**
  * Production statement latency from `pg_stat_statements` (ADR 014): every second, the calls and
  * total execution time summed over the statements of this database that are not Tideway's (texts
@@ -72,23 +82,24 @@ export class StatementLatency {
   }
 
   /**
-   * The mean execution time of other clients' statements over the last `spanMs`, ms, with its calls;
+   * The mean execution time of other clients' statements over the last `spanMs`, ms, with its calls
+   * and their rate (calls per second of the readings' span: the throughput signal, ADR 014);
    * `null` without two readings that far apart, with fewer than {@link MIN_STATEMENT_CALLS} calls,
    * or across a reset of the statistics (the sums went down).
    */
-  meanWithin(spanMs: number, now = performance.now()): { meanMs: number; calls: number } | null {
+  meanWithin(spanMs: number, now = performance.now()): StatementWindow | null {
     return this.#delta(now - spanMs, now);
   }
 
   /** {@link meanWithin} of the span `[from, to]` (`performance.now()` ms). */
-  #delta(from: number, to: number): { meanMs: number; calls: number } | null {
+  #delta(from: number, to: number): StatementWindow | null {
     const last = [...this.#snapshots].reverse().find((s) => s.at <= to);
     const first = this.#snapshots.find((s) => s.at >= from);
     if (!first || !last || last.at <= first.at) return null;
     const calls = last.calls - first.calls;
     const total = last.totalMs - first.totalMs;
     if (calls < MIN_STATEMENT_CALLS || total < 0) return null;
-    return { meanMs: total / calls, calls };
+    return { meanMs: total / calls, calls, seconds: (last.at - first.at) / 1000 };
   }
 
   async #read(): Promise<void> {
