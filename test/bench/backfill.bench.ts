@@ -762,7 +762,7 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
       }
       const rows0 = (await engine.backfillReadModel.progress(id))?.rowsCopied ?? 0;
       log(`guarded section, ${level.name}: during ${config.name}`);
-      const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; statements: number | null; statementsBaseline: number | null; worse: string | null; mode: string }[] = [];
+      const trace: { pace: number | null; p99: number | null; baseline: number | null; commitP99: number | null; commitBaseline: number | null; statements: number | null; statementsBaseline: number | null; throughput: number | null; throughputBaseline: number | null; worse: string | null; mode: string }[] = [];
       let tracing = config.name.startsWith('guarded');
       const tracer = (async () => {
         while (tracing) {
@@ -770,7 +770,7 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
           if (row) {
             trace.push({
               pace: row.pace_rows_per_second, p99: row.observed_p99_ms, baseline: row.baseline_p99_ms, commitP99: row.commit_observed_p99_ms, commitBaseline: row.commit_baseline_p99_ms,
-              statements: row.statements_observed_ms, statementsBaseline: row.statements_baseline_ms, worse: row.worse_signal, mode: row.mode,
+              statements: row.statements_observed_ms, statementsBaseline: row.statements_baseline_ms, throughput: row.throughput_observed_per_second, throughputBaseline: row.throughput_baseline_per_second, worse: row.worse_signal, mode: row.mode,
             });
           }
           await new Promise((r) => setTimeout(r, 500));
@@ -821,7 +821,12 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
                 commitBaselineP99Ms: round(guardTrace[guardTrace.length - 1]?.commitBaseline ?? 0),
                 commitObservedP99Ms: guardTrace.map((t) => round(t.commitP99 ?? 0, 2)),
                 ...(guardTrace.some((t) => t.statements !== null)
-                  ? { statementsBaselineMs: round(guardTrace[guardTrace.length - 1]?.statementsBaseline ?? 0), statementsObservedMs: guardTrace.map((t) => round(t.statements ?? 0, 2)) }
+                  ? {
+                      statementsBaselineMs: round(guardTrace[guardTrace.length - 1]?.statementsBaseline ?? 0),
+                      statementsObservedMs: guardTrace.map((t) => round(t.statements ?? 0, 2)),
+                      throughputBaselinePerSecond: Math.round(guardTrace[guardTrace.length - 1]?.throughputBaseline ?? 0),
+                      throughputObservedPerSecond: guardTrace.map((t) => Math.round(t.throughput ?? 0)),
+                    }
                   : {}),
                 worseSignal: guardTrace.map((t) => t.worse ?? '-').join(' '),
                 paceTrace: guardTrace.map((t) => Math.round(t.pace ?? 0)),

@@ -128,6 +128,28 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('GET /metrics: the latency guard', () => {
+  it("exports each datasource's guard: its pace, its signal, and other clients' throughput held back and now", async () => {
+    await h.orch.query(
+      `INSERT INTO datasource_paces (datasource, holder, lease_until, mode, pace_rows_per_second, observed_p99_ms, baseline_p99_ms, throughput_baseline_per_second, throughput_observed_per_second)
+       VALUES ('main', 'test', now() + interval '1 minute', 'guarding', 4200, 3.5, 2, 5800, 5600)
+       ON CONFLICT (datasource) DO UPDATE SET holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until, mode = EXCLUDED.mode, pace_rows_per_second = EXCLUDED.pace_rows_per_second,
+         observed_p99_ms = EXCLUDED.observed_p99_ms, baseline_p99_ms = EXCLUDED.baseline_p99_ms, throughput_baseline_per_second = EXCLUDED.throughput_baseline_per_second, throughput_observed_per_second = EXCLUDED.throughput_observed_per_second`,
+    );
+    try {
+      const samples = parseMetrics((await call(h.app, { method: 'GET', url: '/metrics', token: null })).text);
+      const value = (name: string) => samples.find((s) => s.name === name && s.labels['datasource'] === 'main')?.value;
+      expect(value('tideway_latency_guard_pace_rows_per_second')).toBe(4200);
+      expect(value('tideway_latency_guard_observed_p99_seconds')).toBeCloseTo(0.0035, 6);
+      expect(value('tideway_latency_guard_baseline_p99_seconds')).toBeCloseTo(0.002, 6);
+      expect(value('tideway_latency_guard_statements_per_second')).toBe(5600);
+      expect(value('tideway_latency_guard_baseline_statements_per_second')).toBe(5800);
+    } finally {
+      await h.orch.query(`DELETE FROM datasource_paces WHERE datasource = 'main'`);
+    }
+  });
+});
+
 describe('API description', () => {
   it('GET /openapi.json answers a coherent OpenAPI 3 document with the /v1 paths', async () => {
     const res = await call(h.app, { method: 'GET', url: '/openapi.json', token: null });

@@ -431,6 +431,9 @@ export interface DatasourcePacesTable {
   /** Mean execution time of other clients' statements (pg_stat_statements) with the backfill held back, and over the last 5 s, ms; null without the extension. */
   statements_baseline_ms: number | null;
   statements_observed_ms: number | null;
+  /** Other clients' statements per second (pg_stat_statements) with the backfill held back, and over the last 5 s; null without the extension. */
+  throughput_baseline_per_second: number | null;
+  throughput_observed_per_second: number | null;
   /** The application's p99 (SDK reports) with the backfill held back, and over the last 5 s, ms; null without reports. */
   application_baseline_p99_ms: number | null;
   application_observed_p99_ms: number | null;

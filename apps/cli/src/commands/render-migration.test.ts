@@ -61,4 +61,18 @@ describe('renderMigration', () => {
     expect(text).toContain('  guard      pace 4,200 rows/s, p99 3.1 ms of 2.6 ms allowed (baseline 2.0 ms), holding back\n');
     expect(throttledText({ ...progress, throttled: { reason: 'latency', since, measuringBaseline: true } })).toBe('latency (measuring the baseline)');
   });
+
+  it('names the signal that holds the copy back, with its own units, and shows other clients\' throughput', () => {
+    const since = '2026-01-01T00:01:00.000Z';
+    const progress = { chunksDone: 3, chunksTotal: 12, rowsCopied: 15000, completedAt: null };
+    const t = (throttled: NonNullable<Parameters<typeof throttledText>[0]>['throttled']) => throttledText({ ...progress, throttled });
+    expect(t({ reason: 'latency', since, signal: 'statements', statementsObservedMeanMs: 1.26, statementsBaselineMeanMs: 0.5, paceRowsPerSecond: 800 })).toBe(
+      "latency (statements' mean 1.3 ms, baseline 0.5 ms, pace 800 rows/s)",
+    );
+    const guard = { mode: 'guarding' as const, holding: false, paceRowsPerSecond: 800, observedP99Ms: 2, baselineP99Ms: 2, targetP99Ms: 2.6, throughput: { baselinePerSecond: 3400, observedPerSecond: 3300 } };
+    expect(renderBackfill({ ...base, phase: 'backfill' as const, progress: { ...progress, latencyGuard: guard } })).toContain(
+      '  guard      pace 800 rows/s, p99 2.0 ms of 2.6 ms allowed (baseline 2.0 ms), other clients 3,300 statements/s (3,400 held back)\n',
+    );
+    expect(t({ reason: 'latency', since, signal: 'commit', observedP99Ms: 9, baselineP99Ms: 3, paceRowsPerSecond: 800 })).toBe('latency (commit p99 9.0 ms, baseline 3.0 ms, pace 800 rows/s)');
+  });
 });

@@ -16,7 +16,8 @@ export function throttledText(p: MigrationResource['progress']): string {
   const ms = (v: number | null | undefined) => (v === null || v === undefined ? '?' : `${v.toFixed(1)} ms`);
   const pace = t.paceRowsPerSecond === null || t.paceRowsPerSecond === undefined ? '?' : count(t.paceRowsPerSecond);
   if (t.signal === 'prometheus') return `latency (Prometheus ${t.prometheusValue ?? '?'} of ${t.prometheusMax ?? '?'} allowed, pace ${pace} rows/s)`;
-  return `latency (p99 ${ms(t.observedP99Ms)}, baseline ${ms(t.baselineP99Ms)}, pace ${t.paceRowsPerSecond === null || t.paceRowsPerSecond === undefined ? '?' : count(t.paceRowsPerSecond)} rows/s)`;
+  if (t.signal === 'statements') return `latency (statements' mean ${ms(t.statementsObservedMeanMs)}, baseline ${ms(t.statementsBaselineMeanMs)}, pace ${pace} rows/s)`;
+  return `latency (${t.signal === 'commit' ? 'commit ' : t.signal === 'application' ? 'application ' : ''}p99 ${ms(t.observedP99Ms)}, baseline ${ms(t.baselineP99Ms)}, pace ${pace} rows/s)`;
 }
 
 /** The backfill figures of `progress`, or '' before backfill. */
@@ -33,7 +34,7 @@ export function renderBackfill(m: MigrationResource): string {
   const g = p.latencyGuard;
   if (g && !p.completedAt) {
     const ms = (v: number | null) => (v === null ? '?' : `${v.toFixed(1)} ms`);
-    lines.push(`  guard      ${g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`}, p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})${g.prometheus ? `, Prometheus ${g.prometheus.value ?? '?'} of ${g.prometheus.max}` : ''}${g.holding ? ', holding back' : ''}`);
+    lines.push(`  guard      ${g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`}, p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})${g.prometheus ? `, Prometheus ${g.prometheus.value ?? '?'} of ${g.prometheus.max}` : ''}${g.throughput?.observedPerSecond != null ? `, other clients ${count(g.throughput.observedPerSecond)} statements/s (${g.throughput.baselinePerSecond === null ? '?' : count(g.throughput.baselinePerSecond)} held back)` : ''}${g.holding ? ', holding back' : ''}`);
   }
   if (p.completedAt) lines.push(`  completed  ${p.completedAt}`);
   return `backfill\n${lines.map((l) => `${l}\n`).join('')}`;

@@ -80,6 +80,13 @@ export interface LatencyGuardView {
    */
   readonly statements: { readonly baselineMeanMs: number | null; readonly observedMeanMs: number | null } | null;
   /**
+   * Other clients' statements per second (`pg_stat_statements`) with the backfill held back and
+   * over the last 5 s; `null` without the extension. Shown, not judged (ADR 014): a closed-loop
+   * client feels a slower database as a lower rate (Little's law), but a rate also falls when
+   * traffic goes away.
+   */
+  readonly throughput: { readonly baselinePerSecond: number | null; readonly observedPerSecond: number | null } | null;
+  /**
    * The Prometheus signal (`throttle.latencyGuard.prometheus`): its newest value (the query's unit;
    * `null` when no fresh one), the ceiling it is held under, and why its newest query failed;
    * `null` when no guarded migration on the datasource names one.
@@ -147,6 +154,10 @@ export class BackfillReadModel {
           commitObservedP99Ms: pace.commit_observed_p99_ms,
           signal: pace.worse_signal,
           statements: pace.statements_baseline_ms === null && pace.statements_observed_ms === null ? null : { baselineMeanMs: pace.statements_baseline_ms, observedMeanMs: pace.statements_observed_ms },
+          throughput:
+            pace.throughput_baseline_per_second === null && pace.throughput_observed_per_second === null
+              ? null
+              : { baselinePerSecond: roundOrNull(pace.throughput_baseline_per_second), observedPerSecond: roundOrNull(pace.throughput_observed_per_second) },
           application:
             pace.application_baseline_p99_ms === null && pace.application_observed_p99_ms === null ? null : { baselineP99Ms: pace.application_baseline_p99_ms, observedP99Ms: pace.application_observed_p99_ms },
           prometheus: pace.prometheus_max === null ? null : { value: pace.prometheus_value, max: pace.prometheus_max, error: pace.prometheus_error },
@@ -260,4 +271,8 @@ export class BackfillReadModel {
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? Buffer.from(`c:${last.id}`).toString('base64url') : null };
   }
+}
+
+function roundOrNull(n: number | null): number | null {
+  return n === null ? null : Math.round(n);
 }

@@ -23,7 +23,7 @@ import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
 import { LatencyProbe, type ProbeTarget } from './latency-probe.js';
 import { PrometheusSignal } from './prometheus-signal.js';
-import { StatementLatency } from './statement-latency.js';
+import { StatementLatency, type StatementWindow } from './statement-latency.js';
 import type { PaceRepository } from './pace-repository.js';
 
 /** A guard's lease, milliseconds: another worker takes the guard over this long after its holder died. */
@@ -84,7 +84,7 @@ export class LatencyGuard {
   /** Other clients' statement latency of each guarded datasource (off by itself where pg_stat_statements is not there). */
   readonly #statements = new Map<string, StatementLatency>();
   /** The samples of the newest {@link BASELINE_POOL} baseline windows per datasource, per signal. */
-  readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: { meanMs: number; calls: number }[]; application: number[][] }>();
+  readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: StatementWindow[]; application: number[][] }>();
   readonly #schedule: BaselineSchedule;
 
   constructor(private readonly deps: LatencyGuardDeps) {
@@ -217,6 +217,9 @@ export class LatencyGuard {
       // The pooled mean: every baseline statement weighs the same, whichever window it ran in.
       const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
       const statementsBaselineMs = pooledCalls > 0 ? pool.statements.reduce((t, w) => t + w.meanMs * w.calls, 0) / pooledCalls : null;
+      // Their throughput with the backfill held back: the pooled calls over the pooled seconds.
+      const pooledSeconds = pool.statements.reduce((t, w) => t + w.seconds, 0);
+      const throughputBaselinePerSecond = pooledCalls > 0 && pooledSeconds > 0 ? pooledCalls / pooledSeconds : null;
       const applicationBaselineP99Ms = pool.application.length > 0 ? interpolatedQuantile(sumCounts(pool.application), 0.99) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
@@ -228,13 +231,14 @@ export class LatencyGuard {
         baselineP99Ms: baselineP99,
         commitBaselineP99Ms: c?.p99Ms ?? null,
         statementsBaselineMs,
+        throughputBaselinePerSecond,
         applicationBaselineP99Ms,
         probeSamples: samples.length + commits.length,
         // No baseline at all (the probe fails): the floor, until a window measures one.
         paceRowsPerSecond: baselineP99 ? controller.paceRowsPerSecond : limits.minRowsPerSecond,
         controller,
       });
-      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms, commitSamples: commits.length, commitP99Ms: c?.p99Ms ?? null, statementsMeanMs: statementsBaselineMs });
+      this.deps.log?.('latency guard baseline', { datasource, samples: samples.length, p50Ms: q.p50Ms, p99Ms: q.p99Ms, commitSamples: commits.length, commitP99Ms: c?.p99Ms ?? null, statementsMeanMs: statementsBaselineMs, statementsPerSecond: throughputBaselinePerSecond });
       return;
     }
 
@@ -275,7 +279,12 @@ export class LatencyGuard {
     const promRatio = reading?.value != null && prometheus ? (reading.value / prometheus.options.max) * latencyTargetMs(1, limits.latencyBudget) : null;
     // Other clients' mean statement time over its baseline.
     const statementsLong = statements.meanWithin(longMs);
-    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statements.meanWithin(shortMs)?.meanMs ?? null, hard);
+    const statementsShort = statements.meanWithin(shortMs);
+    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statementsShort?.meanMs ?? null, hard);
+    // Their throughput, shown beside the pace and not judged (ADR 014): a closed-loop client feels
+    // a slower database as a lower rate (Little's law), but so does traffic that simply went away,
+    // and a closed loop's slower statements already raise their mean.
+    const throughputLong = statementsLong ? statementsLong.calls / statementsLong.seconds : null;
     // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
     const app = await repository.appLatencyWithin(db, datasource, longMs, shortMs);
     const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;
@@ -300,6 +309,7 @@ export class LatencyGuard {
       commitObservedP99Ms: cq?.p99Ms ?? null,
       worseSignal: worse,
       statementsObservedMs: statementsLong?.meanMs ?? null,
+      throughputObservedPerSecond: throughputLong,
       applicationObservedP99Ms: appLongP99,
       prometheus: { value: reading?.value ?? null, max: prometheus?.options.max ?? null, error: reading?.error ?? null },
       probeSamples: window.length + commitWindow.length,

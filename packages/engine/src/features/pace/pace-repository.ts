@@ -18,6 +18,8 @@ export interface PaceUpdate {
   readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | 'application' | null;
   readonly statementsBaselineMs?: number | null;
   readonly statementsObservedMs?: number | null;
+  readonly throughputBaselinePerSecond?: number | null;
+  readonly throughputObservedPerSecond?: number | null;
   readonly applicationBaselineP99Ms?: number | null;
   readonly applicationObservedP99Ms?: number | null;
   readonly prometheus?: { readonly value: number | null; readonly max: number | null; readonly error: string | null };
@@ -103,6 +105,8 @@ export class PaceRepository {
         prometheus_error: null,
         statements_baseline_ms: null,
         statements_observed_ms: null,
+        throughput_baseline_per_second: null,
+        throughput_observed_per_second: null,
         application_baseline_p99_ms: null,
         application_observed_p99_ms: null,
         updated_at: sql`now()`,
@@ -132,6 +136,8 @@ export class PaceRepository {
         ...(u.worseSignal !== undefined ? { worse_signal: u.worseSignal } : {}),
         ...(u.statementsBaselineMs !== undefined ? { statements_baseline_ms: u.statementsBaselineMs } : {}),
         ...(u.statementsObservedMs !== undefined ? { statements_observed_ms: u.statementsObservedMs } : {}),
+        ...(u.throughputBaselinePerSecond !== undefined ? { throughput_baseline_per_second: u.throughputBaselinePerSecond } : {}),
+        ...(u.throughputObservedPerSecond !== undefined ? { throughput_observed_per_second: u.throughputObservedPerSecond } : {}),
         ...(u.applicationBaselineP99Ms !== undefined ? { application_baseline_p99_ms: u.applicationBaselineP99Ms } : {}),
         ...(u.applicationObservedP99Ms !== undefined ? { application_observed_p99_ms: u.applicationObservedP99Ms } : {}),
         ...(u.prometheus !== undefined ? { prometheus_value: u.prometheus.value, prometheus_max: u.prometheus.max, prometheus_error: u.prometheus.error } : {}),
