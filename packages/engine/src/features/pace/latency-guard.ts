@@ -280,7 +280,13 @@ export class LatencyGuard {
     // Other clients' mean statement time over its baseline.
     const statementsLong = statements.meanWithin(longMs);
     const statementsShort = statements.meanWithin(shortMs);
-    const statementsRatio = judgedRatio(state.statements_baseline_ms, statementsLong?.meanMs ?? null, statementsShort?.meanMs ?? null, hard);
+    // Judged as the clients feel them: a statement costs a client its round trip plus its execution,
+    // and the probe's p50 with the backfill held back is a measured round trip. Sub-millisecond means
+    // move by multiples with no client the wiser (a client's traffic that drops makes each of its
+    // statements slower on a colder cache: 0.03 → 0.09 ms measured beside a 0.38 ms round trip).
+    const roundTripMs = state.baseline_p50_ms ?? 0;
+    const withRoundTrip = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : ms + roundTripMs);
+    const statementsRatio = judgedRatio(withRoundTrip(state.statements_baseline_ms), withRoundTrip(statementsLong?.meanMs), withRoundTrip(statementsShort?.meanMs), hard);
     // Their throughput, shown beside the pace and not judged (ADR 014): a closed-loop client feels
     // a slower database as a lower rate (Little's law), but so does traffic that simply went away,
     // and a closed loop's slower statements already raise their mean.
