@@ -1,12 +1,11 @@
 /**
- * The latency guard under a load step (ADR 014), outside `npm test` (`npm run test:guard-load`):
- * it passed 2 of 3 runs alone on the 2-core machine — whether doubling pgbench's rate breaches the
- * guard's budget at all depends on the machine's state, and the signal is still noisy (issue 13).
- * A real worker guards a backfill beside pgbench on the same database. Across a load step (pgbench's rate doubles mid-backfill) every breach of the budget
- * must be answered within 5 s (the pace drops, or the guard re-measures its baseline, or it already
- * holds the copy at its floor) and the signal must be back under its budget within 10 s; the
- * backfill still ends exact. Bounds are generous (the machine also runs other tests); the figures
- * are the bench's and the demo's.
+ * The latency guard under a load step (ADR 014, issue 13's acceptance 3). A real worker guards a
+ * backfill beside pgbench on the same database; pgbench runs at 45 % of the saturation TPS measured
+ * at the start, and in the middle of the backfill its rate doubles. Within 5 s of the step the pace
+ * drops (or the guard re-measures its baseline, or already holds the copy at its floor); no breach
+ * of the budget lasts 5 s unanswered (the signal back under it, or the pace cut as above); within 10 s the signal is back under
+ * its budget; the backfill still ends exact. Bounds are generous (the machine also runs other
+ * tests); the figures are the bench's and the demo's.
  */
 import type { DatasourcePaceRow } from '@tideway/db';
 import { initPgbench, runPgbench, waitFor, type PgTarget } from '@tideway/testing';
@@ -14,8 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bigDiff, bigSpec, createGuardFixture, driveToBackfill, waitForBackfill, type BackfillFixture } from './fixture.js';
 
 const ROWS = 600_000;
-/** pgbench's base rate, transactions/s; the step adds as much again. */
-const RATE = 700;
+/**
+ * pgbench's base rate as a share of its saturation TPS measured on this machine at the start; the
+ * step adds as much again (to 90 %): a fixed rate breached the budget on some machine states and
+ * not on others, and a step that does not hurt tests nothing.
+ */
+const BASE_SHARE = 0.45;
+let RATE = 0;
 
 let f: BackfillFixture;
 let target: PgTarget;
@@ -25,6 +29,9 @@ beforeAll(async () => {
   const url = new URL(f.user.url);
   target = { host: url.hostname, port: url.port || '5432', user: decodeURIComponent(url.username || 'postgres'), database: url.pathname.slice(1) };
   await initPgbench(target, 2);
+  // Saturation: 4 clients as fast as they go (a rate far above what they can do), for 5 s.
+  const saturation = await runPgbench(target, 'saturation', 5, 1_000_000, 4);
+  RATE = Math.max(50, Math.round(saturation.tps * BASE_SHARE));
 }, 120_000);
 
 afterAll(async () => {
@@ -72,18 +79,27 @@ describe('latency guard', () => {
       const trace = JSON.stringify(readings.filter((r) => r.at > stepAt - 3000).map((r) => [r.at - stepAt, r.row.mode, Math.round(r.row.pace_rows_per_second ?? 0), Math.round(ratio(r) * 100) / 100, r.row.holding]));
       const end = readings[readings.length - 1]?.at ?? stepAt;
       // Every breach of the budget after the step (with 5 s of readings after it) is answered within
-      // 5 s: the pace drops under 0.9 × the pace at the breach, the guard re-measures its baseline,
-      // or it already holds the copy at its floor.
+      // 5 s: the signal is back under its budget (earlier cuts may have answered it already: one
+      // cut per window of evidence), the pace drops under 0.9 × the pace at the breach, the guard
+      // re-measures its baseline, or it already holds the copy at its floor.
       const floor = 200;
       const breaches = readings.filter((r) => r.at > stepAt && r.at + 5000 <= end && guarding(r) && ratio(r) > 1 + budget);
-      // The step must have pushed the signal over its budget, or found the copy already held at its
-      // floor: otherwise nothing was tested.
+      // Within 5 s of the step the pace drops (under 0.9 × the highest pace since just before the
+      // step: the guard may grow a little before the signal reaches its setpoint), or the guard
+      // re-measures its baseline, or it already holds the copy at its floor. The guard may answer
+      // before the signal crosses its budget (its setpoint is under it), so a breach is not required.
       const atStep = readings.filter((r) => r.at > stepAt - 1000 && r.at <= stepAt && guarding(r));
       const atFloor = atStep.length > 0 && atStep.every((r) => (r.row.pace_rows_per_second ?? 0) <= floor * 1.05);
-      expect(breaches.length > 0 || atFloor, `the load step did not breach the budget: ${trace}`).toBe(true);
+      let peak = Math.max(0, ...atStep.map((r) => r.row.pace_rows_per_second ?? 0));
+      let dropped = false;
+      for (const r of readings.filter((x) => x.at > stepAt && x.at <= stepAt + 5000)) {
+        if (r.row.mode === 'baseline' || (r.row.pace_rows_per_second ?? Infinity) < 0.9 * peak) dropped = true;
+        peak = Math.max(peak, r.row.pace_rows_per_second ?? 0);
+      }
+      expect(atFloor || dropped, `the pace did not drop within 5 s of the step: ${trace}`).toBe(true);
       for (const breach of breaches) {
         const answered = readings.some(
-          (r) => r.at > breach.at && r.at <= breach.at + 5000 && (r.row.mode === 'baseline' || (r.row.pace_rows_per_second ?? 0) < 0.9 * (breach.row.pace_rows_per_second ?? 0) || (r.row.pace_rows_per_second ?? 0) <= floor * 1.05),
+          (r) => r.at > breach.at && r.at <= breach.at + 5000 && (r.row.mode === 'baseline' || (guarding(r) && ratio(r) > 0 && ratio(r) <= 1 + budget) || (r.row.pace_rows_per_second ?? 0) < 0.9 * (breach.row.pace_rows_per_second ?? 0) || (r.row.pace_rows_per_second ?? 0) <= floor * 1.05),
         );
         expect(answered, `breach at ${breach.at - stepAt} ms not answered: ${trace}`).toBe(true);
       }
