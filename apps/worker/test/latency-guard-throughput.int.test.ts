@@ -69,11 +69,13 @@ describe("latency guard: other clients' throughput", () => {
         const observed = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard?.throughput?.observedPerSecond;
         return observed != null && observed < baselineRate / 3 ? true : null;
       }, 30_000);
+      // Judged, the fall would have cut the pace within a tick or two: give it 5 s to.
+      const fellAt = Date.now();
       // Not judged: with the rate still down, the copy grows to its cap (judged, the fall would
       // have held it at its floor).
       const grown = await waitFor('the copy at its cap with the rate down', async () => {
         const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
-        return g?.mode === 'guarding' && (g.paceRowsPerSecond ?? 0) >= CAP * 0.9 && (g.throughput?.observedPerSecond ?? Infinity) < baselineRate / 3 ? g : null;
+        return Date.now() > fellAt + 5000 && g?.mode === 'guarding' && (g.paceRowsPerSecond ?? 0) >= CAP * 0.9 && (g.throughput?.observedPerSecond ?? Infinity) < baselineRate / 3 ? g : null;
       }, 60_000);
       expect(grown.paceRowsPerSecond).toBeGreaterThan(FLOOR * 2);
       expect((await f.engine.backfillReadModel.progress(id))?.completedAt).toBeNull();

@@ -89,7 +89,7 @@ describe('statement latency (pg_stat_statements)', () => {
       return m && m.calls >= 60 ? m : null;
     }, 10_000);
     expect(slow.meanMs).toBeGreaterThan(8);
-    expect(slow.meanMs - quiet.meanMs).toBeGreaterThan(5);
+    expect((slow.meanMs ?? 0) - (quiet.meanMs ?? 0)).toBeGreaterThan(5);
   }, 60_000);
 
   it("measures other clients' throughput: a closed-loop client whose statements take 20× longer shows a rate several times lower", async () => {
@@ -122,5 +122,21 @@ describe('statement latency (pg_stat_statements)', () => {
       expect(rate).toBeLessThan(p.clientRate * 1.6);
     }
     expect((fast.window.calls / fast.window.seconds) / (slow.window.calls / slow.window.seconds)).toBeGreaterThan(2.5);
+    // A reset inside a span is no reading, even when the sums at its ends are not lower (more
+    // statements after the reset than before it).
+    const t2 = performance.now();
+    await appStatements(30, 1);
+    await app.query('select pg_stat_statements_reset()');
+    await appStatements(300, 1);
+    const after = performance.now() + 300;
+    await waitFor('a reading after the statements', async () => (performance.now() > after + 250 ? true : null), 10_000);
+    expect(s.meanWithin(after - (t2 - 300), after)).toBeNull();
+    // Too few calls for a mean still give a rate.
+    const t3 = performance.now();
+    await appStatements(5, 1);
+    const end3 = performance.now() + 300;
+    const few = await waitFor('a reading of a few statements', async () => (performance.now() > end3 + 250 ? s.meanWithin(end3 - (t3 - 300), end3) : null), 10_000);
+    expect(few.meanMs).toBeNull();
+    expect(few.calls).toBeGreaterThanOrEqual(5);
   }, 60_000);
 });

@@ -215,11 +215,15 @@ export class LatencyGuard {
       const q = windowQuantiles(pool.read.flat());
       const c = pool.commit.length > 0 ? windowQuantiles(pool.commit.flat()) : null;
       // The pooled mean: every baseline statement weighs the same, whichever window it ran in.
-      const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
-      const statementsBaselineMs = pooledCalls > 0 ? pool.statements.reduce((t, w) => t + w.meanMs * w.calls, 0) / pooledCalls : null;
+      // The pooled mean: every baseline statement weighs the same, whichever window it ran in
+      // (windows with too few calls for a mean count for the rate only).
+      const timed = pool.statements.filter((w) => w.meanMs !== null);
+      const timedCalls = timed.reduce((n, w) => n + w.calls, 0);
+      const statementsBaselineMs = timedCalls > 0 ? timed.reduce((t, w) => t + (w.meanMs ?? 0) * w.calls, 0) / timedCalls : null;
       // Their throughput with the backfill held back: the pooled calls over the pooled seconds.
+      const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
       const pooledSeconds = pool.statements.reduce((t, w) => t + w.seconds, 0);
-      const throughputBaselinePerSecond = pooledCalls > 0 && pooledSeconds > 0 ? pooledCalls / pooledSeconds : null;
+      const throughputBaselinePerSecond = pooledSeconds > 0 ? pooledCalls / pooledSeconds : null;
       const applicationBaselineP99Ms = pool.application.length > 0 ? interpolatedQuantile(sumCounts(pool.application), 0.99) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
@@ -290,7 +294,10 @@ export class LatencyGuard {
     // Their throughput, shown beside the pace and not judged (ADR 014): a closed-loop client feels
     // a slower database as a lower rate (Little's law), but so does traffic that simply went away,
     // and a closed loop's slower statements already raise their mean.
-    const throughputLong = statementsLong ? statementsLong.calls / statementsLong.seconds : null;
+    // Over the full 5 s, not the evidence span since the last cut: it is shown, and a shown rate
+    // should not flicker with the controller's cuts.
+    const shownWindow = longMs === SMOOTH_WINDOW_MS ? statementsLong : statements.meanWithin(SMOOTH_WINDOW_MS);
+    const throughputLong = shownWindow ? shownWindow.calls / shownWindow.seconds : null;
     // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
     const app = await repository.appLatencyWithin(db, datasource, longMs, shortMs);
     const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;

@@ -25,8 +25,8 @@ interface Snapshot {
 
 /** Other clients' statements over a span: what {@link StatementLatency.meanWithin} returns. */
 export interface StatementWindow {
-  /** Their mean execution time, ms. */
-  readonly meanMs: number;
+  /** Their mean execution time, ms; `null` with fewer than {@link MIN_STATEMENT_CALLS} calls (too few for a mean, not for a rate). */
+  readonly meanMs: number | null;
   /** How many finished in the span. */
   readonly calls: number;
   /** The span between the two readings the deltas come from, seconds (> 0): `calls / seconds` is their throughput. */
@@ -82,10 +82,11 @@ export class StatementLatency {
   }
 
   /**
-   * The mean execution time of other clients' statements over the last `spanMs`, ms, with its calls
-   * and their rate (calls per second of the readings' span: the throughput signal, ADR 014);
-   * `null` without two readings that far apart, with fewer than {@link MIN_STATEMENT_CALLS} calls,
-   * or across a reset of the statistics (the sums went down).
+   * Other clients' statements over the last `spanMs`: their calls, the readings' span in seconds
+   * (`calls / seconds` is their throughput, shown beside the guard's pace, ADR 014) and their mean
+   * execution time, ms (`null` with fewer than {@link MIN_STATEMENT_CALLS} calls). `null` without
+   * two readings that far apart, or across a reset or eviction of the statistics (the sums went
+   * down between any two readings of the span).
    */
   meanWithin(spanMs: number, now = performance.now()): StatementWindow | null {
     return this.#delta(now - spanMs, now);
@@ -93,13 +94,18 @@ export class StatementLatency {
 
   /** {@link meanWithin} of the span `[from, to]` (`performance.now()` ms). */
   #delta(from: number, to: number): StatementWindow | null {
-    const last = [...this.#snapshots].reverse().find((s) => s.at <= to);
-    const first = this.#snapshots.find((s) => s.at >= from);
+    const within = this.#snapshots.filter((s) => s.at >= from && s.at <= to);
+    const first = within[0];
+    const last = within[within.length - 1];
     if (!first || !last || last.at <= first.at) return null;
+    for (let i = 1; i < within.length; i++) {
+      const a = within[i - 1] as Snapshot;
+      const b = within[i] as Snapshot;
+      if (b.calls < a.calls || b.totalMs < a.totalMs) return null;
+    }
     const calls = last.calls - first.calls;
     const total = last.totalMs - first.totalMs;
-    if (calls < MIN_STATEMENT_CALLS || total < 0) return null;
-    return { meanMs: total / calls, calls, seconds: (last.at - first.at) / 1000 };
+    return { meanMs: calls >= MIN_STATEMENT_CALLS ? total / calls : null, calls, seconds: (last.at - first.at) / 1000 };
   }
 
   async #read(): Promise<void> {
