@@ -19,7 +19,7 @@ const ROWS = 600_000;
  * not on others, and a step that does not hurt tests nothing.
  */
 const BASE_SHARE = 0.45;
-let RATE = 0;
+let rate = 0;
 
 let f: BackfillFixture;
 let target: PgTarget;
@@ -32,7 +32,7 @@ beforeAll(async () => {
   // Saturation: 4 clients as fast as they go (a rate far above what they can do), for 5 s.
   const saturation = await runPgbench(target, 'saturation', 5, 1_000_000, 4);
   expect(saturation.tps, 'pgbench measured no saturation TPS').toBeGreaterThan(0);
-  RATE = Math.max(50, Math.round(saturation.tps * BASE_SHARE));
+  rate = Math.max(50, Math.round(saturation.tps * BASE_SHARE));
 }, 120_000);
 
 afterAll(async () => {
@@ -58,7 +58,7 @@ describe('latency guard', () => {
       }
     })();
     // Long enough to outlast the guard's start (≤ 30 s), the 10 s settling and the step's 12 s.
-    const base = runPgbench(target, 'base', 60, RATE, 4);
+    const base = runPgbench(target, 'base', 60, rate, 4);
     try {
       // The guard measures its baseline, then paces; let it settle before the step.
       await waitFor('the guard paces the backfill', async () => ((await f.engine.paces.get(f.engine.db, 'main'))?.mode === 'guarding' ? true : null), 30_000);
@@ -66,7 +66,7 @@ describe('latency guard', () => {
       const progress = await f.engine.backfillReadModel.progress(id);
       expect(progress?.completedAt, 'the backfill must still run at the step (make ROWS larger)').toBeNull();
       const stepAt = Date.now();
-      const step = runPgbench(target, 'step', 25, RATE, 4);
+      const step = runPgbench(target, 'step', 25, rate, 4);
       await new Promise((r) => setTimeout(r, 12_000));
       sampling = false;
       await sampler;

@@ -34,7 +34,14 @@ export function renderBackfill(m: MigrationResource): string {
   const g = p.latencyGuard;
   if (g && !p.completedAt) {
     const ms = (v: number | null) => (v === null ? '?' : `${v.toFixed(1)} ms`);
-    lines.push(`  guard      ${g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`}, p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})${g.prometheus ? `, Prometheus ${g.prometheus.value ?? '?'} of ${g.prometheus.max}` : ''}${g.throughput?.observedPerSecond != null ? `, other clients ${count(g.throughput.observedPerSecond)} statements/s (${g.throughput.baselinePerSecond === null ? '?' : count(g.throughput.baselinePerSecond)} held back)` : ''}${g.holding ? ', holding back' : ''}`);
+    const parts = [
+      g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`,
+      `p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})`,
+      ...(g.prometheus ? [`Prometheus ${g.prometheus.value ?? '?'} of ${g.prometheus.max}`] : []),
+      ...(g.throughput?.observedPerSecond != null ? [`other clients ${count(g.throughput.observedPerSecond)} statements/s (${g.throughput.baselinePerSecond === null ? '?' : count(g.throughput.baselinePerSecond)} held back)`] : []),
+      ...(g.holding ? ['holding back'] : []),
+    ];
+    lines.push(`  guard      ${parts.join(', ')}`);
   }
   if (p.completedAt) lines.push(`  completed  ${p.completedAt}`);
   return `backfill\n${lines.map((l) => `${l}\n`).join('')}`;

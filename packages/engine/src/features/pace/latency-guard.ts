@@ -214,7 +214,6 @@ export class LatencyGuard {
       this.#pools.set(datasource, pool);
       const q = windowQuantiles(pool.read.flat());
       const c = pool.commit.length > 0 ? windowQuantiles(pool.commit.flat()) : null;
-      // The pooled mean: every baseline statement weighs the same, whichever window it ran in.
       // The pooled mean: every baseline statement weighs the same, whichever window it ran in
       // (windows with too few calls for a mean count for the rate only).
       const timed = pool.statements.filter((w) => w.meanMs !== null);
