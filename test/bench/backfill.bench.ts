@@ -27,7 +27,7 @@
  *    (guarded) in interleaved windows; goals: guarded p99 ratio ≤ 1.3, TPS ratio ≥ 0.95, rows/s ≥ 0.8 ×
  *    the best static cap that also keeps p99 ≤ 1.3 (`--guard-seconds N` (10) per window,
  *    `--guard-settle-seconds N` (8), `--skip-guard`, `--only-guard` for this section alone,
- *    `--guard-configs a,b` to run some of the configs, `--guard-repeats N` (1) during windows of each,
+ *    `--guard-configs a,b` to run some of the configs, `--guard-levels saturation` some of the loads, `--guard-repeats N` (1) during windows of each,
  *    interleaved and pooled per config, `--guard-private`: the user databases on a
  *    private cluster with pg_stat_statements and pgbench in "main", so the statement signal sees it).
  *    With 2 or more repeats each guarded goal also carries the 90 % confidence interval of its
@@ -117,6 +117,11 @@ const GUARD_CAPS = [2000, 8000, 32000, 128000] as const;
 /** Configs of the guarded section to run (`--guard-configs unthrottled,cap8000,guarded`); all by default. */
 const GUARD_CONFIGS = (() => {
   const i = argv.indexOf('--guard-configs');
+  return i >= 0 && argv[i + 1] ? new Set(argv[i + 1]?.split(',')) : null;
+})();
+/** Loads of the guarded section to run (`--guard-levels saturation`); both by default. */
+const GUARD_LEVELS = (() => {
+  const i = argv.indexOf('--guard-levels');
   return i >= 0 && argv[i + 1] ? new Set(argv[i + 1]?.split(',')) : null;
 })();
 /**
@@ -725,7 +730,7 @@ async function sectionGuarded(b: Bench, pgbenchDb: TestDatabase) {
   const levels = [
     { name: 'halfSaturation', rate: Math.max(10, Math.round(saturation.tps / 2)) },
     { name: 'saturation', rate: null },
-  ] as const;
+  ].filter((l) => GUARD_LEVELS === null || GUARD_LEVELS.has(l.name));
   const configs = [
     { name: 'unthrottled', spec: { backfill: UNTHROTTLED_BACKFILL, throttle: { enabled: false } } },
     ...GUARD_CAPS.map((cap) => ({ name: `cap${cap}`, cap, spec: { backfill: { ...UNTHROTTLED_BACKFILL, maxRowsPerSecond: cap }, throttle: { latencyGuard: { enabled: false } } } })),
