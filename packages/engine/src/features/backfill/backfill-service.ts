@@ -426,6 +426,15 @@ export class BackfillService {
       return { kind: 'skipped', reason: `migration is ${migration.phase}/${migration.status}` };
     }
     const spec = migration.spec;
+    // A chunk the guard would not admit yet goes back on one read, before the catalog and health
+    // checks below spend the datasource's time on it (admission itself still decides, after them).
+    if (guarded(spec)) {
+      const slot = await this.deps.pace.peek(db, run.datasource);
+      if (!slot.due) {
+        if (slot.holding && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, 'latency');
+        return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(slot.measuring ? BASELINE_RECHECK_MS : slot.waitMs))) };
+      }
+    }
     // A table that is no longer the one the mapping was bound to is not copied from (or into).
     if (this.deps.ddlCheck && (await this.deps.ddlCheck(migration)).length > 0) {
       await chunks.markUnqueued(chunk.id, chunk.enqueues);
