@@ -430,10 +430,7 @@ export class BackfillService {
     // checks below spend the datasource's time on it (admission itself still decides, after them).
     if (guarded(spec)) {
       const slot = await this.deps.pace.peek(db, run.datasource);
-      if (!slot.due) {
-        if (slot.holding && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, 'latency');
-        return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(slot.measuring ? BASELINE_RECHECK_MS : slot.waitMs))) };
-      }
+      if (!slot.due) return this.#heldByGuard(migration.id, run, slot.holding, slot.measuring ? BASELINE_RECHECK_MS : slot.waitMs);
     }
     // A table that is no longer the one the mapping was bound to is not copied from (or into).
     if (this.deps.ddlCheck && (await this.deps.ddlCheck(migration)).length > 0) {
@@ -454,10 +451,7 @@ export class BackfillService {
     let guardPace: number | null = null;
     if (guarded(spec)) {
       const admitted = await this.#admitByGuard(run, spec, chunk.planned_rows);
-      if (!admitted.granted) {
-        if (admitted.holding && run.throttled_reason !== 'latency') await repository.setThrottled(db, migration.id, 'latency');
-        return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(admitted.waitMs))) };
-      }
+      if (!admitted.granted) return this.#heldByGuard(migration.id, run, admitted.holding, admitted.waitMs);
       guardPace = admitted.paceRowsPerSecond;
       chunkRows = admitted.rows;
       if (run.throttled_reason === 'latency' && !admitted.holding) await repository.setThrottled(db, migration.id, null);
@@ -517,6 +511,16 @@ export class BackfillService {
     void this.pump(migration.id).catch(() => undefined);
     await this.finishRun(migration.id, run).catch(() => undefined);
     return { kind: 'copied', chunkId: chunk.id, rows: result.rows, durationMs: result.durationMs };
+  }
+
+  /**
+   * A chunk the latency guard does not admit yet: the run shows `throttled: latency` while a live
+   * guard holds the copy back, and the job comes back in `waitMs` (at least 1 ms, at most
+   * {@link GUARD_RECHECK_MAX_MS}, so a pace that rose applies within it).
+   */
+  async #heldByGuard(migrationId: string, run: BackfillRunRow, holding: boolean, waitMs: number): Promise<ChunkOutcome> {
+    if (holding && run.throttled_reason !== 'latency') await this.deps.repository.setThrottled(this.deps.db, migrationId, 'latency');
+    return { kind: 'throttled', reason: 'latency', retryInMs: Math.max(1, Math.min(GUARD_RECHECK_MAX_MS, Math.ceil(waitMs))) };
   }
 
   /**
