@@ -32,6 +32,7 @@ import {
 import type { TombstoneSweeper } from './tombstone-sweeper.js';
 import type { TargetPurger } from './target-purger.js';
 import type { Admission, PaceRepository } from '../pace/pace-repository.js';
+import { TIDEWAY_SQL_MARK } from '../pace/statement-latency.js';
 
 /** Chunks planned and queued beyond `backfill.concurrency`. */
 export const PLAN_AHEAD = 1;
@@ -392,7 +393,7 @@ export class BackfillService {
   async #nextBoundary(spec: MigrationSpec, key: KeyShape, after: KeyValue | null, size: number): Promise<KeyValue | null> {
     const range = rangePredicate(key, after, null);
     const cols = key.columns.map(quoteIdent);
-    const text = `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${size - 1} LIMIT 1`;
+    const text = `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${size - 1} LIMIT 1`;
     return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
       const r = await client.query<Record<string, string>>(text, range.params);
       const row = r.rows[0];

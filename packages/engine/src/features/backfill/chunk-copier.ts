@@ -52,13 +52,14 @@ export interface CopyOptions {
 async function inTransaction<T>(client: pg.PoolClient, timeoutMs: number, fn: () => Promise<T>, beforeCommit?: () => Promise<void>): Promise<T> {
   try {
     // One round trip for both (simple query protocol; the text holds no user input).
-    await client.query(`BEGIN; SET LOCAL statement_timeout = ${Math.floor(timeoutMs)}`);
+    // Marked, as every statement a chunk sends, so other clients' statements leave them out.
+    await client.query(`${TIDEWAY_SQL_MARK}BEGIN; ${TIDEWAY_SQL_MARK}SET LOCAL statement_timeout = ${Math.floor(timeoutMs)}`);
     const result = await fn();
     if (beforeCommit) await beforeCommit();
-    await client.query('COMMIT');
+    await client.query(`${TIDEWAY_SQL_MARK}COMMIT`);
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await client.query(`${TIDEWAY_SQL_MARK}ROLLBACK`).catch(() => undefined);
     throw error;
   }
 }

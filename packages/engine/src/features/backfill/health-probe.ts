@@ -1,5 +1,6 @@
 import type { HealthReading } from '@tideway/core';
 import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
+import { TIDEWAY_SQL_MARK } from '../pace/statement-latency.js';
 
 /*
  * Reads a datasource's health. Inputs: none (pg_stat_replication, pg_stat_activity, max_connections).
@@ -11,7 +12,7 @@ import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
  * Tideway's own sessions (application_name 'tideway…') are left out of the oldest-transaction age,
  * or a running chunk would throttle the next one.
  */
-const HEALTH_SQL = `
+const HEALTH_SQL = `${TIDEWAY_SQL_MARK}
 SELECT
   (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::float8 AS replication_lag_s,
   (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())::int AS lock_waiters,

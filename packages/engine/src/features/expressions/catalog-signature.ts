@@ -2,6 +2,7 @@ import type { MigrationSpec, TableRef } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
 import type pg from 'pg';
 import { analyzeMappingExpression } from '../mapping/mapping-validator.js';
+import { TIDEWAY_SQL_MARK } from '../pace/statement-latency.js';
 
 /** Why a column matters to a migration: an expression reads it, the migration writes it, or it is part of the key. */
 export type ColumnUse = 'read' | 'written' | 'key';
@@ -46,12 +47,12 @@ export interface CatalogSignature {
  * Inputs: schema and table name (bind parameters). Tables and partitioned tables only, like the
  * prepare check.
  */
-const TABLE_SQL = `
+const TABLE_SQL = `${TIDEWAY_SQL_MARK}
   SELECT c.oid::int8 AS oid
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`;
 /* Inputs: the relation oid. */
-const COLUMNS_SQL = `
+const COLUMNS_SQL = `${TIDEWAY_SQL_MARK}
   SELECT a.attnum::int AS attnum, a.attname::text AS name, a.atttypid::int8 AS type_oid, a.atttypmod AS typmod,
          pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
   FROM pg_catalog.pg_attribute a

@@ -42,7 +42,7 @@ const QUERY_CANCELED = '57014';
 export const FAILING_AFTER = 25;
 
 /** The commit probe: one transactional logical message, no table, no lock (any wal_level, no privilege needed). */
-const COMMIT_PROBE_SQL = "SELECT pg_catalog.pg_logical_emit_message(true, 'tideway-probe', '')";
+const COMMIT_PROBE_SQL = `${TIDEWAY_SQL_MARK}SELECT pg_catalog.pg_logical_emit_message(true, 'tideway-probe', '')`;
 
 /**
  * The canary probe of a datasource: an index lookup of a random existing key of the source table

@@ -36,12 +36,14 @@ export interface StatementWindow {
 /**
  * Production statement latency from `pg_stat_statements` (ADR 014): every second, the calls and
  * total execution time summed over the statements of this database that are not Tideway's (texts
- * without {@link TIDEWAY_SQL_MARK}, `tideway_` objects or the probe's message); the mean
+ * without {@link TIDEWAY_SQL_MARK} or `tideway_` objects; a literal in a statement's text is no
+ * mark, the extension keeps it as `$n`); the mean
  * execution time over a span is the delta of the totals over the delta of the calls. Top-level
  * statements only (the extension's default `track = top`), so an application statement's sync
- * trigger counts as the application's cost, which it is. Tideway's unmarked statements (`BEGIN`,
- * `COMMIT`, the health queries) share their entries with the application's: a few per chunk
- * against the application's many, a small upward bias.
+ * trigger counts as the application's cost, which it is. What a chunk or a probe sends on the
+ * datasource is marked (the copy and its transaction, the key planning, the DDL and health checks,
+ * both probes); Tideway's rarer unmarked statements (migration steps, verification) share their
+ * entries with the application's, a small upward bias.
  *
  * Available only where the extension is created in the database and loaded
  * (`shared_preload_libraries`); otherwise {@link available} is false after the first reading and

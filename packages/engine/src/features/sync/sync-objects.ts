@@ -11,6 +11,7 @@ import type { ConvergeChange, ConvergeTarget, DesiredStateKind } from '../desire
 import type { Installation } from '../installation/installation.js';
 import type { Migration } from '../migrations/migration.js';
 import { idTag, parseSyncMarker, syncObjects, type SyncDirection, type SyncObject } from './sync-sql.js';
+import { TIDEWAY_SQL_MARK } from '../pace/statement-latency.js';
 
 /** How long a converge's DDL may wait for a table lock held by writers, milliseconds. */
 export const SYNC_LOCK_TIMEOUT_MS = 5000;
@@ -34,7 +35,7 @@ interface Observed {
  * (`tideway\_%\_<tag>%`), $3 a marker prefix (`tideway:<installation>:<migration id>:` or
  * `tideway:<installation>:` for the orphan sweep).
  */
-const OBSERVE_SQL = `
+const OBSERVE_SQL = `${TIDEWAY_SQL_MARK}
 SELECT 'function' AS kind, n.nspname AS schema, p.proname AS name, NULL::text AS table_name,
        pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, true AS enabled, pg_catalog.md5(p.prosrc) AS src_md5
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
