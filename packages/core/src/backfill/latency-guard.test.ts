@@ -11,10 +11,13 @@ import {
   windowQuantiles,
   initialPaceState,
   latencyTargetMs,
+  latencySetpointMs,
   nextPace,
   PACE_TICK_MS,
   quantile,
   RELEARN_AFTER_TICKS,
+  MIN_JUDGED_STATEMENTS,
+  throughputRatio,
   type PaceLimits,
   type PaceState,
 } from './latency-guard.js';
@@ -301,6 +304,46 @@ describe('nextPace decisions', () => {
     expect(relearns[1]! - relearns[0]!).toBe(RELEARN_AFTER_TICKS);
   });
 
+  it('neither grows nor ends a floor streak on a tick whose evidence is incomplete', () => {
+    // At the floor over target for a while, then ticks on which the breaching signal has no reading
+    // (the probes alone, at baseline): the pace stays at the floor and the streak goes on.
+    let state = initialPaceState(limits);
+    let t = 0;
+    const tick = (observedP99Ms: number, incomplete: boolean) => {
+      const d = nextPace(state, { observedP99Ms, baselineP99Ms: 2, achievedRowsPerSecond: state.paceRowsPerSecond, nowMs: t++ * PACE_TICK_MS, incomplete }, limits);
+      state = d.state;
+      return d;
+    };
+    while (state.paceRowsPerSecond > limits.minRowsPerSecond || state.floorBreachTicks === 0) tick(10, false);
+    const streak = state.floorBreachTicks;
+    for (let i = 0; i < 4; i++) expect(tick(2, true).relearnBaseline).toBe(false);
+    expect(state.paceRowsPerSecond).toBe(limits.minRowsPerSecond);
+    expect(state.floorBreachTicks).toBe(streak);
+    // Complete again: the streak counts on from where it was; without the flag it would restart.
+    let relearnAt = 0;
+    for (let i = 1; i <= RELEARN_AFTER_TICKS && relearnAt === 0; i++) if (tick(10, false).relearnBaseline) relearnAt = i;
+    expect(relearnAt).toBe(RELEARN_AFTER_TICKS - streak);
+    // After the new baseline, a quiet tick grows the pace on complete evidence, not on incomplete.
+    state = afterBaseline(state);
+    const before = state.paceRowsPerSecond;
+    const saved = state;
+    tick(2, true);
+    expect(state.paceRowsPerSecond).toBe(before);
+    state = saved;
+    tick(2, false);
+    expect(state.paceRowsPerSecond).toBeGreaterThan(before);
+  });
+
+  it('cuts from what the copy achieved when the pace ran ahead of it', () => {
+    const ahead: PaceState = { ...initialPaceState(limits), paceRowsPerSecond: 100_000, slowStart: false };
+    const d = nextPace(ahead, { observedP99Ms: 3, baselineP99Ms: 2, achievedRowsPerSecond: 20_000, nowMs: 0 }, limits);
+    // setpoint/signal = 2.54/3 ≈ 0.85 of the 20k the copy ran at, not of the 100k pace.
+    expect(d.state.paceRowsPerSecond).toBeCloseTo(20_000 * (latencySetpointMs(2, limits.latencyBudget) / 3), 0);
+    // A pace under what the copy achieved is cut from the pace.
+    const under = nextPace({ ...ahead, paceRowsPerSecond: 10_000 }, { observedP99Ms: 3, baselineP99Ms: 2, achievedRowsPerSecond: 20_000, nowMs: 0 }, limits);
+    expect(under.state.paceRowsPerSecond).toBeCloseTo(10_000 * (latencySetpointMs(2, limits.latencyBudget) / 3), 0);
+  });
+
   it('refuses a baseline that is not positive', () => {
     expect(() => nextPace(initialPaceState(limits), { observedP99Ms: 1, baselineP99Ms: 0, achievedRowsPerSecond: null, nowMs: 0 }, limits)).toThrow(RangeError);
   });
@@ -317,5 +360,45 @@ describe('quantile and the baseline schedule', () => {
 
   it('holds the backfill back at most 5 % of the time by default', () => {
     expect(baselineDutyCycle(BASELINE_SCHEDULE)).toBeLessThanOrEqual(0.05);
+  });
+});
+
+describe("other clients' throughput as a latency", () => {
+  it("is the baseline rate over the window's rate, on the probes' scale", () => {
+    expect(throughputRatio(1000, { calls: 5000, seconds: 5 })).toBe(1);
+    expect(throughputRatio(1000, { calls: 2500, seconds: 5 })).toBe(2);
+    // More traffic than with the backfill held back: under 1, never a breach.
+    expect(throughputRatio(1000, { calls: 10_000, seconds: 5 })).toBe(0.5);
+    // Nothing finished where many were expected: the worst ratio there is.
+    expect(throughputRatio(1000, { calls: 0, seconds: 5 })).toBe(Infinity);
+  });
+
+  it('is not judged where the baseline predicts too few statements for a rate', () => {
+    const seconds = 5;
+    const justEnough = MIN_JUDGED_STATEMENTS / seconds;
+    expect(throughputRatio(justEnough, { calls: 0, seconds })).toBe(Infinity);
+    expect(throughputRatio(justEnough * 0.99, { calls: 0, seconds })).toBeNull();
+    // A short window of a busy database is judged; the same rate over a moment is not.
+    expect(throughputRatio(1000, { calls: 400, seconds: 0.4 })).toBeNull();
+    expect(throughputRatio(null, { calls: 400, seconds: 5 })).toBeNull();
+    expect(throughputRatio(1000, null)).toBeNull();
+    expect(throughputRatio(0, { calls: 400, seconds: 5 })).toBeNull();
+  });
+
+  it('reads a Poisson rate at its baseline as under the budget, and a 40 % fall as over it', () => {
+    // Arrivals at the baseline rate over 5 s windows: the ratio's noise stays far inside 1.3.
+    const rate = MIN_JUDGED_STATEMENTS / 5;
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 - 2 }), (seed) => {
+        let x = seed;
+        const uniform = () => ((x = (x * 48271) % 2147483647) / 2147483647);
+        let calls = 0;
+        for (let t = -Math.log(uniform()) / rate; t < 5; t += -Math.log(uniform()) / rate) calls++;
+        const atBaseline = throughputRatio(rate, { calls, seconds: 5 }) as number;
+        const fallen = throughputRatio(rate, { calls: Math.round(calls * 0.6), seconds: 5 }) as number;
+        return atBaseline < 1.3 && fallen > 1.3;
+      }),
+      { numRuns: 200 },
+    );
   });
 });

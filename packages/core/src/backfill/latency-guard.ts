@@ -85,6 +85,12 @@ export interface PaceTick {
   readonly achievedRowsPerSecond: number | null;
   /** Now, on the clock of {@link PaceState.lastCutAtMs}, ms. */
   readonly nowMs: number;
+  /**
+   * A signal that is judged on a full window has no reading on the span since the last cut yet (the
+   * statement signals read once a second): the pace may be cut or eased, not grown, and a streak
+   * at the floor over target neither grows nor ends. @defaultValue false
+   */
+  readonly incomplete?: boolean;
 }
 
 /** What a tick decided. */
@@ -156,7 +162,7 @@ function clampPace(pace: number, limits: PaceLimits): number {
  * One tick of the pace controller, a gradient controller on rows/s. With the signal's excess
  * e = (signal / baseline − 1) / budget (0: the copy costs nothing, 1: at target):
  * - over target (e > 1): the pace is cut at once by setpoint/signal, between ×0.5 and ×0.9, and slow
- *   start ends;
+ *   start ends; the cut applies to the achieved rate where the pace ran ahead of it;
  * - otherwise the pace moves by 1 + 0.1 × (s − e) / s with s = {@link SETPOINT_SHARE}: ×1.1 when the
  *   copy costs nothing, ×1 at the setpoint, a little less above it (×1.5 per tick in slow start, which
  *   lasts while e ≤ 0.5). The step shrinks as the signal nears the setpoint, so the pace settles
@@ -191,6 +197,7 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   // only the samples after it.
   const cutAt = state.lastCutAtMs ?? null;
   const recovering = cutAt !== null && nowMs >= cutAt && nowMs - cutAt < RECOVERY_MS;
+  const incomplete = tick.incomplete === true;
   const smoothed = state.smoothedP99Ms === null ? observed : state.smoothedP99Ms + SIGNAL_SMOOTHING * (observed - state.smoothedP99Ms);
   // A hard breach is judged on the raw window: a load step is answered in the tick it shows up in,
   // while one noisy window a little over target is left to the smoothed signal.
@@ -202,12 +209,16 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   const breach = signal > target;
   if (breach) {
     slowStart = false;
-    pace *= Math.min(0.9, Math.max(MAX_PACE_CUT, setpoint / signal));
+    // The cut applies to what the copy achieved when the pace ran ahead of it, as TCP sets its
+    // threshold from the data in flight and not from the window (RFC 5681 §3.1, eq. 4): a pace far
+    // over what the copy does would take several cuts before the copy slowed at all.
+    const running = achieved !== null && achieved > 0 ? Math.min(pace, achieved) : pace;
+    pace = running * Math.min(0.9, Math.max(MAX_PACE_CUT, setpoint / signal));
   } else {
     const gradient = Math.max(0.9, 1 + ((MAX_PACE_GROWTH - 1) * (SETPOINT_SHARE - excess)) / SETPOINT_SHARE);
-    if (recovering) {
-      // Not over target on the samples since the cut, but not yet a short window of them: the
-      // gradient may still ease the pace (between setpoint and target), never grow it.
+    if (recovering || incomplete) {
+      // Not over target on the samples since the cut, but not yet a short window of them (or not
+      // of every signal): the gradient may still ease the pace (between setpoint and target), never grow it.
       pace *= Math.min(1, gradient);
     } else if (slowStart && excess <= 0.5) {
       pace *= SLOW_START_GROWTH;
@@ -223,7 +234,9 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   // nothing, and the smoothed signal goes on (it is what tells the workload changed, below).
   const cut = breach && pace < state.paceRowsPerSecond;
   const atFloor = pace <= limits.minRowsPerSecond * 1.0001;
-  const floorBreachTicks = breach && atFloor ? state.floorBreachTicks + 1 : 0;
+  // A tick on incomplete evidence is no verdict on the streak (a signal at its floor over target
+  // that has no reading this tick must not restart the count towards a relearn).
+  const floorBreachTicks = breach && atFloor ? state.floorBreachTicks + 1 : incomplete && atFloor ? state.floorBreachTicks : 0;
   const relearnBaseline = floorBreachTicks >= RELEARN_AFTER_TICKS;
   const free = achieved !== null && pace > FREE_RUNNING_RATIO * achieved && !breach;
   const freeTicks = free ? state.freeTicks + 1 : 0;
@@ -290,4 +303,47 @@ export const BASELINE_SCHEDULE: BaselineSchedule = { everyMs: 60_000, holdMs: 2_
 /** The share of wall time a schedule holds the backfill back, a fraction. */
 export function baselineDutyCycle(schedule: BaselineSchedule): number {
   return schedule.holdMs / (schedule.holdMs + schedule.everyMs);
+}
+
+/**
+ * Fewest statements the baseline rate must predict in a window for other clients' throughput to be
+ * judged there: with 500 expected arrivals a Poisson count's own noise is ±4.5 % (1/√n), a sixth of
+ * the default budget, so only a fall the budget cares about reads as one.
+ */
+export const MIN_JUDGED_STATEMENTS = 500;
+
+/** Statements that finished over a span: what the throughput judge reads. */
+export interface StatementCount {
+  /** How many finished in the span. */
+  readonly calls: number;
+  /** The span, seconds (> 0). */
+  readonly seconds: number;
+}
+
+/**
+ * Other clients' throughput judged as a latency (ADR 014, "Throughput as the backstop"): by
+ * Little's law a closed loop of N clients with time R per request runs at X = N / R, so the rate
+ * with the backfill held back over the rate now is the rise of the time each of its requests takes,
+ * on the same scale as the probes' p99 ratios (1 = no effect, 1 + budget = at target).
+ *
+ * Judged only where the baseline rate predicts at least {@link MIN_JUDGED_STATEMENTS} statements in
+ * the window (a quiet database has no rate worth judging); a window with none is a ratio of
+ * `Infinity` when that many were expected. A rate that fell because traffic went away reads the same
+ * as one the copy slowed: the guard answers it by cutting to its floor and, after
+ * `RELEARN_AFTER_TICKS` there, measuring a new baseline, which learns the lower rate.
+ *
+ * @param baselinePerSecond - the rate with the backfill held back, statements/s, or `null`.
+ * @param window - the statements of the window judged, or `null` without two readings.
+ * @returns the ratio (≥ 0), or `null` when not judged.
+ * @example
+ * ```ts
+ * throughputRatio(14_500, { calls: 32_500, seconds: 5 }); // ≈ 2.23: each request takes 2.2× as long
+ * throughputRatio(50, { calls: 250, seconds: 5 });        // null: 250 expected, too few to judge
+ * ```
+ */
+export function throughputRatio(baselinePerSecond: number | null, window: StatementCount | null): number | null {
+  if (baselinePerSecond === null || !(baselinePerSecond > 0) || window === null || !(window.seconds > 0)) return null;
+  if (baselinePerSecond * window.seconds < MIN_JUDGED_STATEMENTS) return null;
+  const observed = window.calls / window.seconds;
+  return observed > 0 ? baselinePerSecond / observed : Infinity;
 }
