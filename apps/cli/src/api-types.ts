@@ -30,7 +30,7 @@ export interface BackfillProgress {
   rowsPerSecond?: number;
   etaSeconds?: number | null;
   planningDone?: boolean;
-  throttled?: { reason: string; since: string; observedP99Ms?: number | null; baselineP99Ms?: number | null; paceRowsPerSecond?: number | null; measuringBaseline?: boolean; signal?: 'read' | 'commit' | 'statements' | 'application' | 'prometheus'; prometheusValue?: number | null; prometheusMax?: number; statementsObservedMeanMs?: number | null; statementsBaselineMeanMs?: number | null } | null;
+  throttled?: { reason: string; since: string; observedP99Ms?: number | null; baselineP99Ms?: number | null; paceRowsPerSecond?: number | null; measuringBaseline?: boolean; signal?: 'read' | 'commit' | 'statements' | 'throughput' | 'application' | 'prometheus'; prometheusValue?: number | null; prometheusMax?: number; statementsObservedMeanMs?: number | null; statementsBaselineMeanMs?: number | null; statementsPerSecond?: number | null; baselineStatementsPerSecond?: number | null } | null;
   /** The datasource's latency guard while the backfill is guarded (absent from older control planes). */
   latencyGuard?: { mode: 'baseline' | 'guarding'; holding: boolean; paceRowsPerSecond: number | null; observedP99Ms: number | null; baselineP99Ms: number | null; targetP99Ms: number | null; prometheus?: { value: number | null; max: number; error: string | null } | null; throughput?: { baselinePerSecond: number | null; observedPerSecond: number | null } | null } | null;
   completedAt?: string | null;

@@ -1,12 +1,15 @@
 /**
- * Other clients' throughput beside the latency guard's pace (ADR 014), end to end: on a private
- * PostgreSQL with pg_stat_statements, a closed-loop client (it waits for each answer, then a little,
- * before the next statement) reads the source table while a real worker guards its backfill. The
- * guard learns the client's rate with the backfill held back and shows the rate it sees. When the
- * client slows down on its own side — the traffic goes away, the database is no slower — the rate
- * shown falls tenfold and the guard does not take it for harm: the throughput is shown, not judged,
- * so the copy goes on at its pace. The backfill ends exact.
+ * Other clients' throughput judged by the latency guard (ADR 014, "Throughput as the backstop"),
+ * end to end: on a private PostgreSQL with pg_stat_statements, a closed-loop client (it waits for
+ * each answer, then a little, before the next statement) reads the source table while a real worker
+ * guards its backfill. The guard learns the client's rate with the backfill held back and shows the
+ * rate it sees. When the client slows down on its own side — the traffic goes away, the database
+ * is no slower — the rate falls tenfold and the guard, which cannot tell that from harm, cuts to its
+ * floor; sitting there over target it measures a new baseline at once (not a minute later, at the
+ * scheduled one), which learns the lower rate, and the copy grows back to its cap with the rate
+ * still down. The backfill ends exact.
  */
+import { MIN_JUDGED_STATEMENTS, SMOOTH_WINDOW_MS } from '@tideway/core';
 import { startPrivatePostgres, waitFor, type PrivatePostgres } from '@tideway/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,11 +39,11 @@ afterAll(async () => {
 });
 
 describe("latency guard: other clients' throughput", () => {
-  it("shows the rate a closed-loop client runs at, and does not cut the copy when that client's traffic goes away", async () => {
+  it("shows the rate a closed-loop client runs at and, when that client's traffic goes away, relearns it at once and lets the copy grow back", async () => {
     // Slow enough that the copy still runs when the client slows down.
     const id = await driveToBackfill(f.engine, bigSpec('throughput-shown', { latencyGuard: { minRowsPerSecond: FLOOR }, backfill: { maxRowsPerSecond: CAP } }));
     // The client: an index lookup, then `thinkMs` of its own before the next one.
-    let thinkMs = 2;
+    let thinkMs = 1;
     let statements = 0;
     let running = true;
     const loop = (async () => {
@@ -63,19 +66,27 @@ describe("latency guard: other clients' throughput", () => {
       const clientRate = (statements - before) / 2;
       expect(baselineRate).toBeGreaterThan(clientRate * 0.5);
       expect(baselineRate).toBeLessThan(clientRate * 2);
+      // Busy enough for its rate to be judged (else the fall below would prove nothing).
+      expect(baselineRate * (SMOOTH_WINDOW_MS / 1000)).toBeGreaterThan(MIN_JUDGED_STATEMENTS * 1.5);
       // Ten times slower on the client's side: the same statements, a tenth of them.
       thinkMs = 10 * (1000 / baselineRate);
       await waitFor('the shown rate falls', async () => {
         const observed = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard?.throughput?.observedPerSecond;
         return observed != null && observed < baselineRate / 3 ? true : null;
       }, 30_000);
-      // Judged, the fall would have cut the pace within a tick or two: give it 5 s to.
       const fellAt = Date.now();
-      // Not judged: with the rate still down, the copy grows to its cap (judged, the fall would
-      // have held it at its floor).
+      // Judged: the fall cuts the copy to its floor and, there, a new baseline learns the lower
+      // rate — well before the scheduled baseline, a minute after the first.
+      const relearned = await waitFor('a new baseline with the lower rate', async () => {
+        const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
+        return g?.mode === 'guarding' && (g.throughput?.baselinePerSecond ?? Infinity) < baselineRate / 3 ? g : null;
+      }, 40_000);
+      expect(Date.now() - fellAt).toBeLessThan(25_000);
+      expect(relearned.throughput?.baselinePerSecond).toBeGreaterThan(0);
+      // With the rate still down, the copy grows back to its cap.
       const grown = await waitFor('the copy at its cap with the rate down', async () => {
         const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
-        return Date.now() > fellAt + 5000 && g?.mode === 'guarding' && (g.paceRowsPerSecond ?? 0) >= CAP * 0.9 && (g.throughput?.observedPerSecond ?? Infinity) < baselineRate / 3 ? g : null;
+        return g?.mode === 'guarding' && (g.paceRowsPerSecond ?? 0) >= CAP * 0.9 && (g.throughput?.observedPerSecond ?? Infinity) < baselineRate / 3 ? g : null;
       }, 60_000);
       expect(grown.paceRowsPerSecond).toBeGreaterThan(FLOOR * 2);
       expect((await f.engine.backfillReadModel.progress(id))?.completedAt).toBeNull();

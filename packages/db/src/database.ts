@@ -423,7 +423,7 @@ export interface DatasourcePacesTable {
   commit_baseline_p99_ms: number | null;
   commit_observed_p99_ms: number | null;
   /** Which signal rose more over its baseline at the last tick (the one the controller judged). */
-  worse_signal: 'read' | 'commit' | 'prometheus' | 'statements' | 'application' | null;
+  worse_signal: 'read' | 'commit' | 'prometheus' | 'statements' | 'throughput' | 'application' | null;
   /** The Prometheus signal's newest fresh value (the query's unit), its ceiling, and why its newest query failed; null without one. */
   prometheus_value: number | null;
   prometheus_max: number | null;

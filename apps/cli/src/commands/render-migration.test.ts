@@ -74,5 +74,8 @@ describe('renderMigration', () => {
       '  guard      pace 800 rows/s, p99 2.0 ms of 2.6 ms allowed (baseline 2.0 ms), other clients 3,300 statements/s (3,400 held back)\n',
     );
     expect(t({ reason: 'latency', since, signal: 'commit', observedP99Ms: 9, baselineP99Ms: 3, paceRowsPerSecond: 800 })).toBe('latency (commit p99 9.0 ms, baseline 3.0 ms, pace 800 rows/s)');
+    expect(t({ reason: 'latency', since, signal: 'throughput', statementsPerSecond: 6500, baselineStatementsPerSecond: 14500, paceRowsPerSecond: 800 })).toBe(
+      'latency (other clients 6,500 statements/s, 14,500 held back, pace 800 rows/s)',
+    );
   });
 });

@@ -16,6 +16,7 @@ export function throttledText(p: MigrationResource['progress']): string {
   const ms = (v: number | null | undefined) => (v === null || v === undefined ? '?' : `${v.toFixed(1)} ms`);
   const pace = t.paceRowsPerSecond === null || t.paceRowsPerSecond === undefined ? '?' : count(t.paceRowsPerSecond);
   if (t.signal === 'prometheus') return `latency (Prometheus ${t.prometheusValue ?? '?'} of ${t.prometheusMax ?? '?'} allowed, pace ${pace} rows/s)`;
+  if (t.signal === 'throughput') return `latency (other clients ${t.statementsPerSecond == null ? '?' : count(t.statementsPerSecond)} statements/s, ${t.baselineStatementsPerSecond == null ? '?' : count(t.baselineStatementsPerSecond)} held back, pace ${pace} rows/s)`;
   if (t.signal === 'statements') return `latency (statements' mean ${ms(t.statementsObservedMeanMs)}, baseline ${ms(t.statementsBaselineMeanMs)}, pace ${pace} rows/s)`;
   return `latency (${t.signal === 'commit' ? 'commit ' : t.signal === 'application' ? 'application ' : ''}p99 ${ms(t.observedP99Ms)}, baseline ${ms(t.baselineP99Ms)}, pace ${pace} rows/s)`;
 }

@@ -75,7 +75,7 @@ export const metricsPlugin = fp(
     paceGauge('tideway_latency_guard_baseline_p99_seconds', "The probe's p99 measured with the backfill held back, seconds", (r) => (r.baseline_p99_ms === null ? null : r.baseline_p99_ms / 1000));
     paceGauge('tideway_latency_guard_holding', '1 while the latency guard holds the copy back (a breach of its budget), 0 otherwise', (r) => (r.holding && r.holder !== null ? 1 : 0));
     paceGauge('tideway_latency_guard_measuring_baseline', '1 while the latency guard holds the backfill back to measure its baseline', (r) => (r.mode === 'baseline' && r.holder !== null ? 1 : 0));
-    paceGauge('tideway_latency_guard_statements_per_second', "Other clients' statements per second (pg_stat_statements) over the last 5 s, shown beside the latency guard's pace (not judged)", (r) => r.throughput_observed_per_second);
+    paceGauge('tideway_latency_guard_statements_per_second', "Other clients' statements per second (pg_stat_statements) over the last 5 s; the latency guard judges it against its baseline (signal throughput)", (r) => r.throughput_observed_per_second);
     paceGauge('tideway_latency_guard_baseline_statements_per_second', "Other clients' statements per second measured with the backfill held back", (r) => r.throughput_baseline_per_second);
     paceGauge('tideway_latency_guard_prometheus_value', "The latency guard's Prometheus signal: the newest value of throttle.latencyGuard.prometheus.query (the query's unit)", (r) => r.prometheus_value);
     app.decorate('metrics', registry);

@@ -31,12 +31,14 @@ export interface BackfillProgress {
     readonly baselineP99Ms?: number | null;
     readonly paceRowsPerSecond?: number | null;
     readonly measuringBaseline?: boolean;
-    /** Which signal's numbers these are (`read` or `commit` probe, `statements` (means, ms), or `prometheus`: then the value and its ceiling). */
-    readonly signal?: 'read' | 'commit' | 'statements' | 'application' | 'prometheus';
+    /** Which signal's numbers these are (`read` or `commit` probe, `statements` (means, ms), `throughput` (other clients' statements/s), or `prometheus`: then the value and its ceiling). */
+    readonly signal?: 'read' | 'commit' | 'statements' | 'throughput' | 'application' | 'prometheus';
     readonly prometheusValue?: number | null;
     readonly prometheusMax?: number;
     readonly statementsObservedMeanMs?: number | null;
     readonly statementsBaselineMeanMs?: number | null;
+    readonly statementsPerSecond?: number | null;
+    readonly baselineStatementsPerSecond?: number | null;
   } | null;
   /** The datasource's latency guard (ADR 014) while this run is guarded and not done; `null` otherwise. */
   readonly latencyGuard: LatencyGuardView | null;
@@ -71,7 +73,7 @@ export interface LatencyGuardView {
   readonly commitBaselineP99Ms: number | null;
   readonly commitObservedP99Ms: number | null;
   /** The signal that rose more over its baseline at the last tick: the one the controller judged. */
-  readonly signal: 'read' | 'commit' | 'statements' | 'application' | 'prometheus' | null;
+  readonly signal: 'read' | 'commit' | 'statements' | 'throughput' | 'application' | 'prometheus' | null;
   /** The application's own old-store p99 from its SDK reports, with the backfill held back and over the last 5 s, ms; `null` without reports. */
   readonly application: { readonly baselineP99Ms: number | null; readonly observedP99Ms: number | null } | null;
   /**
@@ -81,9 +83,9 @@ export interface LatencyGuardView {
   readonly statements: { readonly baselineMeanMs: number | null; readonly observedMeanMs: number | null } | null;
   /**
    * Other clients' statements per second (`pg_stat_statements`) with the backfill held back and
-   * over the last 5 s; `null` without the extension. Shown, not judged (ADR 014): a closed-loop
-   * client feels a slower database as a lower rate (Little's law), but a rate also falls when
-   * traffic goes away.
+   * over the last 5 s; `null` without the extension. Judged as a latency (signal `throughput`,
+   * ADR 014 "Throughput as the backstop"): a closed-loop client feels a slower database as a lower
+   * rate (Little's law); a rate that fell because traffic went away is learned by a relearn.
    */
   readonly throughput: { readonly baselinePerSecond: number | null; readonly observedPerSecond: number | null } | null;
   /**
@@ -209,6 +211,8 @@ export class BackfillReadModel {
                   ? { signal: 'application', observedP99Ms: guard.application.observedP99Ms, baselineP99Ms: guard.application.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : guard.signal === 'statements' && guard.statements
                   ? { signal: 'statements', observedP99Ms: null, baselineP99Ms: null, statementsObservedMeanMs: guard.statements.observedMeanMs, statementsBaselineMeanMs: guard.statements.baselineMeanMs, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
+                  : guard.signal === 'throughput' && guard.throughput
+                  ? { signal: 'throughput', observedP99Ms: null, baselineP99Ms: null, statementsPerSecond: guard.throughput.observedPerSecond, baselineStatementsPerSecond: guard.throughput.baselinePerSecond, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : guard.signal === 'commit'
                   ? { signal: 'commit', observedP99Ms: guard.commitObservedP99Ms, baselineP99Ms: guard.commitBaselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
                   : { signal: 'read', observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }

@@ -10,6 +10,7 @@ import {
   HARD_BREACH_RATIO,
   interpolatedQuantile,
   latencyTargetMs,
+  throughputRatio,
   windowQuantiles,
   type BaselineSchedule,
   type MigrationSpec,
@@ -35,8 +36,8 @@ const MIN_APP_CALLS = 20;
 /** A baseline window that gathered too few samples is extended up to this long, then the guard runs blind at its floor. */
 const MAX_BASELINE_MS = 10_000;
 
-/** The signals the controller judges: the probe's read and commit latency, other clients' statements (pg_stat_statements), the application's own latency (SDK reports), and the optional Prometheus query. */
-type Signal = 'read' | 'commit' | 'prometheus' | 'statements' | 'application';
+/** The signals the controller judges: the probe's read and commit latency, other clients' statements' time and rate (pg_stat_statements), the application's own latency (SDK reports), and the optional Prometheus query. */
+type Signal = 'read' | 'commit' | 'prometheus' | 'statements' | 'throughput' | 'application';
 
 /** A migration the guard protects production from: active in backfill with the guard on. */
 interface Guarded {
@@ -219,10 +220,9 @@ export class LatencyGuard {
       const timed = pool.statements.filter((w) => w.meanMs !== null);
       const timedCalls = timed.reduce((n, w) => n + w.calls, 0);
       const statementsBaselineMs = timedCalls > 0 ? timed.reduce((t, w) => t + (w.meanMs ?? 0) * w.calls, 0) / timedCalls : null;
-      // Their throughput with the backfill held back: the pooled calls over the pooled seconds.
-      const pooledCalls = pool.statements.reduce((n, w) => n + w.calls, 0);
-      const pooledSeconds = pool.statements.reduce((t, w) => t + w.seconds, 0);
-      const throughputBaselinePerSecond = pooledSeconds > 0 ? pooledCalls / pooledSeconds : null;
+      // Their throughput with the backfill held back: this window's alone, not the pool's. It is
+      // judged, and traffic that went away must be learned by the one window a relearn measures.
+      const throughputBaselinePerSecond = statementWindow ? statementWindow.calls / statementWindow.seconds : null;
       const applicationBaselineP99Ms = pool.application.length > 0 ? interpolatedQuantile(sumCounts(pool.application), 0.99) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
@@ -290,13 +290,21 @@ export class LatencyGuard {
     const roundTripMs = state.baseline_p50_ms ?? 0;
     const withRoundTrip = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : ms + roundTripMs);
     const statementsRatio = judgedRatio(withRoundTrip(state.statements_baseline_ms), withRoundTrip(statementsLong?.meanMs), withRoundTrip(statementsShort?.meanMs), hard);
-    // Their throughput, shown beside the pace and not judged (ADR 014): a closed-loop client feels
-    // a slower database as a lower rate (Little's law), but so does traffic that simply went away,
-    // and a closed loop's slower statements already raise their mean.
-    // Over the full 5 s, not the evidence span since the last cut: it is shown, and a shown rate
-    // should not flicker with the controller's cuts.
+    // Their throughput, judged as a latency (Little's law: a closed loop that waits longer per
+    // request runs slower) on the spans the other signals judge; the backstop where the probes and
+    // the statements' mean stay flat at saturation (ADR 014, "Throughput as the backstop").
+    const throughputBaseline = state.throughput_baseline_per_second;
+    const throughputJudged = judgedRatio(1, throughputRatio(throughputBaseline, statementsLong), throughputRatio(throughputBaseline, statementsShort), hard);
+    // Shown over the full 5 s, not the evidence span since the last cut: a shown rate should not
+    // flicker with the controller's cuts.
     const shownWindow = longMs === SMOOTH_WINDOW_MS ? statementsLong : statements.meanWithin(SMOOTH_WINDOW_MS);
     const throughputLong = shownWindow ? shownWindow.calls / shownWindow.seconds : null;
+    // A statement signal is read once a second: on a span since a cut it may have no reading yet
+    // where its full window has one. Then the pace is not grown on the other signals' say-so, and a
+    // streak at the floor goes on (else a rate judged every other tick never relearns).
+    const incomplete =
+      (statementsRatio === null && state.statements_baseline_ms !== null && shownWindow?.meanMs != null) ||
+      (throughputJudged === null && throughputRatio(throughputBaseline, shownWindow) !== null);
     // The application's own p99 (SDK reports) over its baseline: one read of the long window, the short one cut from it.
     const app = await repository.appLatencyWithin(db, datasource, longMs, shortMs);
     const appLongP99 = app.long.calls >= MIN_APP_CALLS ? interpolatedQuantile(app.long.counts, 0.99) : null;
@@ -307,12 +315,13 @@ export class LatencyGuard {
       ['read', ratioOf('read') ?? 0],
       ['commit', ratioOf('commit')],
       ['statements', statementsRatio],
+      ['throughput', throughputJudged],
       ['application', applicationRatio],
       ['prometheus', promRatio],
     ];
     const [worse, ratio] = ratios.reduce<[Signal, number]>((best, [name, r]) => (r !== null && r > best[1] ? [name, r] : best), ['read', 0]);
     const achieved = await repository.achievedRowsPerSecond(db, datasource, SIGNAL_WINDOW_MS);
-    const decision = nextPace(current, { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved, nowMs }, limits);
+    const decision = nextPace(current, { observedP99Ms: ratio, baselineP99Ms: 1, achievedRowsPerSecond: achieved, nowMs, incomplete }, limits);
     const next = decision.state;
     const written = await repository.update(db, datasource, workerName, {
       paceRowsPerSecond: next.paceRowsPerSecond,
@@ -339,6 +348,7 @@ export class LatencyGuard {
         baselineP99Ms: round(worse === 'commit' ? commitBaseline : baseline),
         ...(worse === 'application' ? { applicationObservedP99Ms: round(appLongP99), applicationBaselineP99Ms: round(appBaseline) } : {}),
         ...(worse === 'statements' ? { statementsObservedMs: round(statementsLong?.meanMs ?? null), statementsBaselineMs: round(state.statements_baseline_ms) } : {}),
+        ...(worse === 'throughput' ? { statementsPerSecond: round(throughputLong), baselineStatementsPerSecond: round(throughputBaseline) } : {}),
         ...(worse === 'prometheus' ? { prometheusValue: reading?.value ?? null, prometheusMax: prometheus?.options.max ?? null } : {}),
         latencyBudget: limits.latencyBudget,
         paceRowsPerSecond: Math.round(next.paceRowsPerSecond),

@@ -15,7 +15,7 @@ export interface PaceUpdate {
   readonly observedP99Ms?: number | null;
   readonly commitBaselineP99Ms?: number | null;
   readonly commitObservedP99Ms?: number | null;
-  readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | 'application' | null;
+  readonly worseSignal?: 'read' | 'commit' | 'prometheus' | 'statements' | 'throughput' | 'application' | null;
   readonly statementsBaselineMs?: number | null;
   readonly statementsObservedMs?: number | null;
   readonly throughputBaselinePerSecond?: number | null;
