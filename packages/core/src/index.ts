@@ -129,6 +129,8 @@ export {
   windowQuantiles,
   throughputRatio,
   MIN_JUDGED_STATEMENTS,
+  STALE_BASELINE_RATIO,
+  baselineStaleHigh,
   type StatementCount,
   type BaselineSchedule,
   type PaceDecision,
