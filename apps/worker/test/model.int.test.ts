@@ -6,7 +6,7 @@ import { openWorld, type World } from './model/world.js';
 // Issue 12, acceptance 2: random sequences of actions and faults on the real system, with two
 // applications writing (trigger sync and SDK). `npm run test:model -- --runs N --seed S` runs more.
 // MODEL_RUNS / MODEL_SEED override the bounded count and the seed here.
-const RUNS = Number(process.env['MODEL_RUNS'] ?? 30);
+const RUNS = Number(process.env['MODEL_RUNS'] ?? 22);
 const SEED = process.env['MODEL_SEED'] === undefined ? Date.now() % 2 ** 31 : Number(process.env['MODEL_SEED']);
 
 let world: World;
