@@ -129,8 +129,6 @@ export {
   windowQuantiles,
   throughputRatio,
   MIN_JUDGED_STATEMENTS,
-  STALE_BASELINE_RATIO,
-  baselineStaleHigh,
   type StatementCount,
   type BaselineSchedule,
   type PaceDecision,

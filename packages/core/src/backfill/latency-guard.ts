@@ -347,30 +347,3 @@ export function throughputRatio(baselinePerSecond: number | null, window: Statem
   const observed = window.calls / window.seconds;
   return observed > 0 ? baselinePerSecond / observed : Infinity;
 }
-
-/**
- * A probe's baseline p99 this far above the p99 of a full window with the copy running is stale
- * high: the window the baseline came from caught a stall (one 2 s window's p99 is about its second
- * largest sample), or the workload got lighter since. Latency with the copy running is not lower
- * than with it held back by 40 %, so such a baseline no longer measures the database; it is learned
- * again, without the window it came from ({@link baselineStaleHigh}).
- */
-export const STALE_BASELINE_RATIO = 0.6;
-
-/**
- * Whether a probe signal's baseline is stale high: its full smoothing window ({@link SMOOTH_WINDOW_MS},
- * not the span since a cut), measured with the copy running, has a p99 under
- * {@link STALE_BASELINE_RATIO} of the baseline's. `false` without both values.
- *
- * @param baselineP99Ms the signal's baseline p99, ms (`null`: none learned)
- * @param windowP99Ms the p99 of its full window now, ms (`null`: too few samples)
- * @example
- * ```ts
- * baselineStaleHigh(15.8, 8.4); // true: the baseline caught a slow phase
- * baselineStaleHigh(6.3, 5.2);  // false: within the window's own noise
- * ```
- */
-export function baselineStaleHigh(baselineP99Ms: number | null, windowP99Ms: number | null): boolean {
-  if (baselineP99Ms === null || !(baselineP99Ms > 0) || windowP99Ms === null || !(windowP99Ms >= 0)) return false;
-  return windowP99Ms < STALE_BASELINE_RATIO * baselineP99Ms;
-}

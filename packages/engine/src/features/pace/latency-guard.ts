@@ -11,7 +11,6 @@ import {
   interpolatedQuantile,
   latencyTargetMs,
   throughputRatio,
-  baselineStaleHigh,
   windowQuantiles,
   type BaselineSchedule,
   type MigrationSpec,
@@ -88,8 +87,6 @@ export class LatencyGuard {
   /** The samples of the newest {@link BASELINE_POOL} baseline windows per datasource, per signal. */
   readonly #pools = new Map<string, { read: number[][]; commit: number[][]; statements: StatementWindow[]; application: number[][] }>();
   readonly #schedule: BaselineSchedule;
-  /** When each datasource last relearned a stale-high baseline, ms since the epoch (at most once per `schedule.everyMs`). */
-  readonly #staleRelearnAt = new Map<string, number>();
 
   constructor(private readonly deps: LatencyGuardDeps) {
     this.#schedule = deps.schedule ?? BASELINE_SCHEDULE;
@@ -124,7 +121,6 @@ export class LatencyGuard {
     this.#probes.get(datasource)?.stop();
     this.#probes.delete(datasource);
     this.#pools.delete(datasource);
-    this.#staleRelearnAt.delete(datasource);
     this.#prometheus.get(datasource)?.stop();
     this.#prometheus.delete(datasource);
     this.#statements.get(datasource)?.stop();
@@ -276,7 +272,6 @@ export class LatencyGuard {
     const commitWindow = probe.samplesWithin(longMs, 'commit');
     const cq = commitWindow.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(commitWindow) : null;
     const commitBaseline = state.commit_baseline_p99_ms;
-    if (await this.#relearnStaleBaseline(datasource, state, probe)) return;
     // The controller judges the signal that rose more over its own baseline (ratios: scale-free):
     // the p99 of the long window, unless the short one is a hard breach by itself.
     const hard = HARD_BREACH_RATIO * latencyTargetMs(1, limits.latencyBudget);
@@ -365,45 +360,6 @@ export class LatencyGuard {
       }
     }
     if (decision.relearnBaseline) this.deps.log?.('latency guard: at its floor over target, measuring a new baseline', { datasource });
-  }
-
-  /**
-   * Relearns a probe baseline that is stale high ({@link baselineStaleHigh}: its signal's full window
-   * with the copy running sits far under it), at most once per `schedule.everyMs` per datasource and
-   * only once a full window has run since the baseline. The pooled windows that are themselves stale
-   * high against the window now are dropped, so the stall one of them caught no longer sets the bar;
-   * the others stay pooled. Without this a first baseline taken in a slow phase (read 15.8 ms and
-   * commit 40.8 ms against 6 and 10 ms) put every reading under target and let slow start take the
-   * pace to 269k rows/s at saturation (ADR 014, "A stale-high baseline").
-   * @returns whether a new baseline window was started (the tick ends there).
-   */
-  async #relearnStaleBaseline(datasource: string, state: { mode_ms: number; baseline_p99_ms: number | null; commit_baseline_p99_ms: number | null }, probe: LatencyProbe): Promise<boolean> {
-    const nowMs = Date.now();
-    if (state.mode_ms < SMOOTH_WINDOW_MS || nowMs - (this.#staleRelearnAt.get(datasource) ?? -Infinity) < this.#schedule.everyMs) return false;
-    const full = (signal: 'read' | 'commit') => {
-      const samples = probe.samplesWithin(SMOOTH_WINDOW_MS, signal);
-      return samples.length >= MIN_WINDOW_SAMPLES ? windowQuantiles(samples).p99Ms : null;
-    };
-    const read = full('read');
-    const commit = full('commit');
-    const staleRead = baselineStaleHigh(state.baseline_p99_ms, read);
-    const staleCommit = baselineStaleHigh(state.commit_baseline_p99_ms, commit);
-    if (!staleRead && !staleCommit) return false;
-    const pool = this.#pools.get(datasource);
-    if (pool) {
-      const fresh = (now: number | null) => (w: number[]) => !baselineStaleHigh(windowQuantiles(w).p99Ms, now);
-      if (staleRead) pool.read = pool.read.filter(fresh(read));
-      if (staleCommit) pool.commit = pool.commit.filter(fresh(commit));
-    }
-    const written = await this.deps.repository.update(this.deps.db, datasource, this.deps.workerName, { mode: 'baseline', restartMode: true });
-    if (!written) return false;
-    this.#staleRelearnAt.set(datasource, nowMs);
-    this.deps.log?.('latency guard: a baseline is stale high, measuring a new one', {
-      datasource,
-      ...(staleRead ? { readBaselineP99Ms: state.baseline_p99_ms, readWindowP99Ms: read } : {}),
-      ...(staleCommit ? { commitBaselineP99Ms: state.commit_baseline_p99_ms, commitWindowP99Ms: commit } : {}),
-    });
-    return true;
   }
 }
 
