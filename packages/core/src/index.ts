@@ -128,6 +128,7 @@ export {
   HARD_BREACH_RATIO,
   windowQuantiles,
   throughputRatio,
+  statementsPerSecond,
   MIN_JUDGED_STATEMENTS,
   type StatementCount,
   type BaselineSchedule,

@@ -7,16 +7,25 @@ export function renderGates(m: MigrationResource): string {
   return `gates of ${m.phase}\n${m.gates.map((g) => `  ${g.passed ? 'met    ' : 'not met'}  ${g.name}: ${g.message}\n`).join('')}`;
 }
 
+/** `count(v)`, or `?` for a number the control plane does not have. */
+function countOrUnknown(v: number | null | undefined): string {
+  return v === null || v === undefined ? '?' : count(v);
+}
+
+/** `3.1 ms`, or `?` for a latency the control plane does not have. */
+function ms(v: number | null | undefined): string {
+  return v === null || v === undefined ? '?' : `${v.toFixed(1)} ms`;
+}
+
 /** `latency (p99 3.1 ms, baseline 2.0 ms, pace 4,200 rows/s)`, `latency (measuring the baseline)`, or the bare reason. */
 export function throttledText(p: MigrationResource['progress']): string {
   const t = p.throttled;
   if (!t) return '';
   if (t.reason !== 'latency') return t.reason;
   if (t.measuringBaseline) return 'latency (measuring the baseline)';
-  const ms = (v: number | null | undefined) => (v === null || v === undefined ? '?' : `${v.toFixed(1)} ms`);
-  const pace = t.paceRowsPerSecond === null || t.paceRowsPerSecond === undefined ? '?' : count(t.paceRowsPerSecond);
+  const pace = countOrUnknown(t.paceRowsPerSecond);
   if (t.signal === 'prometheus') return `latency (Prometheus ${t.prometheusValue ?? '?'} of ${t.prometheusMax ?? '?'} allowed, pace ${pace} rows/s)`;
-  if (t.signal === 'throughput') return `latency (other clients ${t.statementsPerSecond == null ? '?' : count(t.statementsPerSecond)} statements/s, ${t.baselineStatementsPerSecond == null ? '?' : count(t.baselineStatementsPerSecond)} held back, pace ${pace} rows/s)`;
+  if (t.signal === 'throughput') return `latency (other clients ${countOrUnknown(t.statementsPerSecond)} statements/s, ${countOrUnknown(t.baselineStatementsPerSecond)} held back, pace ${pace} rows/s)`;
   if (t.signal === 'statements') return `latency (statements' mean ${ms(t.statementsObservedMeanMs)}, baseline ${ms(t.statementsBaselineMeanMs)}, pace ${pace} rows/s)`;
   return `latency (${t.signal === 'commit' ? 'commit ' : t.signal === 'application' ? 'application ' : ''}p99 ${ms(t.observedP99Ms)}, baseline ${ms(t.baselineP99Ms)}, pace ${pace} rows/s)`;
 }
@@ -34,12 +43,11 @@ export function renderBackfill(m: MigrationResource): string {
   if (p.throttled) lines.push(`  throttled  ${throttledText(p)} since ${p.throttled.since}`);
   const g = p.latencyGuard;
   if (g && !p.completedAt) {
-    const ms = (v: number | null) => (v === null ? '?' : `${v.toFixed(1)} ms`);
     const parts = [
-      g.mode === 'baseline' ? 'measuring the baseline' : `pace ${g.paceRowsPerSecond === null ? '?' : count(g.paceRowsPerSecond)} rows/s`,
+      g.mode === 'baseline' ? 'measuring the baseline' : `pace ${countOrUnknown(g.paceRowsPerSecond)} rows/s`,
       `p99 ${ms(g.observedP99Ms)} of ${ms(g.targetP99Ms)} allowed (baseline ${ms(g.baselineP99Ms)})`,
       ...(g.prometheus ? [`Prometheus ${g.prometheus.value ?? '?'} of ${g.prometheus.max}`] : []),
-      ...(g.throughput?.observedPerSecond != null ? [`other clients ${count(g.throughput.observedPerSecond)} statements/s (${g.throughput.baselinePerSecond === null ? '?' : count(g.throughput.baselinePerSecond)} held back)`] : []),
+      ...(g.throughput?.observedPerSecond != null ? [`other clients ${count(g.throughput.observedPerSecond)} statements/s (${countOrUnknown(g.throughput.baselinePerSecond)} held back)`] : []),
       ...(g.holding ? ['holding back'] : []),
     ];
     lines.push(`  guard      ${parts.join(', ')}`);

@@ -18,6 +18,7 @@ import {
   RELEARN_AFTER_TICKS,
   MIN_JUDGED_STATEMENTS,
   throughputRatio,
+  statementsPerSecond,
   type PaceLimits,
   type PaceState,
 } from './latency-guard.js';
@@ -371,6 +372,9 @@ describe("other clients' throughput as a latency", () => {
     expect(throughputRatio(1000, { calls: 10_000, seconds: 5 })).toBe(0.5);
     // Nothing finished where many were expected: the worst ratio there is.
     expect(throughputRatio(1000, { calls: 0, seconds: 5 })).toBe(Infinity);
+    expect(statementsPerSecond({ calls: 2500, seconds: 5 })).toBe(500);
+    expect(statementsPerSecond({ calls: 2500, seconds: 0 })).toBeNull();
+    expect(statementsPerSecond(null)).toBeNull();
   });
 
   it('is not judged where the baseline predicts too few statements for a rate', () => {

@@ -320,6 +320,11 @@ export interface StatementCount {
   readonly seconds: number;
 }
 
+/** The rate of `window`, statements/s; `null` without a window or a span. */
+export function statementsPerSecond(window: StatementCount | null): number | null {
+  return window !== null && window.seconds > 0 ? window.calls / window.seconds : null;
+}
+
 /**
  * Other clients' throughput judged as a latency (ADR 014, "Throughput as the backstop"): by
  * Little's law a closed loop of N clients with time R per request runs at X = N / R, so the rate
@@ -342,8 +347,8 @@ export interface StatementCount {
  * ```
  */
 export function throughputRatio(baselinePerSecond: number | null, window: StatementCount | null): number | null {
-  if (baselinePerSecond === null || !(baselinePerSecond > 0) || window === null || !(window.seconds > 0)) return null;
+  const observed = statementsPerSecond(window);
+  if (baselinePerSecond === null || !(baselinePerSecond > 0) || window === null || observed === null) return null;
   if (baselinePerSecond * window.seconds < MIN_JUDGED_STATEMENTS) return null;
-  const observed = window.calls / window.seconds;
   return observed > 0 ? baselinePerSecond / observed : Infinity;
 }

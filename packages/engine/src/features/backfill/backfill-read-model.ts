@@ -204,19 +204,7 @@ export class BackfillReadModel {
           ? {
               reason: run.throttled_reason,
               since: run.throttled_since.toISOString(),
-              ...(run.throttled_reason === 'latency' && guard
-                ? guard.signal === 'prometheus' && guard.prometheus
-                  ? { signal: 'prometheus', prometheusValue: guard.prometheus.value, prometheusMax: guard.prometheus.max, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                  : guard.signal === 'application' && guard.application
-                  ? { signal: 'application', observedP99Ms: guard.application.observedP99Ms, baselineP99Ms: guard.application.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                  : guard.signal === 'statements' && guard.statements
-                  ? { signal: 'statements', observedP99Ms: null, baselineP99Ms: null, statementsObservedMeanMs: guard.statements.observedMeanMs, statementsBaselineMeanMs: guard.statements.baselineMeanMs, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                  : guard.signal === 'throughput' && guard.throughput
-                  ? { signal: 'throughput', observedP99Ms: null, baselineP99Ms: null, statementsPerSecond: guard.throughput.observedPerSecond, baselineStatementsPerSecond: guard.throughput.baselinePerSecond, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                  : guard.signal === 'commit'
-                  ? { signal: 'commit', observedP99Ms: guard.commitObservedP99Ms, baselineP99Ms: guard.commitBaselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                  : { signal: 'read', observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' }
-                : {}),
+              ...(run.throttled_reason === 'latency' && guard ? latencyThrottle(guard) : {}),
             }
           : null,
       latencyGuard: guard,
@@ -279,4 +267,23 @@ export class BackfillReadModel {
 
 function roundOrNull(n: number | null): number | null {
   return n === null ? null : Math.round(n);
+}
+
+/**
+ * The guard's numbers in `progress.throttled` while it holds the copy back: those of the signal it
+ * judged (`signal`), or the read probe's when that signal has none to show, with the pace and
+ * whether a baseline is being measured.
+ */
+function latencyThrottle(guard: LatencyGuardView): Omit<NonNullable<BackfillProgress['throttled']>, 'reason' | 'since'> {
+  const pace = { paceRowsPerSecond: guard.paceRowsPerSecond, measuringBaseline: guard.mode === 'baseline' };
+  if (guard.signal === 'prometheus' && guard.prometheus) return { signal: 'prometheus', prometheusValue: guard.prometheus.value, prometheusMax: guard.prometheus.max, ...pace };
+  if (guard.signal === 'application' && guard.application) return { signal: 'application', observedP99Ms: guard.application.observedP99Ms, baselineP99Ms: guard.application.baselineP99Ms, ...pace };
+  if (guard.signal === 'statements' && guard.statements) {
+    return { signal: 'statements', observedP99Ms: null, baselineP99Ms: null, statementsObservedMeanMs: guard.statements.observedMeanMs, statementsBaselineMeanMs: guard.statements.baselineMeanMs, ...pace };
+  }
+  if (guard.signal === 'throughput' && guard.throughput) {
+    return { signal: 'throughput', observedP99Ms: null, baselineP99Ms: null, statementsPerSecond: guard.throughput.observedPerSecond, baselineStatementsPerSecond: guard.throughput.baselinePerSecond, ...pace };
+  }
+  if (guard.signal === 'commit') return { signal: 'commit', observedP99Ms: guard.commitObservedP99Ms, baselineP99Ms: guard.commitBaselineP99Ms, ...pace };
+  return { signal: 'read', observedP99Ms: guard.observedP99Ms, baselineP99Ms: guard.baselineP99Ms, ...pace };
 }

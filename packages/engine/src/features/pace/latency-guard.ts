@@ -11,6 +11,7 @@ import {
   interpolatedQuantile,
   latencyTargetMs,
   throughputRatio,
+  statementsPerSecond,
   windowQuantiles,
   type BaselineSchedule,
   type MigrationSpec,
@@ -222,7 +223,7 @@ export class LatencyGuard {
       const statementsBaselineMs = timedCalls > 0 ? timed.reduce((t, w) => t + (w.meanMs ?? 0) * w.calls, 0) / timedCalls : null;
       // Their throughput with the backfill held back: this window's alone, not the pool's. It is
       // judged, and traffic that went away must be learned by the one window a relearn measures.
-      const throughputBaselinePerSecond = statementWindow ? statementWindow.calls / statementWindow.seconds : null;
+      const throughputBaselinePerSecond = statementsPerSecond(statementWindow);
       const applicationBaselineP99Ms = pool.application.length > 0 ? interpolatedQuantile(sumCounts(pool.application), 0.99) : null;
       const baselineP99 = q.p99Ms ?? state.baseline_p99_ms;
       const controller = previous ? afterBaseline({ ...previous, paceRowsPerSecond: Math.max(previous.paceRowsPerSecond, limits.minRowsPerSecond) }) : initialPaceState(limits);
@@ -298,7 +299,7 @@ export class LatencyGuard {
     // Shown over the full 5 s, not the evidence span since the last cut: a shown rate should not
     // flicker with the controller's cuts.
     const shownWindow = longMs === SMOOTH_WINDOW_MS ? statementsLong : statements.meanWithin(SMOOTH_WINDOW_MS);
-    const throughputLong = shownWindow ? shownWindow.calls / shownWindow.seconds : null;
+    const throughputLong = statementsPerSecond(shownWindow);
     // A statement signal is read once a second: on a span since a cut it may have no reading yet
     // where its full window has one. Then the pace is not grown on the other signals' say-so, and a
     // streak at the floor goes on (else a rate judged every other tick never relearns).

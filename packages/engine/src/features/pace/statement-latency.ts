@@ -85,7 +85,7 @@ export class StatementLatency {
 
   /**
    * Other clients' statements over the last `spanMs`: their calls, the readings' span in seconds
-   * (`calls / seconds` is their throughput, shown beside the guard's pace, ADR 014) and their mean
+   * (`statementsPerSecond` of it is their throughput, which the guard judges, ADR 014) and their mean
    * execution time, ms (`null` with fewer than {@link MIN_STATEMENT_CALLS} calls). `null` without
    * two readings that far apart, or across a reset or eviction of the statistics (the sums went
    * down between any two readings of the span).
