@@ -87,6 +87,10 @@ describe('DDL on a table under migration', () => {
     const app = writer(source, () => (dropped ? 'without-name' : 'all'));
     await waitFor('the backfill under way', async () => ((await f.engine.backfillReadModel.progress(id))?.rowsCopied ?? 0) >= 4000, 30_000);
     dropped = true; // the application stops writing the column first (its writes without it are valid before and after)
+    // A statement sent before the flag flipped may not be parsed yet when the DROP commits; the DROP
+    // waits until the writer has finished a write begun after the flip.
+    const writesAtFlip = app.writes();
+    await waitFor('a write without the column', async () => (app.writes() >= writesAtFlip + 2 ? true : null), 15_000);
     await f.user.query(`alter table ${source} drop column name`);
     const writesAtDrop = app.writes();
 
