@@ -1,4 +1,4 @@
-import { ensureLocalUnleash } from './packages/flags/src/testing.js';
+import { ensureLocalUnleash, pruneStaleFlags } from './packages/flags/src/testing.js';
 
 /**
  * Vitest `globalSetup` of the packages whose tests reach Unleash through configuration (control
@@ -8,10 +8,14 @@ import { ensureLocalUnleash } from './packages/flags/src/testing.js';
  * already. Without it those tests would use whatever answers on 4242, which may be a server another
  * checkout started and that can stop in the middle of the run. Fixtures pass the variables on with
  * `unleashTestEnv()` of @tideway/testing.
+ *
+ * It also deletes this checkout's test flags older than two hours (`pruneStaleFlags`): runs never
+ * stop the shared server, and thousands of leftover flags made every client poll a megabyte.
  */
 export default async function setup(): Promise<void> {
   if (process.env['TIDEWAY_UNLEASH_URL']) return;
   const unleash = await ensureLocalUnleash();
+  await pruneStaleFlags(unleash);
   process.env['TIDEWAY_UNLEASH_URL'] = unleash.url;
   process.env['TIDEWAY_UNLEASH_ADMIN_TOKEN'] = unleash.adminToken;
   process.env['TIDEWAY_UNLEASH_CLIENT_TOKEN'] = unleash.clientToken;

@@ -1,7 +1,7 @@
 import { DependencyUnavailableError, FlagConflictError, TidewayError, flagNames, flagOwnerMarker } from '@tideway/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnleashFlagControl } from '../src/index.js';
-import { ensureLocalUnleash, type LocalUnleash } from '../src/testing.js';
+import { ensureLocalUnleash, pruneStaleFlags, type LocalUnleash } from '../src/testing.js';
 import { freePort } from '@tideway/testing';
 import { TEST_INSTALLATION, startFixedAnswer, startSilent, uniqueFlag, uniqueMigrationName } from './helpers.js';
 
@@ -193,6 +193,24 @@ describe('UnleashFlagControl against a real Unleash', () => {
     expect(await control.archivedDescription(active)).toBeNull();
     await control.archive(active);
     expect(await control.archivedDescription(active)).toBe('an active one');
+  });
+
+  it('pruneStaleFlags deletes the flags older than the cutoff within its prefix, archive included, and keeps the newer ones', async () => {
+    const prefix = `${uniqueFlag('prune')}.`;
+    const [older, newer] = [`${prefix}older`, `${prefix}newer`];
+    await control.ensureFlags([older]);
+    await control.ensureFlags([newer]);
+    created.push(newer);
+    const createdAt = async (flag: string) => Date.parse(((await rawFeature(flag)).body as unknown as { createdAt: string }).createdAt);
+    const [olderAt, newerAt] = [await createdAt(older), await createdAt(newer)];
+    expect(olderAt).toBeLessThan(newerAt);
+
+    const pruned = await pruneStaleFlags(unleash, { namePrefix: prefix, olderThanMs: 0, now: newerAt });
+    expect(pruned).toEqual({ deleted: [older], kept: 1 });
+    expect((await rawFeature(older)).status).toBe(404);
+    expect(await control.archivedDescription(older)).toBeNull(); // gone from the archive too: the name is free
+    expect((await rawFeature(newer)).status).toBe(200);
+    expect(await pruneStaleFlags(unleash, { namePrefix: prefix, olderThanMs: 0, now: newerAt })).toEqual({ deleted: [], kept: 1 });
   });
 
   it('drives the configured environment only', async () => {
