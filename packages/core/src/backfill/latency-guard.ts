@@ -165,7 +165,7 @@ function clampPace(pace: number, limits: PaceLimits): number {
  *   start ends; the cut applies to the achieved rate where the pace ran ahead of it;
  * - otherwise the pace moves by 1 + 0.1 × (s − e) / s with s = {@link SETPOINT_SHARE}: ×1.1 when the
  *   copy costs nothing, ×1 at the setpoint, a little less above it (×1.5 per tick in slow start, which
- *   lasts while e ≤ 0.5). The step shrinks as the signal nears the setpoint, so the pace settles
+ *   lasts while e ≤ 0.5, on the smoothed signal and on the raw window alike). The step shrinks as the signal nears the setpoint, so the pace settles
  *   instead of sawing like AIMD, and it is measured in budgets, so a small budget converges as
  *   fast as a large one;
  * - never above 2 × the achieved rate (no wind-up when the copy cannot use the pace), never under the
@@ -204,6 +204,10 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
   const signal = Math.max(observed > HARD_BREACH_RATIO * target ? observed : smoothed, Number.MIN_VALUE);
   // The signal's excess over its baseline in units of the budget: 0 = no effect, 1 = at target.
   const excess = (signal / baseline - 1) / limits.latencyBudget;
+  // Slow start also ends on the raw window (HyStart's delay-increase exit, Ha & Rhee 2011): the
+  // smoothed signal lags a ×1.5 step by a tick, and after a relearn that lag overshot the best pace
+  // by a third.
+  const rawExcess = (observed / baseline - 1) / limits.latencyBudget;
   let pace = state.paceRowsPerSecond;
   let slowStart = state.slowStart;
   const breach = signal > target;
@@ -220,7 +224,7 @@ export function nextPace(state: PaceState, tick: PaceTick, limits: PaceLimits): 
       // Not over target on the samples since the cut, but not yet a short window of them (or not
       // of every signal): the gradient may still ease the pace (between setpoint and target), never grow it.
       pace *= Math.min(1, gradient);
-    } else if (slowStart && excess <= 0.5) {
+    } else if (slowStart && excess <= 0.5 && rawExcess <= 0.5) {
       pace *= SLOW_START_GROWTH;
     } else {
       slowStart = false;
