@@ -78,14 +78,16 @@ describe('latency guard: the application signal', () => {
         const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
         return g?.mode === 'guarding' && g.application?.baselineP99Ms != null && g.application.observedP99Ms != null ? g.application : null;
       }, 30_000);
-      expect(learned.baselineP99Ms).toBeLessThan(20);
-      // The application's writes now take 25 ms more each.
-      extraMs = 25;
+      // A sane baseline (on an idle machine 2–10 ms; the test process's own event loop adds 20–80 ms
+      // to it on a loaded one, so the slow-down is sized from it, not fixed).
+      expect(learned.baselineP99Ms).toBeLessThan(250);
+      // The application's writes now take 25 ms, or twice the baseline p99, more each.
+      extraMs = Math.max(25, Math.ceil(2 * (learned.baselineP99Ms ?? 0)));
       const held = await waitFor('the guard held back by the application signal', async () => {
         const g = (await f.engine.backfillReadModel.progress(id, 0.3))?.latencyGuard;
         return g && g.signal === 'application' && (g.paceRowsPerSecond ?? Infinity) <= FLOOR * 1.05 ? g : null;
       }, 30_000);
-      expect(held.application?.observedP99Ms).toBeGreaterThan(25);
+      expect(held.application?.observedP99Ms).toBeGreaterThan(extraMs);
       expect(held.application?.observedP99Ms).toBeGreaterThan((held.application?.baselineP99Ms ?? Infinity) * 1.3);
       // Holding back is audited (by whichever signal first crossed the budget).
       expect((await f.engine.migrationReadModel.allEvents(id)).some((e) => e.action === 'latency-guard.holding')).toBe(true);
