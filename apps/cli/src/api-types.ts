@@ -27,6 +27,8 @@ export interface BackfillProgress {
   chunksFailed?: number;
   chunksPending?: number;
   chunksRunning?: number;
+  /** Rows left out because of their data (absent from older control planes). */
+  skippedRows?: { unresolved: number; redriven: number; accepted: number };
   rowsPerSecond?: number;
   etaSeconds?: number | null;
   planningDone?: boolean;
@@ -76,7 +78,7 @@ export interface MigrationEvent {
   at: string;
 }
 
-export const CHUNK_STATUSES = ['pending', 'running', 'done', 'failed', 'split'] as const;
+export const CHUNK_STATUSES = ['pending', 'running', 'done', 'failed', 'split', 'skipped'] as const;
 export type ChunkStatus = (typeof CHUNK_STATUSES)[number];
 
 export interface Chunk {

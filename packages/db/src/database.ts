@@ -170,7 +170,24 @@ export interface BackfillRunsTable {
 }
 
 /** Chunk statuses; `split` chunks were replaced by two halves after repeated timeouts. */
-export type ChunkStatus = 'pending' | 'running' | 'done' | 'failed' | 'split';
+export type ChunkStatus = 'pending' | 'running' | 'done' | 'failed' | 'split' | 'skipped';
+
+/** `backfill_skipped_rows`: a source row a chunk left out because of its data (issue 18), until resolved. */
+export interface BackfillSkippedRowsTable {
+  migration_id: string;
+  /** Source key, one text value per key column (`spec.source.key` order). */
+  key_values: Json<string[]>;
+  /** The single-row chunk that found it. */
+  chunk_id: number;
+  error: string;
+  sqlstate: string;
+  constraint_name: string | null;
+  detected_at: Timestamp;
+  resolution: 'redriven' | 'accepted' | null;
+  resolved_at: Date | null;
+  resolved_by: string | null;
+  reason: string | null;
+}
 
 /** `backfill_chunks`: one keyset range of a backfill. */
 export interface BackfillChunksTable {
@@ -468,6 +485,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   backfill_runs: BackfillRunsTable;
   backfill_chunks: BackfillChunksTable;
+  backfill_skipped_rows: BackfillSkippedRowsTable;
   observation_buckets: ObservationBucketsTable;
   divergences: DivergencesTable;
   verifications: VerificationsTable;

@@ -43,6 +43,13 @@ describe('renderMigration', () => {
     );
   });
 
+  it('shows the rows skipped on their data once there are some, and nothing while there are none', () => {
+    const progress = { chunksDone: 12, chunksTotal: 12, rowsCopied: 59993, rowsEstimated: 60000, completedAt: '2026-01-01T00:09:00.000Z' };
+    expect(renderBackfill({ ...base, phase: 'backfill' as const, progress: { ...progress, skippedRows: { unresolved: 0, redriven: 0, accepted: 0 } } })).not.toContain('skipped');
+    const text = renderBackfill({ ...base, phase: 'backfill' as const, progress: { ...progress, skippedRows: { unresolved: 3, redriven: 4, accepted: 0 } } });
+    expect(text).toContain(`  skipped    3 row(s) on their data to resolve, 4 re-driven, 0 accepted (GET /v1/migrations/${base.id}/skipped-rows)\n`);
+  });
+
   it("shows the latency guard's numbers when it holds the copy back", () => {
     const since = '2026-01-01T00:01:00.000Z';
     const progress = {

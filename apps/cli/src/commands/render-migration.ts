@@ -40,6 +40,10 @@ export function renderBackfill(m: MigrationResource): string {
     `  chunks     ${count(done)}/${count(total)} (${percent(total > 0 ? done / total : p.completedAt ? 1 : 0, 0)}), ${count(p.chunksRunning ?? 0)} running, ${count(p.chunksFailed ?? 0)} failed`,
     `  rows       ${count(p.rowsCopied ?? 0)} of ~${count(p.rowsEstimated ?? 0)}, ${count(p.rowsPerSecond ?? 0)} rows/s, ETA ${p.completedAt ? 'done' : duration(p.etaSeconds)}`,
   ];
+  const s = p.skippedRows;
+  if (s && s.unresolved + s.redriven + s.accepted > 0) {
+    lines.push(`  skipped    ${count(s.unresolved)} row(s) on their data to resolve, ${count(s.redriven)} re-driven, ${count(s.accepted)} accepted (GET /v1/migrations/${m.id}/skipped-rows)`);
+  }
   if (p.throttled) lines.push(`  throttled  ${throttledText(p)} since ${p.throttled.since}`);
   const g = p.latencyGuard;
   if (g && !p.completedAt) {

@@ -111,12 +111,29 @@ export function toResource(view: MigrationView) {
   };
 }
 
+/** A source key as text values, in `spec.source.key` order. */
+export const KeyValuesSchema = Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 16 });
+
+/** A source row the backfill left out because of its data (issue 18), and how it was resolved. */
+export const SkippedRowSchema = Type.Object({
+  key: Type.Array(Type.String()),
+  error: Type.String(),
+  sqlstate: Type.String({ description: 'class 22 (data exception) or 23 (integrity constraint violation)' }),
+  constraint: Type.Union([Type.String(), Type.Null()]),
+  detectedAt: Type.String({ format: 'date-time' }),
+  resolution: Type.Union([Type.Enum(['redriven', 'accepted'] as const), Type.Null()]),
+  resolvedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  resolvedBy: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  chunkId: Type.Integer(),
+});
+
 /** A backfill chunk: keyset range (lower exclusive, upper inclusive, `null` = open), status, attempts. */
 export const ChunkSchema = Type.Object({
   id: Type.Integer(),
   lowerKey: Type.Union([Type.Array(Type.String()), Type.Null()]),
   upperKey: Type.Union([Type.Array(Type.String()), Type.Null()]),
-  status: Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const),
+  status: Type.Enum(['pending', 'running', 'done', 'failed', 'split', 'skipped'] as const),
   attempts: Type.Integer(),
   timeouts: Type.Integer(),
   rowsCopied: Type.Union([Type.Integer(), Type.Null()]),

@@ -157,6 +157,7 @@ export interface MigrationResource {
 const SNAPSHOT_QUERIES = {
   migrations: 'select * from migrations order by seq',
   migration_events: 'select * from migration_events order by id',
+  backfill_skipped_rows: 'select * from backfill_skipped_rows order by migration_id, chunk_id',
   // last_used_at is left out: every authenticated request may write it, off the request path and
   // at most once a minute per token, so it is bookkeeping rather than a change the request made.
   api_tokens: 'select id, name, role, secret_sha256, created_by, created_at, revoked_at from api_tokens order by name',

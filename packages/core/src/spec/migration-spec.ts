@@ -24,6 +24,14 @@ export interface BackfillOptions {
   readonly maxRowsPerSecond: number | null;
   /** Attempts per chunk before it is listed as failed. @defaultValue 5 */
   readonly maxAttempts: number;
+  /**
+   * Rows the backfill may skip: a chunk that fails on its data (SQLSTATE class 22 or 23: a cast, a
+   * CHECK, a NOT NULL) is bisected down to the rows that cause it, the rest is copied, and those
+   * rows are listed (`GET /v1/migrations/:id/skipped-rows`) for the backfill gate to wait on. Past
+   * this many the migration fails instead: an error on every row is the mapping's, not the data's.
+   * @defaultValue 100
+   */
+  readonly maxSkippedRows: number;
   /** A chunk running longer than this is cancelled and counts as a timeout, in milliseconds. @defaultValue 30000 */
   readonly chunkTimeoutMs: number;
   /**
@@ -192,6 +200,7 @@ export const SPEC_DEFAULTS = {
     concurrency: 2,
     maxRowsPerSecond: null,
     maxAttempts: 5,
+    maxSkippedRows: 100,
     chunkTimeoutMs: 30_000,
     flagPropagationSeconds: 10,
   },

@@ -40,6 +40,7 @@ export const BackfillOptionsSchema = Type.Object(
     concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
     maxRowsPerSecond: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    maxSkippedRows: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
     chunkTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
     flagPropagationSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
   },

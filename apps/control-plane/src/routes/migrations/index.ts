@@ -4,12 +4,14 @@ import { Type } from 'typebox';
 import {
   ActionBodySchema,
   ChunkSchema,
+  KeyValuesSchema,
   PageQuerySchema,
   PageSchema,
   IdParamsSchema,
   MigrationEventSchema,
   MigrationResourceSchema,
   PhaseSchema,
+  SkippedRowSchema,
   StatusSchema,
   errorResponses,
   toResource,
@@ -155,13 +157,83 @@ export const migrationRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   app.get(
+    '/v1/migrations/:id/skipped-rows',
+    {
+      schema: {
+        summary: 'Source rows the backfill left out because of their data (a cast, a constraint), with the error; the backfill gate waits for each to be re-driven or accepted',
+        tags: ['backfill'],
+        params: IdParamsSchema,
+        querystring: PageQuerySchema(1000, 100, { unresolved: Type.Optional(Type.Boolean({ description: 'only rows not re-driven or accepted yet' })) }),
+        response: { 200: PageSchema(SkippedRowSchema), ...errorResponses },
+      },
+    },
+    async (request) => {
+      await migrations.describe(request.params.id);
+      return app.engine.backfillReadModel.skippedRows(request.params.id, request.query);
+    },
+  );
+
+  app.post(
+    '/v1/migrations/:id/skipped-rows/redrive',
+    {
+      config: { access: 'operator' },
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
+      schema: {
+        summary: 'Copy the skipped rows again, after their data or the target was fixed; those that copy are resolved',
+        tags: ['backfill'],
+        params: IdParamsSchema,
+        body: Type.Object({ keys: Type.Optional(Type.Array(KeyValuesSchema, { minItems: 1, maxItems: 1000, description: 'default: every unresolved skipped row' })) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({
+            redriven: Type.Array(Type.Array(Type.String())),
+            stillFailing: Type.Array(Type.Object({ key: Type.Array(Type.String()), error: Type.String() })),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const view = await migrations.describe(request.params.id);
+      const r = await app.engine.backfill.redriveSkippedRows(view.migration, actor(request.principal?.name), request.body.keys);
+      return { redriven: r.redriven.map((k) => [...k]), stillFailing: r.stillFailing.map((f) => ({ key: [...f.key], error: f.error })) };
+    },
+  );
+
+  app.post(
+    '/v1/migrations/:id/skipped-rows/accept',
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary: 'Accept skipped rows: they stay out of the target on purpose and the backfill gate stops waiting for them (audited with the reason)',
+        tags: ['backfill'],
+        params: IdParamsSchema,
+        body: Type.Object(
+          {
+            reason: Type.String({ minLength: 1, maxLength: 2000, description: 'recorded in the audit log' }),
+            keys: Type.Optional(Type.Array(KeyValuesSchema, { minItems: 1, maxItems: 1000, description: 'default: every unresolved skipped row' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ accepted: Type.Array(Type.Array(Type.String())) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const view = await migrations.describe(request.params.id);
+      const accepted = await app.engine.backfill.acceptSkippedRows(view.migration, { actor: actor(request.principal?.name), reason: request.body.reason, keys: request.body.keys });
+      return { accepted: accepted.map((k) => [...k]) };
+    },
+  );
+
+  app.get(
     '/v1/migrations/:id/chunks',
     {
       schema: {
         summary: 'Backfill chunks of a migration in key order (keyset pagination)',
         tags: ['backfill'],
         params: IdParamsSchema,
-        querystring: PageQuerySchema(1000, 100, { status: Type.Optional(Type.Enum(['pending', 'running', 'done', 'failed', 'split'] as const)) }),
+        querystring: PageQuerySchema(1000, 100, { status: Type.Optional(Type.Enum(['pending', 'running', 'done', 'failed', 'split', 'skipped'] as const)) }),
         response: { 200: PageSchema(ChunkSchema), ...errorResponses },
       },
     },

@@ -52,6 +52,28 @@ export interface BackfillProgress {
   readonly targetPurge: { readonly done: boolean; readonly rowsRemoved: number; readonly waitsUntil: string | null };
   /** New-side write failures (the SDK's or the sync trigger's) not re-driven yet. */
   readonly writeFailuresPending: number;
+  /** One-row chunks left out because of their row's data (see `GET /v1/migrations/:id/skipped-rows`). */
+  readonly chunksSkipped: number;
+  /** The rows left out on their data: not resolved yet (the gate waits), re-driven after a fix, accepted by an admin. */
+  readonly skippedRows: { readonly unresolved: number; readonly redriven: number; readonly accepted: number };
+}
+
+/** A source row the backfill left out because of its data, as `GET /v1/migrations/:id/skipped-rows` lists it. */
+export interface SkippedRowView {
+  /** The source key, one text value per key column (`spec.source.key` order). */
+  readonly key: string[];
+  readonly error: string;
+  /** The SQLSTATE (class 22 data exception or 23 integrity constraint violation). */
+  readonly sqlstate: string;
+  /** The constraint the row broke, when the error names one. */
+  readonly constraint: string | null;
+  readonly detectedAt: string;
+  readonly resolution: 'redriven' | 'accepted' | null;
+  readonly resolvedAt: string | null;
+  readonly resolvedBy: string | null;
+  /** Why an admin accepted it. */
+  readonly reason: string | null;
+  readonly chunkId: number;
 }
 
 /** The latency guard of a datasource as progress shows it. */
@@ -173,6 +195,10 @@ export class BackfillReadModel {
         sql<number>`count(*) FILTER (WHERE status = 'failed')::int`.as('failed'),
         sql<number>`count(*) FILTER (WHERE status = 'pending')::int`.as('pending'),
         sql<number>`count(*) FILTER (WHERE status = 'running')::int`.as('running'),
+        sql<number>`count(*) FILTER (WHERE status = 'skipped')::int`.as('skipped'),
+        sql<number>`(SELECT count(*)::int FROM backfill_skipped_rows s WHERE s.migration_id = ${migrationId} AND s.resolution IS NULL)`.as('skipped_unresolved'),
+        sql<number>`(SELECT count(*)::int FROM backfill_skipped_rows s WHERE s.migration_id = ${migrationId} AND s.resolution = 'redriven')`.as('skipped_redriven'),
+        sql<number>`(SELECT count(*)::int FROM backfill_skipped_rows s WHERE s.migration_id = ${migrationId} AND s.resolution = 'accepted')`.as('skipped_accepted'),
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done'), 0)::bigint`.as('rows'),
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done' AND finished_at > now() - make_interval(secs => ${WINDOW_SECONDS})), 0)::bigint`.as('recent'),
         sql<number>`extract(epoch FROM now() - ${run.started_at})::float8`.as('elapsed'),
@@ -185,12 +211,14 @@ export class BackfillReadModel {
     const remaining = Math.max(0, rowsEstimated - agg.rows);
     const window = Math.max(1, Math.min(WINDOW_SECONDS, agg.elapsed));
     const rowsPerSecond = run.completed_at ? 0 : agg.recent / window;
-    const planned = agg.done + agg.failed + agg.pending + agg.running;
+    const planned = agg.done + agg.failed + agg.pending + agg.running + agg.skipped;
     const unplanned = run.planning_done ? 0 : Math.ceil(Math.max(0, remaining - (agg.pending + agg.running) * run.chunk_rows) / run.chunk_rows);
     return {
       rowsCopied: agg.rows,
       rowsEstimated,
       chunksDone: agg.done,
+      chunksSkipped: agg.skipped,
+      skippedRows: { unresolved: agg.skipped_unresolved, redriven: agg.skipped_redriven, accepted: agg.skipped_accepted },
       chunksTotal: planned + unplanned,
       chunksFailed: agg.failed,
       chunksPending: agg.pending,
@@ -262,6 +290,37 @@ export class BackfillReadModel {
     }));
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? Buffer.from(`c:${last.id}`).toString('base64url') : null };
+  }
+  /**
+   * The rows a backfill left out because of their data, in the order they were found (keyset
+   * pagination on the chunk that found each).
+   * @param query.unresolved - only those not re-driven or accepted yet.
+   * @throws InvalidCursorError for a cursor this did not hand out.
+   */
+  async skippedRows(migrationId: string, query: { unresolved?: boolean; limit?: number; cursor?: string }): Promise<Page<SkippedRowView>> {
+    const limit = query.limit ?? 100;
+    let q = this.db.selectFrom('backfill_skipped_rows').selectAll().where('migration_id', '=', migrationId).orderBy('chunk_id').limit(limit + 1);
+    if (query.unresolved) q = q.where('resolution', 'is', null);
+    if (query.cursor !== undefined) {
+      const m = /^s:(\d{1,15})$/.exec(Buffer.from(query.cursor, 'base64url').toString());
+      if (!m?.[1]) throw new InvalidCursorError(`cursor "${query.cursor}" is not valid`);
+      q = q.where('chunk_id', '>', Number(m[1]));
+    }
+    const rows = await q.execute();
+    const items = rows.slice(0, limit).map((r) => ({
+      key: r.key_values,
+      error: r.error,
+      sqlstate: r.sqlstate,
+      constraint: r.constraint_name,
+      detectedAt: r.detected_at.toISOString(),
+      resolution: r.resolution,
+      resolvedAt: r.resolved_at ? r.resolved_at.toISOString() : null,
+      resolvedBy: r.resolved_by,
+      reason: r.reason,
+      chunkId: Number(r.chunk_id),
+    }));
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? Buffer.from(`s:${last.chunkId}`).toString('base64url') : null };
   }
 }
 

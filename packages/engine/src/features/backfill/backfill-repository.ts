@@ -4,6 +4,13 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Lease } from '../leases/leased-work.js';
 import type { KeyShape, KeyValue } from './sql.js';
 
+/** Why a row was skipped: the database's message, SQLSTATE and, for a constraint, its name. */
+export interface SkipFailure {
+  readonly error: string;
+  readonly sqlstate: string;
+  readonly constraint: string | null;
+}
+
 /** A chunk whose lease this worker holds (leased through `LeasedWork` with `CHUNK_WORK`). */
 export interface ClaimedChunk extends Lease {
   readonly lower: KeyValue | null;
@@ -44,6 +51,8 @@ export class BackfillRepository {
 
   /** Forgets a run and its chunks (the phase was rolled back; a new entry starts afresh). */
   async discardRun(trx: Kysely<Database>, migrationId: string): Promise<void> {
+    // A new run copies every row again: what the old one skipped is judged again by it.
+    await trx.deleteFrom('backfill_skipped_rows').where('migration_id', '=', migrationId).execute();
     await trx.deleteFrom('backfill_chunks').where('migration_id', '=', migrationId).execute();
     await trx.deleteFrom('backfill_runs').where('migration_id', '=', migrationId).execute();
   }
@@ -158,6 +167,76 @@ export class BackfillRepository {
   }
 
   /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
+  /**
+   * A chunk of one row that failed on that row's data: the chunk ends `skipped` and the row is
+   * listed in `backfill_skipped_rows` (again, unresolved, with the newest error, when it was listed
+   * before). Fenced by the lease like {@link split}.
+   * @returns whether the lease still held (nothing is written otherwise).
+   */
+  async skip(trx: Kysely<Database>, chunk: ClaimedChunk, key: KeyValue, failure: SkipFailure): Promise<boolean> {
+    const r = await trx
+      .updateTable('backfill_chunks')
+      .set({ status: 'skipped', lease_token: null, lease_expires_at: null, last_error: failure.error, rows_copied: 0, finished_at: sql`now()` })
+      .where('id', '=', chunk.id)
+      .where('lease_token', '=', chunk.token)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) return false;
+    const values = { chunk_id: chunk.id, error: failure.error, sqlstate: failure.sqlstate, constraint_name: failure.constraint };
+    await trx
+      .insertInto('backfill_skipped_rows')
+      .values({ migration_id: chunk.migrationId, key_values: JSON.stringify(key), ...values })
+      .onConflict((oc) => oc.columns(['migration_id', 'key_values']).doUpdateSet({ ...values, detected_at: sql`now()`, resolution: null, resolved_at: null, resolved_by: null, reason: null }))
+      .execute();
+    return true;
+  }
+
+  /** Skipped rows of a migration not resolved yet. */
+  async countSkippedUnresolved(db: Kysely<Database>, migrationId: string): Promise<number> {
+    const r = await db
+      .selectFrom('backfill_skipped_rows')
+      .select(sql<number>`count(*)::int`.as('n'))
+      .where('migration_id', '=', migrationId)
+      .where('resolution', 'is', null)
+      .executeTakeFirstOrThrow();
+    return r.n;
+  }
+
+  /** Up to `limit` unresolved skipped rows' keys, oldest first; only `keys` when given. */
+  async unresolvedSkipped(db: Kysely<Database>, migrationId: string, limit: number, keys?: readonly KeyValue[]): Promise<KeyValue[]> {
+    let q = db.selectFrom('backfill_skipped_rows').select('key_values').where('migration_id', '=', migrationId).where('resolution', 'is', null).orderBy('chunk_id').limit(limit);
+    if (keys) q = q.where(sql<boolean>`key_values = ANY(${sql.val(keys.map((k) => JSON.stringify(k)))}::jsonb[])`);
+    return (await q.execute()).map((r) => r.key_values);
+  }
+
+  /**
+   * Resolves unresolved skipped rows (all of the migration's, or only `keys`).
+   * @returns the keys resolved now.
+   */
+  async resolveSkipped(
+    trx: Kysely<Database>,
+    migrationId: string,
+    resolution: { kind: 'redriven' | 'accepted'; actor: string; reason: string | null },
+    keys?: readonly KeyValue[],
+  ): Promise<KeyValue[]> {
+    let q = trx
+      .updateTable('backfill_skipped_rows')
+      .set({ resolution: resolution.kind, resolved_at: sql`now()`, resolved_by: resolution.actor, reason: resolution.reason })
+      .where('migration_id', '=', migrationId)
+      .where('resolution', 'is', null);
+    if (keys) q = q.where(sql<boolean>`key_values = ANY(${sql.val(keys.map((k) => JSON.stringify(k)))}::jsonb[])`);
+    return (await q.returning('key_values').execute()).map((r) => r.key_values);
+  }
+
+  /** A re-drive of a skipped row failed again: its newest error. */
+  async updateSkippedError(db: Kysely<Database>, migrationId: string, key: KeyValue, failure: SkipFailure): Promise<void> {
+    await db
+      .updateTable('backfill_skipped_rows')
+      .set({ error: failure.error, sqlstate: failure.sqlstate, constraint_name: failure.constraint, detected_at: sql`now()` })
+      .where('migration_id', '=', migrationId)
+      .where(sql<boolean>`key_values = ${JSON.stringify(key)}::jsonb`)
+      .execute();
+  }
+
   async retryFailed(db: Kysely<Database>, migrationId: string): Promise<number> {
     return db.transaction().execute(async (trx) => {
       const r = await trx

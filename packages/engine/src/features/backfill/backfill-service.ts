@@ -1,4 +1,4 @@
-import { judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { isRowDataError, judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
 import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
@@ -72,6 +72,7 @@ export type ChunkOutcome =
   | { readonly kind: 'throttled'; readonly reason: ThrottleReason; readonly retryInMs: number }
   | { readonly kind: 'retrying'; readonly error: string; readonly retryInMs: number }
   | { readonly kind: 'split'; readonly error: string }
+  | { readonly kind: 'row-skipped'; readonly key: KeyValue; readonly error: string }
   | { readonly kind: 'failed'; readonly error: string };
 
 /** Dependencies of {@link BackfillService}. */
@@ -210,6 +211,63 @@ export class BackfillService {
   async redrive(migration: Migration, keys: readonly KeyValue[]): Promise<{ upserted: number; deleted: number }> {
     this.assertRedrivable(migration, 'redrive');
     return this.#copyKeys(migration.spec, keys);
+  }
+
+  /**
+   * Copies the rows the backfill skipped on their data again (after the data or the target was
+   * fixed), one at a time: each that copies now is resolved `redriven` (audited, one event); each
+   * that fails again on its data keeps its listing, with the new error.
+   *
+   * @param keys - which skipped rows (default: every unresolved one); at most 1000 per call.
+   * @returns the keys re-driven and those still failing, with their errors.
+   * @throws TidewayError `INVALID_TRANSITION` outside dual_write…cleanup or on a finished migration;
+   *   the database's error when one is not about the row's data (nothing more is tried then).
+   */
+  async redriveSkippedRows(migration: Migration, actor: string, keys?: readonly KeyValue[]): Promise<{ redriven: KeyValue[]; stillFailing: { key: KeyValue; error: string }[] }> {
+    this.assertRedrivable(migration, 'redrive-skipped-rows');
+    const { db, repository } = this.deps;
+    if (keys) this.#assertKeyWidth(migration.spec, keys);
+    const redriven: KeyValue[] = [];
+    const stillFailing: { key: KeyValue; error: string }[] = [];
+    for (const key of await repository.unresolvedSkipped(db, migration.id, 1000, keys)) {
+      try {
+        await this.#copyKeys(migration.spec, [key]);
+        redriven.push(key);
+      } catch (error) {
+        const sqlstate = (error as { code?: string }).code;
+        if (!isRowDataError(sqlstate)) throw error;
+        const message = errorMessage(error);
+        await repository.updateSkippedError(db, migration.id, key, { error: message, sqlstate: sqlstate as string, constraint: (error as { constraint?: string }).constraint ?? null });
+        stillFailing.push({ key, error: message });
+      }
+    }
+    if (redriven.length > 0) {
+      await db.transaction().execute(async (trx) => {
+        const resolved = await repository.resolveSkipped(trx, migration.id, { kind: 'redriven', actor, reason: null }, redriven);
+        await this.deps.migrations.recordEvent(migration.id, 'backfill.skipped_rows_redriven', { actor, details: { rows: resolved.length, keys: resolved.slice(0, 100), stillFailing: stillFailing.length } }, trx);
+      });
+    }
+    return { redriven, stillFailing };
+  }
+
+  /**
+   * An admin accepts rows the backfill skipped on their data: they stay out of the target on
+   * purpose, and the backfill gate stops waiting for them. Audited with the reason and the keys.
+   *
+   * @param options.keys - which (default: every unresolved one).
+   * @returns the keys accepted now (already resolved ones are left as they are).
+   * @throws TidewayError `INVALID_TRANSITION` on an aborted or completed migration.
+   */
+  async acceptSkippedRows(migration: Migration, options: { actor: string; reason: string; keys?: readonly KeyValue[] }): Promise<KeyValue[]> {
+    this.#assertRedrivable(migration, ['prepare', 'dual_write', 'backfill', 'shadow_read', 'cutover', 'cleanup'], 'accept-skipped-rows');
+    if (options.keys) this.#assertKeyWidth(migration.spec, options.keys);
+    return this.deps.db.transaction().execute(async (trx) => {
+      const accepted = await this.deps.repository.resolveSkipped(trx, migration.id, { kind: 'accepted', actor: options.actor, reason: options.reason }, options.keys);
+      if (accepted.length > 0) {
+        await this.deps.migrations.recordEvent(migration.id, 'backfill.skipped_rows_accepted', { actor: options.actor, reason: options.reason, details: { rows: accepted.length, keys: accepted.slice(0, 100) } }, trx);
+      }
+      return accepted;
+    });
   }
 
   /**
@@ -604,7 +662,13 @@ export class BackfillService {
       await this.pump(migration.id).catch(() => undefined);
       return { kind: 'retrying', error: message, retryInMs: delay };
     }
-    const timedOut = (error as { code?: string }).code === PG_QUERY_CANCELED;
+    const sqlstate = (error as { code?: string }).code;
+    if (isRowDataError(sqlstate)) {
+      // A failure to isolate (the source not answering) leaves the attempt to the ordinary retry.
+      const isolated = await this.#isolateRowDataError(migration, key, chunk, error, message, sqlstate as string).catch(() => null);
+      if (isolated) return isolated;
+    }
+    const timedOut = sqlstate === PG_QUERY_CANCELED;
     if (timedOut && chunk.timeouts + 1 >= SPLIT_AFTER_TIMEOUTS) {
       const middle = await this.#middle(spec, key, chunk).catch(() => null);
       if (middle) {
@@ -632,6 +696,63 @@ export class BackfillService {
     await chunks.retryLater(chunk, { error: message, delayMs: delay, interrupted: false, ...(timedOut ? { extraSet: sql`timeouts = timeouts + 1` } : {}) });
     await this.pump(migration.id).catch(() => undefined);
     return { kind: 'retrying', error: message, retryInMs: delay };
+  }
+
+  /**
+   * A chunk that failed on the data of some of its rows (SQLSTATE class 22 or 23, issue 18: no row
+   * skipped silently). Such an error repeats on every attempt, so the chunk is bisected at once
+   * (delta debugging's halving, Zeller 2002): each half is copied on its own, and the halves that
+   * fail are split again, down to chunks of one row. A one-row chunk that fails is `skipped`: its
+   * key and error are listed (`backfill_skipped_rows`) and the backfill goes on without it; the
+   * backfill gate waits until every listed row is re-driven or accepted. A run with more than
+   * `backfill.maxSkippedRows` unresolved fails the migration: an error on every row is the
+   * mapping's, not the data's. The cost: about 2·log2(chunk rows) extra copies per bad row.
+   *
+   * @returns the outcome, or `null` when the range holds no row any more (the ordinary retry then
+   *   copies what is there).
+   * @throws the source's error when its rows cannot be counted or read.
+   */
+  async #isolateRowDataError(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown, message: string, sqlstate: string): Promise<ChunkOutcome | null> {
+    const { db, repository } = this.deps;
+    const spec = migration.spec;
+    const middle = await this.#middle(spec, key, chunk);
+    if (middle) {
+      if (!(await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message)))) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
+      await this.pump(migration.id).catch(() => undefined);
+      return { kind: 'split', error: message };
+    }
+    const [row] = await this.#keysIn(spec, key, chunk, 1);
+    if (!row) return null;
+    const constraint = (error as { constraint?: string }).constraint ?? null;
+    if (!(await db.transaction().execute((trx) => repository.skip(trx, chunk, row, { error: message, sqlstate, constraint })))) {
+      return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the row was listed` };
+    }
+    const unresolved = await repository.countSkippedUnresolved(db, migration.id);
+    if (unresolved > spec.backfill.maxSkippedRows) {
+      await this.deps.migrations
+        .act(migration.id, 'fail', {
+          actor: 'tideway:backfill',
+          reason: `${unresolved} row(s) skipped on their data, more than backfill.maxSkippedRows (${spec.backfill.maxSkippedRows}): the last one failed with "${message}"`,
+          details: { skippedRows: unresolved, maxSkippedRows: spec.backfill.maxSkippedRows, lastError: message, sqlstate, constraint },
+        })
+        .catch(() => undefined);
+    }
+    void this.pump(migration.id).catch(() => undefined);
+    await this.finishRun(migration.id).catch(() => undefined);
+    return { kind: 'row-skipped', key: row, error: message };
+  }
+
+  /** The first `limit` source keys of a chunk's range, in key order, as text values. */
+  async #keysIn(spec: MigrationSpec, key: KeyShape, chunk: ClaimedChunk, limit: number): Promise<KeyValue[]> {
+    const range = rangePredicate(key, chunk.lower, chunk.upper);
+    const cols = key.columns.map(quoteIdent);
+    return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
+      const r = await client.query<Record<string, string>>(
+        `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} LIMIT ${Math.floor(limit)}`,
+        range.params,
+      );
+      return r.rows.map((row) => key.columns.map((_, i) => row[`k${i}`] as string));
+    });
   }
 
   /** A key near the middle of a chunk's range, or `null` when the range cannot be split. */

@@ -14,7 +14,7 @@ import type { DivergenceReadModel } from '../divergence/divergence-read-model.js
  *   `backfill.flagPropagationSeconds` and an SDK has reported dual writes since it began, so the
  *   applications dual-write before a chunk is copied (ADR 013);
  * - backfill gate `backfill-complete`: target purged, planning done, every chunk done, none failed,
- *   run completed (for a lock-free run: its tombstone sweep done and the keys whose sync failed
+ *   every row skipped on its data re-driven or accepted, run completed (for a lock-free run: its tombstone sweep done and the keys whose sync failed
  *   re-driven after it), and no write failure pending;
  * - `progress` of the migration resource: the backfill figures;
  * - after a committed transition into backfill/active: pump chunks at once; a resume out of
@@ -66,7 +66,7 @@ export function registerBackfill(
     evaluate: async (ctx) => {
       const p = await deps.readModel.progress(ctx.migration.id);
       const chunksFinished = !!p && p.planningDone && p.chunksPending === 0 && p.chunksRunning === 0;
-      const passed = chunksFinished && p.chunksFailed === 0 && p.completedAt !== null && p.writeFailuresPending === 0;
+      const passed = chunksFinished && p.chunksFailed === 0 && p.completedAt !== null && p.writeFailuresPending === 0 && p.skippedRows.unresolved === 0;
       return {
         name: 'backfill-complete',
         passed,
@@ -80,6 +80,8 @@ export function registerBackfill(
               ? `removing what an earlier run left in the target (${p.targetPurge.rowsRemoved} rows so far)`
               : p.chunksFailed > 0
                 ? `${p.chunksFailed} chunk(s) failed`
+                : p.skippedRows.unresolved > 0
+                  ? `${p.skippedRows.unresolved} row(s) skipped on their data (GET /v1/migrations/${ctx.migration.id}/skipped-rows): fix them and re-drive, or an admin accepts them with a reason`
                 : p.writeFailuresPending > 0
                   ? `${p.writeFailuresPending} failed write(s) to the target are not re-driven yet (see the divergences ledger)`
                   : chunksFinished
@@ -93,6 +95,7 @@ export function registerBackfill(
           planningDone: p?.planningDone ?? false,
           targetPurged: p?.targetPurge.done ?? false,
           writeFailuresPending: p?.writeFailuresPending ?? 0,
+          skippedRowsUnresolved: p?.skippedRows.unresolved ?? 0,
         },
       };
     },

@@ -1,0 +1,111 @@
+import { GateNotMetError } from '@tideway/core';
+import { mappingDiff, waitFor } from '@tideway/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBackfillFixture, driveToBackfill, type BackfillFixture } from './fixture.js';
+
+// Issue 18 §5, "no row skipped silently": a chunk that fails on the data of a few rows is bisected
+// down to them; the rest is copied, the rows are listed with their errors, and the backfill gate
+// refuses until each is re-driven after a fix or accepted by an admin with a reason.
+let f: BackfillFixture;
+const ROWS = 200_000;
+/** Source rows whose v breaks the target's CHECK (v >= 0), spread over the key space and chunks. */
+const BAD = [1, 2, 777, 50_001, 123_457, 199_999, 200_000];
+
+beforeAll(async () => {
+  f = await createBackfillFixture('skip');
+  await f.startWorker();
+});
+
+afterAll(async () => {
+  await f?.close();
+});
+
+async function finished(id: string) {
+  return waitFor('every chunk finished', async () => {
+    const p = await f.engine.backfillReadModel.progress(id);
+    return p?.completedAt ? p : null;
+  }, 120_000);
+}
+
+describe('rows that fail on their data', () => {
+  it(`${BAD.length} of ${ROWS} rows break a target CHECK: the other ${ROWS - BAD.length} are copied, the ${BAD.length} listed; the gate waits until they are re-driven or accepted`, async () => {
+    await f.user.query(`
+      create table skip_src (id bigint primary key, v int, note text);
+      insert into skip_src select g, g % 1000, 'n' || g from generate_series(1, ${ROWS}) g;
+      update skip_src set v = -1 where id = any(array[${BAD.join(',')}]::bigint[]);
+      analyze skip_src;
+      create table skip_dst (id bigint primary key, v int constraint v_nonnegative check (v >= 0), note text);`);
+    const id = await driveToBackfill(f.engine, {
+      name: 'skip-check',
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'skip_src', key: 'id' },
+      target: { datasource: 'main', table: 'skip_dst', key: 'id' },
+      mapping: { id: 'id', v: 'v', note: 'note' },
+      backfill: { initialChunkRows: 4000, maxChunkRows: 8000 },
+    });
+    const p = await finished(id);
+    expect(p).toMatchObject({ chunksFailed: 0, chunksSkipped: BAD.length, rowsCopied: ROWS - BAD.length, skippedRows: { unresolved: BAD.length, redriven: 0, accepted: 0 } });
+    expect((await f.user.query<{ n: number }>(`select count(*)::int as n from skip_dst`)).rows[0]?.n).toBe(ROWS - BAD.length);
+
+    const listed = await f.engine.backfillReadModel.skippedRows(id, { limit: 100 });
+    expect(listed.items.map((r) => Number(r.key[0])).sort((a, b) => a - b)).toEqual(BAD);
+    for (const row of listed.items) {
+      expect(row).toMatchObject({ sqlstate: '23514', constraint: 'v_nonnegative', resolution: null });
+      expect(row.error).toContain('v_nonnegative');
+    }
+    const gate = (await f.engine.migrations.describe(id)).gates.find((g) => g.name === 'backfill-complete');
+    expect(gate).toMatchObject({ passed: false, observed: expect.objectContaining({ skippedRowsUnresolved: BAD.length }) });
+    expect(gate?.message).toContain(`${BAD.length} row(s) skipped on their data`);
+    expect(await f.engine.migrations.act(id, 'advance', { actor: 'test' }).catch((e: unknown) => e)).toBeInstanceOf(GateNotMetError);
+
+    // Four are fixed at the source (the trigger sync copies them at once); the re-drive resolves
+    // them and lists the three still broken with their error.
+    const fixed = BAD.slice(0, 4);
+    await f.user.query(`update skip_src set v = 5 where id = any(array[${fixed.join(',')}]::bigint[])`);
+    const migration = (await f.engine.migrations.describe(id)).migration;
+    const redrive = await f.engine.backfill.redriveSkippedRows(migration, 'olga-operator');
+    expect(redrive.redriven.map((k) => Number(k[0])).sort((a, b) => a - b)).toEqual(fixed);
+    expect(redrive.stillFailing.map((s) => Number(s.key[0])).sort((a, b) => a - b)).toEqual(BAD.slice(4));
+    expect(redrive.stillFailing[0]?.error).toContain('v_nonnegative');
+    expect((await f.engine.backfillReadModel.progress(id))?.skippedRows).toEqual({ unresolved: 3, redriven: 4, accepted: 0 });
+    expect(await f.engine.migrations.act(id, 'advance', { actor: 'test' }).catch((e: unknown) => e)).toBeInstanceOf(GateNotMetError);
+
+    // An admin accepts the other three, with a reason: audited, and the gate passes.
+    const accepted = await f.engine.backfill.acceptSkippedRows(migration, { actor: 'ada-admin', reason: 'negative balances of closed test accounts' });
+    expect(accepted.map((k) => Number(k[0])).sort((a, b) => a - b)).toEqual(BAD.slice(4));
+    const events = await f.engine.migrationReadModel.allEvents(id);
+    expect(events.filter((e) => e.action.startsWith('backfill.skipped_rows_'))).toEqual([
+      expect.objectContaining({ action: 'backfill.skipped_rows_redriven', actor: 'olga-operator', details: expect.objectContaining({ rows: 4, stillFailing: 3 }) }),
+      expect.objectContaining({ action: 'backfill.skipped_rows_accepted', actor: 'ada-admin', reason: 'negative balances of closed test accounts', details: expect.objectContaining({ rows: 3 }) }),
+    ]);
+    const advanced = await f.engine.migrations.act(id, 'advance', { actor: 'test' });
+    expect(advanced.phase).toBe('shadow_read');
+    // The target is the mapping of the source, but for the three rows accepted out of it.
+    expect(await mappingDiff(f.user, { source: 'skip_src', target: 'skip_dst', mapping: { id: 'id', v: 'v', note: 'note' } })).toEqual({ missingOrDifferent: 3, extraOrDifferent: 0 });
+  }, 240_000);
+
+  it('an error on every row (the mapping divides by zero) fails the migration past backfill.maxSkippedRows instead of skipping the table', async () => {
+    await f.user.query(`
+      create table skip_all_src (id bigint primary key, v int);
+      insert into skip_all_src select g, 0 from generate_series(1, 4000) g;
+      analyze skip_all_src;
+      create table skip_all_dst (id bigint primary key, v int);`);
+    const id = await driveToBackfill(f.engine, {
+      name: 'skip-all',
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'skip_all_src', key: 'id' },
+      target: { datasource: 'main', table: 'skip_all_dst', key: 'id' },
+      mapping: { id: 'id', v: '1 / v' },
+      backfill: { initialChunkRows: 1000, maxChunkRows: 1000, maxSkippedRows: 5 },
+    });
+    const failed = await waitFor('the migration failed', async () => {
+      const m = await f.engine.migrationReadModel.get(id);
+      return m?.status === 'failed' ? m : null;
+    }, 60_000);
+    expect(failed.phase).toBe('backfill');
+    const [event] = (await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'fail');
+    expect(event?.reason).toContain('more than backfill.maxSkippedRows (5)');
+    expect(event?.details).toMatchObject({ maxSkippedRows: 5, sqlstate: '22012' });
+    expect((await f.user.query<{ n: number }>(`select count(*)::int as n from skip_all_dst`)).rows[0]?.n).toBe(0);
+  }, 120_000);
+});

@@ -1,0 +1,24 @@
+/**
+ * Which copy failures are about the data of some rows (and are isolated by bisecting the chunk)
+ * rather than about the statement, the connection or the database as a whole.
+ *
+ * PostgreSQL's SQLSTATE classes (https://www.postgresql.org/docs/current/errcodes-appendix.html):
+ * class 22 "data exception" (a cast that fails, a value out of range, a string too long, a division
+ * by zero in a mapping expression) and class 23 "integrity constraint violation" (NOT NULL, CHECK,
+ * UNIQUE on another column than the key, FOREIGN KEY, EXCLUSION). Everything else (a timeout, a
+ * lock, a dropped column, a permission) fails every row alike: splitting would not find a culprit.
+ *
+ * A statement-level data error (a mapping that divides by zero everywhere) also bisects: every row is
+ * a culprit. `abortCriteria.maxSkippedRows` bounds that — past it the migration fails instead of
+ * skipping the whole table one row at a time.
+ *
+ * @param sqlstate - the five-character SQLSTATE of the error (`error.code` of node-postgres), or
+ *   `undefined` for an error that is not the database's.
+ * @returns whether the error is a row's data problem.
+ */
+export function isRowDataError(sqlstate: string | undefined): boolean {
+  return typeof sqlstate === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(sqlstate);
+}
+
+/** How a skipped row was resolved: copied after a fix, or left out on purpose by an admin. */
+export type SkippedRowResolution = 'redriven' | 'accepted';
