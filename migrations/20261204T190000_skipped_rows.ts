@@ -2,6 +2,7 @@
  * No row skipped silently (issue 18): a chunk that fails on its data is bisected down to the rows
  * that cause it; such a single-row chunk ends `skipped`, and its row is listed in
  * `backfill_skipped_rows` with the error until it is re-driven or accepted (the backfill gate waits).
+ * `backfill_runs.data_error_splits` counts the splits, which are bounded (`dataErrorSplitBudget`).
  */
 import { sql, type Kysely } from 'kysely';
 
@@ -26,10 +27,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('reason', 'text')
     .addPrimaryKeyConstraint('backfill_skipped_rows_pkey', ['migration_id', 'key_values'])
     .execute();
+  await sql`ALTER TABLE backfill_runs ADD COLUMN IF NOT EXISTS data_error_splits integer NOT NULL DEFAULT 0`.execute(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function down(db: Kysely<any>): Promise<void> {
+  await sql`ALTER TABLE backfill_runs DROP COLUMN IF EXISTS data_error_splits`.execute(db);
   await db.schema.dropTable('backfill_skipped_rows').ifExists().execute();
   await sql`UPDATE backfill_chunks SET status = 'failed' WHERE status = 'skipped'`.execute(db);
   await sql`ALTER TABLE backfill_chunks DROP CONSTRAINT IF EXISTS backfill_chunks_status_check`.execute(db);

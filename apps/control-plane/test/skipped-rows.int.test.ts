@@ -49,14 +49,15 @@ describe('GET /v1/migrations/:id/skipped-rows', () => {
 });
 
 describe('POST /v1/migrations/:id/skipped-rows/accept', () => {
-  it('needs a reason, from an admin: a 400 with the field, a 403 for an operator, and nothing changes', async () => {
+  it('needs a reason, from an admin: a 400 with the field, a 422 for a key of the wrong width, a 403 for an operator, and nothing changes', async () => {
     const before = await snapshot(h.orch);
     const noReason = await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/skipped-rows/accept`, body: {} });
     expect(noReason.status).toBe(400);
     expect(noReason.body.error.code).toBe('VALIDATION_FAILED');
     expect(JSON.stringify(noReason.body.error.details)).toContain('reason');
     const badKey = await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/skipped-rows/accept`, body: { reason: 'x', keys: [['7', 'extra']] } });
-    expect(badKey.status).toBe(400);
+    expect(badKey.status).toBe(422);
+    expect(badKey.body.error.code).toBe('INVALID_SPEC');
     const asOperator = await call(h.app, { method: 'POST', url: `/v1/migrations/${id}/skipped-rows/accept`, token: operator, body: { reason: 'fine' } });
     expect(asOperator.status).toBe(403);
     expect(await snapshot(h.orch)).toEqual(before);

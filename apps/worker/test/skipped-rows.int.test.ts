@@ -82,9 +82,17 @@ describe('rows that fail on their data', () => {
     expect(advanced.phase).toBe('shadow_read');
     // The target is the mapping of the source, but for the three rows accepted out of it.
     expect(await mappingDiff(f.user, { source: 'skip_src', target: 'skip_dst', mapping: { id: 'id', v: 'v', note: 'note' } })).toEqual({ missingOrDifferent: 3, extraOrDifferent: 0 });
+    // Verification does not count them as missing (they are out on purpose); anything else it does.
+    await f.user.query(`delete from skip_dst where id = 100`);
+    const started = await f.engine.verification.start(advanced, 'test');
+    const verified = await waitFor('verification finished', async () => {
+      const v = await f.engine.verification.view(started.id);
+      return v.status === 'running' ? null : v;
+    }, 120_000);
+    expect(verified).toMatchObject({ status: 'failed', missingInTarget: 1, extraInTarget: 0, different: 0 });
   }, 240_000);
 
-  it('an error on every row (the mapping divides by zero) fails the migration past backfill.maxSkippedRows instead of skipping the table', async () => {
+  it('an error on every row (the mapping divides by zero) fails the migration within a bounded number of splits instead of bisecting the table', async () => {
     await f.user.query(`
       create table skip_all_src (id bigint primary key, v int);
       insert into skip_all_src select g, 0 from generate_series(1, 4000) g;
@@ -96,6 +104,7 @@ describe('rows that fail on their data', () => {
       source: { datasource: 'main', table: 'skip_all_src', key: 'id' },
       target: { datasource: 'main', table: 'skip_all_dst', key: 'id' },
       mapping: { id: 'id', v: '1 / v' },
+      rollbackAfterWriteCutover: false,
       backfill: { initialChunkRows: 1000, maxChunkRows: 1000, maxSkippedRows: 5 },
     });
     const failed = await waitFor('the migration failed', async () => {
@@ -104,8 +113,12 @@ describe('rows that fail on their data', () => {
     }, 60_000);
     expect(failed.phase).toBe('backfill');
     const [event] = (await f.engine.migrationReadModel.allEvents(id)).filter((e) => e.action === 'fail');
-    expect(event?.reason).toContain('more than backfill.maxSkippedRows (5)');
-    expect(event?.details).toMatchObject({ maxSkippedRows: 5, sqlstate: '22012' });
+    // Chunks are halved a level at a time across the table: the split budget (6 × 2 × 10 levels)
+    // ends it long before 4,000 one-row chunks would have been reached.
+    expect(event?.reason).toContain('chunk splits on data errors, more than 120 (backfill.maxSkippedRows 5)');
+    expect(event?.details).toMatchObject({ splitBudget: 120, maxSkippedRows: 5, sqlstate: '22012' });
+    const chunks = await f.engine.backfillReadModel.chunks(id, { limit: 1000 });
+    expect(chunks.items.filter((c) => c.status === 'split').length).toBeLessThanOrEqual(121 + 2);
     expect((await f.user.query<{ n: number }>(`select count(*)::int as n from skip_all_dst`)).rows[0]?.n).toBe(0);
   }, 120_000);
 });

@@ -166,6 +166,8 @@ export interface BackfillRunsTable {
   purged_through: Json<string[]> | null;
   /** When the target was emptied of rows no chunk of this run wrote; chunks are planned only after it. */
   target_purged_at: Date | null;
+  /** Chunks split because they failed on their data (issue 18): bounded, so an error on every row fails instead of bisecting the table. */
+  data_error_splits: Generated<number>;
   rows_purged: Generated<number>;
 }
 

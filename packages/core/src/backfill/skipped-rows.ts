@@ -22,3 +22,23 @@ export function isRowDataError(sqlstate: string | undefined): boolean {
 
 /** How a skipped row was resolved: copied after a fix, or left out on purpose by an admin. */
 export type SkippedRowResolution = 'redriven' | 'accepted';
+
+/**
+ * How many chunk splits on data errors a backfill run may make before it fails the migration.
+ * Splits are taken in chunk order, one level of halving across the table at a time, so an error on
+ * every row (a mapping that divides by zero) would halve every chunk of the table again and again
+ * before the first one-row chunk is reached; this bound fails such a run after about as many
+ * splits as `maxSkippedRows + 1` bad rows would need, however large the table: each isolated row
+ * costs at most log2(chunk rows) splits, doubled for bad rows that share a chunk.
+ *
+ * @param maxSkippedRows - `backfill.maxSkippedRows` (≥ 0).
+ * @param maxChunkRows - `backfill.maxChunkRows` (≥ 1): the largest chunk a bisection starts from.
+ * @returns the number of splits allowed, ≥ 2.
+ * @example
+ * ```ts
+ * dataErrorSplitBudget(100, 50_000); // 3232: 101 rows × 2 × 16 levels
+ * ```
+ */
+export function dataErrorSplitBudget(maxSkippedRows: number, maxChunkRows: number): number {
+  return (Math.max(0, Math.floor(maxSkippedRows)) + 1) * 2 * Math.max(1, Math.ceil(Math.log2(Math.max(2, maxChunkRows))));
+}

@@ -190,6 +190,17 @@ export class BackfillRepository {
     return true;
   }
 
+  /** Counts one more split on a data error in the migration's run; the new count. */
+  async countDataErrorSplit(trx: Kysely<Database>, migrationId: string): Promise<number> {
+    const r = await trx
+      .updateTable('backfill_runs')
+      .set({ data_error_splits: sql`data_error_splits + 1` })
+      .where('migration_id', '=', migrationId)
+      .returning('data_error_splits')
+      .executeTakeFirst();
+    return r?.data_error_splits ?? 0;
+  }
+
   /** Skipped rows of a migration not resolved yet. */
   async countSkippedUnresolved(db: Kysely<Database>, migrationId: string): Promise<number> {
     const r = await db

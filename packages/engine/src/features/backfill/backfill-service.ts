@@ -1,4 +1,4 @@
-import { isRowDataError, judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { dataErrorSplitBudget, isRowDataError, judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
 import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
@@ -705,8 +705,9 @@ export class BackfillService {
    * fail are split again, down to chunks of one row. A one-row chunk that fails is `skipped`: its
    * key and error are listed (`backfill_skipped_rows`) and the backfill goes on without it; the
    * backfill gate waits until every listed row is re-driven or accepted. A run with more than
-   * `backfill.maxSkippedRows` unresolved fails the migration: an error on every row is the
-   * mapping's, not the data's. The cost: about 2·log2(chunk rows) extra copies per bad row.
+   * `backfill.maxSkippedRows` unresolved, or more splits than {@link dataErrorSplitBudget} allows,
+   * fails the migration: an error on every row is the mapping's, not the data's. The cost: about
+   * 2·log2(chunk rows) extra copies per bad row.
    *
    * @returns the outcome, or `null` when the range holds no row any more (the ordinary retry then
    *   copies what is there).
@@ -717,7 +718,19 @@ export class BackfillService {
     const spec = migration.spec;
     const middle = await this.#middle(spec, key, chunk);
     if (middle) {
-      if (!(await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message)))) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
+      const splits = await db.transaction().execute(async (trx) => ((await repository.split(trx, chunk, middle, message)) ? repository.countDataErrorSplit(trx, migration.id) : null));
+      if (splits === null) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
+      const budget = dataErrorSplitBudget(spec.backfill.maxSkippedRows, spec.backfill.maxChunkRows);
+      if (splits > budget) {
+        await this.deps.migrations
+          .act(migration.id, 'fail', {
+            actor: 'tideway:backfill',
+            reason: `${splits} chunk splits on data errors, more than ${budget} (backfill.maxSkippedRows ${spec.backfill.maxSkippedRows}): rows all over the table fail with "${message}" — the mapping or the target, not a few rows`,
+            details: { dataErrorSplits: splits, splitBudget: budget, maxSkippedRows: spec.backfill.maxSkippedRows, lastError: message, sqlstate },
+          })
+          .catch(() => undefined);
+        return { kind: 'failed', error: message };
+      }
       await this.pump(migration.id).catch(() => undefined);
       return { kind: 'split', error: message };
     }

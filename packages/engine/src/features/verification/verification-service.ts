@@ -273,7 +273,10 @@ export class VerificationService {
       await this.pump(v.id).catch(() => undefined);
       return { kind: 'retrying', error: message, retryInMs: delay };
     }
-    const { sourceRows, targetRows, outcome, children, diffs } = checked;
+    const { sourceRows, targetRows, outcome, children } = checked;
+    // A row an admin accepted out of the target (skipped on its data, issue 18) is missing there
+    // on purpose: not a finding. The accepted list only grows while a run lasts.
+    const diffs = await withoutAcceptedSkips(db, migration.id, checked.diffs);
     // Under the migration's row lock, taken first: range completions of a verification commit one
     // after another, so the last one sees every other range done and finishes the verification in
     // the same transaction (with its audit event), exactly once.
@@ -798,4 +801,23 @@ function decodeListCursor(cursor: string): [string, string] {
   );
   if (!m?.[1] || !m[2]) throw new InvalidCursorError(`cursor "${cursor}" is not valid`);
   return [m[1], m[2]];
+}
+
+/**
+ * Drops the `missing` findings whose key is a row the backfill skipped on its data and an admin
+ * accepted out of the target (`backfill_skipped_rows.resolution = 'accepted'`).
+ */
+async function withoutAcceptedSkips<D extends { key: string[]; kind: FindingKind }>(db: Kysely<Database>, migrationId: string, diffs: D[]): Promise<D[]> {
+  const missing = diffs.filter((d) => d.kind === 'missing').map((d) => JSON.stringify(d.key));
+  if (missing.length === 0) return diffs;
+  const rows = await db
+    .selectFrom('backfill_skipped_rows')
+    .select(sql<string>`key_values::text`.as('key'))
+    .where('migration_id', '=', migrationId)
+    .where('resolution', '=', 'accepted')
+    .where(sql<boolean>`key_values = ANY(${sql.val(missing)}::jsonb[])`)
+    .execute();
+  if (rows.length === 0) return diffs;
+  const accepted = new Set(rows.map((r) => JSON.stringify(JSON.parse(r.key) as string[])));
+  return diffs.filter((d) => d.kind !== 'missing' || !accepted.has(JSON.stringify(d.key)));
 }
