@@ -27,6 +27,7 @@ export interface BackfillProgress {
   chunksFailed?: number;
   chunksPending?: number;
   chunksRunning?: number;
+  chunksSkipped?: number;
   /** Rows left out because of their data (absent from older control planes). */
   skippedRows?: { unresolved: number; redriven: number; accepted: number };
   rowsPerSecond?: number;

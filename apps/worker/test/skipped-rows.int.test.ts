@@ -78,6 +78,14 @@ describe('rows that fail on their data', () => {
       expect.objectContaining({ action: 'backfill.skipped_rows_redriven', actor: 'olga-operator', details: expect.objectContaining({ rows: 4, stillFailing: 3 }) }),
       expect.objectContaining({ action: 'backfill.skipped_rows_accepted', actor: 'ada-admin', reason: 'negative balances of closed test accounts', details: expect.objectContaining({ rows: 3 }) }),
     ]);
+    // The application goes on writing an accepted row: its sync fails into the ledger, as any
+    // write the target refuses, but an accepted row holds no gate.
+    await f.user.query(`update skip_src set note = 'still written' where id = ${BAD[5]}`);
+    await waitFor('the refused sync in the ledger', async () => {
+      const r = await f.orch.query<{ n: number }>(`select count(*)::int as n from divergences where migration_id = $1 and kind = 'dual_write_failure' and key = $2`, [id, JSON.stringify([String(BAD[5])])]);
+      return (r.rows[0]?.n ?? 0) > 0 ? true : null;
+    }, 30_000);
+    expect((await f.engine.backfillReadModel.progress(id))?.writeFailuresPending).toBe(0);
     const advanced = await f.engine.migrations.act(id, 'advance', { actor: 'test' });
     expect(advanced.phase).toBe('shadow_read');
     // The target is the mapping of the source, but for the three rows accepted out of it.
@@ -120,5 +128,41 @@ describe('rows that fail on their data', () => {
     const chunks = await f.engine.backfillReadModel.chunks(id, { limit: 1000 });
     expect(chunks.items.filter((c) => c.status === 'split').length).toBeLessThanOrEqual(121 + 2);
     expect((await f.user.query<{ n: number }>(`select count(*)::int as n from skip_all_dst`)).rows[0]?.n).toBe(0);
+
+    // The data is fixed but for two rows; a resume gives bisection a fresh budget, which isolates them.
+    await f.user.query(`update skip_all_src set v = 1 where id not in (10, 3999)`);
+    await f.engine.migrations.act(id, 'resume', { actor: 'test' });
+    const p = await finished(id);
+    expect(p).toMatchObject({ chunksFailed: 0, rowsCopied: 3998, skippedRows: { unresolved: 2 } });
+    expect((await f.engine.backfillReadModel.skippedRows(id, {})).items.map((r) => r.key[0]).sort()).toEqual(['10', '3999']);
+    expect((await f.engine.migrationReadModel.get(id))?.status).toBe('active');
+  }, 120_000);
+
+  it('a key whose unique index orders its columns otherwise: rows are listed, re-driven and accepted by spec.source.key', async () => {
+    await f.user.query(`
+      create table skip_multi_src (tenant text not null, id int not null, v int, primary key (id, tenant));
+      insert into skip_multi_src select 't' || (g % 3), g, g from generate_series(1, 3000) g;
+      update skip_multi_src set v = -g where id in (5, 2500);
+      create table skip_multi_dst (tenant text not null, id int not null, v int check (v >= 0), primary key (id, tenant));`);
+    const id = await driveToBackfill(f.engine, {
+      name: 'skip-multi',
+      syncMode: 'trigger',
+      source: { datasource: 'main', table: 'skip_multi_src', key: ['tenant', 'id'] },
+      target: { datasource: 'main', table: 'skip_multi_dst', key: ['tenant', 'id'] },
+      mapping: { tenant: 'tenant', id: 'id', v: 'v' },
+      backfill: { initialChunkRows: 1000, maxChunkRows: 1000 },
+    });
+    await finished(id);
+    const listed = (await f.engine.backfillReadModel.skippedRows(id, {})).items.map((r) => r.key);
+    expect(listed.sort()).toEqual([['t1', '2500'], ['t2', '5']]);
+    // The one fixed is re-driven by its spec-order key; the other is accepted by it.
+    await f.user.query(`update skip_multi_src set v = 1 where id = 5`);
+    await f.user.query(`delete from skip_multi_dst where id = 5`); // the sync copied it; the re-drive must do it again
+    const migration = (await f.engine.migrations.describe(id)).migration;
+    const redrive = await f.engine.backfill.redriveSkippedRows(migration, 'test', [['t2', '5']]);
+    expect(redrive).toEqual({ redriven: [['t2', '5']], stillFailing: [] });
+    expect((await f.user.query(`select tenant, id, v from skip_multi_dst where id = 5`)).rows).toEqual([{ tenant: 't2', id: 5, v: 1 }]);
+    expect(await f.engine.backfill.acceptSkippedRows(migration, { actor: 'test', reason: 'r', keys: [['t1', '2500']] })).toEqual([['t1', '2500']]);
+    expect((await f.engine.backfillReadModel.progress(id))?.skippedRows).toEqual({ unresolved: 0, redriven: 1, accepted: 1 });
   }, 120_000);
 });

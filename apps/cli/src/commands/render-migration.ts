@@ -37,7 +37,7 @@ export function renderBackfill(m: MigrationResource): string {
   const done = p.chunksDone ?? 0;
   const total = p.chunksTotal;
   const lines = [
-    `  chunks     ${count(done)}/${count(total)} (${percent(total > 0 ? done / total : p.completedAt ? 1 : 0, 0)}), ${count(p.chunksRunning ?? 0)} running, ${count(p.chunksFailed ?? 0)} failed`,
+    `  chunks     ${count(done)}/${count(total)} (${percent(total > 0 ? done / total : p.completedAt ? 1 : 0, 0)}), ${count(p.chunksRunning ?? 0)} running, ${count(p.chunksFailed ?? 0)} failed${p.chunksSkipped ? `, ${count(p.chunksSkipped)} skipped` : ''}`,
     `  rows       ${count(p.rowsCopied ?? 0)} of ~${count(p.rowsEstimated ?? 0)}, ${count(p.rowsPerSecond ?? 0)} rows/s, ETA ${p.completedAt ? 'done' : duration(p.etaSeconds)}`,
   ];
   const s = p.skippedRows;

@@ -2,7 +2,7 @@ import type { ChunkStatus, Database } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
 import type { Page } from '../migrations/migration-read-model.js';
 import { InvalidCursorError } from '../migrations/migration-read-model.js';
-import { purgeWaitsUntilSql } from './backfill-repository.js';
+import { isAcceptedSkipSql, purgeWaitsUntilSql } from './backfill-repository.js';
 
 /** `progress` of a migration in or after backfill (issue 3's shape). */
 export interface BackfillProgress {
@@ -202,7 +202,7 @@ export class BackfillReadModel {
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done'), 0)::bigint`.as('rows'),
         sql<number>`coalesce(sum(rows_copied) FILTER (WHERE status = 'done' AND finished_at > now() - make_interval(secs => ${WINDOW_SECONDS})), 0)::bigint`.as('recent'),
         sql<number>`extract(epoch FROM now() - ${run.started_at})::float8`.as('elapsed'),
-        sql<number>`(SELECT count(*)::int FROM divergences d WHERE d.migration_id = ${migrationId} AND d.kind = 'dual_write_failure' AND d.redriven_at IS NULL)`.as('write_failures'),
+        sql<number>`(SELECT count(*)::int FROM divergences d WHERE d.migration_id = ${migrationId} AND d.kind = 'dual_write_failure' AND d.redriven_at IS NULL AND NOT ${isAcceptedSkipSql('d')})`.as('write_failures'),
         purgeWaitsUntilSql(migrationId).as('purge_waits_until'),
       ])
       .where('migration_id', '=', migrationId)

@@ -19,6 +19,18 @@ export interface ClaimedChunk extends Lease {
 }
 
 /**
+ * Whether the `divergences` row under `alias` is a new-side write failure of a row an admin
+ * accepted out of the target (issue 18): its sync is expected to keep failing, and it holds
+ * neither the backfill gate nor the lock-free run's final re-drive. Keys are compared as JSON
+ * arrays of text values in `spec.source.key` order, the form both tables hold; the CASE keeps the
+ * cast to the write-failure rows, whose keys are always such arrays.
+ */
+export function isAcceptedSkipSql(alias: string): RawBuilder<boolean> {
+  const ref = (column: string) => sql.ref(`${alias}.${column}`);
+  return sql<boolean>`(CASE WHEN ${ref('kind')} = 'dual_write_failure' THEN EXISTS (SELECT 1 FROM backfill_skipped_rows s WHERE s.migration_id = ${ref('migration_id')} AND s.resolution = 'accepted' AND s.key_values = ${ref('key')}::jsonb) ELSE false END)`;
+}
+
+/**
  * Until when the purge of a re-run waits for application instances that may still write the
  * target: the reverse sync's grace after a rollback from write cutover (`ramps.reverse_until`,
  * database time); `NULL` once it has passed, or when there was none. A scalar subquery, for a
@@ -166,7 +178,6 @@ export class BackfillRepository {
     return true;
   }
 
-  /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
   /**
    * A chunk of one row that failed on that row's data: the chunk ends `skipped` and the row is
    * listed in `backfill_skipped_rows` (again, unresolved, with the newest error, when it was listed
@@ -248,8 +259,11 @@ export class BackfillRepository {
       .execute();
   }
 
+  /** Gives failed chunks a fresh start (an operator resumed after fixing the cause). */
   async retryFailed(db: Kysely<Database>, migrationId: string): Promise<number> {
     return db.transaction().execute(async (trx) => {
+      // A resume gives bisection a fresh budget too: the operator fixed what made every row fail.
+      await trx.updateTable('backfill_runs').set({ data_error_splits: 0 }).where('migration_id', '=', migrationId).execute();
       const r = await trx
         .updateTable('backfill_chunks')
         .set({ status: 'pending', attempts: 0, timeouts: 0, interruptions: 0, not_before: null, enqueued_at: null, finished_at: null })

@@ -65,6 +65,9 @@ function plannedChunkRows(run: BackfillRunRow, spec: MigrationSpec, paceRowsPerS
   return Math.max(1, Math.min(adaptive, Math.max(spec.backfill.minChunkRows, Math.floor(paceRowsPerSecond * GUARDED_CHUNK_SECONDS))));
 }
 
+/** Row data errors that can clear by themselves (foreign key, unique, exclusion): retried once before a chunk is bisected. */
+const RETRIED_BEFORE_ISOLATION = new Set(['23503', '23505', '23P01']);
+
 /** What happened to a chunk job. */
 export type ChunkOutcome =
   | { readonly kind: 'copied'; readonly chunkId: number; readonly rows: number; readonly durationMs: number }
@@ -663,7 +666,10 @@ export class BackfillService {
       return { kind: 'retrying', error: message, retryInMs: delay };
     }
     const sqlstate = (error as { code?: string }).code;
-    if (isRowDataError(sqlstate)) {
+    // A foreign key, unique or exclusion violation can clear by itself (a parent row still being
+    // copied, a row the sync wrote meanwhile): those are retried once before the chunk is bisected.
+    const attempt = chunk.attempts - chunk.interruptions;
+    if (isRowDataError(sqlstate) && (!RETRIED_BEFORE_ISOLATION.has(sqlstate as string) || attempt >= 2)) {
       // A failure to isolate (the source not answering) leaves the attempt to the ordinary retry.
       const isolated = await this.#isolateRowDataError(migration, key, chunk, error, message, sqlstate as string).catch(() => null);
       if (isolated) return isolated;
@@ -716,8 +722,13 @@ export class BackfillService {
   async #isolateRowDataError(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown, message: string, sqlstate: string): Promise<ChunkOutcome | null> {
     const { db, repository } = this.deps;
     const spec = migration.spec;
-    const middle = await this.#middle(spec, key, chunk);
-    if (middle) {
+    // One read of up to two keys decides: a count and a key read apart could list a row inserted
+    // in between instead of the one that failed.
+    const keys = await this.#keysIn(spec, key, chunk, 2);
+    if (keys.length === 0) return null;
+    if (keys.length >= 2) {
+      const middle = await this.#middle(spec, key, chunk);
+      if (!middle) return null;
       const splits = await db.transaction().execute(async (trx) => ((await repository.split(trx, chunk, middle, message)) ? repository.countDataErrorSplit(trx, migration.id) : null));
       if (splits === null) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
       const budget = dataErrorSplitBudget(spec.backfill.maxSkippedRows, spec.backfill.maxChunkRows);
@@ -734,8 +745,9 @@ export class BackfillService {
       await this.pump(migration.id).catch(() => undefined);
       return { kind: 'split', error: message };
     }
-    const [row] = await this.#keysIn(spec, key, chunk, 1);
-    if (!row) return null;
+    // Listed in spec.source.key order, the order re-drive and the API take (the run's key is in
+    // its unique index's order).
+    const row = spec.source.key.map((c) => (keys[0] as KeyValue)[key.columns.indexOf(c)] as string);
     const constraint = (error as { constraint?: string }).constraint ?? null;
     if (!(await db.transaction().execute((trx) => repository.skip(trx, chunk, row, { error: message, sqlstate, constraint })))) {
       return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the row was listed` };
@@ -773,11 +785,11 @@ export class BackfillService {
     const range = rangePredicate(key, chunk.lower, chunk.upper);
     const cols = key.columns.map(quoteIdent);
     return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
-      const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualified(spec.source)} WHERE ${range.sql}`, range.params);
+      const count = await client.query<{ n: string }>(`${TIDEWAY_SQL_MARK}SELECT count(*) AS n FROM ${qualified(spec.source)} WHERE ${range.sql}`, range.params);
       const n = Number(count.rows[0]?.n ?? 0);
       if (n < 2) return null;
       const r = await client.query<Record<string, string>>(
-        `SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${Math.floor(n / 2) - 1} LIMIT 1`,
+        `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${Math.floor(n / 2) - 1} LIMIT 1`,
         range.params,
       );
       const row = r.rows[0];

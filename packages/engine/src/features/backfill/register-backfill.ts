@@ -80,13 +80,13 @@ export function registerBackfill(
               ? `removing what an earlier run left in the target (${p.targetPurge.rowsRemoved} rows so far)`
               : p.chunksFailed > 0
                 ? `${p.chunksFailed} chunk(s) failed`
-                : p.skippedRows.unresolved > 0
+                : chunksFinished && p.skippedRows.unresolved > 0
                   ? `${p.skippedRows.unresolved} row(s) skipped on their data (GET /v1/migrations/${ctx.migration.id}/skipped-rows): fix them and re-drive, or an admin accepts them with a reason`
-                : p.writeFailuresPending > 0
-                  ? `${p.writeFailuresPending} failed write(s) to the target are not re-driven yet (see the divergences ledger)`
-                  : chunksFinished
-                    ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
-                    : `${p.chunksDone} of ~${p.chunksTotal} chunks done`,
+                  : p.writeFailuresPending > 0
+                    ? `${p.writeFailuresPending} failed write(s) to the target are not re-driven yet (see the divergences ledger)`
+                    : chunksFinished
+                      ? `all ${p.chunksDone} chunks done; sweeping rows deleted while they ran`
+                      : `${p.chunksDone} of ~${p.chunksTotal} chunks done${p.skippedRows.unresolved > 0 ? `, ${p.skippedRows.unresolved} row(s) skipped on their data so far` : ''}`,
         observed: {
           rowsCopied: p?.rowsCopied ?? 0,
           chunksDone: p?.chunksDone ?? 0,

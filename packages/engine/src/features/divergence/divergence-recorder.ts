@@ -1,6 +1,7 @@
 import { LATENCY_BUCKETS_MS, latencyBucket, redact, TidewayError, type DualWriteReport, type ShadowResultBatch } from '@tideway/core';
 import type { Database, DivergenceKind } from '@tideway/db';
 import { sql, type Kysely } from 'kysely';
+import { isAcceptedSkipSql } from '../backfill/backfill-repository.js';
 import { BackfillService } from '../backfill/backfill-service.js';
 import { loadSqlParser } from '../mapping/mapping-validator.js';
 import type { EvidenceWindows } from './evidence-windows.js';
@@ -268,12 +269,14 @@ export class DivergenceRecorder {
     let after = '';
     for (;;) {
       const entries = await this.db
-        .selectFrom('divergences')
-        .select(['key', 'count'])
-        .where('migration_id', '=', migration.id)
-        .where('kind', '=', 'dual_write_failure')
-        .where('last_seen', '>=', since)
-        .where('key', '>', after)
+        .selectFrom('divergences as d')
+        .select(['d.key', 'd.count'])
+        .where('d.migration_id', '=', migration.id)
+        .where('d.kind', '=', 'dual_write_failure')
+        .where('d.last_seen', '>=', since)
+        .where('d.key', '>', after)
+        // Rows an admin accepted out of the target keep failing on purpose (issue 18).
+        .where(sql<boolean>`NOT ${isAcceptedSkipSql('d')}`)
         .orderBy('key')
         .limit(1000)
         .execute();

@@ -276,7 +276,7 @@ export class VerificationService {
     const { sourceRows, targetRows, outcome, children } = checked;
     // A row an admin accepted out of the target (skipped on its data, issue 18) is missing there
     // on purpose: not a finding. The accepted list only grows while a run lasts.
-    const diffs = await withoutAcceptedSkips(db, migration.id, checked.diffs);
+    const diffs = await withoutAcceptedSkips(db, migration.id, checked.diffs, (k) => spec.source.key.map((c) => k[shape.sourceKey.columns.indexOf(c)] as string));
     // Under the migration's row lock, taken first: range completions of a verification commit one
     // after another, so the last one sees every other range done and finishes the verification in
     // the same transaction (with its audit event), exactly once.
@@ -805,10 +805,12 @@ function decodeListCursor(cursor: string): [string, string] {
 
 /**
  * Drops the `missing` findings whose key is a row the backfill skipped on its data and an admin
- * accepted out of the target (`backfill_skipped_rows.resolution = 'accepted'`).
+ * accepted out of the target (`backfill_skipped_rows.resolution = 'accepted'`). Findings hold keys
+ * in the key index's order, skipped rows in `spec.source.key` order: `toSpecOrder` converts.
  */
-async function withoutAcceptedSkips<D extends { key: string[]; kind: FindingKind }>(db: Kysely<Database>, migrationId: string, diffs: D[]): Promise<D[]> {
-  const missing = diffs.filter((d) => d.kind === 'missing').map((d) => JSON.stringify(d.key));
+async function withoutAcceptedSkips<D extends { key: string[]; kind: FindingKind }>(db: Kysely<Database>, migrationId: string, diffs: D[], toSpecOrder: (key: string[]) => string[]): Promise<D[]> {
+  const specKey = (d: D) => JSON.stringify(toSpecOrder(d.key));
+  const missing = diffs.filter((d) => d.kind === 'missing').map(specKey);
   if (missing.length === 0) return diffs;
   const rows = await db
     .selectFrom('backfill_skipped_rows')
@@ -819,5 +821,5 @@ async function withoutAcceptedSkips<D extends { key: string[]; kind: FindingKind
     .execute();
   if (rows.length === 0) return diffs;
   const accepted = new Set(rows.map((r) => JSON.stringify(JSON.parse(r.key) as string[])));
-  return diffs.filter((d) => d.kind !== 'missing' || !accepted.has(JSON.stringify(d.key)));
+  return diffs.filter((d) => d.kind !== 'missing' || !accepted.has(specKey(d)));
 }
