@@ -142,7 +142,7 @@ describe('rows that fail on their data', () => {
     await f.user.query(`
       create table skip_multi_src (tenant text not null, id int not null, v int, primary key (id, tenant));
       insert into skip_multi_src select 't' || (g % 3), g, g from generate_series(1, 3000) g;
-      update skip_multi_src set v = -g where id in (5, 2500);
+      update skip_multi_src set v = -id where id in (5, 2500);
       create table skip_multi_dst (tenant text not null, id int not null, v int check (v >= 0), primary key (id, tenant));`);
     const id = await driveToBackfill(f.engine, {
       name: 'skip-multi',
