@@ -110,7 +110,7 @@ export { desiredSync, type SyncState, type DesiredSync } from './sync/desired-sy
 export { applySpecPatch, adminOnlyChanges, ADMIN_ONLY_SPEC_FIELDS, MigrationSpecPatchSchema, type MigrationSpecPatch } from './spec/spec-patch.js';
 export { nextChunkRows, retryDelayMs, CHUNK_RATE_SMOOTHING, MAX_CHUNK_GROWTH, type ChunkSizingInput } from './backfill/chunk-sizing.js';
 export { judgeHealth, rateCapSeconds, type HealthReading, type ThrottleReason } from './backfill/throttle.js';
-export { dataErrorSplitBudget, isRowDataError, type SkippedRowResolution } from './backfill/skipped-rows.js';
+export { dataErrorSplitBudget, isRowDataError, mayClearByItself, type SkippedRowResolution } from './backfill/skipped-rows.js';
 export {
   afterBaseline,
   BASELINE_SCHEDULE,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dataErrorSplitBudget, isRowDataError } from './skipped-rows.js';
+import { dataErrorSplitBudget, isRowDataError, mayClearByItself } from './skipped-rows.js';
 
 describe('isRowDataError', () => {
   it('is true for data exceptions and integrity constraint violations', () => {
@@ -20,5 +20,12 @@ describe('dataErrorSplitBudget', () => {
     expect(dataErrorSplitBudget(0, 1)).toBe(2);
     // One bad row in a chunk of maxChunkRows is isolated within the budget of maxSkippedRows 0.
     expect(dataErrorSplitBudget(0, 8000)).toBeGreaterThanOrEqual(Math.ceil(Math.log2(8000)));
+  });
+});
+
+describe('mayClearByItself', () => {
+  it('is true for foreign key, unique and exclusion violations only', () => {
+    for (const code of ['23503', '23505', '23P01']) expect(mayClearByItself(code), code).toBe(true);
+    for (const code of ['23514', '23502', '22P02', '22012', '57014', undefined]) expect(mayClearByItself(code), String(code)).toBe(false);
   });
 });

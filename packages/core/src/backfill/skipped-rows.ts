@@ -20,6 +20,15 @@ export function isRowDataError(sqlstate: string | undefined): boolean {
   return typeof sqlstate === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(sqlstate);
 }
 
+/**
+ * Whether a row data error may clear by itself: a foreign key violation (the parent row is still
+ * being copied), a unique or exclusion violation (a row the sync wrote meanwhile). Those are retried
+ * once before a chunk is bisected; the others (a cast, a CHECK, a NOT NULL) repeat on every attempt.
+ */
+export function mayClearByItself(sqlstate: string | undefined): boolean {
+  return sqlstate === '23503' || sqlstate === '23505' || sqlstate === '23P01';
+}
+
 /** How a skipped row was resolved: copied after a fix, or left out on purpose by an admin. */
 export type SkippedRowResolution = 'redriven' | 'accepted';
 

@@ -18,6 +18,11 @@ export interface ClaimedChunk extends Lease {
   readonly timeouts: number;
 }
 
+/** `key_values` is one of `keys` (skipped rows' keys, `spec.source.key` order). */
+function keyValuesIn(keys: readonly KeyValue[]): RawBuilder<boolean> {
+  return sql<boolean>`key_values = ANY(${sql.val(keys.map((k) => JSON.stringify(k)))}::jsonb[])`;
+}
+
 /**
  * Whether the `divergences` row under `alias` is a new-side write failure of a row an admin
  * accepted out of the target (issue 18): its sync is expected to keep failing, and it holds
@@ -226,7 +231,7 @@ export class BackfillRepository {
   /** Up to `limit` unresolved skipped rows' keys, oldest first; only `keys` when given. */
   async unresolvedSkipped(db: Kysely<Database>, migrationId: string, limit: number, keys?: readonly KeyValue[]): Promise<KeyValue[]> {
     let q = db.selectFrom('backfill_skipped_rows').select('key_values').where('migration_id', '=', migrationId).where('resolution', 'is', null).orderBy('chunk_id').limit(limit);
-    if (keys) q = q.where(sql<boolean>`key_values = ANY(${sql.val(keys.map((k) => JSON.stringify(k)))}::jsonb[])`);
+    if (keys) q = q.where(keyValuesIn(keys));
     return (await q.execute()).map((r) => r.key_values);
   }
 
@@ -245,7 +250,7 @@ export class BackfillRepository {
       .set({ resolution: resolution.kind, resolved_at: sql`now()`, resolved_by: resolution.actor, reason: resolution.reason })
       .where('migration_id', '=', migrationId)
       .where('resolution', 'is', null);
-    if (keys) q = q.where(sql<boolean>`key_values = ANY(${sql.val(keys.map((k) => JSON.stringify(k)))}::jsonb[])`);
+    if (keys) q = q.where(keyValuesIn(keys));
     return (await q.returning('key_values').execute()).map((r) => r.key_values);
   }
 

@@ -1,4 +1,4 @@
-import { dataErrorSplitBudget, isRowDataError, judgeHealth, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
+import { dataErrorSplitBudget, isRowDataError, judgeHealth, mayClearByItself, nextChunkRows, rateCapSeconds, retryDelayMs, type MigrationSpec, type ThrottleReason, TidewayError } from '@tideway/core';
 import { reverseMappingOf } from '../way-back/way-back.js';
 import { copiedColumn, loadSqlParser } from '../mapping/mapping-validator.js';
 import type { BackfillChunkRow, BackfillRunRow, Database } from '@tideway/db';
@@ -9,7 +9,7 @@ import type { DatasourceRegistry } from '../datasources/datasource-registry.js';
 import type { Migration } from '../migrations/migration.js';
 import type { MigrationService } from '../migrations/migration-service.js';
 import { toMigration } from '../migrations/migration.js';
-import { purgeWaitsUntilSql, type BackfillRepository, type ClaimedChunk } from './backfill-repository.js';
+import { purgeWaitsUntilSql, type BackfillRepository, type ClaimedChunk, type SkipFailure } from './backfill-repository.js';
 import type { ChunkCopier } from './chunk-copier.js';
 import type { HealthProbe } from './health-probe.js';
 import { LeaseLostError } from '../leases/lease-lost-error.js';
@@ -25,6 +25,7 @@ import {
   redriveSelectSql,
   redriveUpsertSql,
   reverseSpec,
+  toSpecKeyOrder,
   upsertClause,
   type KeyShape,
   type KeyValue,
@@ -65,8 +66,11 @@ function plannedChunkRows(run: BackfillRunRow, spec: MigrationSpec, paceRowsPerS
   return Math.max(1, Math.min(adaptive, Math.max(spec.backfill.minChunkRows, Math.floor(paceRowsPerSecond * GUARDED_CHUNK_SECONDS))));
 }
 
-/** Row data errors that can clear by themselves (foreign key, unique, exclusion): retried once before a chunk is bisected. */
-const RETRIED_BEFORE_ISOLATION = new Set(['23503', '23505', '23P01']);
+/** A row data error as `backfill_skipped_rows` keeps it: message, SQLSTATE, constraint. */
+function skipFailureOf(error: unknown): SkipFailure {
+  const e = error as { code?: string; constraint?: string };
+  return { error: errorMessage(error), sqlstate: e.code ?? '', constraint: e.constraint ?? null };
+}
 
 /** What happened to a chunk job. */
 export type ChunkOutcome =
@@ -230,18 +234,26 @@ export class BackfillService {
     this.assertRedrivable(migration, 'redrive-skipped-rows');
     const { db, repository } = this.deps;
     if (keys) this.#assertKeyWidth(migration.spec, keys);
-    const redriven: KeyValue[] = [];
+    const listed = await repository.unresolvedSkipped(db, migration.id, 1000, keys);
+    let redriven: KeyValue[] = [];
     const stillFailing: { key: KeyValue; error: string }[] = [];
-    for (const key of await repository.unresolvedSkipped(db, migration.id, 1000, keys)) {
-      try {
-        await this.#copyKeys(migration.spec, [key]);
-        redriven.push(key);
-      } catch (error) {
-        const sqlstate = (error as { code?: string }).code;
-        if (!isRowDataError(sqlstate)) throw error;
-        const message = errorMessage(error);
-        await repository.updateSkippedError(db, migration.id, key, { error: message, sqlstate: sqlstate as string, constraint: (error as { constraint?: string }).constraint ?? null });
-        stillFailing.push({ key, error: message });
+    try {
+      // All at once first (the usual case: the cause was fixed for every one of them) …
+      if (listed.length > 0) await this.#copyKeys(migration.spec, listed);
+      redriven = listed;
+    } catch (batchError) {
+      if (!isRowDataError((batchError as { code?: string }).code)) throw batchError;
+      // … and one by one when some still fail, to tell which.
+      for (const key of listed) {
+        try {
+          await this.#copyKeys(migration.spec, [key]);
+          redriven.push(key);
+        } catch (error) {
+          if (!isRowDataError((error as { code?: string }).code)) throw error;
+          const failure = skipFailureOf(error);
+          await repository.updateSkippedError(db, migration.id, key, failure);
+          stillFailing.push({ key, error: failure.error });
+        }
       }
     }
     if (redriven.length > 0) {
@@ -666,35 +678,27 @@ export class BackfillService {
       return { kind: 'retrying', error: message, retryInMs: delay };
     }
     const sqlstate = (error as { code?: string }).code;
-    // A foreign key, unique or exclusion violation can clear by itself (a parent row still being
-    // copied, a row the sync wrote meanwhile): those are retried once before the chunk is bisected.
-    const attempt = chunk.attempts - chunk.interruptions;
-    if (isRowDataError(sqlstate) && (!RETRIED_BEFORE_ISOLATION.has(sqlstate as string) || attempt >= 2)) {
+    const counted = chunk.attempts - chunk.interruptions;
+    // What may clear by itself (mayClearByItself) is retried once before the chunk is bisected.
+    if (isRowDataError(sqlstate) && (!mayClearByItself(sqlstate) || counted >= 2)) {
       // A failure to isolate (the source not answering) leaves the attempt to the ordinary retry.
-      const isolated = await this.#isolateRowDataError(migration, key, chunk, error, message, sqlstate as string).catch(() => null);
+      const isolated = await this.#isolateRowDataError(migration, key, chunk, error).catch(() => null);
       if (isolated) return isolated;
     }
     const timedOut = sqlstate === PG_QUERY_CANCELED;
     if (timedOut && chunk.timeouts + 1 >= SPLIT_AFTER_TIMEOUTS) {
       const middle = await this.#middle(spec, key, chunk).catch(() => null);
-      if (middle) {
-        if (!(await db.transaction().execute((trx) => repository.split(trx, chunk, middle, message)))) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
-        await this.pump(migration.id).catch(() => undefined);
-        return { kind: 'split', error: message };
-      }
+      if (middle) return this.#split(migration, chunk, middle, message, null);
     }
-    const counted = chunk.attempts - chunk.interruptions;
     if (counted >= spec.backfill.maxAttempts) {
       await repository.fail(db, chunk, message, timedOut);
       const failed = await repository.countFailed(db, migration.id);
       if (failed > spec.abortCriteria.maxFailedChunks) {
-        await this.deps.migrations
-          .act(migration.id, 'fail', {
-            actor: 'tideway:backfill',
-            reason: `${failed} chunk(s) failed, more than abortCriteria.maxFailedChunks (${spec.abortCriteria.maxFailedChunks})`,
-            details: { failedChunks: failed, maxFailedChunks: spec.abortCriteria.maxFailedChunks, lastError: message },
-          })
-          .catch(() => undefined);
+        await this.#failMigration(migration.id, `${failed} chunk(s) failed, more than abortCriteria.maxFailedChunks (${spec.abortCriteria.maxFailedChunks})`, {
+          failedChunks: failed,
+          maxFailedChunks: spec.abortCriteria.maxFailedChunks,
+          lastError: message,
+        });
       }
       return { kind: 'failed', error: message };
     }
@@ -719,61 +723,76 @@ export class BackfillService {
    *   copies what is there).
    * @throws the source's error when its rows cannot be counted or read.
    */
-  async #isolateRowDataError(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown, message: string, sqlstate: string): Promise<ChunkOutcome | null> {
+  async #isolateRowDataError(migration: Migration, key: KeyShape, chunk: ClaimedChunk, error: unknown): Promise<ChunkOutcome | null> {
     const { db, repository } = this.deps;
     const spec = migration.spec;
+    const failure = skipFailureOf(error);
     // One read of up to two keys decides: a count and a key read apart could list a row inserted
     // in between instead of the one that failed.
     const keys = await this.#keysIn(spec, key, chunk, 2);
     if (keys.length === 0) return null;
     if (keys.length >= 2) {
       const middle = await this.#middle(spec, key, chunk);
-      if (!middle) return null;
-      const splits = await db.transaction().execute(async (trx) => ((await repository.split(trx, chunk, middle, message)) ? repository.countDataErrorSplit(trx, migration.id) : null));
-      if (splits === null) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
-      const budget = dataErrorSplitBudget(spec.backfill.maxSkippedRows, spec.backfill.maxChunkRows);
-      if (splits > budget) {
-        await this.deps.migrations
-          .act(migration.id, 'fail', {
-            actor: 'tideway:backfill',
-            reason: `${splits} chunk splits on data errors, more than ${budget} (backfill.maxSkippedRows ${spec.backfill.maxSkippedRows}): rows all over the table fail with "${message}" — the mapping or the target, not a few rows`,
-            details: { dataErrorSplits: splits, splitBudget: budget, maxSkippedRows: spec.backfill.maxSkippedRows, lastError: message, sqlstate },
-          })
-          .catch(() => undefined);
-        return { kind: 'failed', error: message };
-      }
-      await this.pump(migration.id).catch(() => undefined);
-      return { kind: 'split', error: message };
+      return middle ? this.#split(migration, chunk, middle, failure.error, failure) : null;
     }
-    // Listed in spec.source.key order, the order re-drive and the API take (the run's key is in
-    // its unique index's order).
-    const row = spec.source.key.map((c) => (keys[0] as KeyValue)[key.columns.indexOf(c)] as string);
-    const constraint = (error as { constraint?: string }).constraint ?? null;
-    if (!(await db.transaction().execute((trx) => repository.skip(trx, chunk, row, { error: message, sqlstate, constraint })))) {
+    // Listed in spec.source.key order, the order re-drive and the API take.
+    const row = toSpecKeyOrder(spec.source.key, key.columns, keys[0] as KeyValue);
+    if (!(await db.transaction().execute((trx) => repository.skip(trx, chunk, row, failure)))) {
       return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the row was listed` };
     }
     const unresolved = await repository.countSkippedUnresolved(db, migration.id);
     if (unresolved > spec.backfill.maxSkippedRows) {
-      await this.deps.migrations
-        .act(migration.id, 'fail', {
-          actor: 'tideway:backfill',
-          reason: `${unresolved} row(s) skipped on their data, more than backfill.maxSkippedRows (${spec.backfill.maxSkippedRows}): the last one failed with "${message}"`,
-          details: { skippedRows: unresolved, maxSkippedRows: spec.backfill.maxSkippedRows, lastError: message, sqlstate, constraint },
-        })
-        .catch(() => undefined);
+      await this.#failMigration(migration.id, `${unresolved} row(s) skipped on their data, more than backfill.maxSkippedRows (${spec.backfill.maxSkippedRows}): the last one failed with "${failure.error}"`, {
+        skippedRows: unresolved,
+        maxSkippedRows: spec.backfill.maxSkippedRows,
+        lastError: failure.error,
+        sqlstate: failure.sqlstate,
+        constraint: failure.constraint,
+      });
     }
     void this.pump(migration.id).catch(() => undefined);
     await this.finishRun(migration.id).catch(() => undefined);
-    return { kind: 'row-skipped', key: row, error: message };
+    return { kind: 'row-skipped', key: row, error: failure.error };
   }
 
-  /** The first `limit` source keys of a chunk's range, in key order, as text values. */
-  async #keysIn(spec: MigrationSpec, key: KeyShape, chunk: ClaimedChunk, limit: number): Promise<KeyValue[]> {
+  /**
+   * Splits a chunk at `middle` (fenced by its lease) and pumps the halves. A split on a data error
+   * (`dataError`, else `null`) counts toward the run's {@link dataErrorSplitBudget}, past which the
+   * migration fails.
+   */
+  async #split(migration: Migration, chunk: ClaimedChunk, middle: KeyValue, message: string, dataError: SkipFailure | null): Promise<ChunkOutcome> {
+    const { db, repository } = this.deps;
+    const spec = migration.spec;
+    const splits = await db.transaction().execute(async (trx) => {
+      if (!(await repository.split(trx, chunk, middle, message))) return null;
+      return dataError ? repository.countDataErrorSplit(trx, migration.id) : 0;
+    });
+    if (splits === null) return { kind: 'skipped', reason: `chunk ${chunk.id}: the lease was lost before the split` };
+    const budget = dataErrorSplitBudget(spec.backfill.maxSkippedRows, spec.backfill.maxChunkRows);
+    if (dataError && splits > budget) {
+      await this.#failMigration(
+        migration.id,
+        `${splits} chunk splits on data errors, more than ${budget} (backfill.maxSkippedRows ${spec.backfill.maxSkippedRows}): rows all over the table fail with "${message}" — the mapping or the target, not a few rows`,
+        { dataErrorSplits: splits, splitBudget: budget, maxSkippedRows: spec.backfill.maxSkippedRows, lastError: message, sqlstate: dataError.sqlstate },
+      );
+      return { kind: 'failed', error: message };
+    }
+    await this.pump(migration.id).catch(() => undefined);
+    return { kind: 'split', error: message };
+  }
+
+  /** Fails the migration on the backfill's behalf (audited as `tideway:backfill`); a refusal (already failed, moved on) is ignored. */
+  async #failMigration(migrationId: string, reason: string, details: Record<string, unknown>): Promise<void> {
+    await this.deps.migrations.act(migrationId, 'fail', { actor: 'tideway:backfill', reason, details }).catch(() => undefined);
+  }
+
+  /** Source keys of a chunk's range in key order (index order), as text values: `limit` of them from `offset`. */
+  async #keysIn(spec: MigrationSpec, key: KeyShape, chunk: ClaimedChunk, limit: number, offset = 0): Promise<KeyValue[]> {
     const range = rangePredicate(key, chunk.lower, chunk.upper);
     const cols = key.columns.map(quoteIdent);
     return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
       const r = await client.query<Record<string, string>>(
-        `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} LIMIT ${Math.floor(limit)}`,
+        `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${Math.floor(offset)} LIMIT ${Math.floor(limit)}`,
         range.params,
       );
       return r.rows.map((row) => key.columns.map((_, i) => row[`k${i}`] as string));
@@ -783,18 +802,12 @@ export class BackfillService {
   /** A key near the middle of a chunk's range, or `null` when the range cannot be split. */
   async #middle(spec: MigrationSpec, key: KeyShape, chunk: ClaimedChunk): Promise<KeyValue | null> {
     const range = rangePredicate(key, chunk.lower, chunk.upper);
-    const cols = key.columns.map(quoteIdent);
-    return this.deps.datasources.withClient(spec.source.datasource, async (client) => {
-      const count = await client.query<{ n: string }>(`${TIDEWAY_SQL_MARK}SELECT count(*) AS n FROM ${qualified(spec.source)} WHERE ${range.sql}`, range.params);
-      const n = Number(count.rows[0]?.n ?? 0);
-      if (n < 2) return null;
-      const r = await client.query<Record<string, string>>(
-        `${TIDEWAY_SQL_MARK}SELECT ${cols.map((c, i) => `${c}::text AS k${i}`).join(', ')} FROM ${qualified(spec.source)} WHERE ${range.sql} ORDER BY ${cols.join(', ')} OFFSET ${Math.floor(n / 2) - 1} LIMIT 1`,
-        range.params,
-      );
-      const row = r.rows[0];
-      return row ? key.columns.map((_, i) => row[`k${i}`] as string) : null;
-    });
+    const count = await this.deps.datasources.withClient(spec.source.datasource, (client) =>
+      client.query<{ n: string }>(`${TIDEWAY_SQL_MARK}SELECT count(*) AS n FROM ${qualified(spec.source)} WHERE ${range.sql}`, range.params),
+    );
+    const n = Number(count.rows[0]?.n ?? 0);
+    if (n < 2) return null;
+    return (await this.#keysIn(spec, key, chunk, 1, Math.floor(n / 2) - 1))[0] ?? null;
   }
 
   /**

@@ -287,3 +287,12 @@ export function redriveDeleteByKeySql(spec: MigrationSpec, key: KeyShape, keys: 
   const { tuples, params } = keyTuples(key, keys);
   return { sql: `DELETE FROM ${qualified(spec.target)} WHERE ${row((targetKey as string[]).map(quoteIdent))} IN (${tuples.join(', ')})`, params };
 }
+
+/**
+ * A key read in `indexColumns` order (a run's or a verification's key: its unique index's column
+ * order) given in `specKey` order (`spec.source.key`: what re-drive, the API and the skipped-row
+ * list take).
+ */
+export function toSpecKeyOrder(specKey: readonly string[], indexColumns: readonly string[], key: KeyValue): string[] {
+  return specKey.map((c) => key[indexColumns.indexOf(c)] as string);
+}

@@ -6,7 +6,7 @@ import { sql, type Kysely, type Selectable } from 'kysely';
 import type pg from 'pg';
 import type { BackfillService } from '../backfill/backfill-service.js';
 import type { HealthProbe } from '../backfill/health-probe.js';
-import { qualified, type KeyShape, type KeyValue } from '../backfill/sql.js';
+import { qualified, toSpecKeyOrder, type KeyShape, type KeyValue } from '../backfill/sql.js';
 import type { LeasedWork } from '../leases/leased-work.js';
 import { LeaseLostError } from '../leases/lease-lost-error.js';
 import { dependencyOf, errorMessage, isTransientError, transientRetryDelayMs } from '../leases/transient-error.js';
@@ -276,7 +276,7 @@ export class VerificationService {
     const { sourceRows, targetRows, outcome, children } = checked;
     // A row an admin accepted out of the target (skipped on its data, issue 18) is missing there
     // on purpose: not a finding. The accepted list only grows while a run lasts.
-    const diffs = await withoutAcceptedSkips(db, migration.id, checked.diffs, (k) => spec.source.key.map((c) => k[shape.sourceKey.columns.indexOf(c)] as string));
+    const diffs = await withoutAcceptedSkips(db, migration.id, checked.diffs, (k) => toSpecKeyOrder(spec.source.key, shape.sourceKey.columns, k));
     // Under the migration's row lock, taken first: range completions of a verification commit one
     // after another, so the last one sees every other range done and finishes the verification in
     // the same transaction (with its audit event), exactly once.
@@ -512,7 +512,7 @@ export class VerificationService {
     const began = performance.now();
     const shape = shapeOf(v);
     // Keys are stored in index order; re-drive takes spec.source.key order.
-    const toSpecOrder = (k: string[]) => migration.spec.source.key.map((c) => k[shape.sourceKey.columns.indexOf(c)] as string);
+    const toSpecOrder = (k: string[]) => toSpecKeyOrder(migration.spec.source.key, shape.sourceKey.columns, k);
     const copied = { upserted: 0, deleted: 0 };
     const outcomes: { key: string[]; kind: FindingKind; outcome: 'fixed' | 'still_different' }[] = [];
     try {
